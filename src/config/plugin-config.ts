@@ -1,0 +1,83 @@
+/**
+ * The client's `plugin "nix" { config { ... } }` block: schema, defaults, documentation and
+ * validation in one place. The README's "Plugin options" table is rendered from this module.
+ * Pure: no I/O.
+ */
+import { LEVELS } from '../log/hclog-format.js';
+import { NIX_STORE_DIR, absolutePathProblem, isWithin } from '../paths.js';
+import { decodeBlock, field, type BlockContext, type Decoded, type Problem } from './schema.js';
+
+export const RUNTIMES = ['bwrap', 'runc'] as const;
+export type RuntimeName = (typeof RUNTIMES)[number];
+
+const WHERE = `the client's plugin "nix" { config { ... } } block`;
+
+function absoluteDir(name: string): (value: string) => Problem | undefined {
+  return (value) => {
+    const problem = absolutePathProblem(value);
+    if (problem === undefined) return undefined;
+    return { cause: `${JSON.stringify(value)} ${problem}`, fix: `set ${name} to an absolute, normalised path in ${WHERE}` };
+  };
+}
+
+export const pluginConfigFields = {
+  runtime: field({
+    type: 'string',
+    default: 'bwrap',
+    oneOf: RUNTIMES,
+    doc: 'Program that launches tasks: bubblewrap (`bwrap`) or an OCI runtime (`runc`). Both get the same closure-only root.',
+    example: 'runtime = "runc"',
+  }),
+  nix_bin: field({
+    type: 'string',
+    default: '',
+    doc: 'Directory holding the `nix` and `nix-store` binaries. Empty means: look them up on the agent\'s PATH.',
+    example: 'nix_bin = "/nix/var/nix/profiles/default/bin"',
+    check: (value) => (value === '' ? undefined : absoluteDir('nix_bin')(value)),
+  }),
+  state_dir: field({
+    type: 'string',
+    default: '/var/lib/nomad-driver-nix',
+    doc: 'Directory for per-task state files and cached store views. Must be on the same filesystem as /nix/store for hardlinked store views.',
+    example: 'state_dir = "/var/lib/nomad-driver-nix"',
+    check: absoluteDir('state_dir'),
+  }),
+  gc_roots_dir: field({
+    type: 'string',
+    default: '/nix/var/nix/gcroots/nomad-driver-nix',
+    doc: 'Directory where one Nix GC root per running task is kept, so `nix-store --gc` never deletes a closure in use.',
+    example: 'gc_roots_dir = "/nix/var/nix/gcroots/nomad-driver-nix"',
+    check: (value) => {
+      const problem = absoluteDir('gc_roots_dir')(value);
+      if (problem !== undefined) return problem;
+      if (isWithin(value, NIX_STORE_DIR)) {
+        return {
+          cause: `${JSON.stringify(value)} is inside ${NIX_STORE_DIR}, which the Nix garbage collector empties`,
+          fix: `set gc_roots_dir to a directory under /nix/var/nix/gcroots in ${WHERE}`,
+        };
+      }
+      return undefined;
+    },
+  }),
+  log_level: field({
+    type: 'string',
+    default: '',
+    oneOf: ['', ...LEVELS],
+    doc: 'Level of the plugin\'s own log lines (the agent drops lines below its own level too). Empty means: the NOMAD_DRIVER_NIX_LOG_LEVEL environment variable, else `info`.',
+    example: 'log_level = "debug"',
+  }),
+} as const;
+
+export type PluginConfig = Decoded<typeof pluginConfigFields>;
+
+export const PLUGIN_CONFIG_CONTEXT: BlockContext = { what: 'plugin config', where: WHERE };
+
+/** Decodes and validates the plugin config value Nomad sent in SetConfig. */
+export function decodePluginConfig(raw: unknown): PluginConfig {
+  return decodeBlock(pluginConfigFields, raw, PLUGIN_CONFIG_CONTEXT);
+}
+
+/** The configuration in force before SetConfig is called. */
+export function defaultPluginConfig(): PluginConfig {
+  return decodePluginConfig({});
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+/**
+ * Composition root of the `nix` plugin executable. Nomad's client starts it from plugin_dir
+ * with NOMAD_PLUGIN_MAGIC_COOKIE set, reads the handshake line from stdout and talks gRPC over
+ * the unix socket named there. Rules from go-plugin (see proto/ and the protocol notes):
+ * - nothing but the handshake line ever reaches stdout;
+ * - logs are hclog JSON lines on stderr;
+ * - SIGINT is ignored (a Ctrl-C aimed at a foreground agent reaches its plugins too);
+ * - SIGTERM and GRPCController.Shutdown end the plugin cleanly, socket removed;
+ * - dead stdout/stderr pipes (EPIPE after an agent crash) never kill the plugin, because the
+ *   agent reattaches to it and the tasks it supervises.
+ */
+import { NixDriver } from './driver/driver.js';
+import { createHostProbe } from './driver/probe-host.js';
+import { errorMessage } from './errors.js';
+import { createLogger, levelFromEnv, stderrSink } from './log/logger.js';
+import { NOT_A_PROGRAM_MESSAGE, handshakeLine, hasMagicCookie, protocolVersionProblem } from './plugin/handshake.js';
+import { servePlugin, type PluginServer } from './plugin/server.js';
+import { PLUGIN_NAME, PLUGIN_VERSION } from './version.js';
+
+async function main(): Promise<void> {
+  if (!hasMagicCookie(process.env)) {
+    stderrSink(`${NOT_A_PROGRAM_MESSAGE}\n`);
+    process.exit(1);
+  }
+  guardStdio();
+  process.on('SIGINT', () => undefined);
+
+  const logger = createLogger({ module: PLUGIN_NAME, level: levelFromEnv(process.env, 'info') });
+  process.on('uncaughtException', (error) => {
+    logger.error('uncaught exception; exiting (tasks keep running and are recovered on restart)', { err: errorMessage(error), stack: error.stack });
+    process.exit(2);
+  });
+  process.on('unhandledRejection', (reason) => {
+    logger.error('unhandled promise rejection', { err: errorMessage(reason) });
+  });
+
+  const versionProblem = protocolVersionProblem(process.env);
+  if (versionProblem !== undefined) logger.warn(`failed to agree on a protocol version: ${versionProblem}`);
+
+  const driver = new NixDriver({
+    logger: logger.child({ '@module': `${PLUGIN_NAME}.driver` }),
+    probe: createHostProbe({ pathEnv: process.env.PATH, euid: () => process.geteuid?.() ?? -1 }),
+    setLogLevel: (level) => logger.setLevel(level),
+  });
+
+  let server: PluginServer | undefined;
+  let exiting = false;
+  const exit = (reason: string) => {
+    if (exiting) return;
+    exiting = true;
+    logger.debug('plugin exiting', { reason });
+    driver.shutdown();
+    void (server?.close() ?? Promise.resolve()).finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => exit('SIGTERM'));
+
+  const started = performance.now();
+  server = await servePlugin({ driver, logger, env: process.env, onControllerShutdown: () => exit('controller shutdown') });
+  writeHandshake(handshakeLine(server.socketPath));
+  logger.info('plugin started', { version: PLUGIN_VERSION, socket: server.socketPath, pid: process.pid, duration_ms: Math.round(performance.now() - started) });
+}
+
+/** Keeps library output off stdout and makes errors on both pipes harmless. */
+function guardStdio(): void {
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
+  const toStderr = (...args: unknown[]) => stderrSink(`${args.map((a) => (typeof a === 'string' ? a : errorMessage(a))).join(' ')}\n`);
+  console.log = toStderr;
+  console.info = toStderr;
+  console.debug = toStderr;
+}
+
+function writeHandshake(line: string): void {
+  process.stdout.write(line);
+}
+
+main().catch((error: unknown) => {
+  stderrSink(`${JSON.stringify({ '@level': 'error', '@message': `failed to start the nix plugin: ${errorMessage(error)}`, '@module': PLUGIN_NAME })}\n`);
+  process.exit(1);
+});
