@@ -57,6 +57,12 @@ if cached_ok; then
   exit 0
 fi
 rm -f "$BIN"  # present but broken (e.g. foreign/corrupt file): rebuild
+# We hold the lock, so any leftover scratch dirs are from killed builds.
+for stale in "$OUT_DIR"/.build.*; do
+  [[ -e "$stale" ]] || continue
+  chmod -R u+w "$stale" 2>/dev/null || true
+  rm -rf "$stale"
+done
 
 # Scratch space lives inside the cache dir so the final `mv` is a same-filesystem
 # rename (atomic): an interrupted build never leaves a half-written $BIN.
