@@ -36,14 +36,19 @@ export function formatTimestamp(epochMicros: number): string {
   return `${iso.slice(0, 19)}.${fraction}Z`;
 }
 
+/** Keys the logger itself writes; a field of that name is renamed `field.<name>`. */
+const RESERVED_KEYS = new Set(['@level', '@message', '@timestamp']);
+
 /**
- * Makes a log record safe for go-plugin: every key starting with `@` holds a string.
- * Returns a new object; other keys are kept as they are.
+ * Makes a log record safe for go-plugin: fields cannot replace the level, message or
+ * timestamp, and every other key starting with `@` holds a string. Returns a new object.
  */
 export function sanitizeFields(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(fields)) {
-    if (key.startsWith('@') && typeof value !== 'string') {
+    if (RESERVED_KEYS.has(key)) {
+      out[`field.${key.slice(1)}`] = value;
+    } else if (key.startsWith('@') && typeof value !== 'string') {
       out[key] = value === undefined ? '' : JSON.stringify(value) ?? String(value);
     } else {
       out[key] = value;

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Packr } from 'msgpackr';
+import { decodeCtyMsgpack } from './cty-msgpack.js';
+import { decodePluginConfig, defaultPluginConfig, pluginConfigFields } from './plugin-config.js';
+import { describeFields, toHclSpec } from './schema.js';
+import { decodeTaskConfig } from './task-config.js';
+
+describe('plugin config', () => {
+  it('has documented defaults', () => {
+    assert.deepEqual(defaultPluginConfig(), {
+      runtime: 'bwrap',
+      nix_bin: '',
+      state_dir: '/var/lib/nomad-driver-nix',
+      gc_roots_dir: '/nix/var/nix/gcroots/nomad-driver-nix',
+      log_level: '',
+    });
+  });
+
+  it('treats nil attributes (cty null) as absent', () => {
+    assert.equal(decodePluginConfig({ runtime: null, state_dir: '/srv/state' }).runtime, 'bwrap');
+    assert.equal(decodePluginConfig({ runtime: null, state_dir: '/srv/state' }).state_dir, '/srv/state');
+  });
+
+  it('names the field, the value and the fix', () => {
+    assert.throws(() => decodePluginConfig({ runtime: 'docker' }), {
+      code: 'invalid_argument',
+      message: 'failed to decode plugin config: field "runtime": "docker" is not one of "bwrap", "runc"; fix: set runtime to one of "bwrap", "runc" in the client\'s plugin "nix" { config { ... } } block',
+    });
+    assert.throws(() => decodePluginConfig({ nix_bin: 'bin' }), /field "nix_bin": "bin" is not an absolute path/);
+    assert.throws(() => decodePluginConfig({ state_dir: '/var/lib/../tmp' }), /contains a "\.\." segment/);
+    assert.throws(() => decodePluginConfig({ state_dir: '/var/lib/' }), /is not normalised/);
+    assert.throws(() => decodePluginConfig({ log_level: 'loud' }), /field "log_level": "loud" is not one of "", "trace"/);
+  });
+
+  it('produces an hclspec where every attribute has its own name inside a Default', () => {
+    const spec = toHclSpec(pluginConfigFields) as any;
+    for (const [name, attr] of Object.entries<any>(spec.object.attributes)) {
+      assert.equal(attr.block, 'default');
+      assert.equal(attr.default.primary.Attr.name, name);
+    }
+    assert.equal(spec.object.attributes.gc_roots_dir.default.default.literal.value, '"/nix/var/nix/gcroots/nomad-driver-nix"');
+  });
+
+  it('documents every field', () => {
+    for (const row of describeFields(pluginConfigFields)) {
+      assert.ok(row.doc.length > 20, row.name);
+      assert.match(row.example, new RegExp(`^${row.name} = `));
+    }
+  });
+});
+
+describe('task config', () => {
+  it('decodes lists and leaves optional strings undefined', () => {
+    const config = decodeTaskConfig({ store_path: '/nix/store/abc-x', args: ['-p', '80'], flake: null });
+    assert.equal(config.flake, undefined);
+    assert.deepEqual(config.args, ['-p', '80']);
+    assert.deepEqual(config.packages, []);
+  });
+});
+
+describe('cty msgpack', () => {
+  const packr = new Packr({ useRecords: false });
+
+  it('accepts numbers as ints, floats and decimal strings', async () => {
+    const { decodeBlock, field } = await import('./schema.js');
+    const fields = { n: field({ type: 'number', default: 1, doc: 'a number for the test', example: 'n = 2' }) };
+    const ctx = { what: 'test config', where: 'the test' };
+    for (const [encoded, expected] of [[3, 3], [2.5, 2.5], ['0.1', 0.1], [2 ** 40, 2 ** 40]] as const) {
+      const value = decodeCtyMsgpack(packr.pack({ n: encoded }), 'test config');
+      assert.equal(decodeBlock(fields, value, ctx).n, expected);
+    }
+    assert.throws(() => decodeBlock(fields, { n: 'ten' }, ctx), /field "n": expected number, got string "ten"/);
+  });
+
+  it('rejects truncated data and cty unknown values', () => {
+    assert.throws(() => decodeCtyMsgpack(Buffer.from([0x82, 0xa1]), 'plugin config'), /^Error|failed to decode plugin config: invalid msgpack/);
+    assert.throws(() => decodeCtyMsgpack(Buffer.from([0x81, 0xa1, 0x61, 0xd4, 0x00, 0x00]), 'plugin config'), /value at "a" is not known/);
+    assert.throws(() => decodeCtyMsgpack(Buffer.from([0x91, 0xc1]), 'plugin config'), /value at "\[0\]" is not known/);
+  });
+
+  it('decodes an empty payload as an empty block', () => {
+    assert.equal(decodeCtyMsgpack(new Uint8Array(), 'plugin config'), null);
+    assert.equal(decodePluginConfig(null).runtime, 'bwrap');
+  });
+});

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { evaluateFingerprint, fingerprintChanged, type HostFacts } from './fingerprint.js';
+
+const healthy: HostFacts = {
+  euid: 0,
+  nix: { found: true, path: '/usr/bin/nix', implementation: 'Nix', version: '2.8.0' },
+  runtime: { found: true, name: 'bwrap', version: '0.8.0' },
+  cgroups: { version: 'v1', problem: undefined },
+};
+
+describe('fingerprint', () => {
+  it('is healthy with every attribute when everything is there', () => {
+    const fp = evaluateFingerprint(healthy);
+    assert.equal(fp.health, 'healthy');
+    assert.equal(fp.description, 'healthy');
+    assert.deepEqual(Object.keys(fp.attributes).sort(), [
+      'driver.nix', 'driver.nix.cgroups', 'driver.nix.nix_implementation', 'driver.nix.nix_version',
+      'driver.nix.runtime', 'driver.nix.runtime_version', 'driver.nix.version',
+    ]);
+    assert.deepEqual(fp.attributes['driver.nix.cgroups'], { kind: 'string', value: 'v1' });
+  });
+
+  it('lists every problem with its fix', () => {
+    const fp = evaluateFingerprint({
+      euid: 1000,
+      nix: { found: false, problem: 'nix not found on the agent\'s PATH; fix: install Nix' },
+      runtime: { found: false, name: 'runc', problem: 'runc not found on the agent\'s PATH; fix: install runc' },
+      cgroups: { version: undefined, problem: 'no cgroup hierarchy found' },
+    });
+    assert.equal(fp.health, 'unhealthy');
+    assert.equal(
+      fp.description,
+      'the plugin runs as uid 1000, not root, and cannot build task roots, enter cgroups or run tasks as other users; fix: run the Nomad client agent as root; and nix not found on the agent\'s PATH; fix: install Nix; and runc not found on the agent\'s PATH; fix: install runc; and no usable cgroups: no cgroup hierarchy found',
+    );
+    assert.equal(fp.attributes['driver.nix.runtime']?.value, 'runc');
+  });
+
+  it('notices changes', () => {
+    const a = evaluateFingerprint(healthy);
+    assert.equal(fingerprintChanged(undefined, a), true);
+    assert.equal(fingerprintChanged(a, evaluateFingerprint(healthy)), false);
+    assert.equal(fingerprintChanged(a, evaluateFingerprint({ ...healthy, euid: 5 })), true);
+  });
+});
