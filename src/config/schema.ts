@@ -194,7 +194,7 @@ export function describeFields(fields: Fields): FieldDoc[] {
     name,
     type: f.type,
     default: f.default === undefined ? (f.required === true ? '(required)' : '(none)') : toHclExpression(f.default as never),
-    doc: f.oneOf === undefined ? f.doc : `${f.doc} One of ${f.oneOf.map((v) => `\`${v}\``).join(', ')}.`,
+    doc: f.oneOf === undefined ? f.doc : `${f.doc} One of ${f.oneOf.map((v) => `\`${JSON.stringify(v)}\``).join(', ')}.`,
     example: f.example,
   }));
 }

@@ -3,8 +3,11 @@
  * execa; failures become DriverErrors whose message names the command, what happened and the
  * tail of its stderr.
  */
-import { execa } from 'execa';
 import { failure } from '../errors.js';
+
+/** execa takes ~80 ms to import; load it on first use so it stays off the handshake path. */
+let execaModule: Promise<typeof import('execa')> | undefined;
+const loadExeca = () => (execaModule ??= import('execa'));
 
 export interface RunOptions {
   /** Kill the command (SIGTERM, then SIGKILL after 2 s) when it runs longer. */
@@ -23,6 +26,7 @@ const STDERR_TAIL = 800;
 
 /** Runs `file args…` and returns its output; throws a DriverError unless it exits 0. */
 export async function runCommand(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const { execa } = await loadExeca();
   const result = await execa(file, args, {
     reject: false,
     stdin: 'ignore',

@@ -1,0 +1,232 @@
+/**
+ * A real Nomad agent for end-to-end tests: built from the Go module proxy by
+ * e2e/build-nomad.sh (cached outside the repo), started with our plugin directory and a
+ * `plugin "nix" {}` block, queried over its HTTP API, and stopped with a check that nothing
+ * it started is left running.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const PLUGIN_DIR = process.env.NOMAD_DRIVER_NIX_PLUGIN_DIR ?? join(REPO_ROOT, 'build', 'plugins');
+export const PLUGIN_MAIN = join(REPO_ROOT, 'dist', 'src', 'main.js');
+
+let nomadPath: string | undefined;
+
+/** The Nomad binary: $NOMAD_BIN, else built (or found in the cache) by e2e/build-nomad.sh. */
+export function nomadBinary(): string {
+  if (nomadPath !== undefined) return nomadPath;
+  if (process.env.NOMAD_BIN !== undefined && process.env.NOMAD_BIN !== '') return (nomadPath = process.env.NOMAD_BIN);
+  const result = spawnSync('bash', [join(REPO_ROOT, 'e2e', 'build-nomad.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (result.status !== 0) throw new Error(`failed to build nomad: e2e/build-nomad.sh exited ${result.status}`);
+  const path = result.stdout.trim().split('\n').pop() ?? '';
+  if (!existsSync(path)) throw new Error(`failed to build nomad: e2e/build-nomad.sh printed ${JSON.stringify(path)}`);
+  return (nomadPath = path);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface AgentOptions {
+  /** HCL inside `plugin "nix" { config { … } }`; omitted: an empty `plugin "nix" {}`. */
+  readonly pluginConfig?: string;
+  /** Extra environment for the agent (and so for the plugin it launches). */
+  readonly env?: Record<string, string>;
+  /** Replace the agent's PATH (the plugin inherits it). */
+  readonly path?: string;
+}
+
+export interface DriverInfo {
+  readonly Detected: boolean;
+  readonly Healthy: boolean;
+  readonly HealthDescription: string;
+  readonly Attributes: Record<string, string> | null;
+}
+
+/** A running `nomad agent -dev` with the nix plugin. */
+export class NomadAgent {
+  readonly address: string;
+  private exitCode: number | string | undefined;
+  private readonly exited: Promise<number | string>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly workDir: string,
+    readonly logPath: string,
+    httpPort: number,
+  ) {
+    this.address = `http://127.0.0.1:${httpPort}`;
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        this.exitCode = code ?? signal ?? -1;
+        resolve(this.exitCode);
+      }),
+    );
+  }
+
+  static async start(options: AgentOptions = {}): Promise<NomadAgent> {
+    const nomad = nomadBinary();
+    const workDir = mkdtempSync(join(tmpdir(), 'nix-e2e-agent-'));
+    const [http, rpc, serf] = [await freePort(), await freePort(), await freePort()];
+    const plugin = options.pluginConfig === undefined ? 'plugin "nix" {}' : `plugin "nix" {\n  config {\n${options.pluginConfig}\n  }\n}`;
+    const configPath = join(workDir, 'agent.hcl');
+    writeFileSync(
+      configPath,
+      [
+        `ports {\n  http = ${http}\n  rpc  = ${rpc}\n  serf = ${serf}\n}`,
+        'client {\n  cni_path = "/usr/lib/cni"\n}',
+        plugin,
+        '',
+      ].join('\n'),
+    );
+    const logPath = join(workDir, 'agent.log');
+    const log = createWriteStream(logPath);
+    const env: Record<string, string> = { ...(process.env as Record<string, string>), NOMAD_DRIVER_NIX_LOG_LEVEL: 'debug', ...options.env };
+    if (options.path !== undefined) env.PATH = options.path;
+    const child = spawn(nomad, ['agent', '-dev', '-bind=127.0.0.1', '-log-level=DEBUG', `-plugin-dir=${PLUGIN_DIR}`, `-config=${configPath}`], {
+      cwd: workDir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // own process group: a Ctrl-C of the test run does not hit it twice
+    });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    return new NomadAgent(child, workDir, logPath, http);
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get hasExited(): boolean {
+    return this.exitCode !== undefined;
+  }
+
+  log(): string {
+    return existsSync(this.logPath) ? readFileSync(this.logPath, 'utf8') : '';
+  }
+
+  /** The last lines of the agent log, for assertion messages. */
+  logTail(lines = 40): string {
+    return this.log().split('\n').slice(-lines).join('\n');
+  }
+
+  async api<T>(path: string): Promise<T> {
+    const response = await fetch(`${this.address}${path}`);
+    if (!response.ok) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`);
+    return (await response.json()) as T;
+  }
+
+  /** Polls until `probe` returns a value (not undefined) or the time is up. */
+  async waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      if (this.hasExited) throw new Error(`agent exited (${this.exitCode}) while waiting for ${what}\n${this.logTail()}`);
+      try {
+        const value = await probe();
+        if (value !== undefined) return value;
+      } catch (error) {
+        lastError = error;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`timed out waiting for ${what}${lastError === undefined ? '' : ` (${String(lastError)})`}\n${this.logTail()}`);
+  }
+
+  /** The node's `nix` driver entry once the plugin has fingerprinted. */
+  async nixDriver(predicate: (d: DriverInfo) => boolean = () => true, timeoutMs = 60_000): Promise<{ node: Record<string, any>; driver: DriverInfo }> {
+    return this.waitFor('the nix driver fingerprint', async () => {
+      const nodes = await this.api<{ ID: string }[]>('/v1/nodes');
+      const id = nodes[0]?.ID;
+      if (id === undefined) return undefined;
+      const node = await this.api<Record<string, any>>(`/v1/node/${id}`);
+      const driver = node.Drivers?.nix as DriverInfo | undefined;
+      if (driver === undefined || !predicate(driver)) return undefined;
+      return { node, driver };
+    }, timeoutMs);
+  }
+
+  /** Waits for the agent to exit by itself (e.g. a config it refuses). */
+  async waitForExit(timeoutMs: number): Promise<number | string | undefined> {
+    return Promise.race([this.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), timeoutMs))]);
+  }
+
+  /** Graceful stop (SIGINT, as Ctrl-C), SIGKILL after `timeoutMs`. Resolves with the exit code. */
+  async stop(timeoutMs = 30_000): Promise<number | string> {
+    if (!this.hasExited) {
+      process.kill(this.pid, 'SIGINT');
+      const timer = setTimeout(() => {
+        if (!this.hasExited) process.kill(-this.pid, 'SIGKILL');
+      }, timeoutMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    return this.exited;
+  }
+
+  cleanup(): void {
+    if (!this.hasExited) {
+      try {
+        process.kill(-this.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    if (process.env.NOMAD_DRIVER_NIX_KEEP_E2E !== '1') rmSync(this.workDir, { recursive: true, force: true });
+  }
+}
+
+/** Pids of every running process of our plugin (node running dist/src/main.js). */
+export function pluginPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (cmdline.includes(PLUGIN_MAIN)) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
+/** Pids whose parent is `ppid`. */
+export function childrenOf(ppid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === ppid) pids.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,35 @@
+# Client agent configuration for the nix task driver plugin.
+#
+# 1. Put the plugin executable `nix` (build/plugins/nix after `npm run build`) in the
+#    client's plugin_dir (default <data_dir>/plugins), or start the agent with -plugin-dir.
+# 2. Add this block to the client's agent configuration. The block label must be "nix":
+#    Nomad only loads plugins that a plugin block names.
+# 3. Jobs then use `driver = "nix"`. Check the node with:
+#      nomad node status -self -verbose | grep driver.nix
+#
+# Every option is optional; the values below are the defaults.
+plugin "nix" {
+  config {
+    # Program that launches tasks: "bwrap" (bubblewrap) or "runc".
+    runtime = "bwrap"
+
+    # Directory holding nix and nix-store; empty = look them up on the agent's PATH.
+    nix_bin = ""
+
+    # Per-task state files and cached store views (same filesystem as /nix/store).
+    state_dir = "/var/lib/nomad-driver-nix"
+
+    # One Nix GC root per running task lives here, so nix-store --gc keeps closures in use.
+    gc_roots_dir = "/nix/var/nix/gcroots/nomad-driver-nix"
+
+    # Level of the plugin's own log lines: "", "trace", "debug", "info", "warn", "error".
+    # Empty = NOMAD_DRIVER_NIX_LOG_LEVEL from the agent's environment, else "info".
+    log_level = ""
+  }
+}
+
+client {
+  # Bridge networking (group network mode "bridge") needs the CNI reference plugins;
+  # Debian's containernetworking-plugins installs them here.
+  cni_path = "/usr/lib/cni"
+}

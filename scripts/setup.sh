@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs everything nomad-driver-nix needs to build, run its demo and run its tests on a
+# Debian machine (also used by CI and by the Vagrant VM):
+#   - Debian packages: nix-bin, bubblewrap, runc, busybox-static, util-linux, iproute2,
+#     containernetworking-plugins (and Node.js >= 20 / Go when missing);
+#   - the npm packages (npm ci);
+#   - a Nomad agent built from the Go module proxy (e2e/build-nomad.sh, cached outside the repo);
+#   - the plugin itself (npm run build → build/plugins/nix).
+# Re-running it is cheap: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
+
+# --- Debian packages -------------------------------------------------------------------
+packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containernetworking-plugins ca-certificates)
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if [ "$(node_major)" -lt 20 ]; then packages+=(nodejs npm); fi
+if ! command -v go >/dev/null 2>&1; then packages+=(golang-go); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+if [ "$(node_major)" -lt 20 ]; then
+  log "error: Node.js >= 20 is required, found $(node --version 2>/dev/null || echo none); install it from your distribution or nodejs.org"
+  exit 1
+fi
+
+# Debian's nix-bin: the store must exist and root must be able to build without a daemon.
+if [ ! -d /nix/store ]; then as_root mkdir -p /nix/store; fi
+as_root mkdir -p /nix/var/nix/gcroots
+
+# --- npm packages and the plugin -------------------------------------------------------
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm packages"
+  npm ci --no-audit --no-fund >&2
+fi
+log "building the plugin"
+npm run --silent build >&2
+
+# --- Nomad ------------------------------------------------------------------------------
+log "building (or finding) Nomad"
+bash e2e/build-nomad.sh >/dev/null
+log "ready: $(bash e2e/build-nomad.sh) ; plugin dir: $(pwd)/build/plugins"

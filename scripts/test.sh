@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test of nomad-driver-nix on this machine, installing what is missing first:
+# unit tests (src/**/*.test.ts), driver-level tests against the real plugin process (test/),
+# and end-to-end tests through a real Nomad agent (e2e/). Needs root (the driver and the
+# Nomad client run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
+bash scripts/setup.sh
+exec node scripts/run-tests.mjs dist/src dist/test dist/e2e "$@"
