@@ -23,6 +23,9 @@ die() { log "error: $*"; exit 1; }
 NOMAD_VERSION="${NOMAD_VERSION:-1.11.3}"
 NOMAD_VERSION="${NOMAD_VERSION#v}"
 CACHE="${NOMAD_DRIVER_NIX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nomad-driver-nix}"
+# The printed path must be absolute even if the caller passed a relative cache.
+[[ "$CACHE" == /* ]] || CACHE="$PWD/$CACHE"
+CACHE="$(realpath -m -- "$CACHE" 2>/dev/null || printf '%s' "$CACHE")"
 OUT_DIR="$CACHE/nomad-$NOMAD_VERSION"
 BIN="$OUT_DIR/nomad"
 
@@ -40,10 +43,6 @@ command -v go >/dev/null 2>&1 || die "go toolchain not found on PATH"
 command -v flock >/dev/null 2>&1 || die "flock not found (util-linux)"
 
 mkdir -p "$OUT_DIR"
-# Make the cache root absolute so the printed path is absolute even when the
-# caller passed a relative NOMAD_DRIVER_NIX_CACHE.
-OUT_DIR="$(cd "$OUT_DIR" && pwd -P)"
-BIN="$OUT_DIR/nomad"
 
 # Serialise concurrent callers: the second one blocks here, then finds the
 # finished binary on the re-check below and exits without building.

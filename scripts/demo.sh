@@ -29,7 +29,7 @@ mkdir -p "$DEMO_DIR"
 sed "s/^client {/ports {\n  http = $PORT\n}\n\nclient {/" plugin-config/nix.hcl > "$DEMO_DIR/agent.hcl"
 
 echo "starting nomad agent -dev with the nix plugin (log: $DEMO_DIR/agent.log)"
-NOMAD_DRIVER_NIX_LOG_LEVEL=debug setsid "$NOMAD" agent -dev -bind=127.0.0.1 \
+NOMAD_DRIVER_NIX_LOG_LEVEL=debug TMPDIR="$DEMO_DIR" setsid env -u AWS_CA_BUNDLE "$NOMAD" agent -dev -bind=127.0.0.1 \
   -plugin-dir="$(pwd)/build/plugins" -config="$DEMO_DIR/agent.hcl" \
   >"$DEMO_DIR/agent.log" 2>&1 < /dev/null &
 echo $! > "$DEMO_DIR/agent.pid"

@@ -54,6 +54,12 @@ async function main(): Promise<void> {
     void (server?.close() ?? Promise.resolve()).finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => exit('SIGTERM'));
+  watchParent(() => {
+    // The agent died before configuring us: we were a discovery or validation launch (Nomad
+    // does not kill that instance when the agent then fails to start). Nothing will reattach.
+    // The long-lived instance stays up instead, for the agent's reattach after a crash.
+    if (!driver.servesAgent) exit('parent exited before the agent configured the plugin');
+  });
 
   const started = performance.now();
   server = await servePlugin({ driver, logger, env: process.env, onControllerShutdown: () => exit('controller shutdown') });
@@ -69,6 +75,17 @@ function guardStdio(): void {
   console.log = toStderr;
   console.info = toStderr;
   console.debug = toStderr;
+}
+
+/** Calls `onOrphaned` once when the parent process (the Nomad agent) is gone. */
+function watchParent(onOrphaned: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    onOrphaned();
+  }, 1_000);
+  timer.unref();
 }
 
 function writeHandshake(line: string): void {

@@ -94,7 +94,16 @@ export class NomadAgent {
     );
     const logPath = join(workDir, 'agent.log');
     const log = createWriteStream(logPath);
-    const env: Record<string, string> = { ...(process.env as Record<string, string>), NOMAD_DRIVER_NIX_LOG_LEVEL: 'debug', ...options.env };
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      NOMAD_DRIVER_NIX_LOG_LEVEL: 'debug',
+      // -dev keeps its client state in $TMPDIR/NomadClient*: inside workDir it goes with it
+      TMPDIR: workDir,
+      ...options.env,
+    };
+    // Nomad's AWS fingerprinter refuses to start the agent when AWS_CA_BUNDLE is set but
+    // unusable ("failed to setup IMDS client"), which some CI images do
+    delete env.AWS_CA_BUNDLE;
     if (options.path !== undefined) env.PATH = options.path;
     const child = spawn(nomad, ['agent', '-dev', '-bind=127.0.0.1', '-log-level=DEBUG', `-plugin-dir=${PLUGIN_DIR}`, `-config=${configPath}`], {
       cwd: workDir,

@@ -54,6 +54,15 @@ export class NixDriver {
     return this.currentConfig;
   }
 
+  /**
+   * True once SetConfig carried the agent's config: only the long-lived plugin instance gets it
+   * (the discovery and config-validation launches do not), and only that instance is worth
+   * keeping alive for a reattach when the agent dies.
+   */
+  get servesAgent(): boolean {
+    return this.agent !== undefined;
+  }
+
   /** Signals every long-lived stream to end (Shutdown RPC or plugin exit). */
   get shutdownSignal(): AbortSignal {
     return this.shutdownController.signal;
