@@ -42,7 +42,7 @@ for _ in $(seq 1 120); do
 done
 echo
 echo "== driver status (nomad node status -self -verbose) =="
-"$NOMAD" node status -self -verbose | grep -E 'nix' || true
+"$NOMAD" node status -self -verbose 2>/dev/null | grep -E '^nix |driver\.nix' || true
 echo
 cat <<EOT
 The agent keeps running in the background. Try:
