@@ -20,7 +20,7 @@ const packr = new Packr({ useRecords: false });
 
 /** The plugin config as Nomad encodes it: every attribute present, sorted, nil when unset. */
 function ctyConfig(values: Record<string, unknown>): Buffer {
-  const all: Record<string, unknown> = { gc_roots_dir: null, log_level: null, nix_bin: null, runtime: null, state_dir: null, ...values };
+  const all: Record<string, unknown> = { allow_root: null, gc_roots_dir: null, log_level: null, nix_bin: null, nix_options: null, runtime: null, state_dir: null, ...values };
   const sorted: Record<string, unknown> = {};
   for (const key of Object.keys(all).sort()) sorted[key] = all[key];
   return packr.pack(sorted);
@@ -178,7 +178,7 @@ describe('BasePlugin', () => {
     assert.equal(runtime.block, 'default');
     assert.deepEqual(runtime.default.primary.Attr, { name: 'runtime', type: 'string', required: false });
     assert.equal(runtime.default.default.literal.value, '"bwrap"');
-    assert.deepEqual(Object.keys(spec.object.attributes).sort(), ['gc_roots_dir', 'log_level', 'nix_bin', 'runtime', 'state_dir']);
+    assert.deepEqual(Object.keys(spec.object.attributes).sort(), ['allow_root', 'gc_roots_dir', 'log_level', 'nix_bin', 'nix_options', 'runtime', 'state_dir']);
   });
 
   it('SetConfig accepts a valid config, including the agent config Nomad sends', async () => {

@@ -5,7 +5,7 @@
  * it started is left running.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,6 +80,8 @@ export class NomadAgent {
   static async start(options: AgentOptions = {}): Promise<NomadAgent> {
     const nomad = nomadBinary();
     const workDir = mkdtempSync(join(tmpdir(), 'nix-e2e-agent-'));
+    // tasks run as unprivileged users, and their bwrap binds alloc dirs from below here
+    chmodSync(workDir, 0o711);
     const [http, rpc, serf] = [await freePort(), await freePort(), await freePort()];
     const plugin = options.pluginConfig === undefined ? 'plugin "nix" {}' : `plugin "nix" {\n  config {\n${options.pluginConfig}\n  }\n}`;
     const configPath = join(workDir, 'agent.hcl');

@@ -39,8 +39,10 @@ export function hclLiteral(value: string): HclSpec {
 }
 
 /** Renders a JS value as the HCL expression Nomad evaluates for a Literal. */
-export function toHclExpression(value: string | number | boolean | readonly string[]): string {
+export function toHclExpression(value: string | number | boolean | readonly string[] | Readonly<Record<string, string>>): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return `[${value.map((v) => JSON.stringify(v)).join(', ')}]`;
+  if (Array.isArray(value)) return `[${value.map((v) => JSON.stringify(v)).join(', ')}]`;
+  const entries = Object.entries(value as Readonly<Record<string, string>>);
+  return entries.length === 0 ? '{}' : `{ ${entries.map(([k, v]) => `${JSON.stringify(k)} = ${JSON.stringify(v)}`).join(', ')} }`;
 }

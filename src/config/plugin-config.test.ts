@@ -11,8 +11,10 @@ describe('plugin config', () => {
     assert.deepEqual(defaultPluginConfig(), {
       runtime: 'bwrap',
       nix_bin: '',
+      nix_options: [],
       state_dir: '/var/lib/nomad-driver-nix',
       gc_roots_dir: '/nix/var/nix/gcroots/nomad-driver-nix',
+      allow_root: false,
       log_level: '',
     });
   });
@@ -31,6 +33,11 @@ describe('plugin config', () => {
     assert.throws(() => decodePluginConfig({ state_dir: '/var/lib/../tmp' }), /contains a "\.\." segment/);
     assert.throws(() => decodePluginConfig({ state_dir: '/var/lib/' }), /is not normalised/);
     assert.throws(() => decodePluginConfig({ log_level: 'loud' }), /field "log_level": "loud" is not one of "", "trace"/);
+  });
+
+  it('takes nix settings as nix.conf lines', () => {
+    assert.deepEqual(decodePluginConfig({ nix_options: ['substituters =', 'max-jobs = 4'] }).nix_options, ['substituters =', 'max-jobs = 4']);
+    assert.throws(() => decodePluginConfig({ nix_options: ['--option x'] }), /field "nix_options": "--option x" is not a nix.conf line "name = value"/);
   });
 
   it('produces an hclspec where every attribute has its own name inside a Default', () => {

@@ -35,6 +35,18 @@ export const pluginConfigFields = {
     example: 'nix_bin = "/nix/var/nix/profiles/default/bin"',
     check: (value) => (value === '' ? undefined : absoluteDir('nix_bin')(value)),
   }),
+  nix_options: field({
+    type: 'list(string)',
+    default: [],
+    doc: 'Nix settings, one nix.conf line each (`name = value`), passed as `--option name value` to every nix command the driver runs (substituters, trusted keys, builders, …), on top of the client\'s nix.conf. (A list, not a map: the agent\'s HCL1 config cannot pass maps to plugins.)',
+    example: 'nix_options = ["substituters = https://cache.example.org", "trusted-public-keys = cache.example.org-1:…"]',
+    check: (value) => {
+      const bad = value.find((line) => parseNixOption(line) === undefined);
+      return bad === undefined
+        ? undefined
+        : { cause: `${JSON.stringify(bad)} is not a nix.conf line "name = value"`, fix: 'write each entry as "name = value", e.g. "substituters = https://cache.example.org"' };
+    },
+  }),
   state_dir: field({
     type: 'string',
     default: '/var/lib/nomad-driver-nix',
@@ -59,6 +71,12 @@ export const pluginConfigFields = {
       return undefined;
     },
   }),
+  allow_root: field({
+    type: 'bool',
+    default: false,
+    doc: 'Allow tasks to run as root (`user = "root"`). Off by default: tasks run as their `user`, else as `nobody`, and a root task fails with a message naming this option.',
+    example: 'allow_root = true',
+  }),
   log_level: field({
     type: 'string',
     default: '',
@@ -80,4 +98,10 @@ export function decodePluginConfig(raw: unknown): PluginConfig {
 /** The configuration in force before SetConfig is called. */
 export function defaultPluginConfig(): PluginConfig {
   return decodePluginConfig({});
+}
+
+/** `substituters = a b` → ['substituters', 'a b']; undefined when it is not a nix.conf line. */
+export function parseNixOption(line: string): [string, string] | undefined {
+  const match = /^\s*([a-z][a-z0-9-]*)\s*=\s*(.*?)\s*$/.exec(line);
+  return match === null ? undefined : [match[1] ?? '', match[2] ?? ''];
 }

@@ -4,7 +4,16 @@
  * the fingerprint loop and the task-event hub.
  */
 import { defaultPluginConfig, type PluginConfig } from '../config/plugin-config.js';
-import { errorMessage, failure } from '../errors.js';
+import { DriverError, TASK_NOT_FOUND_MESSAGE, errorMessage, failure, quote } from '../errors.js';
+import { findExecutable } from '../host/which.js';
+import { removePath } from '../host/task-files.js';
+import { removeTaskGcRoot } from '../nix/gc-roots.js';
+import { removeStoreView } from '../nix/store-view.js';
+import { BwrapRuntime } from '../runtime/bwrap/runtime.js';
+import type { ExitStatus, Runtime } from '../runtime/runtime.js';
+import { join } from 'node:path';
+import { startTask } from './start-task.js';
+import { TaskHandle, type TaskRequest } from './task.js';
 import { isLevel, type Level } from '../log/hclog-format.js';
 import type { Logger } from '../log/logger.js';
 import { PLUGIN_VERSION } from '../version.js';
@@ -41,6 +50,10 @@ export class NixDriver {
   private currentConfig: PluginConfig = defaultPluginConfig();
   private agent: AgentConfig | undefined;
   private readonly shutdownController = new AbortController();
+  /** Tasks this plugin process knows, by Nomad task id. */
+  private readonly tasks = new Map<string, TaskHandle>();
+  /** Injected by tests; otherwise chosen from the plugin config on first use. */
+  private runtimeOverride: Runtime | undefined;
 
   constructor(options: NixDriverOptions) {
     this.logger = options.logger;
@@ -131,7 +144,109 @@ export class NixDriver {
     }
   }
 
-  /** Task RPCs arrive with the run-tasks work; until then they fail clearly. */
+  /** The runtime the plugin config selects. */
+  private runtime(): Runtime {
+    if (this.runtimeOverride !== undefined) return this.runtimeOverride;
+    const name = this.currentConfig.runtime;
+    const path = findExecutable(name, { pathEnv: process.env.PATH ?? '' });
+    if (path === undefined) {
+      throw failure('start task', `${name} not found on the agent's PATH`, { code: 'failed_precondition', fix: `install ${name === 'bwrap' ? 'bubblewrap' : name} on the client` });
+    }
+    if (name !== 'bwrap') {
+      throw failure('start task', `runtime ${quote(name)} cannot run tasks yet in nomad-driver-nix ${PLUGIN_VERSION}`, { code: 'failed_precondition', fix: 'set runtime = "bwrap" in the plugin "nix" config' });
+    }
+    return new BwrapRuntime(path);
+  }
+
+  setRuntimeForTests(runtime: Runtime): void {
+    this.runtimeOverride = runtime;
+  }
+
+  private task(taskId: string): TaskHandle {
+    const handle = this.tasks.get(taskId);
+    if (handle === undefined) throw new DriverError(TASK_NOT_FOUND_MESSAGE, { code: 'not_found' });
+    return handle;
+  }
+
+  /**
+   * StartTask: realise the closure, build the task's root and launch it. Nomad keeps the
+   * returned handle and calls WaitTask next. A second start of a known id fails.
+   */
+  async startTask(request: TaskRequest): Promise<TaskHandle> {
+    if (this.tasks.has(request.id)) {
+      throw failure('start task', `task with ID ${quote(request.id)} already started`, { code: 'already_exists' });
+    }
+    const handle = await startTask(request, {
+      config: this.currentConfig,
+      runtime: this.runtime(),
+      logger: this.logger.child({ task_id: request.id, alloc_id: request.allocId, task_name: request.name }),
+      event: (message) =>
+        this.events.publish({ taskId: request.id, allocId: request.allocId, taskName: request.name, timestamp: new Date(), message, annotations: {} }),
+      releaseView: (viewKey) => this.releaseView(viewKey, request.id),
+    });
+    this.tasks.set(request.id, handle);
+    void handle.launched.exited.then((status) =>
+      this.logger.info('task exited', { task_id: request.id, exit_code: status.exitCode, signal: status.signal }),
+    );
+    return handle;
+  }
+
+  /** WaitTask: resolves when the task exits (at once if it has); may be called many times. */
+  async waitTask(taskId: string): Promise<ExitStatus> {
+    return this.task(taskId).launched.exited;
+  }
+
+  /**
+   * StopTask: `signal` (the task's kill_signal; SIGINT when empty, as Nomad's own drivers do)
+   * to the command, SIGKILL of every task process after `timeoutMs`. Stopping a task that has
+   * exited already succeeds. Does not release the task's resources: DestroyTask does.
+   */
+  async stopTask(taskId: string, signal: string, timeoutMs: number): Promise<void> {
+    const handle = this.task(taskId);
+    if (handle.state === 'exited') return;
+    await handle.launched.stop(parseSignal(signal === '' ? 'SIGINT' : signal), timeoutMs);
+  }
+
+  /** SignalTask: `nomad alloc signal` (SIGKILL when no -s is given). */
+  signalTask(taskId: string, signal: string): void {
+    const handle = this.task(taskId);
+    if (handle.state === 'exited') {
+      throw failure('signal task', 'the task has exited', { code: 'failed_precondition' });
+    }
+    handle.launched.signal(parseSignal(signal));
+  }
+
+  /**
+   * DestroyTask: after every exit, and after a failed recovery. Kills the task when `force`
+   * (refuses a running one otherwise), then removes its GC root, state and unused store view.
+   */
+  async destroyTask(taskId: string, force: boolean): Promise<void> {
+    const handle = this.tasks.get(taskId);
+    if (handle === undefined) return; // already destroyed: nothing of it is left
+    if (handle.state === 'running') {
+      if (!force) throw failure('destroy task', 'the task is still running', { code: 'failed_precondition', fix: 'stop the task first' });
+      await handle.launched.kill();
+    }
+    this.tasks.delete(taskId);
+    const { resources } = handle;
+    await removeTaskGcRoot(this.currentConfig.gc_roots_dir, resources.gcRootKey);
+    await removePath(resources.stateDir);
+    await this.releaseView(resources.viewKey, taskId);
+    this.logger.debug('task destroyed', { task_id: taskId });
+  }
+
+  /** InspectTask: the task's state and, once exited, its result. */
+  inspectTask(taskId: string): TaskHandle {
+    return this.task(taskId);
+  }
+
+  /** Removes a store view unless a task other than `exceptTaskId` still uses it. */
+  private async releaseView(viewKey: string, exceptTaskId: string): Promise<void> {
+    const used = [...this.tasks.values()].some((t) => t.request.id !== exceptTaskId && t.resources.viewKey === viewKey);
+    if (!used) await removeStoreView(join(this.currentConfig.state_dir, 'views'), viewKey);
+  }
+
+  /** Task RPCs not built yet fail clearly. */
   notImplemented(rpc: string): never {
     throw failure(rpc, `not implemented in nomad-driver-nix ${PLUGIN_VERSION}`, {
       code: 'unimplemented',
@@ -150,4 +265,16 @@ function sleep(ms: number, signals: readonly AbortSignal[]): Promise<void> {
     const timer = setTimeout(done, ms);
     for (const s of signals) s.addEventListener('abort', done, { once: true });
   });
+}
+
+const SIGNALS = new Set<string>(['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGKILL', 'SIGUSR1', 'SIGSEGV', 'SIGUSR2', 'SIGPIPE', 'SIGALRM', 'SIGTERM', 'SIGCHLD', 'SIGCONT', 'SIGSTOP', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU', 'SIGURG', 'SIGXCPU', 'SIGXFSZ', 'SIGVTALRM', 'SIGPROF', 'SIGWINCH', 'SIGIO', 'SIGPWR', 'SIGSYS']);
+
+/** `SIGUSR1`, `sigusr1` or `USR1` → `SIGUSR1`; anything else is an invalid argument. */
+export function parseSignal(name: string): NodeJS.Signals {
+  const upper = name.trim().toUpperCase();
+  const full = upper.startsWith('SIG') ? upper : `SIG${upper}`;
+  if (!SIGNALS.has(full)) {
+    throw failure('parse signal', `${quote(name)} is not a signal name`, { code: 'invalid_argument', fix: 'use a name such as SIGTERM, SIGHUP or SIGUSR1' });
+  }
+  return full as NodeJS.Signals;
 }

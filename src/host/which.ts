@@ -1,5 +1,5 @@
 /** Finds executables the way a shell does: an absolute path as given, else the PATH dirs. */
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, readdirSync, realpathSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** True when `path` is a regular file (symlinks followed) that we may execute. */
@@ -37,5 +37,23 @@ export function fileIdentity(path: string): string | undefined {
     return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
   } catch {
     return undefined;
+  }
+}
+
+/** `path` with every symlink resolved, or undefined when it does not exist. */
+export function realPathOf(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Names in `dir`, sorted; [] when it cannot be read. */
+export function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
   }
 }

@@ -14,6 +14,15 @@ import type { FingerprintResponse } from '../gen/hashicorp/nomad/plugins/drivers
 import type { Spec } from '../gen/hashicorp/nomad/plugins/shared/hclspec/Spec.js';
 import type { Attribute } from '../gen/hashicorp/nomad/plugins/shared/structs/Attribute.js';
 import type { Timestamp } from '../gen/google/protobuf/Timestamp.js';
+import type { Duration__Output } from '../gen/google/protobuf/Duration.js';
+import type { TaskConfig__Output } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskConfig.js';
+import type { ExitResult } from '../gen/hashicorp/nomad/plugins/drivers/proto/ExitResult.js';
+import type { TaskStatus } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStatus.js';
+import { decodeCtyMsgpack } from '../config/cty-msgpack.js';
+import type { TaskHandle, TaskRequest } from '../driver/task.js';
+import { failure } from '../errors.js';
+import type { ExitStatus } from '../runtime/runtime.js';
+import { TASK_HANDLE_VERSION } from '../version.js';
 
 /** Our HclSpec has exactly the message's shape (oneof `block` plus the chosen member). */
 export function toProtoSpec(spec: HclSpec): Spec {
@@ -78,4 +87,68 @@ export function toDriverTaskEvent(event: TaskEvent): DriverTaskEvent {
     message: event.message,
     annotations: { ...event.annotations },
   };
+}
+
+/** TaskConfig → the driver's TaskRequest; the task's config block is decoded from cty msgpack. */
+export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined): TaskRequest {
+  if (task === null || task === undefined) {
+    throw failure('start task', 'the request has no task', { code: 'invalid_argument', fix: 'this is a bug in the caller' });
+  }
+  const dns = task.dns;
+  return {
+    id: task.id,
+    name: task.name,
+    allocId: task.alloc_id,
+    jobName: task.job_name,
+    taskGroupName: task.task_group_name,
+    namespace: task.namespace,
+    env: { ...task.env },
+    user: task.user,
+    allocDir: task.alloc_dir,
+    stdoutPath: task.stdout_path,
+    stderrPath: task.stderr_path,
+    driverConfig: decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config'),
+    dns:
+      dns === null || dns === undefined || (dns.servers.length === 0 && dns.searches.length === 0 && dns.options.length === 0)
+        ? undefined
+        : { servers: [...dns.servers], searches: [...dns.searches], options: [...dns.options] },
+  };
+}
+
+/** google.protobuf.Duration → milliseconds. */
+export function durationMs(duration: Duration__Output | null | undefined, fallbackMs: number): number {
+  if (duration === null || duration === undefined) return fallbackMs;
+  return Number(duration.seconds) * 1000 + Math.floor(duration.nanos / 1_000_000);
+}
+
+export function toExitResult(status: ExitStatus | undefined): ExitResult {
+  return { exit_code: status?.exitCode ?? 0, signal: status?.signal ?? 0, oom_killed: status?.oomKilled ?? false };
+}
+
+/** Go's zero time, which Nomad's client reads as "not set" (a nil timestamp fails conversion). */
+export const ZERO_TIME: Timestamp = { seconds: -62135596800, nanos: 0 };
+
+export function toTaskStatus(handle: TaskHandle): TaskStatus {
+  return {
+    id: handle.request.id,
+    name: handle.request.name,
+    state: handle.state === 'running' ? 'RUNNING' : 'EXITED',
+    started_at: toTimestamp(handle.launched.startedAt),
+    completed_at: handle.completedAt === undefined ? ZERO_TIME : toTimestamp(handle.completedAt),
+    result: toExitResult(handle.exit),
+  };
+}
+
+/** The opaque driver_state Nomad persists in its handle (versioned JSON). */
+export function encodeDriverState(handle: TaskHandle): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      version: TASK_HANDLE_VERSION,
+      taskId: handle.request.id,
+      pid: handle.launched.pid,
+      initPid: handle.launched.initPid,
+      startedAt: handle.launched.startedAt.toISOString(),
+      resources: handle.resources,
+    }),
+  );
 }

@@ -8,7 +8,18 @@ import { toHclSpec } from '../config/schema.js';
 import type { NixDriver } from '../driver/driver.js';
 import type { DriverHandlers } from '../gen/hashicorp/nomad/plugins/drivers/proto/Driver.js';
 import type { Logger } from '../log/logger.js';
-import { toDriverTaskEvent, toFingerprintResponse, toProtoCapabilities, toProtoSpec } from './codec.js';
+import { TASK_HANDLE_VERSION } from '../version.js';
+import {
+  durationMs,
+  encodeDriverState,
+  fromProtoTaskConfig,
+  toDriverTaskEvent,
+  toExitResult,
+  toFingerprintResponse,
+  toProtoCapabilities,
+  toProtoSpec,
+  toTaskStatus,
+} from './codec.js';
 import { aborted, failStream, serverStream, thrownBy, unary } from './handlers.js';
 
 export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverHandlers {
@@ -54,14 +65,55 @@ export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverH
       return {};
     }),
 
-    RecoverTask: notYet('recover task'),
-    StartTask: notYet('start task'),
-    WaitTask: notYet('wait for task'),
-    StopTask: notYet('stop task'),
-    DestroyTask: notYet('destroy task'),
-    InspectTask: notYet('inspect task'),
+    /**
+     * RecoverTask: after a plugin or agent restart, for every task Nomad still has a handle for
+     * (the task id is in handle.config.id, not task_id). A no-op for a task this process knows;
+     * recovery from driver_state arrives with the crash-survival work, so until then an
+     * unknown task fails and Nomad destroys and restarts it.
+     */
+    RecoverTask: unary(logger, 'RecoverTask', (request) => {
+      const taskId = request.handle?.config?.id ?? request.task_id;
+      driver.inspectTask(taskId);
+      return {};
+    }),
+
+    /**
+     * StartTask: realise, plan, launch. Nomad reads only `handle` (and network_override);
+     * failures must be gRPC errors, whose text Nomad shows in `nomad alloc status`.
+     */
+    StartTask: unary(logger, 'StartTask', async (request) => {
+      const handle = await driver.startTask(fromProtoTaskConfig(request.task));
+      return {
+        handle: { version: TASK_HANDLE_VERSION, config: request.task ?? {}, state: 'RUNNING', driver_state: encodeDriverState(handle) },
+      };
+    }),
+
+    /** WaitTask: held open until the task exits; Nomad may call it several times. */
+    WaitTask: unary(logger, 'WaitTask', async (request) => ({ result: toExitResult(await driver.waitTask(request.task_id)) })),
+
+    /** StopTask: kill_signal, then SIGKILL after the timeout (kill_timeout capped by max_kill_timeout). */
+    StopTask: unary(logger, 'StopTask', async (request) => {
+      await driver.stopTask(request.task_id, request.signal, durationMs(request.timeout, 5_000));
+      return {};
+    }),
+
+    /** DestroyTask: releases everything of the task (kills it first when force is set). */
+    DestroyTask: unary(logger, 'DestroyTask', async (request) => {
+      await driver.destroyTask(request.task_id, request.force);
+      return {};
+    }),
+
+    /** InspectTask: result and timestamps are always set (nil ones crash Nomad's client). */
+    InspectTask: unary(logger, 'InspectTask', (request) => ({
+      task: toTaskStatus(driver.inspectTask(request.task_id)),
+      driver: { attributes: {} },
+    })),
     TaskStats: (call) => failStream(call, thrownBy(() => driver.notImplemented('collect task stats'))),
-    SignalTask: notYet('signal task'),
+    /** SignalTask: `nomad alloc signal -s SIG`; the signal reaches the task's command. */
+    SignalTask: unary(logger, 'SignalTask', (request) => {
+      driver.signalTask(request.task_id, request.signal);
+      return {};
+    }),
     ExecTask: notYet('exec in task'),
     ExecTaskStreaming: (call) => failStream(call, thrownBy(() => driver.notImplemented('exec in task'))),
     /** CreateNetwork/DestroyNetwork: only called for drivers with must_create_network, which we are not. */

@@ -1,0 +1,146 @@
+/**
+ * StartTask as a list of named steps. Each step that creates something registers its undo on
+ * a cleanup stack; when any step fails the stack unwinds, so a failed start leaves no process,
+ * state file, GC root or store view behind, and the error (a DriverError in the project's
+ * grammar) reaches `nomad alloc status`.
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { decodeTaskConfig } from '../config/task-config.js';
+import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
+import { errorMessage, failure, isDriverError, quote } from '../errors.js';
+import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
+import { lookupUser, type HostUser } from '../host/users.js';
+import { makeDir, readFile, removePath, writeFiles } from '../host/task-files.js';
+import type { Logger } from '../log/logger.js';
+import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
+import { realise, type NixTools } from '../nix/realise.js';
+import { ensureStoreView } from '../nix/store-view.js';
+import { chooseDns } from '../rootfs/dns.js';
+import { renderEtcFiles } from '../rootfs/etc-files.js';
+import { planRoot } from '../rootfs/plan.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { CleanupStack } from './cleanup-stack.js';
+import { binDirs, resolveCommand, validateTaskConfig } from './task-request.js';
+import { TaskHandle, taskKey, type TaskRequest } from './task.js';
+
+export interface StartContext {
+  readonly config: PluginConfig;
+  readonly runtime: Runtime;
+  readonly logger: Logger;
+  /** Publishes a task event (shown in `nomad alloc status`). */
+  readonly event: (message: string) => void;
+  /** Removes a store view unless another live task uses it. */
+  readonly releaseView: (viewKey: string) => Promise<void>;
+}
+
+const DEFAULT_USER = 'nobody';
+
+/** The nix binaries and options the plugin config selects. */
+export function nixTools(config: PluginConfig, pathEnv: string | undefined): NixTools {
+  const find = (name: string) => {
+    const path = findExecutable(name, { dir: config.nix_bin, pathEnv: pathEnv ?? '' });
+    if (path === undefined) {
+      throw failure('find nix', `${name} not found ${config.nix_bin === '' ? "on the agent's PATH" : `in nix_bin ${quote(config.nix_bin)}`}`, {
+        code: 'failed_precondition',
+        fix: 'install Nix on the client or set nix_bin in the plugin "nix" config',
+      });
+    }
+    return path;
+  };
+  const extraOptions = config.nix_options.flatMap((line) => {
+    const [name, value] = parseNixOption(line) ?? ['', ''];
+    return ['--option', name, value];
+  });
+  return { nix: find('nix'), nixStore: find('nix-store'), extraOptions };
+}
+
+/** The host user the task runs as: its `user`, else nobody; root only with allow_root. */
+export function taskUser(request: TaskRequest, config: PluginConfig): HostUser {
+  const name = request.user === '' ? DEFAULT_USER : request.user;
+  const user = lookupUser(name);
+  if (user === undefined) {
+    throw failure('resolve task user', `user ${quote(name)} does not exist on this client`, {
+      code: 'invalid_argument',
+      fix: 'create the user on the client, use a numeric uid, or remove user from the task',
+    });
+  }
+  if (user.uid === 0 && !config.allow_root) {
+    throw failure('resolve task user', `user ${quote(name)} is root and the plugin config does not allow root tasks`, {
+      code: 'invalid_argument',
+      fix: 'run the task as an unprivileged user, or set allow_root = true in the client\'s plugin "nix" { config { ... } } block',
+    });
+  }
+  return user;
+}
+
+export async function startTask(request: TaskRequest, context: StartContext): Promise<TaskHandle> {
+  const { config, logger } = context;
+  const cleanup = new CleanupStack();
+  const key = taskKey(request.id);
+  try {
+    // 1. the config block: types (schema), then cross-field rules and paths
+    const taskConfig = decodeTaskConfig(request.driverConfig);
+    const closureRequest = validateTaskConfig(taskConfig);
+    const user = taskUser(request, config);
+
+    // 2. the closure: realised (built or substituted), held by a GC root before anything uses it
+    const tools = nixTools(config, process.env.PATH);
+    context.event(closureRequest.flake !== undefined ? `Building flake ${closureRequest.flake}` : `Realising ${closureRequest.storePath}`);
+    const realised = await realise(tools, closureRequest, { onProgress: context.event });
+    const gcRootKey = key;
+    cleanup.push('remove GC root', () => removeTaskGcRoot(config.gc_roots_dir, gcRootKey));
+    await addTaskGcRoot(config.gc_roots_dir, gcRootKey, [realised.mainOutput, ...realised.packageOutputs]);
+
+    // 3. the store view: one directory with exactly the closure, shared by its tasks. The
+    //    driver's dirs must be traversable (not readable) by unprivileged task users, whose
+    //    bwrap binds the view and the task's /etc from here.
+    for (const dir of [config.state_dir, join(config.state_dir, 'views'), join(config.state_dir, 'tasks')]) await makeDir(dir, 0o711);
+    const view = await ensureStoreView(join(config.state_dir, 'views'), realised.closure);
+    cleanup.push('release store view', () => context.releaseView(view.key));
+    if (view.built) context.event(`Prepared a store view of ${realised.closure.length} store paths in ${Math.round(view.durationMs)} ms`);
+
+    // 4. the command, inside the closure
+    const command = resolveCommand(taskConfig.command, realised, { isExecutable, realPath: realPathOf, list: listDir });
+
+    // 5. host-side state: the task's dir and its synthesized /etc
+    const stateDir = join(config.state_dir, 'tasks', key);
+    cleanup.push('remove task state', () => removePath(stateDir));
+    await makeDir(stateDir, 0o711);
+    const etcDir = join(stateDir, 'etc');
+    const host = hostname();
+    const dns = chooseDns({
+      ...(request.dns === undefined ? {} : { nomad: request.dns }),
+      hostResolvConf: await readFile('/etc/resolv.conf', 'utf8').catch(() => ''),
+      systemdResolvConf: await readFile('/run/systemd/resolve/resolv.conf', 'utf8').catch(() => ''),
+    });
+    await writeFiles(etcDir, renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns }));
+
+    // 6. the root plan and the process
+    const plan = planRoot({ storeView: view.path, allocDir: request.allocDir, taskName: request.name, etcDir });
+    const env: Record<string, string> = { PATH: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), ...request.env };
+    const launched = await context.runtime.launch({
+      plan,
+      process: {
+        argv: [command, ...taskConfig.args],
+        env,
+        cwd: taskConfig.work_dir === '' ? '/local' : taskConfig.work_dir,
+        uid: user.uid,
+        gid: user.gid,
+        hostname: host,
+      },
+      stateDir,
+      stdoutPath: request.stdoutPath,
+      stderrPath: request.stderrPath,
+    });
+    cleanup.push('kill task', async () => {
+      await launched.kill();
+    });
+    logger.info('task started', { task_id: request.id, pid: launched.pid, init_pid: launched.initPid, command, user: user.name, closure_paths: realised.closure.length });
+    return new TaskHandle(request, launched, { key, stateDir, gcRootKey, viewKey: view.key });
+  } catch (error) {
+    await cleanup.unwind(logger);
+    if (isDriverError(error)) throw error;
+    throw failure('start task', errorMessage(error), { code: 'internal', cause: error });
+  }
+}

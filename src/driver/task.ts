@@ -1,0 +1,70 @@
+/**
+ * A task as the driver sees it: what Nomad asked for (TaskRequest, converted by rpc/ from
+ * TaskConfig) and the live handle of one started task. Pure types and small helpers.
+ */
+import type { ExitStatus, LaunchedTask } from '../runtime/runtime.js';
+
+export interface DnsSettings {
+  readonly servers: readonly string[];
+  readonly searches: readonly string[];
+  readonly options: readonly string[];
+}
+
+/** Nomad's TaskConfig, minus what the driver never reads. */
+export interface TaskRequest {
+  /** `<alloc_id>/<task_name>/<random>`, new on every (re)start. */
+  readonly id: string;
+  readonly name: string;
+  readonly allocId: string;
+  readonly jobName: string;
+  readonly taskGroupName: string;
+  readonly namespace: string;
+  /** The full task environment Nomad computed (NOMAD_* variables, env block, templates). */
+  readonly env: Readonly<Record<string, string>>;
+  /** The task's `user`, empty when unset. */
+  readonly user: string;
+  /** `<client alloc_dir>/<alloc_id>` on the host. */
+  readonly allocDir: string;
+  readonly stdoutPath: string;
+  readonly stderrPath: string;
+  /** The decoded cty value of the task's `config {}` block. */
+  readonly driverConfig: unknown;
+  /** Nomad's DNS settings for the task (group network `dns` block or CNI result), if any. */
+  readonly dns: DnsSettings | undefined;
+}
+
+/** A stable, file-name-safe key for a task id (used for state dirs and GC roots). */
+export function taskKey(taskId: string): string {
+  return taskId.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+export type TaskState = 'running' | 'exited';
+
+/** One started task. Only the exit watcher mutates `exit`/`completedAt`. */
+export class TaskHandle {
+  exit: ExitStatus | undefined;
+  completedAt: Date | undefined;
+
+  constructor(
+    readonly request: TaskRequest,
+    readonly launched: LaunchedTask,
+    /** Host-side resources to release on destroy, in order. */
+    readonly resources: TaskResources,
+  ) {
+    void launched.exited.then((status) => {
+      this.exit = status;
+      this.completedAt = new Date();
+    });
+  }
+
+  get state(): TaskState {
+    return this.exit === undefined ? 'running' : 'exited';
+  }
+}
+
+export interface TaskResources {
+  readonly key: string;
+  readonly stateDir: string;
+  readonly gcRootKey: string;
+  readonly viewKey: string;
+}

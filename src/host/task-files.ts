@@ -1,0 +1,36 @@
+/** File work for a task's host-side state: directories, synthesized files, log FIFOs. */
+import { constants } from 'node:fs';
+import { chmod, mkdir, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** Creates `dir` (and parents) with mode 0755, so unprivileged task users can traverse it. */
+export async function makeDir(dir: string, mode = 0o755): Promise<void> {
+  await mkdir(dir, { recursive: true, mode });
+  await chmod(dir, mode);
+}
+
+/** Writes each file of `files` into `dir` with mode 0644. */
+export async function writeFiles(dir: string, files: Readonly<Record<string, string>>): Promise<void> {
+  await makeDir(dir);
+  await Promise.all(Object.entries(files).map(([name, content]) => writeFile(join(dir, name), content, { mode: 0o644 })));
+}
+
+/** Removes `path` recursively; missing is fine. */
+export async function removePath(path: string): Promise<void> {
+  await rm(path, { recursive: true, force: true });
+}
+
+/**
+ * Opens a log sink Nomad gave us (a FIFO read by logmon, or /dev/null) for writing. Opening a
+ * FIFO blocks until its reader is there; this runs on libuv's thread pool, never the event loop.
+ */
+export async function openForWriting(path: string): Promise<FileHandle> {
+  return open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_NOCTTY);
+}
+
+/** Creates (truncates) a file for a child's status output and returns the handle. */
+export async function createFile(path: string): Promise<FileHandle> {
+  return open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+}
+
+export { readFile } from 'node:fs/promises';

@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { buildWithBusybox, busyboxPath, makeFlake, NO_SUBSTITUTERS } from '../../test/support/nix-fixtures.js';
+import { DriverError } from '../errors.js';
+import { failedDerivation, firstFlakeOutput, flakeFailure, mainDerivationOutput, realise, type NixTools } from './realise.js';
+
+const TOOLS: NixTools = { nix: 'nix', nixStore: 'nix-store', extraOptions: NO_SUBSTITUTERS };
+const nonce = () => randomBytes(6).toString('hex');
+const missingPath = () => `/nix/store/${'0123456789abcdfghijklmnpqrsvwxyz'.slice(0, 20)}${randomBytes(6).toString('hex').replace(/[eotu]/g, '0')}-missing`;
+
+async function rejection(promise: Promise<unknown>): Promise<DriverError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof DriverError, `not a DriverError: ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected a rejection');
+}
+
+describe('realise', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'realise-test-'));
+    dirs.push(dir);
+    return dir;
+  };
+  after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  it('rejects a request with both or neither of flake and store path', async () => {
+    const both = await rejection(realise(TOOLS, { flake: 'path:/x#a', storePath: '/nix/store/x', packages: [] }));
+    assert.equal(both.message, 'failed to realise task closure: both flake and store_path are set; fix: set exactly one of flake and store_path in the task config');
+    assert.equal(both.code, 'invalid_argument');
+    const neither = await rejection(realise(TOOLS, { packages: [] }));
+    assert.equal(neither.message, 'failed to realise task closure: neither flake nor store_path is set; fix: set exactly one of flake and store_path in the task config');
+  });
+
+  it('realises a store path and its packages and lists the closure', async () => {
+    const web = buildWithBusybox('realise-web', 'mkdir -p $out/bin; ln -s $busybox/bin/httpd $out/bin/web');
+    const tool = buildWithBusybox('realise-tool', 'mkdir -p $out/bin; echo tool > $out/bin/tool');
+    const result = await realise(TOOLS, { storePath: web, packages: [tool] });
+    assert.deepEqual(result, { mainOutput: web, packageOutputs: [tool], closure: [busyboxPath(), tool, web].sort() });
+  });
+
+  it('realises a store path given by a path inside it', async () => {
+    const web = buildWithBusybox('realise-web', 'mkdir -p $out/bin; ln -s $busybox/bin/httpd $out/bin/web');
+    const result = await realise(TOOLS, { storePath: `${web}/bin`, packages: [] });
+    assert.equal(result.mainOutput, web);
+  });
+
+  it('builds a .drv given as store path and runs from its out output', async () => {
+    const out = buildWithBusybox('realise-drv', 'mkdir -p $out; echo drv > $out/x');
+    const drv = execFileSync('nix-store', ['--query', '--deriver', out], { encoding: 'utf8' }).trim();
+    const result = await realise(TOOLS, { storePath: drv, packages: [] });
+    assert.equal(result.mainOutput, out);
+    assert.deepEqual(result.closure, [busyboxPath(), out].sort());
+  });
+
+  it('answers a valid store path quickly (one nix-store query)', async (t) => {
+    const web = buildWithBusybox('realise-web', 'mkdir -p $out/bin; ln -s $busybox/bin/httpd $out/bin/web');
+    const times: number[] = [];
+    for (let i = 0; i < 5; i += 1) {
+      const started = performance.now();
+      await realise(TOOLS, { storePath: web, packages: [] });
+      times.push(performance.now() - started);
+    }
+    t.diagnostic(`no-op realise of a store path: ${times.map((ms) => ms.toFixed(1)).join(', ')} ms`);
+    assert.ok(Math.min(...times) < 1_000);
+  });
+
+  it('says which store path is not valid and how to get it', async () => {
+    const missing = missingPath();
+    const error = await rejection(realise(TOOLS, { storePath: missing, packages: [] }));
+    const match = /^failed to realise store path "([^"]+)": path '([^']+)' is not valid and no configured substituter has it \(nix: (.+)\); fix: build it on the client, copy it there \(nix copy\), or configure a substituter that has it$/.exec(error.message);
+    assert.ok(match, error.message);
+    assert.equal(match[1], missing);
+    assert.equal(match[2], missing);
+    assert.ok(match[3]?.includes(missing), match[3]);
+    assert.equal(error.code, 'failed_precondition');
+  });
+
+  it('names the missing package', async () => {
+    const web = buildWithBusybox('realise-web', 'mkdir -p $out/bin; ln -s $busybox/bin/httpd $out/bin/web');
+    const missing = missingPath();
+    const error = await rejection(realise(TOOLS, { storePath: web, packages: [missing] }));
+    assert.match(error.message, new RegExp(`^failed to realise package "${missing}": path '${missing}' is not valid and no configured substituter has it \\(nix: .+\\); fix: `));
+  });
+
+  it('refuses a path outside the store', async () => {
+    const error = await rejection(realise(TOOLS, { storePath: '/tmp', packages: [] }));
+    assert.equal(error.message, 'failed to realise store path "/tmp": path \'/tmp\' is not in the Nix store; fix: give a path inside the Nix store (/nix/store/…)');
+    assert.equal(error.code, 'invalid_argument');
+  });
+
+  it('builds a flake output and reports progress', async () => {
+    const flake = makeFlake(tempDir(), 'web', `mkdir -p $out/bin; echo ${nonce()} > $out/nonce; ln -s $busybox/bin/httpd $out/bin/web`);
+    const progress: string[] = [];
+    const result = await realise(TOOLS, { flake, packages: [] }, { onProgress: (m) => progress.push(m) });
+    assert.match(result.mainOutput, /^\/nix\/store\/[0-9a-z]{32}-web$/);
+    assert.deepEqual(result.packageOutputs, []);
+    assert.deepEqual(result.closure, [busyboxPath(), result.mainOutput].sort());
+    assert.equal(progress.length, 1);
+    assert.match(progress[0] ?? '', /^building \/nix\/store\/[0-9a-z]{32}-web\.drv$/);
+  });
+
+  it('builds a flake with packages', async () => {
+    const flake = makeFlake(tempDir(), 'web', 'mkdir -p $out; echo web > $out/x');
+    const tool = buildWithBusybox('realise-tool', 'mkdir -p $out/bin; echo tool > $out/bin/tool');
+    const result = await realise(TOOLS, { flake, packages: [tool] });
+    assert.deepEqual(result.packageOutputs, [tool]);
+    assert.deepEqual(result.closure, [busyboxPath(), result.mainOutput, tool].sort());
+  });
+
+  it('says when a flake does not provide the attribute', async () => {
+    const dir = tempDir();
+    makeFlake(dir, 'web', 'mkdir $out');
+    const flake = `path:${dir}#nope`;
+    const error = await rejection(realise(TOOLS, { flake, packages: [] }));
+    assert.equal(
+      error.message,
+      `failed to realise flake "${flake}": flake 'path:${dir}' does not provide attribute 'packages.x86_64-linux.nope', 'legacyPackages.x86_64-linux.nope' or 'nope'; fix: check the flake attribute in the task's config { flake = "${flake}" }`,
+    );
+    assert.equal(error.code, 'invalid_argument');
+  });
+
+  it('says when the flake does not exist', async () => {
+    const dir = join(tempDir(), 'absent');
+    const flake = `path:${dir}#web`;
+    const error = await rejection(realise(TOOLS, { flake, packages: [] }));
+    assert.equal(error.message, `failed to realise flake "${flake}": getting status of '${dir}': No such file or directory; fix: check the flake reference in the task's config { flake = "${flake}" }`);
+    assert.equal(error.code, 'invalid_argument');
+  });
+
+  it('quotes the failed build and its last log lines', async () => {
+    const flake = makeFlake(tempDir(), 'broken', 'echo compiling; echo "it broke" >&2; exit 3');
+    const error = await rejection(realise(TOOLS, { flake, packages: [] }));
+    const drv = /builder for '([^']+)'/.exec(error.message)?.[1] ?? '';
+    assert.match(drv, /^\/nix\/store\/[0-9a-z]{32}-broken\.drv$/);
+    assert.equal(
+      error.message,
+      `failed to realise flake "${flake}": builder for '${drv}' failed with exit code 3 (last 2 log lines: compiling | it broke); fix: fix the build of ${drv} (its whole log: nix-store --read-log ${drv})`,
+    );
+    assert.equal(error.code, 'failed_precondition');
+  });
+
+  it('stops Nix and its builder when cancelled', async () => {
+    const marker = nonce();
+    const flake = makeFlake(tempDir(), 'slow', `sleep 30; echo ${marker}; mkdir $out`);
+    const controller = new AbortController();
+    const progress: string[] = [];
+    const pending = realise(TOOLS, { flake, packages: [] }, { signal: controller.signal, onProgress: (m) => {
+      progress.push(m);
+      controller.abort();
+    } });
+    const started = performance.now();
+    const error = await rejection(pending);
+    assert.equal(error.message, `failed to realise flake "${flake}": cancelled while Nix was running`);
+    assert.equal(error.code, 'unavailable');
+    assert.ok(performance.now() - started < 5_000);
+    await new Promise((r) => setTimeout(r, 300));
+    const pgrep = spawnSync('pgrep', ['-f', marker], { encoding: 'utf8' });
+    assert.equal(pgrep.stdout.trim(), '', 'the builder still runs');
+  });
+
+  it('gives up after the timeout', async () => {
+    const flake = makeFlake(tempDir(), 'slow', `sleep 30; echo ${nonce()}; mkdir $out`);
+    const error = await rejection(realise(TOOLS, { flake, packages: [] }, { timeoutMs: 1_000 }));
+    assert.equal(error.message, `failed to realise flake "${flake}": Nix did not finish within 1000 ms; fix: build or copy the closure to the client beforehand, or allow more time`);
+    assert.equal(error.recoverable, true);
+  });
+});
+
+describe('realise helpers', () => {
+  it('picks the out output of nix build --json, else the first', () => {
+    assert.equal(firstFlakeOutput('[{"drvPath":"/nix/store/a.drv","outputs":{"bin":"/nix/store/b-x-bin","out":"/nix/store/b-x"}}]'), '/nix/store/b-x');
+    assert.equal(firstFlakeOutput('[{"drvPath":"/nix/store/a.drv","outputs":{"bin":"/nix/store/b-x-bin"}}]'), '/nix/store/b-x-bin');
+    assert.equal(firstFlakeOutput('[]'), undefined);
+    assert.equal(firstFlakeOutput('not json'), undefined);
+  });
+
+  it('picks the out output of a realised .drv', () => {
+    const drv = '/nix/store/aaaa-hello-2.12.drv';
+    assert.equal(mainDerivationOutput(drv, ['/nix/store/bbbb-hello-2.12-man', '/nix/store/cccc-hello-2.12']), '/nix/store/cccc-hello-2.12');
+    assert.equal(mainDerivationOutput(drv, ['/nix/store/bbbb-hello-2.12-man']), '/nix/store/bbbb-hello-2.12-man');
+  });
+
+  it('finds the failed derivation in Nix errors', () => {
+    assert.equal(failedDerivation("builder for '/nix/store/a-web.drv' failed with exit code 3"), '/nix/store/a-web.drv');
+    assert.equal(failedDerivation("1 dependencies of derivation '/nix/store/b-app.drv' failed to build"), '/nix/store/b-app.drv');
+    assert.equal(failedDerivation('attribute missing'), undefined);
+  });
+
+  it('classifies flake failures', () => {
+    const what = 'realise flake "path:/x#a"';
+    assert.equal(flakeFailure(what, 'path:/x#a', "path '/x' does not contain a 'flake.nix', searching up").message,
+      `failed to realise flake "path:/x#a": path '/x' does not contain a 'flake.nix', searching up; fix: check the flake reference in the task's config { flake = "path:/x#a" }`);
+    assert.equal(flakeFailure(what, 'path:/x#a', "path '/x' does not contain a 'flake.nix'").code, 'invalid_argument');
+    const evalError = flakeFailure(what, 'path:/x#a', 'undefined variable \'foo\' at /nix/store/x-source/flake.nix:3:5');
+    assert.equal(evalError.code, 'failed_precondition');
+    assert.equal(evalError.message, `failed to realise flake "path:/x#a": undefined variable 'foo' at /nix/store/x-source/flake.nix:3:5; fix: run nix build "path:/x#a" on the client to see the whole error`);
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * The task's root filesystem as data: an ordered list of typed mount operations that a runtime
+ * renders (runtime/bwrap/argv.ts) and carries out inside a fresh mount namespace. This list *is*
+ * the security model: the task sees exactly these paths and nothing else of the host, so every
+ * host path and every in-task target is validated here, once, before anything is rendered.
+ * Mirrors bubblewrap's own `SetupOp` list (containers/bubblewrap:bubblewrap.c). Pure: no I/O.
+ */
+import { failure, quote } from '../errors.js';
+import { absolutePathProblem, isWithin, NIX_STORE_DIR } from '../paths.js';
+
+/**
+ * One step of building the task root, in the order given. Why each kind is safe:
+ * - `ro-bind`: a host path appears read-only; the task can read what we chose to show and write
+ *   nothing. Used for the closure's store view and the synthesized /etc.
+ * - `bind`: a host path appears read-write. Only Nomad's per-task directories (alloc, local,
+ *   secrets) and validated volumes, which Nomad created for this allocation, are bound this way.
+ * - `proc`: a new procfs of the task's own pid namespace; it shows only the task's processes.
+ * - `dev`: the runtime's minimal /dev (null, zero, full, random, urandom, tty, a devpts, shm);
+ *   no host block or character device beyond those.
+ * - `tmpfs`: fresh memory-backed storage private to the task; nothing of the host.
+ * - `dir`: creates an empty directory inside the task root (itself a private tmpfs).
+ * - `symlink`: creates a link inside the task root; the link target resolves in the task's
+ *   view, so it cannot reach host paths that are not mounted.
+ * - `remount-ro`: makes a mount read-only (non-recursively); it only ever removes a right.
+ */
+export type MountOp =
+  | { readonly kind: 'ro-bind'; readonly source: string; readonly target: string }
+  | { readonly kind: 'bind'; readonly source: string; readonly target: string }
+  | { readonly kind: 'proc'; readonly target: string }
+  | { readonly kind: 'dev'; readonly target: string }
+  | { readonly kind: 'tmpfs'; readonly target: string }
+  | { readonly kind: 'dir'; readonly target: string }
+  | { readonly kind: 'symlink'; readonly linkTarget: string; readonly target: string }
+  | { readonly kind: 'remount-ro'; readonly target: string };
+
+/** An ordered plan; the root itself starts as an empty private tmpfs (bwrap's default). */
+export interface RootPlan {
+  readonly ops: readonly MountOp[];
+}
+
+/** A host directory mounted into the task (volume support); validated by planRoot. */
+export interface ExtraMount {
+  readonly source: string;
+  readonly target: string;
+  readonly readOnly: boolean;
+}
+
+export interface RootPlanInput {
+  /** Host directory holding exactly the task's closure; bound read-only at /nix/store. */
+  readonly storeView: string;
+  /** Nomad's `<client alloc_dir>/<alloc_id>`: `<allocDir>/alloc` is bound at /alloc. */
+  readonly allocDir: string;
+  /** `<allocDir>/<taskName>/local` is bound at /local and `…/secrets` at /secrets. */
+  readonly taskName: string;
+  /** Host directory with the synthesized etc files (rootfs/etc-files.ts); bound read-only at /etc. */
+  readonly etcDir: string;
+  readonly extraMounts?: readonly ExtraMount[];
+}
+
+/** Targets the plan itself owns; an extra mount on, above or below one would shadow it. */
+export const RESERVED_TARGETS: readonly string[] = [NIX_STORE_DIR, '/alloc', '/local', '/secrets', '/etc', '/proc', '/dev'];
+
+const WHAT = 'plan task root';
+
+function invalid(cause: string, fix: string): Error {
+  return failure(WHAT, cause, { code: 'invalid_argument', fix });
+}
+
+function checkHostPath(field: string, path: string): void {
+  const problem = absolutePathProblem(path);
+  if (problem !== undefined) throw invalid(`${field} ${quote(path)} ${problem}`, `set ${field} to an absolute, normalised host path`);
+  // Binding the host root would hand the task the whole machine.
+  if (path === '/') throw invalid(`${field} "/" is the host root`, `set ${field} to a dedicated directory, never "/"`);
+}
+
+function checkTaskName(name: string): void {
+  const problem =
+    name.length === 0
+      ? 'is empty'
+      : name.includes('\0')
+        ? 'contains a NUL byte'
+        : name.includes('/')
+          ? 'contains "/"'
+          : name === '.' || name === '..'
+            ? 'is a relative path segment'
+            : undefined;
+  if (problem !== undefined) throw invalid(`taskName ${quote(name)} ${problem}`, 'pass the Nomad task name, a single path segment');
+}
+
+function checkExtraTarget(field: string, target: string, earlier: readonly string[]): void {
+  const problem = absolutePathProblem(target);
+  const fix = 'mount the volume at an absolute, normalised path of its own, e.g. "/srv/data"';
+  if (problem !== undefined) throw invalid(`${field} ${quote(target)} ${problem}`, fix);
+  if (target === '/') throw invalid(`${field} "/" would replace the task root`, fix);
+  for (const reserved of RESERVED_TARGETS) {
+    if (isWithin(target, reserved) || isWithin(reserved, target)) {
+      throw invalid(`${field} ${quote(target)} would shadow ${reserved}`, fix);
+    }
+  }
+  for (const other of earlier) {
+    if (isWithin(target, other) || isWithin(other, target)) {
+      throw invalid(`${field} ${quote(target)} overlaps the extra mount at ${quote(other)}`, 'give each volume its own, non-nested target');
+    }
+  }
+}
+
+/**
+ * Plans the root of one task: the closure read-only at /nix/store, Nomad's task directories
+ * read-write, the synthesized /etc read-only, private /proc, /dev and /tmp, the validated extra
+ * mounts, and finally the root tmpfs itself remounted read-only (the binds, /proc, /dev and /tmp
+ * are separate mounts and keep their own modes). Called by StartTask after the store view and
+ * the etc directory exist; throws an `invalid_argument` DriverError naming the bad field.
+ */
+export function planRoot(input: RootPlanInput): RootPlan {
+  checkHostPath('storeView', input.storeView);
+  // The view must hold only the closure; /nix/store itself holds every path on the host, and
+  // Nix's GC deletes anything of ours placed inside it (measured-facts.md).
+  if (isWithin(input.storeView, NIX_STORE_DIR)) {
+    throw invalid(`storeView ${quote(input.storeView)} lies inside ${NIX_STORE_DIR}`, 'build the closure view in a directory of the plugin\'s state dir');
+  }
+  checkHostPath('allocDir', input.allocDir);
+  checkTaskName(input.taskName);
+  checkHostPath('etcDir', input.etcDir);
+
+  const taskDir = `${input.allocDir}/${input.taskName}`;
+  const ops: MountOp[] = [
+    { kind: 'ro-bind', source: input.storeView, target: NIX_STORE_DIR },
+    { kind: 'bind', source: `${input.allocDir}/alloc`, target: '/alloc' },
+    { kind: 'bind', source: `${taskDir}/local`, target: '/local' },
+    { kind: 'bind', source: `${taskDir}/secrets`, target: '/secrets' },
+    { kind: 'ro-bind', source: input.etcDir, target: '/etc' },
+    { kind: 'proc', target: '/proc' },
+    { kind: 'dev', target: '/dev' },
+    { kind: 'tmpfs', target: '/tmp' },
+  ];
+
+  const extraTargets: string[] = [];
+  for (const [index, mount] of (input.extraMounts ?? []).entries()) {
+    checkHostPath(`extraMounts[${index}].source`, mount.source);
+    checkExtraTarget(`extraMounts[${index}].target`, mount.target, extraTargets);
+    extraTargets.push(mount.target);
+    ops.push({ kind: mount.readOnly ? 'ro-bind' : 'bind', source: mount.source, target: mount.target });
+  }
+
+  // Last: nothing may be mounted on the root after it turns read-only (mount points could no
+  // longer be created), and the task must not create files beside its mounts.
+  ops.push({ kind: 'remount-ro', target: '/' });
+  return { ops };
+}

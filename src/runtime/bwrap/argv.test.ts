@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { planRoot } from '../../rootfs/plan.js';
+import { renderBwrapArgs, type BwrapOptions, type ProcessSpec } from './argv.js';
+
+const PLAN = planRoot({ storeView: '/var/lib/nix-driver/views/v1', allocDir: '/opt/nomad/alloc/a1', taskName: 'web', etcDir: '/var/lib/nix-driver/etc/a1-web' });
+
+const PROCESS: ProcessSpec = {
+  argv: ['/nix/store/abc-web/bin/web', '-p', '8080'],
+  env: { PATH: '/nix/store/abc-web/bin', NOMAD_TASK_NAME: 'web' },
+  cwd: '/local',
+  uid: 1000,
+  gid: 1000,
+  hostname: 'web-1',
+};
+
+const USER: BwrapOptions = { statusFd: 3, shareNet: false, asRoot: false };
+
+const MOUNTS = [
+  '--ro-bind', '/var/lib/nix-driver/views/v1', '/nix/store',
+  '--bind', '/opt/nomad/alloc/a1/alloc', '/alloc',
+  '--bind', '/opt/nomad/alloc/a1/web/local', '/local',
+  '--bind', '/opt/nomad/alloc/a1/web/secrets', '/secrets',
+  '--ro-bind', '/var/lib/nix-driver/etc/a1-web', '/etc',
+  '--proc', '/proc',
+  '--dev', '/dev',
+  '--tmpfs', '/tmp',
+  '--remount-ro', '/',
+];
+
+const fails = (process: ProcessSpec, options: BwrapOptions, message: string) =>
+  assert.throws(() => renderBwrapArgs(PLAN, process, options), { name: 'DriverError', code: 'invalid_argument', message });
+
+describe('renderBwrapArgs', () => {
+  it('renders an unprivileged task: user namespace, own network, cleared environment', () => {
+    assert.deepEqual(renderBwrapArgs(PLAN, PROCESS, USER), [
+      '--unshare-user', '--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net',
+      '--new-session',
+      '--clearenv',
+      '--setenv', 'NOMAD_TASK_NAME', 'web',
+      '--setenv', 'PATH', '/nix/store/abc-web/bin',
+      '--chdir', '/local',
+      '--hostname', 'web-1',
+      '--json-status-fd', '3',
+      ...MOUNTS,
+      '--', '/nix/store/abc-web/bin/web', '-p', '8080',
+    ]);
+  });
+
+  it('renders a root task sharing the network: no user namespace, every capability dropped', () => {
+    const root = { ...PROCESS, uid: 0, gid: 0, env: {} };
+    const { hostname: _, ...withoutHostname } = root;
+    assert.deepEqual(renderBwrapArgs(PLAN, withoutHostname, { statusFd: 5, shareNet: true, asRoot: true }), [
+      '--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try', '--share-net',
+      '--cap-drop', 'ALL',
+      '--new-session',
+      '--clearenv',
+      '--chdir', '/local',
+      '--json-status-fd', '5',
+      ...MOUNTS,
+      '--', '/nix/store/abc-web/bin/web', '-p', '8080',
+    ]);
+  });
+
+  it('renders dir and symlink ops and never --die-with-parent, --uid or --unshare-all', () => {
+    const plan = { ops: [...PLAN.ops.slice(0, -1), { kind: 'dir', target: '/run' } as const, { kind: 'symlink', linkTarget: '/nix/store/x-sh/bin/sh', target: '/bin/sh' } as const, ...PLAN.ops.slice(-1)] };
+    const args = renderBwrapArgs(plan, PROCESS, USER);
+    assert.deepEqual(args.slice(args.indexOf('--tmpfs'), args.indexOf('--')), ['--tmpfs', '/tmp', '--dir', '/run', '--symlink', '/nix/store/x-sh/bin/sh', '/bin/sh', '--remount-ro', '/']);
+    for (const flag of ['--die-with-parent', '--uid', '--gid', '--unshare-all']) assert.ok(!args.includes(flag), flag);
+  });
+
+  it('keeps arguments that look like flags after --', () => {
+    const args = renderBwrapArgs(PLAN, { ...PROCESS, argv: ['/nix/store/abc-web/bin/web', '--bind', '/', '/'] }, USER);
+    assert.deepEqual(args.slice(args.indexOf('--')), ['--', '/nix/store/abc-web/bin/web', '--bind', '/', '/']);
+  });
+
+  it('rejects a process it cannot render faithfully', () => {
+    fails({ ...PROCESS, argv: [] }, USER, 'failed to render bwrap arguments: argv is empty; fix: set the task\'s command');
+    fails(
+      { ...PROCESS, argv: ['bin/web'] },
+      USER,
+      'failed to render bwrap arguments: argv[0] "bin/web" is not an absolute path; fix: resolve the command to an absolute path inside the task root',
+    );
+    fails(
+      { ...PROCESS, argv: ['/bin/web', 'a\0b'] },
+      USER,
+      'failed to render bwrap arguments: argv[1] "a\\u0000b" contains a NUL byte; fix: remove the NUL byte from the task\'s args',
+    );
+    fails({ ...PROCESS, env: { 'A=B': 'x' } }, USER, 'failed to render bwrap arguments: env name "A=B" contains "="; fix: rename the variable in the task\'s env block');
+    fails({ ...PROCESS, env: { '': 'x' } }, USER, 'failed to render bwrap arguments: env name "" is empty; fix: rename the variable in the task\'s env block');
+    fails({ ...PROCESS, env: { 'A\0': 'x' } }, USER, 'failed to render bwrap arguments: env name "A\\u0000" contains a NUL byte; fix: rename the variable in the task\'s env block');
+    fails(
+      { ...PROCESS, cwd: 'local' },
+      USER,
+      'failed to render bwrap arguments: cwd "local" is not an absolute path; fix: set work_dir to an absolute path inside the task, e.g. "/local"',
+    );
+    fails(
+      { ...PROCESS, hostname: 'a b' },
+      USER,
+      'failed to render bwrap arguments: hostname "a b" is not a host name of at most 64 letters, digits, "-" and "."; fix: set a valid hostname',
+    );
+    fails(
+      PROCESS,
+      { ...USER, statusFd: 1 },
+      'failed to render bwrap arguments: statusFd 1 is not a descriptor number of 3 or more; fix: pass the descriptor of the status pipe; 0-2 are the task\'s stdio',
+    );
+  });
+
+  it('refuses asRoot that disagrees with the task uid', () => {
+    const fix = 'fix: set asRoot exactly when the task user is root (uid 0)';
+    fails(PROCESS, { ...USER, asRoot: true }, `failed to render bwrap arguments: asRoot true does not match uid 1000; ${fix}`);
+    fails({ ...PROCESS, uid: 0, gid: 0 }, USER, `failed to render bwrap arguments: asRoot false does not match uid 0; ${fix}`);
+  });
+});

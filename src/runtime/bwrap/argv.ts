@@ -1,0 +1,134 @@
+/**
+ * Renders a root plan plus a process spec as bubblewrap (0.8) arguments. "The level of
+ * protection between the sandboxed processes and the host system is entirely determined by the
+ * arguments passed to bubblewrap" (containers/bubblewrap:README.md), so every flag below says
+ * why it is there. Pure: no I/O; the runtime adapter spawns bwrap with these arguments.
+ */
+import { failure, quote } from '../../errors.js';
+import { absolutePathProblem } from '../../paths.js';
+import type { MountOp, RootPlan } from '../../rootfs/plan.js';
+
+/** The task's command as it runs inside its root. */
+export interface ProcessSpec {
+  /** argv[0] is an absolute path inside the task root (e.g. /nix/store/…/bin/web). */
+  readonly argv: readonly string[];
+  /** The complete environment; nothing of the plugin's own environment reaches the task. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Working directory inside the task root. */
+  readonly cwd: string;
+  /** The host uid/gid the task runs as; the adapter starts bwrap as this user (never --uid). */
+  readonly uid: number;
+  readonly gid: number;
+  readonly hostname?: string;
+}
+
+export interface BwrapOptions {
+  /** Descriptor bwrap writes its JSON status to (runtime/bwrap/status.ts); 3 or higher. */
+  readonly statusFd: number;
+  /**
+   * Keep bwrap's network namespace: host networking, or Nomad's network namespace joined from
+   * outside (`nsenter --net=… bwrap`). Otherwise the task gets a new one with only loopback.
+   */
+  readonly shareNet: boolean;
+  /**
+   * bwrap runs as root because the task user is root. Then no user namespace is created and
+   * every capability is dropped explicitly (bwrap would otherwise leave the task the full set).
+   * When false, bwrap is started as the task user and creates a user namespace that maps that
+   * same host uid: `--uid` under a root-started bwrap would only look unprivileged, since the
+   * fake uid maps to host root (measured-facts.md, "Users, capabilities and environment").
+   */
+  readonly asRoot: boolean;
+}
+
+const WHAT = 'render bwrap arguments';
+
+function invalid(cause: string, fix: string): Error {
+  return failure(WHAT, cause, { code: 'invalid_argument', fix });
+}
+
+function checkTaskPath(field: string, path: string, fix: string): void {
+  const problem = absolutePathProblem(path);
+  if (problem !== undefined) throw invalid(`${field} ${quote(path)} ${problem}`, fix);
+}
+
+function validate(process: ProcessSpec, options: BwrapOptions): void {
+  const command = process.argv[0];
+  if (command === undefined) throw invalid('argv is empty', 'set the task\'s command');
+  checkTaskPath('argv[0]', command, 'resolve the command to an absolute path inside the task root');
+  for (const [index, arg] of process.argv.entries()) {
+    if (arg.includes('\0')) throw invalid(`argv[${index}] ${quote(arg)} contains a NUL byte`, 'remove the NUL byte from the task\'s args');
+  }
+  for (const [name, value] of Object.entries(process.env)) {
+    const problem = name.length === 0 ? 'is empty' : name.includes('=') ? 'contains "="' : name.includes('\0') ? 'contains a NUL byte' : undefined;
+    if (problem !== undefined) throw invalid(`env name ${quote(name)} ${problem}`, 'rename the variable in the task\'s env block');
+    if (value.includes('\0')) throw invalid(`env ${name} value ${quote(value)} contains a NUL byte`, 'remove the NUL byte from the variable');
+  }
+  checkTaskPath('cwd', process.cwd, 'set work_dir to an absolute path inside the task, e.g. "/local"');
+  if (process.hostname !== undefined && !/^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/.test(process.hostname)) {
+    throw invalid(`hostname ${quote(process.hostname)} is not a host name of at most 64 letters, digits, "-" and "."`, 'set a valid hostname');
+  }
+  if (!Number.isSafeInteger(options.statusFd) || options.statusFd < 3) {
+    throw invalid(`statusFd ${quote(options.statusFd)} is not a descriptor number of 3 or more`, 'pass the descriptor of the status pipe; 0-2 are the task\'s stdio');
+  }
+  // asRoot must agree with the user the adapter starts bwrap as; a mismatch would either run a
+  // non-root task as root or hand a "root" task a user namespace it did not ask for.
+  if (options.asRoot !== (process.uid === 0)) {
+    throw invalid(`asRoot ${options.asRoot} does not match uid ${process.uid}`, 'set asRoot exactly when the task user is root (uid 0)');
+  }
+}
+
+/**
+ * One op as bwrap flags. Why each is safe is documented on MountOp (rootfs/plan.ts); bwrap adds
+ * nosuid and nodev to every bind, and binds recursively, so host submounts stay as they are.
+ */
+function renderOp(op: MountOp): string[] {
+  switch (op.kind) {
+    case 'ro-bind':
+      return ['--ro-bind', op.source, op.target];
+    case 'bind':
+      return ['--bind', op.source, op.target];
+    case 'proc':
+      return ['--proc', op.target];
+    case 'dev':
+      return ['--dev', op.target];
+    case 'tmpfs':
+      return ['--tmpfs', op.target];
+    case 'dir':
+      return ['--dir', op.target];
+    case 'symlink':
+      return ['--symlink', op.linkTarget, op.target];
+    case 'remount-ro':
+      return ['--remount-ro', op.target];
+  }
+}
+
+/**
+ * The full bwrap argument list (without the `bwrap` program name) for one task: namespaces,
+ * session, environment, status fd, the plan's mounts in order, then `--` and the command.
+ * Called by the bwrap runtime adapter at launch; throws an `invalid_argument` DriverError.
+ *
+ * Deliberately absent: `--die-with-parent` (tasks must outlive a restarted plugin, which
+ * recovers them), `--uid`/`--gid` (see BwrapOptions.asRoot) and `--unshare-all` (spelled out so
+ * the argv shows every namespace).
+ */
+export function renderBwrapArgs(plan: RootPlan, process: ProcessSpec, options: BwrapOptions): string[] {
+  validate(process, options);
+  const args: string[] = [];
+  // Namespaces, as --unshare-all would create them, plus user and net as decided above.
+  if (!options.asRoot) args.push('--unshare-user');
+  args.push('--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try');
+  args.push(options.shareNet ? '--share-net' : '--unshare-net');
+  // Only a root-started bwrap keeps capabilities for the task; drop them all.
+  if (options.asRoot) args.push('--cap-drop', 'ALL');
+  // setsid(): without a controlling terminal the task cannot push input into one (TIOCSTI).
+  args.push('--new-session');
+  // bwrap passes its own environment through; --setenv only adds (measured-facts.md).
+  args.push('--clearenv');
+  for (const name of Object.keys(process.env).sort()) args.push('--setenv', name, process.env[name] ?? '');
+  args.push('--chdir', process.cwd);
+  if (process.hostname !== undefined) args.push('--hostname', process.hostname);
+  args.push('--json-status-fd', String(options.statusFd));
+  for (const op of plan.ops) args.push(...renderOp(op));
+  args.push('--', ...process.argv);
+  return args;
+}

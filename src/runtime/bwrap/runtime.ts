@@ -1,0 +1,143 @@
+/**
+ * Runs tasks with bubblewrap. bwrap is started detached (own session) and as the task user
+ * (so the task is that host uid, not a faked one; root only when the task user is root), with
+ * stdout/stderr opened straight on Nomad's log FIFOs — the plugin is not in the log path and
+ * the task never holds the plugin's own stdio — and `--json-status-fd` on a per-task file, so
+ * the sandbox's pid and the exit code are on disk even when the plugin is not running.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { failure } from '../../errors.js';
+import { childPids, isRunning, processGroupOf, signalProcess } from '../../host/proc.js';
+import { createFile, openForWriting, readFile } from '../../host/task-files.js';
+import type { ExitStatus, LaunchRequest, LaunchedTask, Runtime } from '../runtime.js';
+import { renderBwrapArgs } from './argv.js';
+import { parseBwrapStatus } from './status.js';
+
+const STATUS_FILE = 'bwrap-status.json';
+const STATUS_FD = 3;
+
+export class BwrapRuntime implements Runtime {
+  readonly name = 'bwrap';
+
+  constructor(private readonly bwrapPath: string) {}
+
+  async launch(request: LaunchRequest): Promise<LaunchedTask> {
+    const statusPath = join(request.stateDir, STATUS_FILE);
+    const asRoot = request.process.uid === 0;
+    const args = renderBwrapArgs(request.plan, request.process, { statusFd: STATUS_FD, shareNet: true, asRoot });
+    const [stdout, stderr, status] = await Promise.all([
+      openForWriting(request.stdoutPath),
+      openForWriting(request.stderrPath),
+      createFile(statusPath),
+    ]);
+    let child;
+    try {
+      child = spawn(this.bwrapPath, args, {
+        detached: true, // own session and process group: survives the plugin, gets no terminal signals
+        stdio: ['ignore', stdout.fd, stderr.fd, status.fd],
+        env: {}, // bwrap's own environment; the task gets only --setenv values
+        ...(asRoot ? {} : { uid: request.process.uid, gid: request.process.gid }),
+      });
+    } finally {
+      await Promise.all([stdout.close(), stderr.close(), status.close()]);
+    }
+    const pid = child.pid;
+    if (pid === undefined) {
+      const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+      throw failure('launch task', `cannot run ${this.bwrapPath}: ${error.message}`, { code: 'failed_precondition', fix: 'install bubblewrap or set runtime = "runc"' });
+    }
+    child.unref();
+    const exitedRaw = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+    const exited = exitedRaw.then(async ({ code, signal }) => exitStatusOf(await readStatus(statusPath), code, signal));
+
+    // bwrap reports the sandbox init's pid once the sandbox is set up; a setup error exits first
+    const initPid = await waitForInitPid(statusPath, exitedRaw);
+    if (initPid === undefined) {
+      const { code } = await exitedRaw;
+      throw failure('launch task', `bwrap exited with code ${code} before starting the command`, {
+        code: 'failed_precondition',
+        fix: 'see `nomad alloc logs -stderr` for bubblewrap\'s message',
+      });
+    }
+    return new BwrapTask(pid, initPid, new Date(), exited);
+  }
+}
+
+async function readStatus(path: string) {
+  try {
+    return parseBwrapStatus(await readFile(path, 'utf8'));
+  } catch {
+    return {};
+  }
+}
+
+async function waitForInitPid(statusPath: string, exited: Promise<unknown>): Promise<number | undefined> {
+  let done = false;
+  void exited.then(() => (done = true));
+  for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
+    const status = await readStatus(statusPath);
+    if (status.childPid !== undefined) return status.childPid;
+    if (done) return (await readStatus(statusPath)).childPid;
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+/**
+ * bwrap's init exits with the command's status, 128+N when the command died of signal N, and
+ * bwrap reports that number as `exit-code`.
+ */
+export function exitStatusOf(status: { exitCode?: number }, code: number | null, signal: NodeJS.Signals | null): ExitStatus {
+  const exitCode = status.exitCode ?? code ?? 128 + signalNumber(signal);
+  return { exitCode, signal: exitCode > 128 && exitCode < 128 + 65 ? exitCode - 128 : 0, oomKilled: false };
+}
+
+function signalNumber(signal: NodeJS.Signals | null): number {
+  if (signal === null) return 0;
+  const table: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
+  return table[signal] ?? 0;
+}
+
+class BwrapTask implements LaunchedTask {
+  constructor(
+    readonly pid: number,
+    readonly initPid: number,
+    readonly startedAt: Date,
+    readonly exited: Promise<ExitStatus>,
+  ) {}
+
+  /**
+   * With --new-session the sandbox's init leads its own process group, so the group gets the
+   * signal: init (PID 1 inside) ignores what it has no handler for, the command receives it.
+   * Processes that left the group (setsid daemons) are reached as init's direct children.
+   */
+  signal(signal: NodeJS.Signals): boolean {
+    const outsideGroup = childPids(this.initPid).filter((pid) => processGroupOf(pid) !== this.initPid);
+    let delivered = signalProcess(-this.initPid, signal);
+    for (const pid of outsideGroup) delivered = signalProcess(pid, signal) || delivered;
+    return delivered;
+  }
+
+  async stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
+    this.signal(signal);
+    const timer = setTimeout(() => this.killAll(), timeoutMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async kill(): Promise<ExitStatus> {
+    this.killAll();
+    return this.exited;
+  }
+
+  /** SIGKILL to the sandbox's init ends its pid namespace, so every task process dies with it. */
+  private killAll(): void {
+    if (isRunning(this.initPid)) signalProcess(this.initPid, 'SIGKILL');
+    if (isRunning(this.pid)) signalProcess(this.pid, 'SIGKILL');
+  }
+}
