@@ -4,13 +4,13 @@
  * signals, and clear failures that leave nothing behind.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildWithBusybox, busyboxPath, makeFlake } from '../test/support/nix-fixtures.js';
 import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
-import { allocLogs, eventMessages, isDead, isRunning, nomad, runJob, taskState, waitForAlloc, type Allocation } from './support/jobs.js';
+import { allocLogs, eventMessages, isDead, isRunning, nomad, runJob, taskState, waitForAlloc, waitForAllocId, type Allocation } from './support/jobs.js';
 import { NomadAgent, nomadBinary } from './support/nomad-agent.js';
 
 let agent: NomadAgent;
@@ -23,7 +23,10 @@ before(async () => {
   nomadBinary();
   busybox = busyboxPath();
   // a closure of two paths: app (with bin/app, a symlink to busybox like a Nix profile) + busybox
-  app = buildWithBusybox('app', 'mkdir -p $out/bin && ln -s $busybox/bin/busybox $out/bin/app && ln -s $busybox/bin/sh $out/bin/sh');
+  app = buildWithBusybox(
+    'app',
+    'mkdir -p $out/bin $out/libexec && printf "#!$busybox/bin/sh\\nexec $busybox/bin/sh \\"\\$@\\"\\n" > $out/libexec/app && chmod +x $out/libexec/app && ln -s ../libexec/app $out/bin/app',
+  );
   stateDir = mkdtempSync('/var/lib/nix-e2e-state-');
   gcRootsDir = mkdtempSync('/nix/var/nix/gcroots/nix-e2e-');
   agent = await NomadAgent.start({
@@ -37,6 +40,7 @@ before(async () => {
 });
 
 after(async () => {
+  await agent?.stopAllJobs();
   await agent?.stop();
   agent?.cleanup();
   rmSync(stateDir, { recursive: true, force: true });
@@ -50,20 +54,28 @@ const sh = (script: string) => storeConfig(busybox, 'bin/sh', ['-c', script]);
 
 const finished = (a: Allocation) => isDead(a, 'main');
 
-/** Task dirs of live tasks and GC roots the driver holds right now. */
-function leftovers(): { tasks: string[]; roots: string[] } {
+/** State dirs, GC roots and processes the driver still holds for an allocation. */
+function leftovers(allocId: string): string[] {
   const tasksDir = join(stateDir, 'tasks');
-  return {
-    tasks: existsSync(tasksDir) ? readdirSync(tasksDir) : [],
-    roots: readdirSync(gcRootsDir),
-  };
+  const mine = (names: string[]) => names.filter((n) => n.startsWith(allocId));
+  const processes = readdirSync('/proc').filter((pid) => {
+    if (!/^\d+$/.test(pid)) return false;
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(allocId);
+    } catch {
+      return false;
+    }
+  });
+  return [
+    ...mine(existsSync(tasksDir) ? readdirSync(tasksDir) : []).map((n) => `state ${n}`),
+    ...mine(readdirSync(gcRootsDir)).map((n) => `gc root ${n}`),
+    ...processes.map((pid) => `process ${pid}`),
+  ];
 }
 
-async function noLeftovers(): Promise<void> {
-  await agent.waitFor('the driver to release every task', async () => {
-    const left = leftovers();
-    return left.tasks.length === 0 && left.roots.length === 0 ? true : undefined;
-  }, 30_000);
+async function noLeftovers(allocId: string): Promise<void> {
+  await agent.waitFor(`the driver to release everything of alloc ${allocId}`, async () => (leftovers(allocId).length === 0 ? true : undefined), 30_000);
+  assert.deepEqual(leftovers(allocId), []);
 }
 
 describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
@@ -77,7 +89,7 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
     // the task's /nix/store holds its closure and nothing else
     const listed = stdout.split('\n').slice(1).filter((l) => l !== '');
     assert.deepEqual(listed, [busybox.slice('/nix/store/'.length)]);
-    await noLeftovers();
+    await noLeftovers(alloc.ID);
   });
 
   it('a batch job exiting 3 fails, with exit code 3 in alloc status', async () => {
@@ -91,7 +103,7 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
   });
 
   it('runs a command that is a symlink in a two-path closure, as the unprivileged default user', async () => {
-    const job = runJob(agent, nixJobHcl({ id: 'symlink', config: storeConfig(app, 'bin/app', ['sh', '-c', 'id -u; ls /nix/store | sort; echo $PATH']) }));
+    const job = runJob(agent, nixJobHcl({ id: 'symlink', config: storeConfig(app, 'bin/app', ['-c', 'id -u; ls /nix/store | sort; echo $PATH']) }));
     const alloc = await waitForAlloc(agent, job, finished, 'the task to finish');
     assert.equal(alloc.ClientStatus, 'complete', eventMessages(alloc, 'main') + allocLogs(agent, alloc.ID, 'main', true));
     const [uid, ...rest] = allocLogs(agent, alloc.ID, 'main').trim().split('\n');
@@ -134,7 +146,7 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
     assert.equal(body.trim(), 'served-by-nix');
     nomad(agent, ['job', 'stop', job]);
     await waitForAlloc(agent, job, finished, 'the service to stop');
-    await noLeftovers();
+    await noLeftovers(alloc.ID);
   });
 
   it('`nomad alloc stop`: a task trapping its kill_signal gets it; one ignoring it is killed after kill_timeout', async () => {
@@ -152,17 +164,21 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
     const a2 = await waitForAlloc(agent, ignore, (a) => isRunning(a, 'main'), 'the ignoring task to run');
     await agent.waitFor('both tasks to be ready', async () => (allocLogs(agent, a1.ID, 'main').includes('ready') && allocLogs(agent, a2.ID, 'main').includes('ready') ? true : undefined));
     const t0 = Date.now();
-    assert.equal(nomad(agent, ['alloc', 'stop', a1.ID]).status, 0);
-    await waitForAlloc(agent, trap, (a) => isDead(a, 'main'), 'the trapping task to stop');
+    const stop1 = nomad(agent, ['alloc', 'stop', '-detach', a1.ID]);
+    assert.equal(stop1.status, 0, stop1.stderr + stop1.stdout);
+    await waitForAllocId(agent, a1.ID, (a) => isDead(a, 'main'), 'the trapping task to stop');
     assert.ok(Date.now() - t0 < 15_000, 'the trapping task should stop long before its 20 s kill_timeout');
     assert.match(allocLogs(agent, a1.ID, 'main'), /got TERM/);
     const t1 = Date.now();
-    assert.equal(nomad(agent, ['alloc', 'stop', a2.ID]).status, 0);
-    const dead = await waitForAlloc(agent, ignore, (a) => isDead(a, 'main'), 'the ignoring task to be killed');
+    const stop2 = nomad(agent, ['alloc', 'stop', '-detach', a2.ID]);
+    assert.equal(stop2.status, 0, stop2.stderr + stop2.stdout);
+    const dead = await waitForAllocId(agent, a2.ID, (a) => isDead(a, 'main'), 'the ignoring task to be killed');
     assert.ok(Date.now() - t1 >= 2_000, 'killed only after kill_timeout');
     assert.ok(taskState(dead, 'main')?.Events.some((e) => e.Type === 'Killed'));
-    nomad(agent, ['job', 'stop', trap]);
-    nomad(agent, ['job', 'stop', ignore]);
+    nomad(agent, ['job', 'stop', '-purge', trap]);
+    nomad(agent, ['job', 'stop', '-purge', ignore]);
+    await noLeftovers(a1.ID);
+    await noLeftovers(a2.ID);
   });
 
   it('`nomad alloc signal -s SIGUSR1` reaches the task, and `nomad alloc restart` starts it again', async () => {
@@ -181,8 +197,9 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
       const logs = allocLogs(agent, alloc.ID, 'main');
       return (logs.match(/started/g) ?? []).length >= 2 ? true : undefined;
     }, 60_000);
-    const after = await waitForAlloc(agent, job, (a) => isRunning(a, 'main'), 'the restarted task to run');
-    assert.ok(taskState(after, 'main')?.Events.some((e) => e.Type === 'Restarting' || e.Type === 'Restart Signaled'));
+    // the client reports task events to the servers in batches: wait for the restart's
+    const after = await waitForAllocId(agent, alloc.ID, (a) => isRunning(a, 'main') && /Restart Signaled/.test(eventMessages(a, 'main')), 'the restart to show in alloc status');
+    assert.match(eventMessages(after, 'main'), /Restart Signaled/);
     nomad(agent, ['job', 'stop', job]);
     await waitForAlloc(agent, job, finished, 'the job to stop');
   });
@@ -221,7 +238,7 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
       const job = runJob(agent, nixJobHcl({ id: `bad-${id}`, config: body }));
       const alloc = await waitForAlloc(agent, job, (a) => a.ClientStatus === 'failed', 'the task to fail');
       assert.match(eventMessages(alloc, 'main'), expected);
-      await noLeftovers();
+      await noLeftovers(alloc.ID);
     });
   }
 
@@ -232,7 +249,7 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
       const job = runJob(agent, nixJobHcl({ id: 'bad-attr', config: `        flake = ${hcl(`path:${dir}#absent`)}` }));
       const alloc = await waitForAlloc(agent, job, (a) => a.ClientStatus === 'failed', 'the task to fail');
       assert.match(eventMessages(alloc, 'main'), /does not provide attribute .*absent/);
-      await noLeftovers();
+      await noLeftovers(alloc.ID);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -271,15 +271,20 @@ describe('Driver basics', () => {
     }
   });
 
-  it('TaskEvents stays open; task RPCs not built yet fail with UNIMPLEMENTED and a clear message', async () => {
+  it('TaskEvents stays open; RPCs not built yet fail with UNIMPLEMENTED, unknown tasks with Nomad\'s not-found text', async () => {
     const p = await plugin();
     const events = p.clients.driver.TaskEvents({});
     let ended = false;
     events.on('end', () => (ended = true));
     events.on('error', () => (ended = true));
-    await assert.rejects(call(p.clients.driver, 'StartTask', { task: { id: 'a/b/c' } }), (e: grpc.ServiceError) => {
+    await assert.rejects(call(p.clients.driver, 'ExecTask', { task_id: 'a/b/c', command: ['true'] }), (e: grpc.ServiceError) => {
       assert.equal(e.code, grpc.status.UNIMPLEMENTED);
-      assert.match(e.details, /^failed to start task: not implemented in nomad-driver-nix/);
+      assert.match(e.details, /^failed to exec in task: not implemented in nomad-driver-nix/);
+      return true;
+    });
+    await assert.rejects(call(p.clients.driver, 'WaitTask', { task_id: 'a/b/c' }), (e: grpc.ServiceError) => {
+      assert.equal(e.code, grpc.status.NOT_FOUND);
+      assert.equal(e.details, 'task not found for given id');
       return true;
     });
     await new Promise((r) => setTimeout(r, 200));

@@ -70,6 +70,14 @@ export async function waitForAlloc(
   );
 }
 
+/** One allocation by id once `predicate` holds (`nomad alloc stop` replaces a service's alloc). */
+export async function waitForAllocId(agent: NomadAgent, allocId: string, predicate: (alloc: Allocation) => boolean, what: string, timeoutMs = 120_000): Promise<Allocation> {
+  return agent.waitFor(`${what} (alloc ${allocId})`, async () => {
+    const alloc = await agent.api<Allocation>(`/v1/allocation/${allocId}`);
+    return predicate(alloc) ? alloc : undefined;
+  }, timeoutMs);
+}
+
 export const taskState = (alloc: Allocation, task: string): TaskState | undefined => alloc.TaskStates?.[task];
 
 export function isRunning(alloc: Allocation, task: string): boolean {

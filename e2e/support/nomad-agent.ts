@@ -189,6 +189,25 @@ export class NomadAgent {
     return this.exited;
   }
 
+  /**
+   * Stops every job (so their tasks end: tasks outlive agents by design) and waits until no
+   * allocation runs.
+   */
+  async stopAllJobs(timeoutMs = 60_000): Promise<void> {
+    if (this.hasExited) return;
+    const jobs = await this.api<{ ID: string }[]>('/v1/jobs').catch(() => []);
+    for (const job of jobs) await fetch(`${this.address}/v1/job/${job.ID}?purge=true`, { method: 'DELETE' }).catch(() => undefined);
+    await this.waitFor('every allocation to stop', async () => {
+      const allocs = await this.api<{ ClientStatus: string }[]>('/v1/allocations');
+      return allocs.every((a) => a.ClientStatus !== 'running' && a.ClientStatus !== 'pending') ? true : undefined;
+    }, timeoutMs).catch(() => undefined);
+  }
+
+  /**
+   * Kills the agent if it still runs, every process still using the work dir (tasks of a
+   * crashed run), unmounts what Nomad left mounted there (secrets and private tmpfs), and
+   * removes it.
+   */
   cleanup(): void {
     if (!this.hasExited) {
       try {
@@ -197,7 +216,26 @@ export class NomadAgent {
         // already gone
       }
     }
-    if (process.env.NOMAD_DRIVER_NIX_KEEP_E2E !== '1') rmSync(this.workDir, { recursive: true, force: true });
+    for (const pid of processesMentioning(this.workDir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((line) => line.split(' ')[4] ?? '')
+      .filter((mountPoint) => mountPoint.startsWith(`${this.workDir}/`))
+      .sort((a, b) => b.length - a.length);
+    for (const mountPoint of mounts) spawnSync('umount', ['-l', mountPoint]);
+    if (process.env.NOMAD_DRIVER_NIX_KEEP_E2E !== '1') {
+      try {
+        rmSync(this.workDir, { recursive: true, force: true });
+      } catch (error) {
+        process.stderr.write(`could not remove ${this.workDir}: ${String(error)}\n`);
+      }
+    }
   }
 }
 
@@ -211,6 +249,20 @@ export function pluginPids(): number[] {
       if (cmdline.includes(PLUGIN_MAIN)) pids.push(Number(entry));
     } catch {
       // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
+/** Pids whose command line mentions `text` (e.g. a bwrap binding a dir below it). */
+export function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
+    } catch {
+      // gone
     }
   }
   return pids;

@@ -81,7 +81,9 @@ export async function removeTaskGcRoot(gcRootsDir: string, key: string): Promise
 
 /** The keys of the GC root entries in `gcRootsDir` (sorted); [] when it does not exist. */
 export async function listTaskGcRoots(gcRootsDir: string): Promise<string[]> {
-  const entries = await listEntries(gcRootsDir);
+  const entries = await listEntries(gcRootsDir).catch((error: unknown) => {
+    throw failure(`list GC roots in ${quote(gcRootsDir)}`, (error as Error).message, { code: 'failed_precondition', cause: error });
+  });
   return entries
     .filter((e) => e.kind === 'directory' && gcRootKeyProblem(e.name) === undefined)
     .map((e) => e.name)

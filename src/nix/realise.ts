@@ -16,13 +16,15 @@
  * Cost when everything is already there (2-core Debian 12 test machine, Nix 2.8, a 2-path
  * closure): each Nix process costs ~20-25 ms, so a store path request that is already valid is
  * answered by one `nix-store --query --requisites` (~30 ms from node; `--realise` + `--query` took ~50 ms),
- * and an unchanged `path:` flake takes ~100-150 ms, since Nix copies and evaluates it again.
+ * and an unchanged small `path:` flake (2 MB with its busybox) takes ~70 ms, since Nix hashes,
+ * copies and evaluates it again; that grows with the flake's size.
  *
  * Realising does not create a GC root: a garbage collection between this call and the caller's
  * gc-roots.ts entry could delete what was just realised. Add the root right after.
  */
 import { failure, quote, type DriverError } from '../errors.js';
 import { runStreaming } from '../host/stream-command.js';
+import { NIX_STORE_DIR } from '../paths.js';
 import { NixLogCollector, throttle } from './progress.js';
 
 /** Where the Nix commands are and what every invocation gets in addition. */
@@ -265,7 +267,8 @@ async function query(ctx: Context, args: readonly string[]): Promise<string[] | 
  * instead of `--realise` and `--query`. A valid path's requisites are always valid.
  */
 async function closureIfValid(ctx: Context, paths: readonly string[]): Promise<string[] | undefined> {
-  if (!paths.every((p) => /^\/nix\/store\/[^/]+$/.test(p) && !p.endsWith('.drv'))) return undefined;
+  const isStorePath = (p: string) => p.startsWith(`${NIX_STORE_DIR}/`) && /^[^/.][^/]*$/.test(p.slice(NIX_STORE_DIR.length + 1));
+  if (!paths.every((p) => isStorePath(p) && !p.endsWith('.drv'))) return undefined;
   const lines = await query(ctx, ['--query', '--requisites', ...paths]);
   return lines === undefined ? undefined : [...new Set(lines)].sort();
 }

@@ -4,6 +4,11 @@
  * sees only its closure. One bind of a 2000-path view starts in 8 ms where 2000 per-path binds
  * take 1.8 s (measured-facts.md); hardlinks cost no data, only inodes' link counts.
  *
+ * Cost (bench/store-view.ts, 2-core Debian 12 VM whose disk makes every mkdir/link take
+ * ~0.1-0.2 ms of kernel time): a cold view of 2000 paths (48k entries) took 8.4 s, 100 paths
+ * 0.4 s, about what `cp -al` takes there (10.2 s, 0.3 s); finding an existing view takes 1-10 ms.
+ * Views are keyed by closure, so each distinct closure pays the cold cost once per node.
+ *
  * Layout of `viewsDir` (which must be on the store's file system and outside the store, since
  * Nix's GC deletes everything in the store that is not a valid path):
  *   <key>/             the view: one entry per store path, nothing else
@@ -131,7 +136,9 @@ export async function removeStoreView(viewsDir: string, key: string): Promise<vo
 
 /** The keys of the complete views in `viewsDir` (sorted); [] when it does not exist. */
 export async function listStoreViews(viewsDir: string): Promise<string[]> {
-  const entries = await listEntries(viewsDir);
+  const entries = await listEntries(viewsDir).catch((error: unknown) => {
+    throw failure(`list store views in ${quote(viewsDir)}`, (error as Error).message, { code: 'failed_precondition', cause: error });
+  });
   const markers = new Set(entries.filter((e) => e.kind === 'file' && e.name.endsWith(MARKER_SUFFIX)).map((e) => e.name.slice(0, -MARKER_SUFFIX.length)));
   return entries
     .filter((e) => e.kind === 'directory' && /^[0-9a-f]{32}$/.test(e.name) && markers.has(e.name))
