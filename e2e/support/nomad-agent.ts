@@ -254,13 +254,17 @@ export function pluginPids(): number[] {
   return pids;
 }
 
-/** Pids whose command line mentions `text` (e.g. a bwrap binding a dir below it). */
+/** Pids whose command line or environment mentions `text`. */
 export function processesMentioning(text: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
+      // the command line (a task's bwrap binds dirs below it) or the environment (the plugin
+      // the agent started inherits TMPDIR=<work dir>)
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text) || readFileSync(`/proc/${entry}/environ`, 'utf8').includes(text)) {
+        pids.push(Number(entry));
+      }
     } catch {
       // gone
     }
