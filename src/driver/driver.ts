@@ -6,9 +6,10 @@
 import { defaultPluginConfig, type PluginConfig } from '../config/plugin-config.js';
 import { DriverError, TASK_NOT_FOUND_MESSAGE, errorMessage, failure, quote } from '../errors.js';
 import { findExecutable } from '../host/which.js';
-import { removePath } from '../host/task-files.js';
+import { makeDir, removePath } from '../host/task-files.js';
 import { removeTaskGcRoot } from '../nix/gc-roots.js';
 import { removeStoreView } from '../nix/store-view.js';
+import { ClosureCache } from '../nix/closure-cache.js';
 import { BwrapRuntime } from '../runtime/bwrap/runtime.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { join } from 'node:path';
@@ -52,6 +53,8 @@ export class NixDriver {
   private readonly shutdownController = new AbortController();
   /** Tasks this plugin process knows, by Nomad task id. */
   private readonly tasks = new Map<string, TaskHandle>();
+  /** Closures of store paths, per state_dir (replaced when SetConfig changes it). */
+  private closures: ClosureCache | undefined;
   /** Injected by tests; otherwise chosen from the plugin config on first use. */
   private runtimeOverride: Runtime | undefined;
 
@@ -158,6 +161,27 @@ export class NixDriver {
     return new BwrapRuntime(path);
   }
 
+  /** state_dir, its views/ and tasks/: traversable (not readable) by unprivileged task users. */
+  private dirsReady: Promise<void> | undefined;
+  private dirsFor = '';
+  private ensureDirs(): Promise<void> {
+    const root = this.currentConfig.state_dir;
+    if (this.dirsReady === undefined || this.dirsFor !== root) {
+      this.dirsFor = root;
+      this.dirsReady = (async () => {
+        for (const dir of [root, join(root, 'views'), join(root, 'tasks')]) await makeDir(dir, 0o711);
+      })();
+      this.dirsReady.catch(() => (this.dirsReady = undefined));
+    }
+    return this.dirsReady;
+  }
+
+  private closureCache(): ClosureCache {
+    const dir = join(this.currentConfig.state_dir, 'closures');
+    if (this.closures === undefined || this.closures.directory !== dir) this.closures = new ClosureCache(dir);
+    return this.closures;
+  }
+
   setRuntimeForTests(runtime: Runtime): void {
     this.runtimeOverride = runtime;
   }
@@ -183,6 +207,8 @@ export class NixDriver {
       event: (message) =>
         this.events.publish({ taskId: request.id, allocId: request.allocId, taskName: request.name, timestamp: new Date(), message, annotations: {} }),
       releaseView: (viewKey) => this.releaseView(viewKey, request.id),
+      closures: this.closureCache(),
+      ensureDirs: () => this.ensureDirs(),
     });
     this.tasks.set(request.id, handle);
     void handle.launched.exited.then((status) =>

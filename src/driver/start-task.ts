@@ -14,6 +14,7 @@ import { lookupUser, type HostUser } from '../host/users.js';
 import { makeDir, readFile, removePath, writeFiles } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
+import type { ClosureCache } from '../nix/closure-cache.js';
 import { realise, type NixTools } from '../nix/realise.js';
 import { ensureStoreView } from '../nix/store-view.js';
 import { chooseDns } from '../rootfs/dns.js';
@@ -32,6 +33,10 @@ export interface StartContext {
   readonly event: (message: string) => void;
   /** Removes a store view unless another live task uses it. */
   readonly releaseView: (viewKey: string) => Promise<void>;
+  /** Creates the driver's own directories (once per configuration). */
+  readonly ensureDirs: () => Promise<void>;
+  /** Closures of store paths started before (no Nix command on a repeat start). */
+  readonly closures: ClosureCache;
 }
 
 const DEFAULT_USER = 'nobody';
@@ -78,26 +83,37 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
   const { config, logger } = context;
   const cleanup = new CleanupStack();
   const key = taskKey(request.id);
+  const started = performance.now();
+  const steps: Record<string, number> = {};
+  const mark = (step: string) => (steps[step] = Math.round((performance.now() - started) * 10) / 10);
   try {
     // 1. the config block: types (schema), then cross-field rules and paths
     const taskConfig = decodeTaskConfig(request.driverConfig);
     const closureRequest = validateTaskConfig(taskConfig);
     const user = taskUser(request, config);
+    mark('validated');
 
     // 2. the closure: realised (built or substituted), held by a GC root before anything uses it
-    const tools = nixTools(config, process.env.PATH);
-    context.event(closureRequest.flake !== undefined ? `Building flake ${closureRequest.flake}` : `Realising ${closureRequest.storePath}`);
-    const realised = await realise(tools, closureRequest, { onProgress: context.event });
+    let realised = await context.closures.lookup(closureRequest);
+    if (realised === undefined) {
+      const tools = nixTools(config, process.env.PATH);
+      context.event(closureRequest.flake !== undefined ? `Building flake ${closureRequest.flake}` : `Realising ${closureRequest.storePath}`);
+      realised = await realise(tools, closureRequest, { onProgress: context.event });
+      await context.closures.remember(closureRequest, realised);
+    }
     const gcRootKey = key;
     cleanup.push('remove GC root', () => removeTaskGcRoot(config.gc_roots_dir, gcRootKey));
+    mark('realised');
     await addTaskGcRoot(config.gc_roots_dir, gcRootKey, [realised.mainOutput, ...realised.packageOutputs]);
+    mark('gc_root');
 
     // 3. the store view: one directory with exactly the closure, shared by its tasks. The
     //    driver's dirs must be traversable (not readable) by unprivileged task users, whose
     //    bwrap binds the view and the task's /etc from here.
-    for (const dir of [config.state_dir, join(config.state_dir, 'views'), join(config.state_dir, 'tasks')]) await makeDir(dir, 0o711);
+    await context.ensureDirs();
     const view = await ensureStoreView(join(config.state_dir, 'views'), realised.closure);
     cleanup.push('release store view', () => context.releaseView(view.key));
+    mark('view');
     if (view.built) context.event(`Prepared a store view of ${realised.closure.length} store paths in ${Math.round(view.durationMs)} ms`);
 
     // 4. the command, inside the closure
@@ -106,16 +122,16 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     // 5. host-side state: the task's dir and its synthesized /etc
     const stateDir = join(config.state_dir, 'tasks', key);
     cleanup.push('remove task state', () => removePath(stateDir));
-    await makeDir(stateDir, 0o711);
+    await makeDir(stateDir, 0o711, { exact: false });
     const etcDir = join(stateDir, 'etc');
     const host = hostname();
-    const dns = chooseDns({
-      ...(request.dns === undefined ? {} : { nomad: request.dns }),
-      hostResolvConf: await readFile('/etc/resolv.conf', 'utf8').catch(() => ''),
-      systemdResolvConf: await readFile('/run/systemd/resolve/resolv.conf', 'utf8').catch(() => ''),
-    });
+    const [hostResolvConf, systemdResolvConf] = await Promise.all(
+      ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf'].map((path) => readFile(path, 'utf8').catch(() => '')),
+    );
+    const dns = chooseDns({ ...(request.dns === undefined ? {} : { nomad: request.dns }), hostResolvConf: hostResolvConf ?? '', systemdResolvConf: systemdResolvConf ?? '' });
     await writeFiles(etcDir, renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns }));
 
+    mark('etc');
     // 6. the root plan and the process
     const plan = planRoot({ storeView: view.path, allocDir: request.allocDir, taskName: request.name, etcDir });
     const env: Record<string, string> = { PATH: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), ...request.env };
@@ -136,7 +152,8 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     cleanup.push('kill task', async () => {
       await launched.kill();
     });
-    logger.info('task started', { task_id: request.id, pid: launched.pid, init_pid: launched.initPid, command, user: user.name, closure_paths: realised.closure.length });
+    mark('launched');
+    logger.info('task started', { task_id: request.id, pid: launched.pid, init_pid: launched.initPid, command, user: user.name, closure_paths: realised.closure.length, steps_ms: steps });
     return new TaskHandle(request, launched, { key, stateDir, gcRootKey, viewKey: view.key });
   } catch (error) {
     await cleanup.unwind(logger);

@@ -3,7 +3,7 @@
  * views). Each one is idempotent where that makes sense and reports the one race outcome its
  * callers care about (a rename onto an existing directory) as a value, not an exception.
  */
-import { chmod, lstat, mkdir, readdir, realpath, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** The errno code of a thrown value (`ENOENT`, `EXDEV`, …), or undefined. */
@@ -131,4 +131,27 @@ export async function resolveExisting(path: string): Promise<string> {
 /** The device number of the file system holding `path` (symlinks followed). */
 export async function deviceOf(path: string): Promise<number> {
   return (await stat(path)).dev;
+}
+
+/** The parsed JSON in `path`, or undefined when it is missing or not JSON. */
+export async function readJsonFile<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes `value` as JSON to `path` atomically (temp file + rename), creating the directory. */
+export async function writeJsonFileAtomic(path: string, value: unknown): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o711 });
+  const temp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  await writeFile(temp, JSON.stringify(value), { mode: 0o600 });
+  await rename(temp, path);
+}
+
+/** True when every path exists (checked concurrently; symlinks are not followed). */
+export async function allPathsExist(paths: readonly string[]): Promise<boolean> {
+  const results = await Promise.all(paths.map((p) => lstat(p).then(() => true, () => false)));
+  return results.every(Boolean);
 }

@@ -1,17 +1,20 @@
 /** File work for a task's host-side state: directories, synthesized files, log FIFOs. */
-import { constants } from 'node:fs';
+import { constants, watch } from 'node:fs';
 import { chmod, mkdir, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** Creates `dir` (and parents) with mode 0755, so unprivileged task users can traverse it. */
-export async function makeDir(dir: string, mode = 0o755): Promise<void> {
+/**
+ * Creates `dir` (and parents) with `mode` (0755: unprivileged task users can traverse it).
+ * With `exact` (the default) an existing directory gets `mode` too.
+ */
+export async function makeDir(dir: string, mode = 0o755, options: { exact?: boolean } = {}): Promise<void> {
   await mkdir(dir, { recursive: true, mode });
-  await chmod(dir, mode);
+  if (options.exact !== false) await chmod(dir, mode);
 }
 
 /** Writes each file of `files` into `dir` with mode 0644. */
 export async function writeFiles(dir: string, files: Readonly<Record<string, string>>): Promise<void> {
-  await makeDir(dir);
+  await makeDir(dir, 0o755, { exact: false });
   await Promise.all(Object.entries(files).map(([name, content]) => writeFile(join(dir, name), content, { mode: 0o644 })));
 }
 
@@ -34,3 +37,29 @@ export async function createFile(path: string): Promise<FileHandle> {
 }
 
 export { readFile } from 'node:fs/promises';
+
+/** Change notifications for one file: `next()` resolves at the next change (or error). */
+export function watchFile(path: string): { next(): Promise<void>; close(): void } {
+  let wake: (() => void) | undefined;
+  let pending = false;
+  const watcher = watch(path, () => {
+    if (wake === undefined) pending = true;
+    else wake();
+  });
+  watcher.on('error', () => wake?.());
+  return {
+    next: () =>
+      new Promise<void>((resolve) => {
+        if (pending) {
+          pending = false;
+          resolve();
+          return;
+        }
+        wake = () => {
+          wake = undefined;
+          resolve();
+        };
+      }),
+    close: () => watcher.close(),
+  };
+}

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { childPids, isRunning, processGroupOf, signalProcess } from '../../host/proc.js';
-import { createFile, openForWriting, readFile } from '../../host/task-files.js';
+import { createFile, openForWriting, readFile, watchFile } from '../../host/task-files.js';
 import type { ExitStatus, LaunchRequest, LaunchedTask, Runtime } from '../runtime.js';
 import { renderBwrapArgs } from './argv.js';
 import { parseBwrapStatus } from './status.js';
@@ -74,14 +74,23 @@ async function readStatus(path: string) {
   }
 }
 
+/**
+ * Resolves with the sandbox init's pid as soon as bwrap writes it (inotify on the status file,
+ * with a slow poll as a safety net), or undefined when bwrap exits without writing it.
+ */
 async function waitForInitPid(statusPath: string, exited: Promise<unknown>): Promise<number | undefined> {
   let done = false;
   void exited.then(() => (done = true));
-  for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
-    const status = await readStatus(statusPath);
-    if (status.childPid !== undefined) return status.childPid;
-    if (done) return (await readStatus(statusPath)).childPid;
-    await new Promise((r) => setTimeout(r, delay));
+  const changes = watchFile(statusPath);
+  try {
+    for (;;) {
+      const status = await readStatus(statusPath);
+      if (status.childPid !== undefined) return status.childPid;
+      if (done) return (await readStatus(statusPath)).childPid;
+      await Promise.race([changes.next(), exited, new Promise((r) => setTimeout(r, 50))]);
+    }
+  } finally {
+    changes.close();
   }
 }
 
