@@ -242,6 +242,13 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
     });
   }
 
+  it('a root task fails unless the plugin config allows root, naming the option', async () => {
+    const job = runJob(agent, nixJobHcl({ id: 'bad-root', config: sh('id'), taskExtra: '      user = "root"\n' }));
+    const alloc = await waitForAlloc(agent, job, (a) => a.ClientStatus === 'failed', 'the task to fail');
+    assert.match(eventMessages(alloc, 'main'), /failed to resolve task user: user "root" is root and the plugin config does not allow root tasks; fix: .*allow_root = true/);
+    await noLeftovers(alloc.ID);
+  });
+
   it('a missing flake attribute fails naming the attribute, leaving nothing behind', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nix-e2e-flake-'));
     try {

@@ -16,6 +16,14 @@ plugin "nix" {
     # Directory holding nix and nix-store; empty = look them up on the agent's PATH.
     nix_bin = ""
 
+    # Extra Nix settings, one nix.conf line each, for every nix command the driver runs,
+    # e.g. ["substituters = https://cache.example.org", "trusted-public-keys = …"].
+    # ["substituters ="] turns binary caches off (a client without network access).
+    nix_options = []
+
+    # Tasks run as their `user`, else as nobody. Root tasks need this switched on.
+    allow_root = false
+
     # Per-task state files and cached store views (same filesystem as /nix/store).
     state_dir = "/var/lib/nomad-driver-nix"
 

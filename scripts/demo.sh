@@ -7,12 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 
-DEMO_DIR="${NOMAD_DRIVER_NIX_DEMO_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/nomad-driver-nix-demo}"
+# not below $HOME: tasks run as nobody, and their sandbox binds the alloc dirs from here
+DEMO_DIR="${NOMAD_DRIVER_NIX_DEMO_DIR:-/var/lib/nomad-driver-nix-demo}"
 PORT="${NOMAD_DRIVER_NIX_DEMO_PORT:-4646}"
 export NOMAD_ADDR="http://127.0.0.1:$PORT"
 
 stop_demo() {
   if [ -f "$DEMO_DIR/agent.pid" ] && kill -0 "$(cat "$DEMO_DIR/agent.pid")" 2>/dev/null; then
+    # tasks outlive the agent by design: stop the jobs first
+    for job in $("$NOMAD" job status 2>/dev/null | awk 'NR>1 {print $1}'); do "$NOMAD" job stop -purge "$job" >/dev/null 2>&1 || true; done
+    sleep 2
     echo "stopping the demo agent (pid $(cat "$DEMO_DIR/agent.pid"))"
     kill -INT "$(cat "$DEMO_DIR/agent.pid")"
     for _ in $(seq 1 60); do kill -0 "$(cat "$DEMO_DIR/agent.pid")" 2>/dev/null || break; sleep 0.5; done
@@ -20,13 +24,19 @@ stop_demo() {
   rm -f "$DEMO_DIR/agent.pid"
 }
 
+NOMAD="$(bash e2e/build-nomad.sh 2>/dev/null || true)"
 if [ "${1:-}" = "stop" ]; then stop_demo; exit 0; fi
 
 bash scripts/setup.sh
 NOMAD="$(bash e2e/build-nomad.sh)"
 stop_demo
 mkdir -p "$DEMO_DIR"
-sed "s/^client {/ports {\n  http = $PORT\n}\n\nclient {/" plugin-config/nix.hcl > "$DEMO_DIR/agent.hcl"
+chmod 0711 "$DEMO_DIR"
+# the documented client config, plus: our own port, and no binary cache (the demo builds
+# everything it runs from busybox, offline)
+sed -e "s/^client {/ports {\n  http = $PORT\n}\n\nclient {/" \
+    -e 's/^    nix_options = \[\]/    nix_options = ["substituters ="]/' \
+    plugin-config/nix.hcl > "$DEMO_DIR/agent.hcl"
 
 echo "starting nomad agent -dev with the nix plugin (log: $DEMO_DIR/agent.log)"
 NOMAD_DRIVER_NIX_LOG_LEVEL=debug TMPDIR="$DEMO_DIR" setsid env -u AWS_CA_BUNDLE "$NOMAD" agent -dev -bind=127.0.0.1 \
@@ -44,9 +54,39 @@ echo
 echo "== driver status (nomad node status -self -verbose) =="
 "$NOMAD" node status -self -verbose 2>/dev/null | grep -E '^nix |driver\.nix' || true
 echo
+echo
+echo "== running examples/web.nomad.hcl: a web server built by Nix on this client =="
+rm -rf "$DEMO_DIR/web"
+mkdir -p "$DEMO_DIR/web/busybox/bin"
+cp examples/web/flake.nix "$DEMO_DIR/web/flake.nix"
+cp /bin/busybox "$DEMO_DIR/web/busybox/bin/busybox"
+sed "s|FLAKE_DIR|$DEMO_DIR/web|" examples/web.nomad.hcl > "$DEMO_DIR/web.nomad.hcl"
+"$NOMAD" job run -detach "$DEMO_DIR/web.nomad.hcl" >/dev/null
+ALLOC=""
+for _ in $(seq 1 120); do
+  ALLOC="$("$NOMAD" job allocs -t '{{range .}}{{if eq .ClientStatus "running"}}{{.ID}}{{end}}{{end}}' web 2>/dev/null || true)"
+  [ -n "$ALLOC" ] && break
+  sleep 1
+done
+if [ -z "$ALLOC" ]; then
+  echo "the web job did not start; its status:"
+  "$NOMAD" job status web
+  exit 1
+fi
+PORT_HTTP="$("$NOMAD" alloc status -json "$ALLOC" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const a=JSON.parse(s);console.log(a.AllocatedResources.Shared.Ports.find(p=>p.Label==="http").Value)})')"
+for _ in $(seq 1 20); do curl -fsS "http://127.0.0.1:$PORT_HTTP/" 2>/dev/null && break; sleep 0.5; done
+echo
+echo "== nomad alloc status $ALLOC (events) =="
+"$NOMAD" alloc status "$ALLOC" | sed -n '/Recent Events/,$p'
+echo
 cat <<EOT
-The agent keeps running in the background. Try:
+The agent and the job keep running in the background. Look around:
   export NOMAD_ADDR=$NOMAD_ADDR
-  $NOMAD node status -self -verbose
-Stop it with: ./scripts/demo.sh stop
+  $NOMAD job status web
+  $NOMAD alloc status $ALLOC
+  $NOMAD alloc logs $ALLOC          # httpd's own log
+  $NOMAD alloc logs -stderr $ALLOC
+  curl http://127.0.0.1:$PORT_HTTP/
+  $NOMAD node status -self -verbose | grep driver.nix
+Stop everything with: ./scripts/demo.sh stop
 EOT

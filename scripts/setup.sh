@@ -19,7 +19,7 @@ as_root() {
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 
 # --- Debian packages -------------------------------------------------------------------
-packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containernetworking-plugins ca-certificates)
+packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containernetworking-plugins ca-certificates curl)
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 if [ "$(node_major)" -lt 20 ]; then packages+=(nodejs npm); fi
 if ! command -v go >/dev/null 2>&1; then packages+=(golang-go); fi

@@ -47,6 +47,8 @@ export interface AgentOptions {
   readonly env?: Record<string, string>;
   /** Replace the agent's PATH (the plugin inherits it). */
   readonly path?: string;
+  /** A command the agent runs under (e.g. `unshare …` to give it a mount namespace of its own). */
+  readonly wrapper?: readonly string[];
 }
 
 export interface DriverInfo {
@@ -107,7 +109,9 @@ export class NomadAgent {
     // unusable ("failed to setup IMDS client"), which some CI images do
     delete env.AWS_CA_BUNDLE;
     if (options.path !== undefined) env.PATH = options.path;
-    const child = spawn(nomad, ['agent', '-dev', '-bind=127.0.0.1', '-log-level=DEBUG', `-plugin-dir=${PLUGIN_DIR}`, `-config=${configPath}`], {
+    const agentArgv = [nomad, 'agent', '-dev', '-bind=127.0.0.1', '-log-level=DEBUG', `-plugin-dir=${PLUGIN_DIR}`, `-config=${configPath}`];
+    const [file, ...args] = [...(options.wrapper ?? []), ...agentArgv] as [string, ...string[]];
+    const child = spawn(file, args, {
       cwd: workDir,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

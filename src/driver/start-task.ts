@@ -10,6 +10,7 @@ import { decodeTaskConfig } from '../config/task-config.js';
 import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
 import { errorMessage, failure, isDriverError, quote } from '../errors.js';
 import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
+import { unsearchableAncestor } from '../host/fs.js';
 import { lookupUser, type HostUser } from '../host/users.js';
 import { makeDir, readFile, removePath, writeFiles } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
@@ -114,7 +115,10 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     const view = await ensureStoreView(join(config.state_dir, 'views'), realised.closure);
     cleanup.push('release store view', () => context.releaseView(view.key));
     mark('view');
-    if (view.built) context.event(`Prepared a store view of ${realised.closure.length} store paths in ${Math.round(view.durationMs)} ms`);
+    if (view.built) {
+      const how = view.method === 'private-mount-namespace' ? ' (in a private mount namespace: the store is a read-only bind mount)' : '';
+      context.event(`Prepared a store view of ${realised.closure.length} store paths in ${Math.round(view.durationMs)} ms${how}`);
+    }
 
     // 4. the command, inside the closure
     const command = resolveCommand(taskConfig.command, realised, { isExecutable, realPath: realPathOf, list: listDir });
@@ -132,7 +136,18 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     await writeFiles(etcDir, renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns }));
 
     mark('etc');
-    // 6. the root plan and the process
+    // 6. bwrap runs as the task user and binds the task dirs itself: it must reach them
+    for (const dir of [join(request.allocDir, 'alloc'), join(request.allocDir, request.name)]) {
+      const blocked = await unsearchableAncestor(dir, user.uid, user.gid);
+      if (blocked !== undefined) {
+        throw failure('start task', `user ${quote(user.name)} (uid ${user.uid}) cannot reach the task directory ${dir}: ${blocked.dir} has mode ${blocked.mode.toString(8).padStart(4, '0')}`, {
+          code: 'failed_precondition',
+          fix: `let other users search the Nomad client's data_dir and its parents (chmod o+x ${blocked.dir}), or give the client a data_dir such as /opt/nomad/data`,
+        });
+      }
+    }
+
+    // 7. the root plan and the process
     const plan = planRoot({ storeView: view.path, allocDir: request.allocDir, taskName: request.name, etcDir });
     const env: Record<string, string> = { PATH: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), ...request.env };
     const launched = await context.runtime.launch({

@@ -155,3 +155,21 @@ export async function allPathsExist(paths: readonly string[]): Promise<boolean> 
   const results = await Promise.all(paths.map((p) => lstat(p).then(() => true, () => false)));
   return results.every(Boolean);
 }
+
+/**
+ * The first directory on the way to `path` (itself included) that user `uid`/`gid` may not
+ * search, with its mode, or undefined when every one is searchable. Supplementary groups are
+ * not considered (tasks run without them).
+ */
+export async function unsearchableAncestor(path: string, uid: number, gid: number): Promise<{ dir: string; mode: number } | undefined> {
+  if (uid === 0) return undefined;
+  const parts = path.split('/').filter((p) => p !== '');
+  let dir = '';
+  for (const part of ['', ...parts]) {
+    dir = part === '' ? '/' : `${dir === '/' ? '' : dir}/${part}`;
+    const info = await stat(dir);
+    const bit = info.uid === uid ? 0o100 : info.gid === gid ? 0o010 : 0o001;
+    if ((info.mode & bit) === 0) return { dir, mode: info.mode & 0o7777 };
+  }
+  return undefined;
+}

@@ -1,8 +1,11 @@
 /**
  * Remembers the realised closure of store-path requests, so a repeat start of a known closure
  * runs no Nix command at all (the warm-start path). A store path is immutable, so its closure
- * never changes; the cache is only trusted while every path of the closure is still in the
- * store (a garbage collection may have removed them while no task held a GC root).
+ * never changes; the cache is only trusted while the requested paths are still in the store
+ * (a garbage collection may have removed them while no task held a GC root). Checking those
+ * roots is enough: Nix keeps the closure of every valid path valid, so a path that is still
+ * there still has all its requisites — and a check of 2000 paths would cost more than the
+ * whole warm start.
  * Flake requests are never cached: the flake may have changed, only Nix can tell.
  * Entries live in memory and as JSON files under `<state_dir>/closures/`, so they survive a
  * plugin restart.
@@ -30,7 +33,7 @@ export class ClosureCache {
     if (key === undefined) return undefined;
     const entry = this.memory.get(key) ?? (await readJsonFile<Realised>(join(this.directory, `${key}.json`)));
     if (entry === undefined || !isRealised(entry)) return undefined;
-    if (!(await allPathsExist(entry.closure))) {
+    if (!(await allPathsExist([entry.mainOutput, ...entry.packageOutputs]))) {
       this.memory.delete(key);
       return undefined;
     }

@@ -44,6 +44,8 @@ export interface StoreView {
   /** False when an existing view was reused. */
   readonly built: boolean;
   readonly durationMs: number;
+  /** How a view built now was made: plain hardlinks, or in a private mount namespace (NixOS' read-only store bind). */
+  readonly method?: HardlinkMethod;
 }
 
 const MARKER_SUFFIX = '.complete';
@@ -86,11 +88,11 @@ export async function ensureStoreView(viewsDir: string, closure: readonly string
   const key = storeViewKey(closure);
   const path = join(viewsDir, key);
   const marker = join(viewsDir, `${key}${MARKER_SUFFIX}`);
-  const done = (built: boolean): StoreView => ({ path, key, built, durationMs: performance.now() - started });
+  let method: HardlinkMethod | undefined;
+  const done = (built: boolean): StoreView => ({ path, key, built, durationMs: performance.now() - started, ...(method === undefined ? {} : { method }) });
   if ((await entryKind(path)) === 'directory' && (await entryKind(marker)) === 'file') return done(false);
 
   const tmp = join(viewsDir, `.tmp-${key}-${randomBytes(6).toString('hex')}`);
-  let method: HardlinkMethod;
   try {
     await ensureDirectory(viewsDir, 0o755);
     if ((await deviceOf(viewsDir)) !== (await deviceOf(storeDir))) {

@@ -1,0 +1,62 @@
+/**
+ * The NixOS layout: /nix/store is a read-only bind mount of itself, so link(2) from it into
+ * the driver's state dir fails with EXDEV even on one file system. The agent (and so the
+ * plugin) runs in a mount namespace of its own where the store is mounted exactly that way;
+ * a task must still start, from a store view built where the store is writable.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { busyboxPath } from '../test/support/nix-fixtures.js';
+import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
+import { allocLogs, eventMessages, isDead, runJob, waitForAlloc } from './support/jobs.js';
+import { NomadAgent, nomadBinary } from './support/nomad-agent.js';
+
+let agent: NomadAgent;
+let stateDir: string;
+let gcRootsDir: string;
+let busybox: string;
+
+const NIXOS_STORE = [
+  'unshare', '--mount', '--propagation', 'private', '--',
+  'sh', '-c', 'mount --bind /nix/store /nix/store && mount -o remount,bind,ro /nix/store && exec "$@"', 'nixos-store',
+];
+
+before(async () => {
+  nomadBinary();
+  busybox = busyboxPath(); // realised outside: inside, the read-only store takes no new paths
+  stateDir = mkdtempSync('/var/lib/nix-e2e-nixos-');
+  gcRootsDir = mkdtempSync('/nix/var/nix/gcroots/nix-e2e-nixos-');
+  agent = await NomadAgent.start({
+    wrapper: NIXOS_STORE,
+    pluginConfig: [`    state_dir    = ${hcl(stateDir)}`, `    gc_roots_dir = ${hcl(gcRootsDir)}`, '    nix_options  = ["substituters ="]'].join('\n'),
+  });
+  await agent.nixDriver((d) => d.Healthy);
+});
+
+after(async () => {
+  await agent?.stopAllJobs();
+  await agent?.stop();
+  agent?.cleanup();
+  rmSync(stateDir, { recursive: true, force: true });
+  rmSync(gcRootsDir, { recursive: true, force: true });
+});
+
+describe('a NixOS-style read-only store bind mount', { timeout: 300_000 }, () => {
+  it('the host namespace is untouched: /nix/store is not a mount point here', () => {
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]);
+    assert.ok(!mounts.includes('/nix/store'));
+  });
+
+  it('runs a task from a store view built in a private mount namespace', async () => {
+    const job = runJob(agent, nixJobHcl({
+      id: 'nixos',
+      config: `        store_path = ${hcl(busybox)}\n        command    = "bin/sh"\n        args       = ${hclList(['-c', 'ls /nix/store; echo ran'])}`,
+    }));
+    const alloc = await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the task to finish');
+    const events = eventMessages(alloc, 'main');
+    assert.equal(alloc.ClientStatus, 'complete', events + allocLogs(agent, alloc.ID, 'main', true));
+    assert.match(events, /Prepared a store view of 1 store paths in \d+ ms \(in a private mount namespace: the store is a read-only bind mount\)/);
+    assert.equal(allocLogs(agent, alloc.ID, 'main'), `${busybox.slice('/nix/store/'.length)}\nran\n`);
+  });
+});

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decodeTaskConfig } from '../config/task-config.js';
+import { resolveCommand, storePathProblem, validateTaskConfig, type CommandLookup } from './task-request.js';
+
+const BB = '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox';
+const APP = '/nix/store/1d5qxwzrvkx6pjyk0gnaavz0cqnvzxq3-app';
+
+describe('task config rules', () => {
+  it('wants exactly one of flake and store_path', () => {
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({})), {
+      message: 'failed to validate task config: neither flake nor store_path is set; fix: set exactly one of flake (a flake installable, e.g. "path:/srv/app#web") or store_path (e.g. "/nix/store/…-web") in the task\'s config { ... } block',
+    });
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ flake: 'path:/x#y', store_path: BB })), /both flake and store_path are set/);
+    assert.deepEqual(validateTaskConfig(decodeTaskConfig({ store_path: BB })), { storePath: BB, packages: [] });
+    assert.deepEqual(validateTaskConfig(decodeTaskConfig({ flake: 'path:/x#y', packages: [BB] })), { flake: 'path:/x#y', packages: [BB] });
+  });
+
+  it('accepts only top-level store paths', () => {
+    assert.equal(storePathProblem(BB), undefined);
+    assert.equal(storePathProblem('nix/store/x'), 'is not an absolute path');
+    assert.equal(storePathProblem('/usr/bin'), 'is not in /nix/store');
+    assert.equal(storePathProblem(`${BB}/bin/sh`), `is inside a store path, not a store path (use ${BB})`);
+    assert.equal(storePathProblem('/nix/store/../../etc'), 'contains a ".." segment');
+    assert.equal(storePathProblem('/nix/store/eeee-x'), 'is not a store path name (<32-char hash>-<name>)');
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, packages: ['/opt/x'] })), /packages\[0\] "\/opt\/x" is not in \/nix\/store/);
+  });
+
+  it('refuses commands with ".." and relative work dirs', () => {
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, command: 'bin/../../../etc/x' })), /contains "\.\.", which would escape the closure/);
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, work_dir: 'local' })), /work_dir "local" is not an absolute path/);
+  });
+});
+
+describe('command resolution', () => {
+  const files = new Map<string, string>([
+    [`${APP}/bin/web`, `${APP}/libexec/web`],
+    [`${APP}/libexec/web`, `${APP}/libexec/web`],
+    [`${BB}/bin/sh`, `${BB}/bin/busybox`],
+    [`${BB}/bin/busybox`, `${BB}/bin/busybox`],
+    [`${APP}/bin/evil`, '/usr/bin/evil'],
+  ]);
+  const lookup: CommandLookup = {
+    isExecutable: (p) => files.has(p),
+    realPath: (p) => files.get(p),
+    list: (dir) => [...files.keys()].filter((f) => f.startsWith(`${dir}/`)).map((f) => f.slice(dir.length + 1)).sort(),
+  };
+  const outputs = { mainOutput: APP, packageOutputs: [BB], closure: [APP, BB] };
+
+  it('finds programs relative to the main output, by store path, or by name on PATH', () => {
+    assert.equal(resolveCommand('bin/web', outputs, lookup), `${APP}/bin/web`);
+    assert.equal(resolveCommand(`${BB}/bin/sh`, outputs, lookup), `${BB}/bin/sh`);
+    assert.equal(resolveCommand('sh', outputs, lookup), `${BB}/bin/sh`);
+  });
+
+  it('refuses what lies outside the closure, even through a symlink', () => {
+    assert.throws(() => resolveCommand('/usr/bin/env', outputs, lookup), /is \/usr\/bin\/env, outside the task's closure/);
+    assert.throws(() => resolveCommand('bin/evil', outputs, lookup), /resolves to \/usr\/bin\/evil, outside the task's closure/);
+    assert.throws(() => resolveCommand('nope', outputs, lookup), /command "nope" is not a program in/);
+  });
+
+  it('an empty command means the only program of the main output', () => {
+    assert.throws(() => resolveCommand('', { ...outputs, mainOutput: BB }, lookup), /has 2 programs \(busybox, sh\)/);
+    const single = { ...lookup, list: (dir: string) => (dir === `${APP}/bin` ? ['web'] : []) };
+    assert.equal(resolveCommand('', outputs, single), `${APP}/bin/web`);
+  });
+});
