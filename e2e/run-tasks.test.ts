@@ -66,7 +66,10 @@ function leftovers(allocId: string): string[] {
       return false;
     }
   });
+  // the driver never mounts anything in the host's namespace (bwrap mounts inside the task's)
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(stateDir) || l.includes('/nix/store '));
   return [
+    ...mounts.map((m) => `mount ${m}`),
     ...mine(existsSync(tasksDir) ? readdirSync(tasksDir) : []).map((n) => `state ${n}`),
     ...mine(readdirSync(gcRootsDir)).map((n) => `gc root ${n}`),
     ...processes.map((pid) => `process ${pid}`),
