@@ -5,16 +5,16 @@
  * a task must still start, from a store view built where the store is writable.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
 import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, runJob, waitForAlloc } from './support/jobs.js';
-import { NomadAgent, nomadBinary } from './support/nomad-agent.js';
+import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
+import { startTaskAgent, type TaskAgent } from './support/task-agent.js';
 
+let taskAgent: TaskAgent | undefined;
 let agent: NomadAgent;
-let stateDir: string;
-let gcRootsDir: string;
 let busybox: string;
 
 const NIXOS_STORE = [
@@ -25,21 +25,12 @@ const NIXOS_STORE = [
 before(async () => {
   nomadBinary();
   busybox = busyboxPath(); // realised outside: inside, the read-only store takes no new paths
-  stateDir = mkdtempSync('/var/lib/nix-e2e-nixos-');
-  gcRootsDir = mkdtempSync('/nix/var/nix/gcroots/nix-e2e-nixos-');
-  agent = await NomadAgent.start({
-    wrapper: NIXOS_STORE,
-    pluginConfig: [`    state_dir    = ${hcl(stateDir)}`, `    gc_roots_dir = ${hcl(gcRootsDir)}`, '    nix_options  = ["substituters ="]'].join('\n'),
-  });
-  await agent.nixDriver((d) => d.Healthy);
+  taskAgent = await startTaskAgent('nixos', { wrapper: NIXOS_STORE });
+  agent = taskAgent.agent;
 });
 
 after(async () => {
-  await agent?.stopAllJobs();
-  await agent?.stop();
-  agent?.cleanup();
-  rmSync(stateDir, { recursive: true, force: true });
-  rmSync(gcRootsDir, { recursive: true, force: true });
+  await taskAgent?.close();
 });
 
 describe('a NixOS-style read-only store bind mount', { timeout: 300_000 }, () => {

@@ -11,8 +11,10 @@ import { after, before, describe, it } from 'node:test';
 import { buildWithBusybox, busyboxPath, makeFlake } from '../test/support/nix-fixtures.js';
 import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, isRunning, nomad, runJob, taskState, waitForAlloc, waitForAllocId, type Allocation } from './support/jobs.js';
-import { NomadAgent, nomadBinary } from './support/nomad-agent.js';
+import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
+import { startTaskAgent, type TaskAgent } from './support/task-agent.js';
 
+let taskAgent: TaskAgent | undefined;
 let agent: NomadAgent;
 let stateDir: string;
 let gcRootsDir: string;
@@ -27,24 +29,12 @@ before(async () => {
     'app',
     'mkdir -p $out/bin $out/libexec && printf "#!$busybox/bin/sh\\nexec $busybox/bin/sh \\"\\$@\\"\\n" > $out/libexec/app && chmod +x $out/libexec/app && ln -s ../libexec/app $out/bin/app',
   );
-  stateDir = mkdtempSync('/var/lib/nix-e2e-state-');
-  gcRootsDir = mkdtempSync('/nix/var/nix/gcroots/nix-e2e-');
-  agent = await NomadAgent.start({
-    pluginConfig: [
-      `    state_dir    = ${hcl(stateDir)}`,
-      `    gc_roots_dir = ${hcl(gcRootsDir)}`,
-      '    nix_options  = ["substituters ="]',
-    ].join('\n'),
-  });
-  await agent.nixDriver((d) => d.Healthy);
+  taskAgent = await startTaskAgent('tasks');
+  ({ agent, stateDir, gcRootsDir } = taskAgent);
 });
 
 after(async () => {
-  await agent?.stopAllJobs();
-  await agent?.stop();
-  agent?.cleanup();
-  rmSync(stateDir, { recursive: true, force: true });
-  rmSync(gcRootsDir, { recursive: true, force: true });
+  await taskAgent?.close();
 });
 
 const storeConfig = (path: string, command: string, args: readonly string[]) =>

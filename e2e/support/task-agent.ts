@@ -1,0 +1,37 @@
+/**
+ * An agent for running tasks: its own plugin state_dir and gc_roots_dir (so tests can check
+ * that nothing of a task is left), no binary cache (closures are built locally from busybox),
+ * healthy before tests start; `close()` stops every job first (tasks outlive agents by design).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { hcl } from './job-hcl.js';
+import { NomadAgent, type AgentOptions } from './nomad-agent.js';
+
+export interface TaskAgent {
+  readonly agent: NomadAgent;
+  readonly stateDir: string;
+  readonly gcRootsDir: string;
+  close(): Promise<void>;
+}
+
+export async function startTaskAgent(name: string, options: Omit<AgentOptions, 'pluginConfig'> = {}): Promise<TaskAgent> {
+  const stateDir = mkdtempSync(`/var/lib/nix-e2e-${name}-`);
+  const gcRootsDir = mkdtempSync(`/nix/var/nix/gcroots/nix-e2e-${name}-`);
+  const agent = await NomadAgent.start({
+    ...options,
+    pluginConfig: [`    state_dir    = ${hcl(stateDir)}`, `    gc_roots_dir = ${hcl(gcRootsDir)}`, '    nix_options  = ["substituters ="]'].join('\n'),
+  });
+  await agent.nixDriver((d) => d.Healthy);
+  return {
+    agent,
+    stateDir,
+    gcRootsDir,
+    async close() {
+      await agent.stopAllJobs();
+      await agent.stop();
+      agent.cleanup();
+      rmSync(stateDir, { recursive: true, force: true });
+      rmSync(gcRootsDir, { recursive: true, force: true });
+    },
+  };
+}
