@@ -53,6 +53,12 @@ export class NixDriver {
   private readonly shutdownController = new AbortController();
   /** Tasks this plugin process knows, by Nomad task id. */
   private readonly tasks = new Map<string, TaskHandle>();
+  /**
+   * Directories found searchable by task users (start-task's reachability check); forgotten
+   * every minute so a permission change is noticed.
+   */
+  private readonly searchable = new Set<string>();
+  private searchableClearedAt = Date.now();
   /** Closures of store paths, per state_dir (replaced when SetConfig changes it). */
   private closures: ClosureCache | undefined;
   /** Injected by tests; otherwise chosen from the plugin config on first use. */
@@ -161,7 +167,7 @@ export class NixDriver {
     return new BwrapRuntime(path);
   }
 
-  /** state_dir, its views/ and tasks/: traversable (not readable) by unprivileged task users. */
+  /** state_dir, its views/, tasks/ and etc/: traversable (not readable) by unprivileged task users. */
   private dirsReady: Promise<void> | undefined;
   private dirsFor = '';
   private ensureDirs(): Promise<void> {
@@ -169,11 +175,19 @@ export class NixDriver {
     if (this.dirsReady === undefined || this.dirsFor !== root) {
       this.dirsFor = root;
       this.dirsReady = (async () => {
-        for (const dir of [root, join(root, 'views'), join(root, 'tasks')]) await makeDir(dir, 0o711);
+        for (const dir of [root, join(root, 'views'), join(root, 'tasks'), join(root, 'etc')]) await makeDir(dir, 0o711);
       })();
       this.dirsReady.catch(() => (this.dirsReady = undefined));
     }
     return this.dirsReady;
+  }
+
+  private freshSearchable(): Set<string> {
+    if (Date.now() - this.searchableClearedAt > 60_000) {
+      this.searchable.clear();
+      this.searchableClearedAt = Date.now();
+    }
+    return this.searchable;
   }
 
   private closureCache(): ClosureCache {
@@ -206,7 +220,8 @@ export class NixDriver {
       logger: this.logger.child({ task_id: request.id, alloc_id: request.allocId, task_name: request.name }),
       event: (message) =>
         this.events.publish({ taskId: request.id, allocId: request.allocId, taskName: request.name, timestamp: new Date(), message, annotations: {} }),
-      releaseView: (viewKey) => this.releaseView(viewKey, request.id),
+      releaseShared: (kind, key) => this.releaseShared(kind, key, request.id),
+      searchable: this.freshSearchable(),
       closures: this.closureCache(),
       ensureDirs: () => this.ensureDirs(),
     });
@@ -257,7 +272,8 @@ export class NixDriver {
     const { resources } = handle;
     await removeTaskGcRoot(this.currentConfig.gc_roots_dir, resources.gcRootKey);
     await removePath(resources.stateDir);
-    await this.releaseView(resources.viewKey, taskId);
+    await this.releaseShared('views', resources.viewKey, taskId);
+    await this.releaseShared('etc', resources.etcKey, taskId);
     this.logger.debug('task destroyed', { task_id: taskId });
   }
 
@@ -266,10 +282,14 @@ export class NixDriver {
     return this.task(taskId);
   }
 
-  /** Removes a store view unless a task other than `exceptTaskId` still uses it. */
-  private async releaseView(viewKey: string, exceptTaskId: string): Promise<void> {
-    const used = [...this.tasks.values()].some((t) => t.request.id !== exceptTaskId && t.resources.viewKey === viewKey);
-    if (!used) await removeStoreView(join(this.currentConfig.state_dir, 'views'), viewKey);
+  /** Removes a shared store view or /etc dir unless a task other than `exceptTaskId` still uses it. */
+  private async releaseShared(kind: 'views' | 'etc', key: string, exceptTaskId: string): Promise<void> {
+    const used = [...this.tasks.values()].some(
+      (t) => t.request.id !== exceptTaskId && (kind === 'views' ? t.resources.viewKey : t.resources.etcKey) === key,
+    );
+    if (used) return;
+    if (kind === 'views') await removeStoreView(join(this.currentConfig.state_dir, 'views'), key);
+    else await removePath(join(this.currentConfig.state_dir, 'etc', key));
   }
 
   /** Task RPCs not built yet fail clearly. */

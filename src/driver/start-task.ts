@@ -12,7 +12,7 @@ import { errorMessage, failure, isDriverError, quote } from '../errors.js';
 import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
 import { unsearchableAncestor } from '../host/fs.js';
 import { lookupUser, type HostUser } from '../host/users.js';
-import { makeDir, readFile, removePath, writeFiles } from '../host/task-files.js';
+import { ensureSharedFiles, makeDir, readFile, removePath } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { ClosureCache } from '../nix/closure-cache.js';
@@ -32,8 +32,10 @@ export interface StartContext {
   readonly logger: Logger;
   /** Publishes a task event (shown in `nomad alloc status`). */
   readonly event: (message: string) => void;
-  /** Removes a store view unless another live task uses it. */
-  readonly releaseView: (viewKey: string) => Promise<void>;
+  /** Removes a shared store view or /etc dir unless another live task uses it. */
+  readonly releaseShared: (kind: 'views' | 'etc', key: string) => Promise<void>;
+  /** Directories known to be searchable by a uid:gid (see unsearchableAncestor). */
+  readonly searchable: Set<string>;
   /** Creates the driver's own directories (once per configuration). */
   readonly ensureDirs: () => Promise<void>;
   /** Closures of store paths started before (no Nix command on a repeat start). */
@@ -113,7 +115,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     //    bwrap binds the view and the task's /etc from here.
     await context.ensureDirs();
     const view = await ensureStoreView(join(config.state_dir, 'views'), realised.closure);
-    cleanup.push('release store view', () => context.releaseView(view.key));
+    cleanup.push('release store view', () => context.releaseShared('views', view.key));
     mark('view');
     if (view.built) {
       const how = view.method === 'private-mount-namespace' ? ' (in a private mount namespace: the store is a read-only bind mount)' : '';
@@ -127,18 +129,20 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     const stateDir = join(config.state_dir, 'tasks', key);
     cleanup.push('remove task state', () => removePath(stateDir));
     await makeDir(stateDir, 0o711, { exact: false });
-    const etcDir = join(stateDir, 'etc');
     const host = hostname();
     const [hostResolvConf, systemdResolvConf] = await Promise.all(
       ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf'].map((path) => readFile(path, 'utf8').catch(() => '')),
     );
     const dns = chooseDns({ ...(request.dns === undefined ? {} : { nomad: request.dns }), hostResolvConf: hostResolvConf ?? '', systemdResolvConf: systemdResolvConf ?? '' });
-    await writeFiles(etcDir, renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns }));
+    // tasks with the same user, hostname and DNS share one generated /etc (written once)
+    const etc = await ensureSharedFiles(join(config.state_dir, 'etc'), renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns }));
+    cleanup.push('release /etc files', () => context.releaseShared('etc', etc.key));
+    const etcDir = etc.dir;
 
     mark('etc');
     // 6. bwrap runs as the task user and binds the task dirs itself: it must reach them
     for (const dir of [join(request.allocDir, 'alloc'), join(request.allocDir, request.name)]) {
-      const blocked = await unsearchableAncestor(dir, user.uid, user.gid);
+      const blocked = await unsearchableAncestor(dir, user.uid, user.gid, context.searchable);
       if (blocked !== undefined) {
         throw failure('start task', `user ${quote(user.name)} (uid ${user.uid}) cannot reach the task directory ${dir}: ${blocked.dir} has mode ${blocked.mode.toString(8).padStart(4, '0')}`, {
           code: 'failed_precondition',
@@ -169,7 +173,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     });
     mark('launched');
     logger.info('task started', { task_id: request.id, pid: launched.pid, init_pid: launched.initPid, command, user: user.name, closure_paths: realised.closure.length, steps_ms: steps });
-    return new TaskHandle(request, launched, { key, stateDir, gcRootKey, viewKey: view.key });
+    return new TaskHandle(request, launched, { key, stateDir, gcRootKey, viewKey: view.key, etcKey: etc.key });
   } catch (error) {
     await cleanup.unwind(logger);
     if (isDriverError(error)) throw error;

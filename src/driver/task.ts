@@ -67,4 +67,6 @@ export interface TaskResources {
   readonly stateDir: string;
   readonly gcRootKey: string;
   readonly viewKey: string;
+  /** The shared generated /etc directory (state_dir/etc/<key>). */
+  readonly etcKey: string;
 }

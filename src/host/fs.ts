@@ -161,15 +161,24 @@ export async function allPathsExist(paths: readonly string[]): Promise<boolean> 
  * search, with its mode, or undefined when every one is searchable. Supplementary groups are
  * not considered (tasks run without them).
  */
-export async function unsearchableAncestor(path: string, uid: number, gid: number): Promise<{ dir: string; mode: number } | undefined> {
+export async function unsearchableAncestor(
+  path: string,
+  uid: number,
+  gid: number,
+  /** Directories already found searchable by this uid:gid (`<uid>:<gid>:<dir>`); filled in. */
+  known: Set<string> = new Set(),
+): Promise<{ dir: string; mode: number } | undefined> {
   if (uid === 0) return undefined;
   const parts = path.split('/').filter((p) => p !== '');
   let dir = '';
   for (const part of ['', ...parts]) {
     dir = part === '' ? '/' : `${dir === '/' ? '' : dir}/${part}`;
+    const memo = `${uid}:${gid}:${dir}`;
+    if (known.has(memo)) continue;
     const info = await stat(dir);
     const bit = info.uid === uid ? 0o100 : info.gid === gid ? 0o010 : 0o001;
     if ((info.mode & bit) === 0) return { dir, mode: info.mode & 0o7777 };
+    known.add(memo);
   }
   return undefined;
 }

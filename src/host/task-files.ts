@@ -1,6 +1,7 @@
 /** File work for a task's host-side state: directories, synthesized files, log FIFOs. */
 import { constants, watch } from 'node:fs';
-import { chmod, mkdir, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -62,4 +63,26 @@ export function watchFile(path: string): { next(): Promise<void>; close(): void 
       }),
     close: () => watcher.close(),
   };
+}
+
+/**
+ * A directory under `root` holding exactly `files` (mode 0644), shared by every caller with
+ * the same content: named by the content's hash, written once (temp dir + rename), reused
+ * after. Returns its key (the directory name).
+ */
+export async function ensureSharedFiles(root: string, files: Readonly<Record<string, string>>): Promise<{ dir: string; key: string }> {
+  const entries = Object.entries(files).sort(([a], [b]) => a.localeCompare(b));
+  const key = createHash('sha256').update(JSON.stringify(entries)).digest('hex').slice(0, 32);
+  const dir = join(root, key);
+  if (await stat(dir).then(() => true, () => false)) return { dir, key };
+  const temp = join(root, `.tmp-${key}-${randomBytes(6).toString('hex')}`);
+  await writeFiles(temp, files);
+  try {
+    await rename(temp, dir);
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error; // else another task wrote it first
+  }
+  return { dir, key };
 }
