@@ -43,9 +43,12 @@ if [ ! -d /nix/store ]; then as_root mkdir -p /nix/store; fi
 as_root mkdir -p /nix/var/nix/gcroots
 
 # --- npm packages and the plugin -------------------------------------------------------
+# `npm install`, not `npm ci`: npm 11 writes lock files without msgpackr's platform-specific
+# optional packages and then refuses them in `npm ci` ("Missing: … from lock file"); install
+# keeps the locked versions and leaves the lock file as it is.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm packages"
-  npm ci --no-audit --no-fund >&2
+  npm install --no-audit --no-fund >&2
 fi
 log "building the plugin"
 npm run --silent build >&2
