@@ -3,7 +3,7 @@
 # Debian machine (also used by CI and by the Vagrant VM):
 #   - Debian packages: nix-bin, bubblewrap, runc, busybox-static, util-linux, iproute2,
 #     containernetworking-plugins (and Node.js >= 20 / Go when missing);
-#   - the npm packages (npm ci);
+#   - the npm packages (npm install, at the locked versions);
 #   - a Nomad agent built from the Go module proxy (e2e/build-nomad.sh, cached outside the repo);
 #   - the plugin itself (npm run build → build/plugins/nix).
 # Re-running it is cheap: it only installs what is missing.
