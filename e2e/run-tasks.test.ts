@@ -242,6 +242,13 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
     await noLeftovers(alloc.ID);
   });
 
+  it('a bridge-network group fails clearly instead of running in the host network', async () => {
+    const job = runJob(agent, nixJobHcl({ id: 'bad-bridge', config: sh('echo hi'), groupExtra: '    network {\n      mode = "bridge"\n    }\n' }));
+    const alloc = await waitForAlloc(agent, job, (a) => a.ClientStatus === 'failed', 'the task to fail');
+    assert.match(eventMessages(alloc, 'main'), /failed to start task: the group's network namespace \/var\/run\/netns\/\S+ \(network mode "bridge" or "cni\/\*"\) cannot be joined yet/);
+    await noLeftovers(alloc.ID);
+  });
+
   it('a missing flake attribute fails naming the attribute, leaving nothing behind', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nix-e2e-flake-'));
     try {

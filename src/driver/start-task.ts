@@ -22,6 +22,7 @@ import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
 import { planRoot } from '../rootfs/plan.js';
 import type { Runtime } from '../runtime/runtime.js';
+import { PLUGIN_VERSION } from '../version.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { binDirs, resolveCommand, validateTaskConfig } from './task-request.js';
 import { TaskHandle, taskKey, type TaskRequest } from './task.js';
@@ -94,6 +95,13 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     const taskConfig = decodeTaskConfig(request.driverConfig);
     const closureRequest = validateTaskConfig(taskConfig);
     const user = taskUser(request, config);
+    if (request.networkNamespace !== undefined) {
+      // refuse rather than run the task in the host's network by mistake
+      throw failure('start task', `the group's network namespace ${request.networkNamespace} (network mode "bridge" or "cni/*") cannot be joined yet by nomad-driver-nix ${PLUGIN_VERSION}`, {
+        code: 'failed_precondition',
+        fix: 'use the default host network mode for nix tasks for now',
+      });
+    }
     mark('validated');
 
     // 2. the closure: realised (built or substituted), held by a GC root before anything uses it

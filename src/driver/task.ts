@@ -31,6 +31,8 @@ export interface TaskRequest {
   readonly driverConfig: unknown;
   /** Nomad's DNS settings for the task (group network `dns` block or CNI result), if any. */
   readonly dns: DnsSettings | undefined;
+  /** The network namespace Nomad made for the group (`bridge`, `cni/*`), if any. */
+  readonly networkNamespace: string | undefined;
 }
 
 /** A stable, file-name-safe key for a task id (used for state dirs and GC roots). */

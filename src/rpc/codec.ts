@@ -108,6 +108,8 @@ export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined)
     stdoutPath: task.stdout_path,
     stderrPath: task.stderr_path,
     driverConfig: decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config'),
+    networkNamespace:
+      task.network_isolation_spec?.mode === 'GROUP' && task.network_isolation_spec.path !== '' ? task.network_isolation_spec.path : undefined,
     dns:
       dns === null || dns === undefined || (dns.servers.length === 0 && dns.searches.length === 0 && dns.options.length === 0)
         ? undefined
