@@ -6,7 +6,8 @@
 import { defaultPluginConfig, type PluginConfig } from '../config/plugin-config.js';
 import { DriverError, TASK_NOT_FOUND_MESSAGE, errorMessage, failure, quote } from '../errors.js';
 import { findExecutable } from '../host/which.js';
-import { makeDir, removePath } from '../host/task-files.js';
+import { makeDir } from '../host/task-files.js';
+import { removeTree } from '../host/fs.js';
 import { removeTaskGcRoot } from '../nix/gc-roots.js';
 import { removeStoreView } from '../nix/store-view.js';
 import { ClosureCache } from '../nix/closure-cache.js';
@@ -271,7 +272,7 @@ export class NixDriver {
     this.tasks.delete(taskId);
     const { resources } = handle;
     await removeTaskGcRoot(this.currentConfig.gc_roots_dir, resources.gcRootKey);
-    await removePath(resources.stateDir);
+    await removeTree(resources.stateDir);
     await this.releaseShared('views', resources.viewKey, taskId);
     await this.releaseShared('etc', resources.etcKey, taskId);
     this.logger.debug('task destroyed', { task_id: taskId });
@@ -289,7 +290,7 @@ export class NixDriver {
     );
     if (used) return;
     if (kind === 'views') await removeStoreView(join(this.currentConfig.state_dir, 'views'), key);
-    else await removePath(join(this.currentConfig.state_dir, 'etc', key));
+    else await removeTree(join(this.currentConfig.state_dir, 'etc', key));
   }
 
   /** Task RPCs not built yet fail clearly. */

@@ -10,9 +10,9 @@ import { decodeTaskConfig } from '../config/task-config.js';
 import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
 import { errorMessage, failure, isDriverError, quote } from '../errors.js';
 import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
-import { unsearchableAncestor } from '../host/fs.js';
+import { removeTree, unsearchableAncestor } from '../host/fs.js';
 import { lookupUser, type HostUser } from '../host/users.js';
-import { ensureSharedFiles, makeDir, readFile, removePath } from '../host/task-files.js';
+import { ensureSharedFiles, makeDir, readFile } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { ClosureCache } from '../nix/closure-cache.js';
@@ -135,7 +135,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
 
     // 5. host-side state: the task's dir and its synthesized /etc
     const stateDir = join(config.state_dir, 'tasks', key);
-    cleanup.push('remove task state', () => removePath(stateDir));
+    cleanup.push('remove task state', () => removeTree(stateDir));
     await makeDir(stateDir, 0o711, { exact: false });
     const host = hostname();
     const [hostResolvConf, systemdResolvConf] = await Promise.all(

@@ -29,13 +29,25 @@ export function processGroupOf(pid: number): number | undefined {
   return value === undefined ? undefined : Number(value);
 }
 
-/** Pids whose parent is `ppid`. */
+/**
+ * Pids whose parent is `ppid` (children of any of its threads), [] when it is gone. Reads
+ * the children file of every thread under /proc/<pid>/task, or scans /proc on kernels
+ * without CONFIG_PROC_CHILDREN.
+ */
 export function childPids(ppid: number): number[] {
+  let threads: string[];
   try {
-    const text = readFileSync(`/proc/${ppid}/task/${ppid}/children`, 'utf8').trim();
-    return text === '' ? [] : text.split(/\s+/).map(Number);
+    threads = readdirSync(`/proc/${ppid}/task`);
   } catch {
-    // kernels without CONFIG_PROC_CHILDREN: scan
+    return [];
+  }
+  try {
+    return threads.flatMap((tid) => {
+      const text = readFileSync(`/proc/${ppid}/task/${tid}/children`, 'utf8').trim();
+      return text === '' ? [] : text.split(/\s+/).map(Number);
+    });
+  } catch {
+    // no children files: scan
   }
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {

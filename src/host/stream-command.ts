@@ -12,8 +12,8 @@
  * builders run in their own session) with their whole group, so nothing keeps running orphaned.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { childPids, processGroupOf } from './proc.js';
 import { failure } from '../errors.js';
 
 export interface StreamOptions {
@@ -42,33 +42,6 @@ const TERM_REPEAT_MS = 250;
 const KILL_GRACE_MS = 5_000;
 const TAIL_LINES = 50;
 
-/** The pids of `pid`'s children (of all its threads), from /proc; [] when it is gone. */
-export function childrenOf(pid: number): number[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
-      try {
-        const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
-        return text === '' ? [] : text.split(/\s+/).map(Number);
-      } catch {
-        return [];
-      }
-    });
-  } catch {
-    return [];
-  }
-}
-
-/** The process group of `pid` (field 5 of /proc/<pid>/stat), or undefined when it is gone. */
-function processGroupOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const value = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-    return Number.isInteger(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Runs `file args…` to completion and reports how it ended. Throws a DriverError only when the
  * command cannot be started at all (not found, not executable).
@@ -89,7 +62,7 @@ export async function runStreaming(file: string, args: readonly string[], option
   const kill = () => {
     if (exited() || child.pid === undefined) return;
     // Children leading their own process group are killed with their group, others alone.
-    const targets = childrenOf(child.pid).map((pid) => (processGroupOf(pid) === pid ? -pid : pid));
+    const targets = childPids(child.pid).map((pid) => (processGroupOf(pid) === pid ? -pid : pid));
     child.kill('SIGKILL');
     for (const target of targets) {
       try {

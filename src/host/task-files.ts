@@ -19,11 +19,6 @@ export async function writeFiles(dir: string, files: Readonly<Record<string, str
   await Promise.all(Object.entries(files).map(([name, content]) => writeFile(join(dir, name), content, { mode: 0o644 })));
 }
 
-/** Removes `path` recursively; missing is fine. */
-export async function removePath(path: string): Promise<void> {
-  await rm(path, { recursive: true, force: true });
-}
-
 /**
  * Opens a log sink Nomad gave us (a FIFO read by logmon, or /dev/null) for writing. Opening a
  * FIFO blocks until its reader is there; this runs on libuv's thread pool, never the event loop.
