@@ -12,6 +12,7 @@ const PROCESS: ProcessSpec = {
   uid: 1000,
   gid: 1000,
   hostname: 'web-1',
+  capabilities: [],
 };
 
 const USER: BwrapOptions = { statusFd: 3, shareNet: false, asRoot: false };
@@ -47,12 +48,12 @@ describe('renderBwrapArgs', () => {
     ]);
   });
 
-  it('renders a root task sharing the network: no user namespace, every capability dropped', () => {
-    const root = { ...PROCESS, uid: 0, gid: 0, env: {} };
+  it('renders a root task sharing the network: no user namespace, every capability dropped but its own set', () => {
+    const root = { ...PROCESS, uid: 0, gid: 0, env: {}, capabilities: ['CAP_CHOWN', 'CAP_NET_BIND_SERVICE'] };
     const { hostname: _, ...withoutHostname } = root;
     assert.deepEqual(renderBwrapArgs(PLAN, withoutHostname, { statusFd: 5, shareNet: true, asRoot: true }), [
       '--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try', '--share-net',
-      '--cap-drop', 'ALL',
+      '--cap-drop', 'ALL', '--cap-add', 'CAP_CHOWN', '--cap-add', 'CAP_NET_BIND_SERVICE',
       '--new-session',
       '--clearenv',
       '--chdir', '/local',
@@ -109,6 +110,8 @@ describe('renderBwrapArgs', () => {
   it('refuses asRoot that disagrees with the task uid', () => {
     const fix = 'fix: set asRoot exactly when the task user is root (uid 0)';
     fails(PROCESS, { ...USER, asRoot: true }, `failed to render bwrap arguments: asRoot true does not match uid 1000; ${fix}`);
+    fails({ ...PROCESS, capabilities: ['CAP_NET_ADMIN'] }, USER, 'failed to render bwrap arguments: capabilities CAP_NET_ADMIN were requested for uid 1000; fix: run the task as root (allow_root) to grant capabilities, or remove them');
+    fails({ ...PROCESS, uid: 0, capabilities: ['net_admin'] }, { ...USER, asRoot: true }, 'failed to render bwrap arguments: capability "net_admin" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name');
     fails({ ...PROCESS, uid: 0, gid: 0 }, USER, `failed to render bwrap arguments: asRoot false does not match uid 0; ${fix}`);
   });
 });

@@ -5,22 +5,10 @@
  * why it is there. Pure: no I/O; the runtime adapter spawns bwrap with these arguments.
  */
 import { failure, quote } from '../../errors.js';
-import { absolutePathProblem } from '../../paths.js';
 import type { MountOp, RootPlan } from '../../rootfs/plan.js';
+import { validateProcessSpec, type ProcessSpec } from '../process-spec.js';
 
-/** The task's command as it runs inside its root. */
-export interface ProcessSpec {
-  /** argv[0] is an absolute path inside the task root (e.g. /nix/store/…/bin/web). */
-  readonly argv: readonly string[];
-  /** The complete environment; nothing of the plugin's own environment reaches the task. */
-  readonly env: Readonly<Record<string, string>>;
-  /** Working directory inside the task root. */
-  readonly cwd: string;
-  /** The host uid/gid the task runs as; the adapter starts bwrap as this user (never --uid). */
-  readonly uid: number;
-  readonly gid: number;
-  readonly hostname?: string;
-}
+export type { ProcessSpec } from '../process-spec.js';
 
 export interface BwrapOptions {
   /** Descriptor bwrap writes its JSON status to (runtime/bwrap/status.ts); 3 or higher. */
@@ -46,27 +34,8 @@ function invalid(cause: string, fix: string): Error {
   return failure(WHAT, cause, { code: 'invalid_argument', fix });
 }
 
-function checkTaskPath(field: string, path: string, fix: string): void {
-  const problem = absolutePathProblem(path);
-  if (problem !== undefined) throw invalid(`${field} ${quote(path)} ${problem}`, fix);
-}
-
 function validate(process: ProcessSpec, options: BwrapOptions): void {
-  const command = process.argv[0];
-  if (command === undefined) throw invalid('argv is empty', 'set the task\'s command');
-  checkTaskPath('argv[0]', command, 'resolve the command to an absolute path inside the task root');
-  for (const [index, arg] of process.argv.entries()) {
-    if (arg.includes('\0')) throw invalid(`argv[${index}] ${quote(arg)} contains a NUL byte`, 'remove the NUL byte from the task\'s args');
-  }
-  for (const [name, value] of Object.entries(process.env)) {
-    const problem = name.length === 0 ? 'is empty' : name.includes('=') ? 'contains "="' : name.includes('\0') ? 'contains a NUL byte' : undefined;
-    if (problem !== undefined) throw invalid(`env name ${quote(name)} ${problem}`, 'rename the variable in the task\'s env block');
-    if (value.includes('\0')) throw invalid(`env ${name} value ${quote(value)} contains a NUL byte`, 'remove the NUL byte from the variable');
-  }
-  checkTaskPath('cwd', process.cwd, 'set work_dir to an absolute path inside the task, e.g. "/local"');
-  if (process.hostname !== undefined && !/^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/.test(process.hostname)) {
-    throw invalid(`hostname ${quote(process.hostname)} is not a host name of at most 64 letters, digits, "-" and "."`, 'set a valid hostname');
-  }
+  validateProcessSpec(WHAT, process);
   if (!Number.isSafeInteger(options.statusFd) || options.statusFd < 3) {
     throw invalid(`statusFd ${quote(options.statusFd)} is not a descriptor number of 3 or more`, 'pass the descriptor of the status pipe; 0-2 are the task\'s stdio');
   }
@@ -118,8 +87,12 @@ export function renderBwrapArgs(plan: RootPlan, process: ProcessSpec, options: B
   if (!options.asRoot) args.push('--unshare-user');
   args.push('--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try');
   args.push(options.shareNet ? '--share-net' : '--unshare-net');
-  // Only a root-started bwrap keeps capabilities for the task; drop them all.
-  if (options.asRoot) args.push('--cap-drop', 'ALL');
+  // Only a root-started bwrap keeps capabilities for the task: drop them all, then add back
+  // exactly the task's set (the driver's default for root tasks).
+  if (options.asRoot) {
+    args.push('--cap-drop', 'ALL');
+    for (const cap of process.capabilities) args.push('--cap-add', cap);
+  }
   // setsid(): without a controlling terminal the task cannot push input into one (TIOCSTI).
   args.push('--new-session');
   // bwrap passes its own environment through; --setenv only adds (measured-facts.md).
