@@ -2,7 +2,9 @@
 # Installs everything nomad-driver-nix needs to build, run its demo and run its tests on a
 # Debian machine (also used by CI and by the Vagrant VM):
 #   - Debian packages: nix-bin, bubblewrap, runc, busybox-static, util-linux, iproute2,
-#     containernetworking-plugins (and Node.js >= 20 / Go when missing);
+#     containernetworking-plugins, tini, golang-github-opencontainers-specs-dev (the OCI
+#     runtime-spec JSON schema the unit tests validate config.json against), ca-certificates,
+#     curl (and Node.js >= 20 / Go when missing);
 #   - the npm packages (npm install, at the locked versions);
 #   - a Nomad agent built from the Go module proxy (e2e/build-nomad.sh, cached outside the repo);
 #   - the plugin itself (npm run build → build/plugins/nix).
@@ -19,7 +21,7 @@ as_root() {
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 
 # --- Debian packages -------------------------------------------------------------------
-packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containernetworking-plugins ca-certificates curl)
+packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containernetworking-plugins tini golang-github-opencontainers-specs-dev ca-certificates curl)
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 if [ "$(node_major)" -lt 20 ]; then packages+=(nodejs npm); fi
 if ! command -v go >/dev/null 2>&1; then packages+=(golang-go); fi
