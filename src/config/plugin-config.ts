@@ -71,6 +71,13 @@ export const pluginConfigFields = {
       return undefined;
     },
   }),
+  runc_init: field({
+    type: 'string',
+    default: '',
+    doc: 'With `runtime = "runc"`: a statically linked init that runs as PID 1 of every task (it reaps zombies and passes signals on to the command). Empty means: `tini-static` on the agent\'s PATH (Debian/Ubuntu package `tini`).',
+    example: 'runc_init = "/usr/bin/tini-static"',
+    check: (value) => (value === '' ? undefined : absoluteDir('runc_init')(value)),
+  }),
   allow_root: field({
     type: 'bool',
     default: false,

@@ -12,6 +12,8 @@ import { removeTaskGcRoot } from '../nix/gc-roots.js';
 import { removeStoreView } from '../nix/store-view.js';
 import { ClosureCache } from '../nix/closure-cache.js';
 import { BwrapRuntime } from '../runtime/bwrap/runtime.js';
+import { findRuncInit } from '../runtime/runc/init.js';
+import { RuncRuntime } from '../runtime/runc/runtime.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { join } from 'node:path';
 import { startTask } from './start-task.js';
@@ -23,6 +25,9 @@ import { CAPABILITIES, type DriverCapabilities } from './capabilities.js';
 import { TaskEventHub } from './events.js';
 import { evaluateFingerprint, fingerprintChanged, type Fingerprint } from './fingerprint.js';
 import type { HostProbe } from './probe-host.js';
+
+/** Parent cgroup of runc tasks' own cgroups (until tasks join Nomad's cgroups). */
+const RUNC_CGROUP_PARENT = '/nomad-driver-nix';
 
 export interface NixDriverOptions {
   readonly logger: Logger;
@@ -162,10 +167,19 @@ export class NixDriver {
     if (path === undefined) {
       throw failure('start task', `${name} not found on the agent's PATH`, { code: 'failed_precondition', fix: `install ${name === 'bwrap' ? 'bubblewrap' : name} on the client` });
     }
-    if (name !== 'bwrap') {
-      throw failure('start task', `runtime ${quote(name)} cannot run tasks yet in nomad-driver-nix ${PLUGIN_VERSION}`, { code: 'failed_precondition', fix: 'set runtime = "bwrap" in the plugin "nix" config' });
+    if (name === 'bwrap') return new BwrapRuntime(path, findExecutable('nsenter', { pathEnv: process.env.PATH ?? '' }));
+    const init = findRuncInit(this.currentConfig.runc_init, process.env.PATH);
+    if (!init.found) {
+      const [cause, fix] = init.problem.split('; fix: ');
+      throw failure('start task', cause ?? init.problem, { code: 'failed_precondition', ...(fix === undefined ? {} : { fix }) });
     }
-    return new BwrapRuntime(path);
+    return new RuncRuntime({
+      runcPath: path,
+      initPath: init.path,
+      runcRoot: join(this.currentConfig.state_dir, 'runc'),
+      shellPath: findExecutable('sh', { pathEnv: '/bin:/usr/bin' }) ?? '/bin/sh',
+      cgroupParent: RUNC_CGROUP_PARENT,
+    });
   }
 
   /** state_dir, its views/, tasks/ and etc/: traversable (not readable) by unprivileged task users. */

@@ -7,6 +7,7 @@ import { detectCgroups } from '../cgroup/detect.js';
 import type { PluginConfig } from '../config/plugin-config.js';
 import { fileIdentity } from '../host/which.js';
 import { probeNix, type NixProbe } from '../nix/version.js';
+import { findRuncInit } from '../runtime/runc/init.js';
 import { probeRuntime, type RuntimeProbe } from '../runtime/version.js';
 import type { HostFacts } from './fingerprint.js';
 
@@ -46,12 +47,18 @@ export function createHostProbe(env: ProbeEnvironment): HostProbe {
     ]);
     if (nix.found) lastPath.set(`nix:${config.nix_bin}`, nix.path);
     if (runtime.found) lastPath.set(`runtime:${config.runtime}`, runtime.path);
+    const init = config.runtime === 'runc' ? findRuncInit(config.runc_init, env.pathEnv) : undefined;
     return {
       euid: env.euid(),
       nix: nix.found
         ? { found: true, path: nix.path, implementation: nix.version.implementation, version: nix.version.version }
         : nix,
-      runtime: runtime.found ? { found: true, name: runtime.name, version: runtime.version } : runtime,
+      runtime:
+        init !== undefined && !init.found
+          ? { found: false, name: runtime.name, problem: runtime.found ? init.problem : `${runtime.problem}; and ${init.problem}` }
+          : runtime.found
+            ? { found: true, name: runtime.name, version: runtime.version }
+            : runtime,
       cgroups: { version: cgroups.version, problem: cgroups.problem },
     };
   };

@@ -22,8 +22,8 @@ import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
 import { planRoot } from '../rootfs/plan.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { PLUGIN_VERSION } from '../version.js';
 import { CleanupStack } from './cleanup-stack.js';
+import { taskCapabilities } from './privileges.js';
 import { binDirs, resolveCommand, validateTaskConfig } from './task-request.js';
 import { TaskHandle, taskKey, type TaskRequest } from './task.js';
 
@@ -95,13 +95,6 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     const taskConfig = decodeTaskConfig(request.driverConfig);
     const closureRequest = validateTaskConfig(taskConfig);
     const user = taskUser(request, config);
-    if (request.networkNamespace !== undefined) {
-      // refuse rather than run the task in the host's network by mistake
-      throw failure('start task', `the group's network namespace ${request.networkNamespace} (network mode "bridge" or "cni/*") cannot be joined yet by nomad-driver-nix ${PLUGIN_VERSION}`, {
-        code: 'failed_precondition',
-        fix: 'use the default host network mode for nix tasks for now',
-      });
-    }
     mark('validated');
 
     // 2. the closure: realised (built or substituted), held by a GC root before anything uses it
@@ -149,7 +142,8 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
 
     mark('etc');
     // 6. bwrap runs as the task user and binds the task dirs itself: it must reach them
-    for (const dir of [join(request.allocDir, 'alloc'), join(request.allocDir, request.name)]) {
+    const mustReach = context.runtime.mountsAsTaskUser ? [join(request.allocDir, 'alloc'), join(request.allocDir, request.name)] : [];
+    for (const dir of mustReach) {
       const blocked = await unsearchableAncestor(dir, user.uid, user.gid, context.searchable);
       if (blocked !== undefined) {
         throw failure('start task', `user ${quote(user.name)} (uid ${user.uid}) cannot reach the task directory ${dir}: ${blocked.dir} has mode ${blocked.mode.toString(8).padStart(4, '0')}`, {
@@ -163,6 +157,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     const plan = planRoot({ storeView: view.path, allocDir: request.allocDir, taskName: request.name, etcDir });
     const env: Record<string, string> = { PATH: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), ...request.env };
     const launched = await context.runtime.launch({
+      key,
       plan,
       process: {
         argv: [command, ...taskConfig.args],
@@ -171,7 +166,9 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
         uid: user.uid,
         gid: user.gid,
         hostname: host,
+        capabilities: taskCapabilities(user.uid),
       },
+      ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
       stateDir,
       stdoutPath: request.stdoutPath,
       stderrPath: request.stderrPath,

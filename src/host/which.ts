@@ -1,5 +1,5 @@
 /** Finds executables the way a shell does: an absolute path as given, else the PATH dirs. */
-import { accessSync, constants, readdirSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** True when `path` is a regular file (symlinks followed) that we may execute. */
@@ -56,4 +56,42 @@ export function listDir(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The ELF interpreter (dynamic loader) an executable names, e.g. /lib64/ld-linux-x86-64.so.2;
+ * undefined for a static executable, a script or an unreadable file.
+ */
+export function elfInterpreter(path: string): string | undefined {
+  let data: Buffer;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const buffer = Buffer.alloc(64 * 1024);
+      data = buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  if (data.length < 64 || data.readUInt32BE(0) !== 0x7f454c46) return undefined;
+  const is64 = data[4] === 2;
+  const little = data[5] === 1;
+  const u16 = (o: number) => (little ? data.readUInt16LE(o) : data.readUInt16BE(o));
+  const u32 = (o: number) => (little ? data.readUInt32LE(o) : data.readUInt32BE(o));
+  const word = (o: number) => (is64 ? Number(little ? data.readBigUInt64LE(o) : data.readBigUInt64BE(o)) : u32(o));
+  const phoff = word(is64 ? 0x20 : 0x1c);
+  const phentsize = u16(is64 ? 0x36 : 0x2a);
+  const phnum = u16(is64 ? 0x38 : 0x2c);
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * phentsize;
+    if (at + phentsize > data.length) return undefined;
+    if (u32(at) !== 3) continue; // PT_INTERP
+    const offset = word(at + (is64 ? 0x08 : 0x04));
+    const size = word(at + (is64 ? 0x20 : 0x10));
+    if (offset + size > data.length) return undefined;
+    return data.subarray(offset, offset + size).toString('latin1').replace(/\0+$/, '');
+  }
+  return undefined;
 }

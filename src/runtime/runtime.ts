@@ -1,9 +1,25 @@
 /**
- * What the driver needs from a task runtime (bubblewrap now, runc later). The driver does not
- * know which one it holds. Types only.
+ * What the driver needs from a task runtime (bubblewrap or runc). The driver does not know
+ * which one it holds. Types only.
  */
 import type { RootPlan } from '../rootfs/plan.js';
-import type { ProcessSpec } from './bwrap/argv.js';
+import type { ProcessSpec } from './process-spec.js';
+
+export type { ProcessSpec } from './process-spec.js';
+
+/** Resource limits of one task, in the units the kernel's cgroup files use. */
+export interface TaskLimits {
+  /** Relative CPU weight (cgroups v1 cpu.shares; Nomad's `cpu` in MHz). */
+  readonly cpuShares?: number;
+  /** CPUs the task may run on (cpuset list syntax, e.g. "0-1,3"). */
+  readonly cpusetCpus?: string;
+  /** Hard memory limit. */
+  readonly memoryLimitBytes?: number;
+  /** Soft limit (reclaimed first under pressure), when the hard limit is higher. */
+  readonly memorySoftLimitBytes?: number;
+  /** Maximum number of processes and threads. */
+  readonly pidsLimit?: number;
+}
 
 export interface ExitStatus {
   readonly exitCode: number;
@@ -13,6 +29,8 @@ export interface ExitStatus {
 }
 
 export interface LaunchRequest {
+  /** Unique, file-name-safe name of the task (its state key); runc's container id. */
+  readonly key: string;
   readonly plan: RootPlan;
   readonly process: ProcessSpec;
   /** Host directory for this task's runtime state (status files). */
@@ -20,6 +38,9 @@ export interface LaunchRequest {
   /** Nomad's log sinks (logmon FIFOs or /dev/null); the task writes to them directly. */
   readonly stdoutPath: string;
   readonly stderrPath: string;
+  /** Nomad's network namespace for the group (`/var/run/netns/<alloc>`); host network when absent. */
+  readonly networkNamespace?: string;
+  readonly limits?: TaskLimits;
 }
 
 /** A launched task. Exactly one LaunchedTask exists per task while the plugin runs. */
@@ -41,5 +62,11 @@ export interface LaunchedTask {
 
 export interface Runtime {
   readonly name: string;
+  /**
+   * True when the runtime sets up the task's mounts as the task user (bwrap in a user
+   * namespace), so that user must be able to reach every bound host directory; false when a
+   * privileged runtime mounts them (runc).
+   */
+  readonly mountsAsTaskUser: boolean;
   launch(request: LaunchRequest): Promise<LaunchedTask>;
 }

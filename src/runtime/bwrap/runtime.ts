@@ -19,8 +19,18 @@ const STATUS_FD = 3;
 
 export class BwrapRuntime implements Runtime {
   readonly name = 'bwrap';
+  readonly mountsAsTaskUser = true;
 
-  constructor(private readonly bwrapPath: string) {}
+  /**
+   * `nsenterPath` (util-linux) joins Nomad's network namespace: bwrap as an unprivileged user
+   * cannot setns into a namespace owned by root, so nsenter (started as root) enters it, drops
+   * to the task user (clearing supplementary groups) and execs bwrap, which keeps it
+   * (--share-net). The pid stays the same: nsenter execs, it does not fork.
+   */
+  constructor(
+    private readonly bwrapPath: string,
+    private readonly nsenterPath: string | undefined,
+  ) {}
 
   async launch(request: LaunchRequest): Promise<LaunchedTask> {
     const statusPath = join(request.stateDir, STATUS_FILE);
@@ -31,13 +41,27 @@ export class BwrapRuntime implements Runtime {
       openForWriting(request.stderrPath),
       createFile(statusPath),
     ]);
+    const { uid, gid } = request.process;
+    let program = this.bwrapPath;
+    let argv = args;
+    if (request.networkNamespace !== undefined) {
+      if (this.nsenterPath === undefined) {
+        throw failure('launch task', `nsenter is not on the agent's PATH, and the group's network namespace ${request.networkNamespace} must be joined with it`, {
+          code: 'failed_precondition',
+          fix: 'install util-linux on the client',
+        });
+      }
+      program = this.nsenterPath;
+      argv = [`--net=${request.networkNamespace}`, ...(asRoot ? [] : ['--setuid', String(uid), '--setgid', String(gid)]), '--', this.bwrapPath, ...args];
+    }
+    const asUser = asRoot || program !== this.bwrapPath ? {} : { uid, gid };
     let child;
     try {
-      child = spawn(this.bwrapPath, args, {
+      child = spawn(program, argv, {
         detached: true, // own session and process group: survives the plugin, gets no terminal signals
         stdio: ['ignore', stdout.fd, stderr.fd, status.fd],
         env: {}, // bwrap's own environment; the task gets only --setenv values
-        ...(asRoot ? {} : { uid: request.process.uid, gid: request.process.gid }),
+        ...asUser,
       });
     } finally {
       await Promise.all([stdout.close(), stderr.close(), status.close()]);
@@ -45,7 +69,7 @@ export class BwrapRuntime implements Runtime {
     const pid = child.pid;
     if (pid === undefined) {
       const error = await new Promise<Error>((resolve) => child.once('error', resolve));
-      throw failure('launch task', `cannot run ${this.bwrapPath}: ${error.message}`, { code: 'failed_precondition', fix: 'install bubblewrap or set runtime = "runc"' });
+      throw failure('launch task', `cannot run ${program}: ${error.message}`, { code: 'failed_precondition', fix: 'install bubblewrap or set runtime = "runc"' });
     }
     child.unref();
     const exitedRaw = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>

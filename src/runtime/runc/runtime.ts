@@ -1,0 +1,178 @@
+/**
+ * Runs tasks with runc, from the same root plan as bubblewrap: the plan is rendered to an OCI
+ * config (runc/oci-config.ts), the task's state dir is the OCI bundle, and a small monitor
+ * (runc/monitor.ts) runs `runc run` in the foreground so the exit code is on disk even when
+ * the plugin is not running. runc starts as root and switches to the task user itself.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { failure } from '../../errors.js';
+import { runCommand } from '../../host/exec.js';
+import { createDirectory, createSymlink, entryKind, writeTextFile } from '../../host/fs.js';
+import { isRunning, signalProcess } from '../../host/proc.js';
+import { openForWriting, readFile, watchFile } from '../../host/task-files.js';
+import type { ExitStatus, LaunchRequest, LaunchedTask, Runtime } from '../runtime.js';
+import { CONFIG_FILE, EXIT_FILE, LOG_FILE, PID_FILE, ROOTFS_DIR, monitorArgs, parseExitFile, parsePidFile, runcLogErrors } from './monitor.js';
+import { renderOciConfig } from './oci-config.js';
+
+export interface RuncRuntimeOptions {
+  readonly runcPath: string;
+  /** A statically linked tini (Debian: /usr/bin/tini-static), bound at /dev/init in every task. */
+  readonly initPath: string;
+  /** runc's `--root`: its own state of our containers, apart from other runc users'. */
+  readonly runcRoot: string;
+  /** The host's POSIX shell for the monitor. */
+  readonly shellPath: string;
+  /** Parent cgroup of the tasks' cgroups (relative to the cgroup roots). */
+  readonly cgroupParent: string;
+}
+
+export class RuncRuntime implements Runtime {
+  readonly name = 'runc';
+  readonly mountsAsTaskUser = false;
+
+  constructor(private readonly options: RuncRuntimeOptions) {}
+
+  async launch(request: LaunchRequest): Promise<LaunchedTask> {
+    const { runcPath, initPath, runcRoot, shellPath, cgroupParent } = this.options;
+    const bundle = request.stateDir;
+    const containerId = request.key;
+    const { config, rootfsEntries } = renderOciConfig(request.plan, request.process, {
+      initPath,
+      cgroupsPath: `${cgroupParent}/${containerId}`,
+      arch: process.arch,
+      ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
+      ...(request.limits === undefined ? {} : { limits: request.limits }),
+    });
+    const rootfs = join(bundle, ROOTFS_DIR);
+    await createDirectory(rootfs, 0o755);
+    for (const entry of rootfsEntries) {
+      if (entry.kind === 'dir') await createDirectory(join(rootfs, entry.path), 0o755);
+      else await createSymlink(entry.linkTarget, join(rootfs, entry.path));
+    }
+    await writeTextFile(join(bundle, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
+
+    const [stdout, stderr] = await Promise.all([openForWriting(request.stdoutPath), openForWriting(request.stderrPath)]);
+    let child;
+    try {
+      child = spawn(shellPath, monitorArgs(runcPath, runcRoot, bundle, containerId), {
+        detached: true, // own session: survives the plugin, gets no terminal signals
+        stdio: ['ignore', stdout.fd, stderr.fd],
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      });
+    } finally {
+      await Promise.all([stdout.close(), stderr.close()]);
+    }
+    const pid = child.pid;
+    if (pid === undefined) {
+      const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+      throw failure('launch task', `cannot run ${shellPath}: ${error.message}`, { code: 'failed_precondition', fix: 'install a POSIX shell at /bin/sh on the client' });
+    }
+    child.unref();
+    const monitorExited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+    const exited = monitorExited.then(async ({ code }) => exitStatusOf(await readExitCode(bundle), code));
+
+    const initPid = await waitForInitPid(bundle, monitorExited);
+    if (initPid === undefined) {
+      await monitorExited;
+      const errors = runcLogErrors(await readFile(join(bundle, LOG_FILE), 'utf8').catch(() => ''));
+      await this.deleteContainer(containerId);
+      throw failure('launch task', `runc could not start the container: ${errors.at(-1) ?? 'runc exited without starting it and logged no error'}`, {
+        code: 'failed_precondition',
+        fix: 'see `nomad alloc logs -stderr` and the plugin log for runc\'s messages',
+      });
+    }
+    return new RuncTask(pid, initPid, new Date(), exited, () => this.deleteContainer(containerId));
+  }
+
+  /** `runc delete --force` when runc's state of the container is still there (its monitor was killed). */
+  private async deleteContainer(containerId: string): Promise<void> {
+    if ((await entryKind(join(this.options.runcRoot, containerId))) === undefined) return;
+    await runCommand(this.options.runcPath, ['--root', this.options.runcRoot, 'delete', '--force', containerId], { timeoutMs: 30_000 }).catch(() => undefined);
+  }
+}
+
+async function readExitCode(bundle: string): Promise<number | undefined> {
+  try {
+    return parseExitFile(await readFile(join(bundle, EXIT_FILE), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+async function readPid(bundle: string): Promise<number | undefined> {
+  try {
+    return parsePidFile(await readFile(join(bundle, PID_FILE), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The container init's pid once runc wrote its pid file (inotify on the bundle dir), or undefined when the monitor exits first. */
+async function waitForInitPid(bundle: string, exited: Promise<unknown>): Promise<number | undefined> {
+  let done = false;
+  void exited.then(() => (done = true));
+  const changes = watchFile(bundle);
+  try {
+    for (;;) {
+      const pid = await readPid(bundle);
+      if (pid !== undefined) return pid;
+      if (done) return readPid(bundle);
+      await Promise.race([changes.next(), exited, new Promise((r) => setTimeout(r, 50))]);
+    }
+  } finally {
+    changes.close();
+  }
+}
+
+/**
+ * runc exits with the container init's status; tini passes on the command's, 128+N when the
+ * command died of signal N (and runc reports 128+9 when tini itself was SIGKILLed).
+ */
+export function exitStatusOf(recorded: number | undefined, monitorCode: number | null): ExitStatus {
+  const exitCode = recorded ?? monitorCode ?? 137;
+  return { exitCode, signal: exitCode > 128 && exitCode < 128 + 65 ? exitCode - 128 : 0, oomKilled: false };
+}
+
+class RuncTask implements LaunchedTask {
+  constructor(
+    readonly pid: number,
+    readonly initPid: number,
+    readonly startedAt: Date,
+    private readonly monitorExited: Promise<ExitStatus>,
+    private readonly cleanup: () => Promise<void>,
+  ) {}
+
+  get exited(): Promise<ExitStatus> {
+    return this.monitorExited;
+  }
+
+  /** tini (the container's init) forwards the signal to the command's process group. */
+  signal(signal: NodeJS.Signals): boolean {
+    return signalProcess(this.initPid, signal);
+  }
+
+  async stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
+    this.signal(signal);
+    const timer = setTimeout(() => this.killAll(), timeoutMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async kill(): Promise<ExitStatus> {
+    this.killAll();
+    const status = await this.exited;
+    await this.cleanup();
+    return status;
+  }
+
+  /** SIGKILL of the container's init ends its pid namespace, so every task process dies with it. */
+  private killAll(): void {
+    if (isRunning(this.initPid)) signalProcess(this.initPid, 'SIGKILL');
+  }
+}
