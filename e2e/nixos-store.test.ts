@@ -11,7 +11,7 @@ import { busyboxPath } from '../test/support/nix-fixtures.js';
 import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, runJob, waitForAlloc } from './support/jobs.js';
 import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
-import { startTaskAgent, type TaskAgent } from './support/task-agent.js';
+import { RUNTIMES, startTaskAgent, type TaskAgent } from './support/task-agent.js';
 
 let taskAgent: TaskAgent | undefined;
 let agent: NomadAgent;
@@ -22,18 +22,22 @@ const NIXOS_STORE = [
   'sh', '-c', 'mount --bind /nix/store /nix/store && mount -o remount,bind,ro /nix/store && exec "$@"', 'nixos-store',
 ];
 
-before(async () => {
+before(() => {
   nomadBinary();
   busybox = busyboxPath(); // realised outside: inside, the read-only store takes no new paths
-  taskAgent = await startTaskAgent('nixos', { wrapper: NIXOS_STORE });
-  agent = taskAgent.agent;
 });
 
-after(async () => {
-  await taskAgent?.close();
-});
+for (const runtime of RUNTIMES) describe(`a NixOS-style read-only store bind mount (${runtime})`, { timeout: 300_000 }, () => {
+  before(async () => {
+    taskAgent = await startTaskAgent(`nixos-${runtime}`, { wrapper: NIXOS_STORE, runtime });
+    agent = taskAgent.agent;
+  });
 
-describe('a NixOS-style read-only store bind mount', { timeout: 300_000 }, () => {
+  after(async () => {
+    await taskAgent?.close();
+    taskAgent = undefined;
+  });
+
   it('the host namespace is untouched: /nix/store is not a mount point here', () => {
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]);
     assert.ok(!mounts.includes('/nix/store'));

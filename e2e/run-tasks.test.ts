@@ -1,7 +1,8 @@
 /**
- * Issue: run tasks. `nomad job run` of `driver = "nix"` jobs through a real agent: closures
- * the tests build from busybox, a closure-only root, bubblewrap, logs, exit codes, stop and
- * signals, and clear failures that leave nothing behind.
+ * Issues: run tasks, and a second runtime. `nomad job run` of `driver = "nix"` jobs through a
+ * real agent, once per runtime (bubblewrap and runc, the same scenarios): closures the tests
+ * build from busybox, a closure-only root, logs, exit codes, stop and signals, bridge
+ * networking, and clear failures that leave nothing behind.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { buildWithBusybox, busyboxPath, makeFlake } from '../test/support/nix-fi
 import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, isRunning, nomad, runJob, taskState, waitForAlloc, waitForAllocId, type Allocation } from './support/jobs.js';
 import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
-import { startTaskAgent, type TaskAgent } from './support/task-agent.js';
+import { RUNTIMES, startTaskAgent, type TaskAgent } from './support/task-agent.js';
 
 let taskAgent: TaskAgent | undefined;
 let agent: NomadAgent;
@@ -29,12 +30,6 @@ before(async () => {
     'app',
     'mkdir -p $out/bin $out/libexec && printf "#!$busybox/bin/sh\\nexec $busybox/bin/sh \\"\\$@\\"\\n" > $out/libexec/app && chmod +x $out/libexec/app && ln -s ../libexec/app $out/bin/app',
   );
-  taskAgent = await startTaskAgent('tasks');
-  ({ agent, stateDir, gcRootsDir } = taskAgent);
-});
-
-after(async () => {
-  await taskAgent?.close();
 });
 
 const storeConfig = (path: string, command: string, args: readonly string[]) =>
@@ -56,13 +51,23 @@ function leftovers(allocId: string): string[] {
       return false;
     }
   });
-  // the driver never mounts anything in the host's namespace (bwrap mounts inside the task's)
+  // runc's state of the task's container and its cgroups (runtime = "runc")
+  const runcStates = existsSync(join(stateDir, 'runc')) ? mine(readdirSync(join(stateDir, 'runc'))) : [];
+  const cgroups = existsSync('/sys/fs/cgroup')
+    ? readdirSync('/sys/fs/cgroup').flatMap((controller) => {
+        const parent = join('/sys/fs/cgroup', controller, 'nomad-driver-nix');
+        return existsSync(parent) ? mine(readdirSync(parent)).map((n) => join(parent, n)) : [];
+      })
+    : [];
+  // the driver never mounts anything in the host's namespace (runtimes mount inside the task's)
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(stateDir) || l.includes('/nix/store '));
   return [
     ...mounts.map((m) => `mount ${m}`),
     ...mine(existsSync(tasksDir) ? readdirSync(tasksDir) : []).map((n) => `state ${n}`),
     ...mine(readdirSync(gcRootsDir)).map((n) => `gc root ${n}`),
     ...processes.map((pid) => `process ${pid}`),
+    ...runcStates.map((n) => `runc state ${n}`),
+    ...cgroups.map((c) => `cgroup ${c}`),
   ];
 }
 
@@ -71,7 +76,19 @@ async function noLeftovers(allocId: string): Promise<void> {
   assert.deepEqual(leftovers(allocId), []);
 }
 
-describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
+for (const runtime of RUNTIMES) describe(`running nix tasks through Nomad (${runtime})`, { timeout: 900_000 }, () => {
+  before(async () => {
+    taskAgent = await startTaskAgent(`tasks-${runtime}`, { runtime });
+    ({ agent, stateDir, gcRootsDir } = taskAgent);
+    const { driver } = await agent.nixDriver((d) => d.Healthy);
+    assert.equal(driver.Attributes?.['driver.nix.runtime'], runtime, 'the agent runs the runtime under test');
+  });
+
+  after(async () => {
+    await taskAgent?.close();
+    taskAgent = undefined;
+  });
+
   it('a batch job exiting 0 completes, and `nomad alloc logs` shows stdout and stderr', async () => {
     const job = runJob(agent, nixJobHcl({ id: 'ok', config: sh('echo hello from nix; echo to stderr >&2; ls /nix/store; exit 0') }));
     const alloc = await waitForAlloc(agent, job, finished, 'the task to finish');
@@ -242,10 +259,32 @@ describe('running nix tasks through Nomad', { timeout: 900_000 }, () => {
     await noLeftovers(alloc.ID);
   });
 
-  it('a bridge-network group fails clearly instead of running in the host network', async () => {
-    const job = runJob(agent, nixJobHcl({ id: 'bad-bridge', config: sh('echo hi'), groupExtra: '    network {\n      mode = "bridge"\n    }\n' }));
-    const alloc = await waitForAlloc(agent, job, (a) => a.ClientStatus === 'failed', 'the task to fail');
-    assert.match(eventMessages(alloc, 'main'), /failed to start task: the group's network namespace \/var\/run\/netns\/\S+ \(network mode "bridge" or "cni\/\*"\) cannot be joined yet/);
+  it('bridge networking: the group\'s tasks share Nomad\'s network namespace, talk over localhost, and the mapped port reaches the task', async () => {
+    const job = runJob(agent, nixJobHcl({
+      id: 'bridge', type: 'service',
+      groupExtra: '    network {\n      mode = "bridge"\n      port "http" {\n        to = 8080\n      }\n    }\n',
+      config: sh('echo served-in-bridge > /local/index.html && exec httpd -f -p 8080 -h /local'),
+      extraTasks: [{
+        name: 'client',
+        config: sh('until wget -q -O /local/got http://127.0.0.1:8080/index.html 2>/dev/null; do sleep 0.2; done; cat /local/got; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | sort | tr "\\n" " "; echo; exec sleep 3600'),
+      }],
+    }));
+    const alloc = await waitForAlloc(agent, job, (a) => isRunning(a, 'main') && isRunning(a, 'client'), 'both tasks to run');
+    const logs = await agent.waitFor('the client to reach the server over localhost', async () => {
+      const out = allocLogs(agent, alloc.ID, 'client');
+      return out.includes('served-in-bridge') && out.split('\n').length > 2 ? out : undefined;
+    }, 30_000);
+    // the group's namespace: Nomad's veth (eth0) and loopback, none of the host's interfaces
+    assert.equal(logs.trim().split('\n')[1], 'eth0 lo', logs);
+    const mapped = alloc.AllocatedResources?.Shared?.Ports?.find((p) => p.Label === 'http');
+    assert.ok(mapped !== undefined);
+    const body = await agent.waitFor(`the mapped port ${mapped.HostIP}:${mapped.Value} to answer`, async () => {
+      const response = await fetch(`http://${mapped.HostIP}:${mapped.Value}/index.html`).catch(() => undefined);
+      return response?.ok ? response.text() : undefined;
+    }, 30_000);
+    assert.equal(body.trim(), 'served-in-bridge');
+    nomad(agent, ['job', 'stop', job]);
+    await waitForAlloc(agent, job, (a) => isDead(a, 'main') && isDead(a, 'client'), 'the job to stop');
     await noLeftovers(alloc.ID);
   });
 

@@ -1,4 +1,4 @@
-/** Job files for the e2e tests: one group, one `driver = "nix"` task, HCL written plainly. */
+/** Job files for the e2e tests: one group of `driver = "nix"` tasks, HCL written plainly. */
 
 export interface NixJob {
   readonly id: string;
@@ -10,6 +10,23 @@ export interface NixJob {
   readonly taskExtra?: string;
   /** Extra HCL inside the group block (network, …). */
   readonly groupExtra?: string;
+  /** More nix tasks in the same group. */
+  readonly extraTasks?: readonly { readonly name: string; readonly config: string; readonly taskExtra?: string }[];
+}
+
+function taskHcl(name: string, config: string, extra: string | undefined): string {
+  return `    task "${name}" {
+      driver = "nix"
+      config {
+${config}
+      }
+${extra ?? ''}
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+`;
 }
 
 /** A job that neither restarts nor reschedules, so each test sees exactly one attempt. */
@@ -29,18 +46,7 @@ export function nixJobHcl(job: NixJob): string {
       unlimited = false
     }
 ${job.groupExtra ?? ''}
-    task "${task}" {
-      driver = "nix"
-      config {
-${job.config}
-      }
-${job.taskExtra ?? ''}
-      resources {
-        cpu    = 100
-        memory = 64
-      }
-    }
-  }
+${[taskHcl(task, job.config, job.taskExtra), ...(job.extraTasks ?? []).map((t) => taskHcl(t.name, t.config, t.taskExtra))].join('')}  }
 }
 `;
 }

@@ -14,12 +14,23 @@ export interface TaskAgent {
   close(): Promise<void>;
 }
 
-export async function startTaskAgent(name: string, options: Omit<AgentOptions, 'pluginConfig'> = {}): Promise<TaskAgent> {
+export type RuntimeName = 'bwrap' | 'runc';
+
+/** The runtimes every task scenario runs on (parameterised, not copied). */
+export const RUNTIMES: readonly RuntimeName[] = ['bwrap', 'runc'];
+
+export async function startTaskAgent(name: string, options: Omit<AgentOptions, 'pluginConfig'> & { runtime?: RuntimeName } = {}): Promise<TaskAgent> {
+  const { runtime, ...agentOptions } = options;
   const stateDir = mkdtempSync(`/var/lib/nix-e2e-${name}-`);
   const gcRootsDir = mkdtempSync(`/nix/var/nix/gcroots/nix-e2e-${name}-`);
   const agent = await NomadAgent.start({
-    ...options,
-    pluginConfig: [`    state_dir    = ${hcl(stateDir)}`, `    gc_roots_dir = ${hcl(gcRootsDir)}`, '    nix_options  = ["substituters ="]'].join('\n'),
+    ...agentOptions,
+    pluginConfig: [
+      `    state_dir    = ${hcl(stateDir)}`,
+      `    gc_roots_dir = ${hcl(gcRootsDir)}`,
+      '    nix_options  = ["substituters ="]',
+      ...(runtime === undefined ? [] : [`    runtime      = ${hcl(runtime)}`]),
+    ].join('\n'),
   });
   await agent.nixDriver((d) => d.Healthy);
   return {

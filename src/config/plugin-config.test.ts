@@ -14,6 +14,7 @@ describe('plugin config', () => {
       nix_options: [],
       state_dir: '/var/lib/nomad-driver-nix',
       gc_roots_dir: '/nix/var/nix/gcroots/nomad-driver-nix',
+      runc_init: '',
       allow_root: false,
       log_level: '',
     });
