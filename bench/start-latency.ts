@@ -1,5 +1,5 @@
 /**
- * Start latency of a task against closure size, next to raw bubblewrap in the same run.
+ * Start latency of a task against closure size, next to raw bubblewrap and raw runc in the same run.
  *
  *   npm run build && node dist/bench/start-latency.js [sizes…]      (root; default 10 100 1000 2000)
  *
@@ -9,19 +9,20 @@
  *   - raw bwrap with one --ro-bind of the driver's store view;
  *   - the driver, cold: StartTask of a closure never seen (Nix queried, store view built);
  *   - the driver, warm: StartTask of a known closure whose view exists (another task holds it),
- * each "StartTask (or spawn) until `true` has run and exited", median of several runs, plus the
- * number of entries `ls /nix/store` shows inside the task (must be N).
+ * and the same with `runtime = "runc"` next to raw `runc run` (bundle from `runc spec`, host
+ * network, one bind per store path / one bind of the view), each "StartTask (or spawn) until
+ * `true` has run and exited", median of several runs, plus the number of entries
+ * `ls /nix/store` shows inside the task (must be N). BENCH_RUNTIMES=bwrap or =runc runs one.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Packr } from 'msgpackr';
 import { NO_SUBSTITUTERS, busyboxPath, nixString } from '../test/support/nix-fixtures.js';
 import { call, startPlugin, type RunningPlugin } from '../test/support/plugin-process.js';
+import { sandboxPluginConfig, sandboxTask, taskSandbox, type TaskSandbox } from '../test/support/task-sandbox.js';
 
-const packr = new Packr({ useRecords: false });
 const CACHE = '/nix/var/nomad-driver-nix-bench';
 
 function median(values: number[]): number {
@@ -83,42 +84,7 @@ function rawBwrap(args: string[], runs: number, asUser?: number): number {
   return median(times);
 }
 
-interface Sandbox {
-  readonly allocDir: string;
-  readonly stateDir: string;
-  readonly gcRoots: string;
-}
-
-function sandboxDirs(): Sandbox {
-  const allocDir = mkdtempSync(join(tmpdir(), 'start-bench-alloc-'));
-  chmodSync(allocDir, 0o711);
-  for (const dir of ['alloc', 'main/local', 'main/secrets']) {
-    mkdirSync(join(allocDir, dir), { recursive: true });
-    chmodSync(join(allocDir, dir), 0o777);
-  }
-  for (const f of ['stdout', 'stderr']) writeFileSync(join(allocDir, f), '', { mode: 0o666 });
-  const stateDir = mkdtempSync('/var/lib/start-bench-state-');
-  const gcRoots = mkdtempSync('/nix/var/nix/gcroots/start-bench-');
-  return { allocDir, stateDir, gcRoots };
-}
-
-let taskCounter = 0;
-function taskConfig(sandbox: Sandbox, storePath: string, command: string, args: string[]) {
-  taskCounter += 1;
-  const allocId = `00000000-0000-0000-0000-${String(taskCounter).padStart(12, '0')}`;
-  return {
-    id: `${allocId}/main/bench${taskCounter}`,
-    name: 'main',
-    alloc_id: allocId,
-    alloc_dir: sandbox.allocDir,
-    stdout_path: join(sandbox.allocDir, 'stdout'),
-    stderr_path: join(sandbox.allocDir, 'stderr'),
-    env: { NOMAD_TASK_NAME: 'main' },
-    msgpack_driver_config: packr.pack({ args, command, flake: null, packages: [], store_path: storePath, work_dir: '' }),
-  };
-}
-
-async function startAndWait(plugin: RunningPlugin, task: ReturnType<typeof taskConfig>): Promise<number> {
+async function startAndWait(plugin: RunningPlugin, task: ReturnType<typeof sandboxTask>): Promise<number> {
   const t0 = performance.now();
   await call(plugin.clients.driver, 'StartTask', { task });
   await call(plugin.clients.driver, 'WaitTask', { task_id: task.id }, 60_000);
@@ -127,52 +93,125 @@ async function startAndWait(plugin: RunningPlugin, task: ReturnType<typeof taskC
   return elapsed;
 }
 
+/** `runc run` of `true` from a bundle made by `runc spec`: host network, the given binds. */
+function rawRunc(mounts: { source: string; destination: string }[], main: string, runs: number): number {
+  const bundle = mkdtempSync(join(tmpdir(), 'start-bench-runc-'));
+  const root = mkdtempSync(join(tmpdir(), 'start-bench-runc-root-'));
+  try {
+    mkdirSync(join(bundle, 'rootfs'));
+    execFileSync('runc', ['spec', '--bundle', bundle]);
+    const config = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+    config.process.terminal = false;
+    config.process.args = [`${main}/bin/true`];
+    config.root = { path: 'rootfs', readonly: true };
+    config.linux.namespaces = config.linux.namespaces.filter((n: { type: string }) => n.type !== 'network');
+    config.mounts.push(...mounts.map((m) => ({ ...m, type: 'bind', options: ['rbind', 'ro'] })));
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(config));
+    const times: number[] = [];
+    for (let i = 0; i < runs; i += 1) {
+      const t0 = performance.now();
+      const result = spawnSync('runc', ['--root', root, 'run', '--bundle', bundle, `bench-${i}`], { stdio: 'ignore' });
+      times.push(performance.now() - t0);
+      if (result.status !== 0) throw new Error(`runc run exited ${result.status}`);
+    }
+    return median(times);
+  } finally {
+    rmSync(bundle, { recursive: true, force: true });
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+interface DriverFigures {
+  readonly cold: number;
+  readonly warm: number;
+  readonly listed: string | undefined;
+  readonly viewDir: string;
+}
+
+/** Cold start, then warm starts while a holder task keeps the closure's view; `during` runs while the view exists. */
+async function measureDriver(plugin: RunningPlugin, sandbox: TaskSandbox, main: string, during: (viewDir: string) => void): Promise<DriverFigures> {
+  // cold: the closure was never started by this plugin and has no view
+  const cold = await startAndWait(plugin, sandboxTask(sandbox, main, 'bin/true', []));
+  // hold the view with a long-running task, then warm starts
+  const holder = sandboxTask(sandbox, main, 'bin/sh', ['-c', 'ls /nix/store | wc -l; exec sleep 600']);
+  await call(plugin.clients.driver, 'StartTask', { task: holder });
+  const viewDir = join(sandbox.stateDir, 'views', readdirSync(join(sandbox.stateDir, 'views')).find((v) => !v.includes('.')) ?? '');
+  during(viewDir);
+  const warm: number[] = [];
+  for (let i = 0; i < 15; i += 1) warm.push(await startAndWait(plugin, sandboxTask(sandbox, main, 'bin/true', [])));
+  await new Promise((r) => setTimeout(r, 200));
+  const listed = readFileSync(join(sandbox.allocDir, 'stdout'), 'utf8').trim().split('\n').pop();
+  await call(plugin.clients.driver, 'StopTask', { task_id: holder.id, timeout: { seconds: 1 }, signal: 'SIGKILL' });
+  await call(plugin.clients.driver, 'DestroyTask', { task_id: holder.id, force: true });
+  return { cold, warm: median(warm), listed, viewDir };
+}
+
+async function configure(plugin: RunningPlugin, sandbox: TaskSandbox, runtime: 'bwrap' | 'runc'): Promise<void> {
+  await call(plugin.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(sandbox, { runtime }) });
+}
+
 async function main(): Promise<void> {
   const sizes = process.argv.slice(2).map(Number).filter((n) => n > 2);
-  const rows: string[] = [];
-  const sandbox = sandboxDirs();
+  const runtimes = (process.env.BENCH_RUNTIMES ?? 'bwrap,runc').split(',');
+  const bwrapRows: string[] = [];
+  const runcRows: string[] = [];
   const plugin = await startPlugin();
   try {
-    await call(plugin.clients.base, 'SetConfig', {
-      msgpack_config: packr.pack({ allow_root: null, gc_roots_dir: sandbox.gcRoots, log_level: process.env.BENCH_LOG_LEVEL ?? 'warn', nix_bin: null, nix_options: ['substituters ='], runtime: null, state_dir: sandbox.stateDir }),
-    });
     for (const n of sizes.length > 0 ? sizes : [10, 100, 1000, 2000]) {
       const { main, closure } = syntheticClosure(n);
-      const perPath = closure.flatMap((p) => ['--ro-bind', p, p]);
       const rawRuns = n >= 1000 ? 3 : 15;
-      const raw = rawBwrap(['--unshare-all', ...perPath, '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], rawRuns);
-
-      // cold: the closure was never started by this plugin and has no view
-      const cold = await startAndWait(plugin, taskConfig(sandbox, main, 'bin/true', []));
-      // hold the view with a long-running task, then warm starts
-      const holder = taskConfig(sandbox, main, 'bin/sh', ['-c', 'ls /nix/store | wc -l; exec sleep 600']);
-      await call(plugin.clients.driver, 'StartTask', { task: holder });
-      const viewDir = join(sandbox.stateDir, 'views', readdirSync(join(sandbox.stateDir, 'views')).find((v) => !v.includes('.')) ?? '');
-      const rawView = rawBwrap(['--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], 15);
-      // what the driver runs: bwrap started as the task user (nobody) in a user namespace
-      const rawViewUser = rawBwrap(['--unshare-user', '--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], 15, 65534);
-      const warm: number[] = [];
-      for (let i = 0; i < 15; i += 1) warm.push(await startAndWait(plugin, taskConfig(sandbox, main, 'bin/true', [])));
-      await new Promise((r) => setTimeout(r, 200));
-      const listed = readFileSync(join(sandbox.allocDir, 'stdout'), 'utf8').trim().split('\n').pop();
-      await call(plugin.clients.driver, 'StopTask', { task_id: holder.id, timeout: { seconds: 1 }, signal: 'SIGKILL' });
-      await call(plugin.clients.driver, 'DestroyTask', { task_id: holder.id, force: true });
-      const w = median(warm);
-      rows.push(`| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${rawViewUser.toFixed(1)} | ${cold.toFixed(1)} | ${w.toFixed(1)} | ${(w / raw).toFixed(2)}x | ${(w / rawViewUser).toFixed(2)}x | ${listed} |`);
+      if (runtimes.includes('bwrap')) {
+        const sandbox = taskSandbox();
+        try {
+          await configure(plugin, sandbox, 'bwrap');
+          const perPath = closure.flatMap((p) => ['--ro-bind', p, p]);
+          const raw = rawBwrap(['--unshare-all', ...perPath, '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], rawRuns);
+          let rawView = 0;
+          let rawViewUser = 0;
+          const d = await measureDriver(plugin, sandbox, main, (viewDir) => {
+            rawView = rawBwrap(['--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], 15);
+            // what the driver runs: bwrap started as the task user (nobody) in a user namespace
+            rawViewUser = rawBwrap(['--unshare-user', '--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], 15, 65534);
+          });
+          bwrapRows.push(`| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${rawViewUser.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawViewUser).toFixed(2)}x | ${d.listed} |`);
+        } finally {
+          sandbox.remove();
+        }
+      }
+      if (runtimes.includes('runc')) {
+        const sandbox = taskSandbox();
+        try {
+          await configure(plugin, sandbox, 'runc');
+          const raw = rawRunc(closure.map((p) => ({ source: p, destination: p })), main, rawRuns);
+          let rawView = 0;
+          const d = await measureDriver(plugin, sandbox, main, (viewDir) => {
+            rawView = rawRunc([{ source: viewDir, destination: '/nix/store' }], main, 15);
+          });
+          runcRows.push(`| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawView).toFixed(2)}x | ${d.listed} |`);
+        } finally {
+          sandbox.remove();
+        }
+      }
       console.error(`done: ${n} paths`);
     }
   } finally {
     if (process.env.BENCH_LOG_LEVEL !== undefined) for (const line of plugin.stderrLines) console.error(line);
     plugin.kill('SIGTERM');
     await plugin.exited;
-    rmSync(sandbox.allocDir, { recursive: true, force: true });
-    rmSync(sandbox.stateDir, { recursive: true, force: true });
-    rmSync(sandbox.gcRoots, { recursive: true, force: true });
   }
   console.log('StartTask (or spawn) until `true` has run and exited; medians in ms');
-  console.log('| store paths | raw bwrap (root), --ro-bind per path | raw bwrap (root), one view bind | raw bwrap as nobody + userns, one view bind | driver cold | driver warm | warm / raw per-path | warm / raw as nobody | `ls /nix/store` inside |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
-  for (const row of rows) console.log(row);
+  if (bwrapRows.length > 0) {
+    console.log('\nruntime = "bwrap"\n');
+    console.log('| store paths | raw bwrap (root), --ro-bind per path | raw bwrap (root), one view bind | raw bwrap as nobody + userns, one view bind | driver cold | driver warm | warm / raw per-path | warm / raw as nobody | `ls /nix/store` inside |');
+    console.log('|---|---|---|---|---|---|---|---|---|');
+    for (const row of bwrapRows) console.log(row);
+  }
+  if (runcRows.length > 0) {
+    console.log('\nruntime = "runc"\n');
+    console.log('| store paths | raw `runc run`, bind per path | raw `runc run`, one view bind | driver cold | driver warm | warm / raw per-path | warm / raw view | `ls /nix/store` inside |');
+    console.log('|---|---|---|---|---|---|---|---|');
+    for (const row of runcRows) console.log(row);
+  }
 }
 
 void main();
