@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { cgroupPathProblem, controllerDir, nomadTaskCgroup, taskCgroupLocation, v1Dirs } from './placement.js';
+
+const ALLOC = '3dd3add4-81d1-f2b8-bdfd-7e1af5f9aa02';
+
+describe('nomadTaskCgroup', () => {
+  it("takes a v2 task's unified cgroup from CpusetCgroupPath", () => {
+    assert.deepEqual(
+      nomadTaskCgroup({ version: 'v2', allocId: ALLOC, taskName: 'web', cpusetCgroupPath: `/sys/fs/cgroup/nomad.slice/reserve.slice/${ALLOC}.web.scope` }),
+      { version: 'v2', root: '/sys/fs/cgroup', path: `nomad.slice/reserve.slice/${ALLOC}.web.scope` },
+    );
+  });
+
+  it("falls back to Nomad 1.11's v2 default: nomad.slice/share.slice/<alloc>.<task>.scope", () => {
+    assert.deepEqual(nomadTaskCgroup({ version: 'v2', allocId: ALLOC, taskName: 'web', cpusetCgroupPath: '' }), {
+      version: 'v2',
+      root: '/sys/fs/cgroup',
+      path: `nomad.slice/share.slice/${ALLOC}.web.scope`,
+    });
+  });
+
+  it('joins the shared v1 cpuset partition and reads the cgroup parent from it', () => {
+    assert.deepEqual(nomadTaskCgroup({ version: 'v1', allocId: ALLOC, taskName: 'web', cpusetCgroupPath: '/sys/fs/cgroup/cpuset/nomad/share' }), {
+      version: 'v1',
+      root: '/sys/fs/cgroup',
+      path: `nomad/${ALLOC}.web`,
+      cpusetPath: 'nomad/share',
+      sharedCpuset: true,
+    });
+    assert.deepEqual(nomadTaskCgroup({ version: 'v1', root: '/tmp/cg', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/tmp/cg/cpuset/custom/nomad/share' }), {
+      version: 'v1',
+      root: '/tmp/cg',
+      path: 'custom/nomad/a1.db',
+      cpusetPath: 'custom/nomad/share',
+      sharedCpuset: true,
+    });
+  });
+
+  it("owns a v1 reserved-cores cpuset cgroup: <parent>/reserve/<alloc>.<task>", () => {
+    assert.deepEqual(nomadTaskCgroup({ version: 'v1', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/sys/fs/cgroup/cpuset/nomad/reserve/a1.db' }), {
+      version: 'v1',
+      root: '/sys/fs/cgroup',
+      path: 'nomad/a1.db',
+      cpusetPath: 'nomad/reserve/a1.db',
+    });
+  });
+
+  it('refuses a cgroup path it cannot place, naming it', () => {
+    assert.throws(() => nomadTaskCgroup({ version: 'v1', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/sys/fs/cgroup/cpuset/elsewhere/a1.db' }), {
+      code: 'invalid_argument',
+      message:
+        'failed to locate task cgroup: CpusetCgroupPath "/sys/fs/cgroup/cpuset/elsewhere/a1.db" is neither <parent>/share nor <parent>/reserve/a1.db below /sys/fs/cgroup/cpuset; fix: this Nomad client lays out cgroups differently from Nomad 1.11; report it',
+    });
+    assert.throws(() => nomadTaskCgroup({ version: 'v2', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/sys/fs/cgroup/../etc' }), {
+      message: 'failed to locate task cgroup: CpusetCgroupPath "/sys/fs/cgroup/../etc" contains a ".." segment',
+    });
+    assert.throws(() => nomadTaskCgroup({ version: 'v2', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/tmp/x.scope' }), {
+      message: 'failed to locate task cgroup: CpusetCgroupPath "/tmp/x.scope" is not below /sys/fs/cgroup',
+    });
+    assert.throws(() => nomadTaskCgroup({ version: 'v2', allocId: 'a1', taskName: 'x/y' }), {
+      message: 'failed to locate task cgroup: task name "x/y" cannot be part of a cgroup name',
+    });
+  });
+});
+
+describe('taskCgroupLocation', () => {
+  it('accepts only normalised relative paths without "." or ".."', () => {
+    assert.equal(cgroupPathProblem('nomad.slice/share.slice/a.web.scope'), undefined);
+    assert.equal(cgroupPathProblem('/nomad/a'), 'is absolute; give it relative to the cgroup root');
+    assert.equal(cgroupPathProblem('nomad/../a'), 'contains a "." or ".." segment');
+    assert.equal(cgroupPathProblem('./a'), 'contains a "." or ".." segment');
+    assert.equal(cgroupPathProblem('nomad//a'), 'is not normalised (remove "//" or a trailing "/")');
+    assert.equal(cgroupPathProblem('nomad/a/'), 'is not normalised (remove "//" or a trailing "/")');
+    assert.equal(cgroupPathProblem(''), 'is empty');
+    assert.throws(() => taskCgroupLocation({ version: 'v1', path: 'nomad/a', cpusetPath: '../a' }), {
+      code: 'invalid_argument',
+      message: 'failed to locate task cgroup: cpusetPath "../a" contains a "." or ".." segment',
+    });
+    assert.throws(() => taskCgroupLocation({ version: 'v2', path: 'a', root: 'sys/fs/cgroup' }), {
+      message: 'failed to locate task cgroup: cgroup root "sys/fs/cgroup" is not an absolute path',
+    });
+    assert.throws(() => taskCgroupLocation({ version: 'v2', path: 'a', cpusetPath: 'b' }), {
+      message: 'failed to locate task cgroup: cpusetPath and sharedCpuset apply to cgroups v1 only; fix: on v2 the task has one cgroup: give only path',
+    });
+  });
+
+  it('lists the v1 directories, cpuset first, and which the task owns', () => {
+    const shared = nomadTaskCgroup({ version: 'v1', root: '/cg', allocId: 'a1', taskName: 'web' });
+    assert.deepEqual(v1Dirs(shared), [
+      { controller: 'cpuset', dir: '/cg/cpuset/nomad/share', owned: false },
+      { controller: 'cpu', dir: '/cg/cpu/nomad/a1.web', owned: true },
+      { controller: 'cpuacct', dir: '/cg/cpuacct/nomad/a1.web', owned: true },
+      { controller: 'memory', dir: '/cg/memory/nomad/a1.web', owned: true },
+      { controller: 'pids', dir: '/cg/pids/nomad/a1.web', owned: true },
+      { controller: 'freezer', dir: '/cg/freezer/nomad/a1.web', owned: true },
+    ]);
+    assert.equal(controllerDir(shared, 'memory'), '/cg/memory/nomad/a1.web');
+    const unified = taskCgroupLocation({ version: 'v2', root: '/cg', path: 'nomad.slice/t.scope' });
+    assert.equal(controllerDir(unified, 'memory'), '/cg/nomad.slice/t.scope');
+    assert.equal(controllerDir(unified, 'cpuset'), '/cg/nomad.slice/t.scope');
+  });
+});

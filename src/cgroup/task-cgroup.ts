@@ -1,0 +1,292 @@
+/**
+ * One task's cgroup on the host: create it (or adopt the one Nomad created), apply limits,
+ * move processes in, kill everything in it, read its stats and OOM kills, and remove it.
+ * Works on cgroups v1 (one directory per controller hierarchy: cpu, cpuacct, memory, pids,
+ * freezer, plus a cpuset directory that may be a partition shared with other tasks) and on
+ * v2 (one directory, with the controllers enabled down the tree in cgroup.subtree_control).
+ * Where the cgroup lives is decided in placement.ts and what to write in limits.ts; this
+ * module only reads and writes files under the location's root, through CgroupIo.
+ *
+ * Not done here: choosing the location (placement.ts nomadTaskCgroup) and starting the task
+ * in the cgroup before it forks; the runtime must add its launcher's pid before it execs
+ * the task (e.g. bwrap --block-fd), or children forked earlier stay outside.
+ */
+import { posix } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage, failure } from '../errors.js';
+import { errnoCode } from '../host/fs.js';
+import { type CgroupIo, nodeCgroupIo } from './io.js';
+import { limitWrites, type TaskLimits } from './limits.js';
+import { controllerDir, type TaskCgroupLocation, V1_OPTIONAL_CONTROLLERS, V2_TASK_CONTROLLERS, type V1Dir, v1Dirs } from './placement.js';
+import { parseOomKills, parsePids, STATS_FILES, statsFromFiles, type TaskCgroupStats } from './stats.js';
+
+export interface TaskCgroupOptions {
+  /** File operations; the default is the real cgroupfs. Tests pass a fake-tree kernel. */
+  readonly io?: CgroupIo;
+}
+
+export interface RemoveOptions {
+  /** How long rmdir is retried while the kernel still counts exiting processes (EBUSY). */
+  readonly timeoutMs?: number;
+}
+
+const words = (text: string | undefined) => (text ?? '').split(/\s+/).filter((w) => w !== '');
+
+export class TaskCgroup {
+  readonly location: TaskCgroupLocation;
+  readonly #io: CgroupIo;
+  #presentV1: Promise<V1Dir[]> | undefined;
+
+  constructor(location: TaskCgroupLocation, options: TaskCgroupOptions = {}) {
+    this.location = location;
+    this.#io = options.io ?? nodeCgroupIo;
+  }
+
+  /** The task's directory (v2), or the directory of `controller` (v1). */
+  dir(controller = 'memory'): string {
+    return controllerDir(this.location, controller);
+  }
+
+  /** v1: the task's directories whose hierarchy is mounted (cpuacct and freezer may not be). */
+  async #v1Dirs(): Promise<V1Dir[]> {
+    this.#presentV1 ??= (async () => {
+      const dirs = v1Dirs(this.location);
+      const mounted = await Promise.all(dirs.map((d) => this.#io.exists(posix.join(this.location.root, d.controller))));
+      return dirs.filter((_, i) => mounted[i] === true);
+    })();
+    return this.#presentV1;
+  }
+
+  async #write(what: string, file: string, value: string): Promise<void> {
+    try {
+      await this.#io.write(file, value);
+    } catch (error) {
+      const code = errnoCode(error);
+      throw failure(what, `cannot write ${JSON.stringify(value)} to ${file}: ${errorMessage(error)}`, {
+        code: code === 'ENOENT' || code === 'EBUSY' || code === 'ENOSPC' ? 'failed_precondition' : 'internal',
+        ...(code === 'ENOENT' ? { fix: 'the controller owning this file is not enabled for the cgroup; check the cgroup mounts (v1) or cgroup.subtree_control (v2)' } : {}),
+        ...(code === 'ENOSPC' ? { fix: 'the cpuset cgroup has no cpuset.cpus or cpuset.mems; set them from its parent' } : {}),
+        cause: error,
+      });
+    }
+  }
+
+  /** Writes the limits; validates them first (invalid_argument naming the field). */
+  async applyLimits(limits: TaskLimits): Promise<void> {
+    const writes = limitWrites(this.location.version, limits);
+    if (this.location.sharedCpuset === true && writes.some((w) => w.controller === 'cpuset')) {
+      throw failure('apply task limits', `the task's cpuset cgroup ${this.dir('cpuset')} is shared with other tasks, so cpusetCpus cannot be set there`, {
+        code: 'failed_precondition',
+        fix: 'give a task with reserved cores its own cpuset cgroup (Nomad: <parent>/reserve/<alloc>.<task>)',
+      });
+    }
+    for (const w of writes) await this.#write('apply task limits', posix.join(this.dir(w.controller), w.file), w.value);
+  }
+
+  /** Moves process `pid` (and, from now on, its new children) into the task cgroup. */
+  async addProcess(pid: number): Promise<void> {
+    if (!Number.isSafeInteger(pid) || pid <= 0) throw failure('add process to task cgroup', `pid ${String(pid)} is not a positive whole number`, { code: 'invalid_argument' });
+    const dirs = this.location.version === 'v2' ? [this.dir()] : (await this.#v1Dirs()).map((d) => d.dir);
+    for (const dir of dirs) await this.#write('add process to task cgroup', posix.join(dir, 'cgroup.procs'), String(pid));
+  }
+
+  /** Pids in the task cgroup (v1: as the pids hierarchy lists them), sorted. */
+  async processes(): Promise<number[]> {
+    const text = await this.#io.read(posix.join(this.dir('pids'), 'cgroup.procs'));
+    return [...new Set(parsePids(text ?? ''))].sort((a, b) => a - b);
+  }
+
+  /**
+   * SIGKILLs every process in the cgroup. v2: cgroup.kill (kernel >= 5.14). v1: freezes the
+   * freezer cgroup first so nothing forks while the list is walked, as Nomad's client does
+   * (hashicorp/nomad:client/lib/cgroupslib/editor.go lifeCG1.Kill). Without either, signals
+   * the listed pids a few times over. Processes may still be exiting when this returns.
+   */
+  async kill(): Promise<void> {
+    const { version } = this.location;
+    if (version === 'v2' && (await this.#io.exists(posix.join(this.dir(), 'cgroup.kill')))) {
+      await this.#write('kill task processes', posix.join(this.dir(), 'cgroup.kill'), '1');
+      return;
+    }
+    const freezer = version === 'v1' ? (await this.#v1Dirs()).find((d) => d.controller === 'freezer') : undefined;
+    if (freezer === undefined) {
+      for (let pass = 0; pass < 5; pass += 1) {
+        const pids = await this.processes();
+        if (pids.length === 0) return;
+        signalAll(pids);
+        await sleep(20);
+      }
+      return;
+    }
+    const state = posix.join(freezer.dir, 'freezer.state');
+    await this.#write('kill task processes', state, 'FROZEN');
+    try {
+      for (let waited = 0; waited < 1000 && (await this.#io.read(state))?.trim() !== 'FROZEN'; waited += 10) await sleep(10);
+      signalAll(parsePids((await this.#io.read(posix.join(freezer.dir, 'cgroup.procs'))) ?? ''));
+    } finally {
+      await this.#write('kill task processes', state, 'THAWED');
+    }
+  }
+
+  /**
+   * Removes the task's directories (never a shared cpuset partition, never a parent) with
+   * rmdir, retrying while the kernel still counts exiting processes (EBUSY). Kill first: a
+   * cgroup with live processes is not removed, and that is reported.
+   */
+  async remove(options: RemoveOptions = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const dirs = this.location.version === 'v2' ? [this.dir()] : (await this.#v1Dirs()).filter((d) => d.owned).map((d) => d.dir);
+    const deadline = Date.now() + timeoutMs;
+    for (const dir of dirs) {
+      for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
+        try {
+          await this.#io.rmdir(dir);
+          break;
+        } catch (error) {
+          const code = errnoCode(error);
+          if (code === 'ENOENT') break;
+          if (code !== 'EBUSY' || Date.now() >= deadline) {
+            throw failure('remove task cgroup', code === 'EBUSY' ? `${dir} still has processes or child cgroups after ${timeoutMs} ms` : `cannot remove ${dir}: ${errorMessage(error)}`, {
+              code: code === 'EBUSY' ? 'failed_precondition' : 'internal',
+              ...(code === 'EBUSY' ? { fix: 'kill the task processes first (TaskCgroup.kill)' } : {}),
+              cause: error,
+            });
+          }
+          await sleep(delay);
+        }
+      }
+    }
+  }
+
+  /** CPU counters and memory usage, parsed (stats.ts); a file that is missing is left out. */
+  async readStats(): Promise<TaskCgroupStats> {
+    const keys = STATS_FILES[this.location.version];
+    const texts = await Promise.all(
+      keys.map((key) => {
+        const [controller, file] = this.location.version === 'v1' ? key.split('/') : ['memory', key];
+        return this.#io.read(posix.join(this.dir(controller), file ?? key));
+      }),
+    );
+    const files = new Map<string, string>();
+    keys.forEach((key, i) => {
+      const text = texts[i];
+      if (text !== undefined) files.set(key, text);
+    });
+    return statsFromFiles(this.location.version, files);
+  }
+
+  /**
+   * How many processes the kernel's OOM killer has killed in this cgroup: memory.events
+   * `oom_kill` (v2) or memory.oom_control `oom_kill` (v1, kernel >= 4.13); undefined when the
+   * kernel does not count. A task was OOM-killed when this grew while it ran. (v1
+   * memory.failcnt counts hits of the limit, not kills: it stayed 0 across an OOM kill here.)
+   */
+  async readOomKills(): Promise<number | undefined> {
+    const file = this.location.version === 'v2' ? 'memory.events' : 'memory.oom_control';
+    const text = await this.#io.read(posix.join(this.dir('memory'), file));
+    return text === undefined ? undefined : parseOomKills(text);
+  }
+}
+
+function signalAll(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Adopts an existing task cgroup (e.g. in RecoverTask) without touching the host. */
+export function openTaskCgroup(location: TaskCgroupLocation, options: TaskCgroupOptions = {}): TaskCgroup {
+  return new TaskCgroup(location, options);
+}
+
+/**
+ * Creates the task cgroup, or completes the one Nomad's client already created (idempotent).
+ * v2: every ancestor from the root down must offer cpu, cpuset, memory and pids in
+ * cgroup.controllers; they are enabled in each ancestor's cgroup.subtree_control where they
+ * are not yet, then missing directories are made. v1: the directory is made in every
+ * mounted hierarchy (cpu, memory, pids and cpuset must be mounted); a cpuset directory we
+ * create gets its parent's cpuset.cpus and cpuset.mems, without which no process may join.
+ */
+export async function createTaskCgroup(location: TaskCgroupLocation, options: TaskCgroupOptions = {}): Promise<TaskCgroup> {
+  const io = options.io ?? nodeCgroupIo;
+  const cgroup = new TaskCgroup(location, options);
+  if (location.version === 'v2') {
+    let dir = location.root;
+    for (const segment of location.path.split('/')) {
+      await enableControllers(io, dir);
+      dir = posix.join(dir, segment);
+      await makeDir(io, dir);
+    }
+    return cgroup;
+  }
+  for (const { controller, dir } of v1Dirs(location)) {
+    const base = posix.join(location.root, controller);
+    if (!(await io.exists(base))) {
+      if (V1_OPTIONAL_CONTROLLERS.has(controller)) continue;
+      throw failure('create task cgroup', `the cgroups v1 ${controller} controller is not mounted at ${base}`, {
+        code: 'failed_precondition',
+        fix: `mount it (mount -t cgroup -o ${controller} cgroup ${base}) or boot with cgroups v2`,
+      });
+    }
+    let current = base;
+    for (const segment of dir.slice(base.length + 1).split('/')) {
+      const parent = current;
+      current = posix.join(current, segment);
+      if ((await makeDir(io, current)) && controller === 'cpuset') await inheritCpuset(io, parent, current);
+    }
+  }
+  return cgroup;
+}
+
+async function makeDir(io: CgroupIo, dir: string): Promise<boolean> {
+  try {
+    return await io.mkdir(dir);
+  } catch (error) {
+    throw failure('create task cgroup', `cannot create ${dir}: ${errorMessage(error)}`, { code: 'failed_precondition', cause: error });
+  }
+}
+
+async function enableControllers(io: CgroupIo, dir: string): Promise<void> {
+  const available = await io.read(posix.join(dir, 'cgroup.controllers'));
+  if (available === undefined) {
+    throw failure('create task cgroup', `${dir} is not a cgroup v2 directory (it has no cgroup.controllers)`, { code: 'failed_precondition', fix: 'mount cgroup2 at the cgroup root' });
+  }
+  const missing = V2_TASK_CONTROLLERS.filter((c) => !words(available).includes(c));
+  if (missing.length > 0) {
+    throw failure('create task cgroup', `controllers ${missing.join(', ')} are not available in ${dir} (cgroup.controllers: ${words(available).join(' ') || 'none'})`, {
+      code: 'failed_precondition',
+      fix: "enable them in the parent's cgroup.subtree_control, or delegate them to the Nomad client's cgroup (systemd: Delegate=yes)",
+    });
+  }
+  const subtree = posix.join(dir, 'cgroup.subtree_control');
+  const enabled = words(await io.read(subtree));
+  const toEnable = V2_TASK_CONTROLLERS.filter((c) => !enabled.includes(c));
+  if (toEnable.length === 0) return;
+  try {
+    await io.write(subtree, toEnable.map((c) => `+${c}`).join(' '));
+  } catch (error) {
+    if (errnoCode(error) !== 'EBUSY') throw failure('create task cgroup', `cannot enable ${toEnable.join(', ')} in ${subtree}: ${errorMessage(error)}`, { code: 'failed_precondition', cause: error });
+    throw failure('create task cgroup', `cannot enable ${toEnable.join(', ')} in ${subtree}: ${dir} has processes of its own`, {
+      code: 'failed_precondition',
+      fix: 'cgroups v2 lets only a cgroup without processes hand controllers to its children; put the tasks under a parent that has none (Nomad uses nomad.slice)',
+      cause: error,
+    });
+  }
+}
+
+async function inheritCpuset(io: CgroupIo, parent: string, dir: string): Promise<void> {
+  for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+    if ((await io.read(posix.join(dir, file)))?.trim()) continue;
+    const value = (await io.read(posix.join(parent, file)))?.trim() ?? '';
+    if (value === '') continue;
+    try {
+      await io.write(posix.join(dir, file), value);
+    } catch (error) {
+      throw failure('create task cgroup', `cannot copy ${file} ${JSON.stringify(value)} from ${parent} to ${dir}: ${errorMessage(error)}`, { code: 'failed_precondition', cause: error });
+    }
+  }
+}
