@@ -7,19 +7,9 @@ import type { ProcessSpec } from './process-spec.js';
 
 export type { ProcessSpec } from './process-spec.js';
 
-/** Resource limits of one task, in the units the kernel's cgroup files use. */
-export interface TaskLimits {
-  /** Relative CPU weight (cgroups v1 cpu.shares; Nomad's `cpu` in MHz). */
-  readonly cpuShares?: number;
-  /** CPUs the task may run on (cpuset list syntax, e.g. "0-1,3"). */
-  readonly cpusetCpus?: string;
-  /** Hard memory limit. */
-  readonly memoryLimitBytes?: number;
-  /** Soft limit (reclaimed first under pressure), when the hard limit is higher. */
-  readonly memorySoftLimitBytes?: number;
-  /** Maximum number of processes and threads. */
-  readonly pidsLimit?: number;
-}
+/** Resource limits of one task (cgroup/limits.ts maps them to cgroup files). */
+export type { TaskLimits } from '../cgroup/limits.js';
+import type { TaskLimits } from '../cgroup/limits.js';
 
 export interface ExitStatus {
   readonly exitCode: number;
@@ -40,7 +30,18 @@ export interface LaunchRequest {
   readonly stderrPath: string;
   /** Nomad's network namespace for the group (`/var/run/netns/<alloc>`); host network when absent. */
   readonly networkNamespace?: string;
+  /** The limits written to the task's cgroup (already applied by the driver; runc re-applies them). */
   readonly limits?: TaskLimits;
+  /** The task's cgroup, which the task must be in before its command starts. */
+  readonly cgroup?: CgroupPlacement;
+}
+
+/** Where the task's processes go: the driver created the cgroup; the runtime puts the task in it. */
+export interface CgroupPlacement {
+  /** The cgroup path as runc's `cgroupsPath` takes it: absolute from each hierarchy's root. */
+  readonly path: string;
+  /** Moves a process into the cgroup (runtimes that start the sandbox outside it, then join). */
+  readonly join: (pid: number) => Promise<void>;
 }
 
 /** A launched task. Exactly one LaunchedTask exists per task while the plugin runs. */
@@ -58,6 +59,8 @@ export interface LaunchedTask {
   stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus>;
   /** SIGKILL of every process of the task; resolves on exit. */
   kill(): Promise<ExitStatus>;
+  /** Removes the runtime's own state of the exited task (runc's container record); idempotent. */
+  dispose(): Promise<void>;
 }
 
 export interface Runtime {

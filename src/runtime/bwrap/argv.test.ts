@@ -63,6 +63,13 @@ describe('renderBwrapArgs', () => {
     ]);
   });
 
+  it('waits on a block fd when asked (the adapter moves the sandbox into the task cgroup first)', () => {
+    const args = renderBwrapArgs(PLAN, PROCESS, { ...USER, blockFd: 4 });
+    assert.deepEqual(args.slice(args.indexOf('--json-status-fd'), args.indexOf('--json-status-fd') + 4), ['--json-status-fd', '3', '--block-fd', '4']);
+    assert.ok(!renderBwrapArgs(PLAN, PROCESS, USER).includes('--block-fd'));
+    fails(PROCESS, { ...USER, blockFd: 3 }, 'failed to render bwrap arguments: blockFd 3 is also the statusFd; fix: use two different descriptors');
+  });
+
   it('renders dir and symlink ops and never --die-with-parent, --uid or --unshare-all', () => {
     const plan = { ops: [...PLAN.ops.slice(0, -1), { kind: 'dir', target: '/run' } as const, { kind: 'symlink', linkTarget: '/nix/store/x-sh/bin/sh', target: '/bin/sh' } as const, ...PLAN.ops.slice(-1)] };
     const args = renderBwrapArgs(plan, PROCESS, USER);
@@ -103,7 +110,7 @@ describe('renderBwrapArgs', () => {
     fails(
       PROCESS,
       { ...USER, statusFd: 1 },
-      'failed to render bwrap arguments: statusFd 1 is not a descriptor number of 3 or more; fix: pass the descriptor of the status pipe; 0-2 are the task\'s stdio',
+      'failed to render bwrap arguments: statusFd 1 is not a descriptor number of 3 or more; fix: pass a descriptor of 3 or more; 0-2 are the task\'s stdio',
     );
   });
 

@@ -26,6 +26,12 @@ export interface BwrapOptions {
    * fake uid maps to host root (measured-facts.md, "Users, capabilities and environment").
    */
   readonly asRoot: boolean;
+  /**
+   * Descriptor bwrap reads one byte from before the sandbox starts the command (`--block-fd`):
+   * the adapter first moves the sandbox's init into the task's cgroup, so every process of the
+   * task is in it from its first instruction. Omitted: no wait.
+   */
+  readonly blockFd?: number;
 }
 
 const WHAT = 'render bwrap arguments';
@@ -36,8 +42,13 @@ function invalid(cause: string, fix: string): Error {
 
 function validate(process: ProcessSpec, options: BwrapOptions): void {
   validateProcessSpec(WHAT, process);
-  if (!Number.isSafeInteger(options.statusFd) || options.statusFd < 3) {
-    throw invalid(`statusFd ${quote(options.statusFd)} is not a descriptor number of 3 or more`, 'pass the descriptor of the status pipe; 0-2 are the task\'s stdio');
+  for (const [name, fd] of [['statusFd', options.statusFd], ['blockFd', options.blockFd]] as const) {
+    if (fd !== undefined && (!Number.isSafeInteger(fd) || fd < 3)) {
+      throw invalid(`${name} ${quote(fd)} is not a descriptor number of 3 or more`, "pass a descriptor of 3 or more; 0-2 are the task's stdio");
+    }
+  }
+  if (options.blockFd !== undefined && options.blockFd === options.statusFd) {
+    throw invalid(`blockFd ${options.blockFd} is also the statusFd`, 'use two different descriptors');
   }
   // asRoot must agree with the user the adapter starts bwrap as; a mismatch would either run a
   // non-root task as root or hand a "root" task a user namespace it did not ask for.
@@ -101,6 +112,7 @@ export function renderBwrapArgs(plan: RootPlan, process: ProcessSpec, options: B
   args.push('--chdir', process.cwd);
   if (process.hostname !== undefined) args.push('--hostname', process.hostname);
   args.push('--json-status-fd', String(options.statusFd));
+  if (options.blockFd !== undefined) args.push('--block-fd', String(options.blockFd));
   for (const op of plan.ops) args.push(...renderOp(op));
   args.push('--', ...process.argv);
   return args;

@@ -16,6 +16,7 @@ import { parseBwrapStatus } from './status.js';
 
 const STATUS_FILE = 'bwrap-status.json';
 const STATUS_FD = 3;
+const BLOCK_FD = 4;
 
 export class BwrapRuntime implements Runtime {
   readonly name = 'bwrap';
@@ -35,7 +36,13 @@ export class BwrapRuntime implements Runtime {
   async launch(request: LaunchRequest): Promise<LaunchedTask> {
     const statusPath = join(request.stateDir, STATUS_FILE);
     const asRoot = request.process.uid === 0;
-    const args = renderBwrapArgs(request.plan, request.process, { statusFd: STATUS_FD, shareNet: true, asRoot });
+    const cgroup = request.cgroup;
+    const args = renderBwrapArgs(request.plan, request.process, {
+      statusFd: STATUS_FD,
+      shareNet: true,
+      asRoot,
+      ...(cgroup === undefined ? {} : { blockFd: BLOCK_FD }),
+    });
     const [stdout, stderr, status] = await Promise.all([
       openForWriting(request.stdoutPath),
       openForWriting(request.stderrPath),
@@ -59,7 +66,8 @@ export class BwrapRuntime implements Runtime {
     try {
       child = spawn(program, argv, {
         detached: true, // own session and process group: survives the plugin, gets no terminal signals
-        stdio: ['ignore', stdout.fd, stderr.fd, status.fd],
+        // fd 4: a pipe bwrap waits on before the command starts (cgroup placement, below)
+        stdio: ['ignore', stdout.fd, stderr.fd, status.fd, ...(cgroup === undefined ? [] : ['pipe' as const])],
         env: {}, // bwrap's own environment; the task gets only --setenv values
         ...asUser,
       });
@@ -72,6 +80,8 @@ export class BwrapRuntime implements Runtime {
       throw failure('launch task', `cannot run ${program}: ${error.message}`, { code: 'failed_precondition', fix: 'install bubblewrap or set runtime = "runc"' });
     }
     child.unref();
+    // bwrap may exit before reading the block fd: an EPIPE there is not the plugin's crash
+    child.stdio[BLOCK_FD]?.on('error', () => undefined);
     const exitedRaw = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       child.once('exit', (code, signal) => resolve({ code, signal })),
     );
@@ -86,7 +96,20 @@ export class BwrapRuntime implements Runtime {
         fix: 'see `nomad alloc logs -stderr` for bubblewrap\'s message',
       });
     }
-    return new BwrapTask(pid, initPid, new Date(), exited);
+    const task = new BwrapTask(pid, initPid, new Date(), exited);
+    if (cgroup !== undefined) {
+      // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
+      // command, which inherits the cgroup (the bwrap monitor itself stays outside)
+      const block = child.stdio[BLOCK_FD] as NodeJS.WritableStream | null;
+      try {
+        await cgroup.join(initPid);
+      } catch (error) {
+        await task.kill();
+        throw error;
+      }
+      block?.end('1');
+    }
+    return task;
   }
 }
 
@@ -167,6 +190,9 @@ class BwrapTask implements LaunchedTask {
     this.killAll();
     return this.exited;
   }
+
+  /** bwrap keeps no state of its own beyond the status file in the task's state dir. */
+  async dispose(): Promise<void> {}
 
   /** SIGKILL to the sandbox's init ends its pid namespace, so every task process dies with it. */
   private killAll(): void {

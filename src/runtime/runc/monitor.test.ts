@@ -18,7 +18,7 @@ describe('runc monitor', () => {
       assert.equal(parseExitFile(readFileSync(join(dir, 'exit.json'), 'utf8')), 5);
       assert.equal(
         readFileSync(join(dir, 'args'), 'utf8').trim(),
-        `--root /run/x --log ${dir}/runc.log --log-format json run --bundle ${dir} --pid-file ${dir}/init.pid task-1`,
+        `--root /run/x --log ${dir}/runc.log --log-format json run --keep --bundle ${dir} --pid-file ${dir}/init.pid task-1`,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

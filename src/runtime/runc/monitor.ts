@@ -18,7 +18,8 @@
  *   exit.json     `{"exit-code": N}`, written by the monitor when `runc run` returned
  *
  * In the foreground runc relays the container's stdout/stderr through pipes to its own, which
- * are Nomad's log FIFOs; runc also deletes the container (state and cgroup) when its init exits.
+ * are Nomad's log FIFOs. `--keep` leaves the stopped container (its record and cgroup, with the
+ * OOM-kill counter) until the driver has read the result; DestroyTask then runs `runc delete`.
  */
 
 export const CONFIG_FILE = 'config.json';
@@ -30,7 +31,7 @@ export const EXIT_FILE = 'exit.json';
 /** The monitor script; run as `sh -c SCRIPT runc-monitor <runc> <runc root> <bundle> <container id>`. */
 export const MONITOR_SCRIPT = [
   'runc="$1"; root="$2"; bundle="$3"; id="$4"',
-  '"$runc" --root "$root" --log "$bundle/runc.log" --log-format json run --bundle "$bundle" --pid-file "$bundle/init.pid" "$id" </dev/null',
+  '"$runc" --root "$root" --log "$bundle/runc.log" --log-format json run --keep --bundle "$bundle" --pid-file "$bundle/init.pid" "$id" </dev/null',
   'code=$?',
   'printf \'{"exit-code": %d}\\n\' "$code" > "$bundle/exit.json.tmp" && mv -f "$bundle/exit.json.tmp" "$bundle/exit.json"',
 ].join('\n');

@@ -23,7 +23,7 @@ export interface RuncRuntimeOptions {
   readonly runcRoot: string;
   /** The host's POSIX shell for the monitor. */
   readonly shellPath: string;
-  /** Parent cgroup of the tasks' cgroups (relative to the cgroup roots). */
+  /** Parent cgroup of the tasks' cgroups when the driver gives none (absolute from the cgroup roots). */
   readonly cgroupParent: string;
 }
 
@@ -39,7 +39,9 @@ export class RuncRuntime implements Runtime {
     const containerId = request.key;
     const { config, rootfsEntries } = renderOciConfig(request.plan, request.process, {
       initPath,
-      cgroupsPath: `${cgroupParent}/${containerId}`,
+      // runc joins the cgroup the driver prepared (and re-applies the limits) before the
+      // container's init starts
+      cgroupsPath: request.cgroup?.path ?? `${cgroupParent}/${containerId}`,
       arch: process.arch,
       ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
       ...(request.limits === undefined ? {} : { limits: request.limits }),
@@ -169,6 +171,11 @@ class RuncTask implements LaunchedTask {
     const status = await this.exited;
     await this.cleanup();
     return status;
+  }
+
+  /** `runc run --keep` leaves the container's record (and cgroup) for the driver to read: delete it. */
+  async dispose(): Promise<void> {
+    await this.cleanup();
   }
 
   /** SIGKILL of the container's init ends its pid namespace, so every task process dies with it. */
