@@ -15,6 +15,7 @@ describe('plugin config', () => {
       state_dir: '/var/lib/nomad-driver-nix',
       gc_roots_dir: '/nix/var/nix/gcroots/nomad-driver-nix',
       runc_init: '',
+      pids_limit: 0,
       allow_root: false,
       log_level: '',
     });

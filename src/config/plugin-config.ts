@@ -78,6 +78,16 @@ export const pluginConfigFields = {
     example: 'runc_init = "/usr/bin/tini-static"',
     check: (value) => (value === '' ? undefined : absoluteDir('runc_init')(value)),
   }),
+  pids_limit: field({
+    type: 'number',
+    default: 0,
+    doc: 'Default maximum number of processes and threads per task (cgroup `pids.max`) for tasks without their own `pids_limit`. 0 means no limit.',
+    example: 'pids_limit = 4096',
+    check: (value) =>
+      Number.isSafeInteger(value) && value >= 0
+        ? undefined
+        : { cause: `${JSON.stringify(value)} is not a whole number of 0 or more`, fix: `set pids_limit to a whole number such as 4096, or 0 for no limit, in ${WHERE}` },
+  }),
   allow_root: field({
     type: 'bool',
     default: false,

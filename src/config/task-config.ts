@@ -33,6 +33,16 @@ export const taskConfigFields = {
     doc: 'Arguments; Nomad interpolates `${NOMAD_*}` variables.',
     example: 'args = ["-p", "${NOMAD_PORT_http}"]',
   }),
+  pids_limit: field({
+    type: 'number',
+    default: 0,
+    doc: 'Maximum number of processes and threads of the task (its cgroup\'s `pids.max`): a fork bomb stops there. 0 means the plugin\'s `pids_limit`.',
+    example: 'pids_limit = 256',
+    check: (value) =>
+      Number.isSafeInteger(value) && value >= 0
+        ? undefined
+        : { cause: `${JSON.stringify(value)} is not a whole number of 0 or more`, fix: 'set pids_limit to a whole number such as 256, or 0 for the plugin default' },
+  }),
   work_dir: field({
     type: 'string',
     default: '',

@@ -16,7 +16,11 @@ import { findRuncInit } from '../runtime/runc/init.js';
 import { RuncRuntime } from '../runtime/runc/runtime.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { join } from 'node:path';
-import { startTask } from './start-task.js';
+import { releaseCgroup, startTask } from './start-task.js';
+import { detectCgroups } from '../cgroup/detect.js';
+import type { CgroupVersion } from '../cgroup/limits.js';
+import { cpuUsage, type CpuUsage, type TaskCgroupStats } from '../cgroup/stats.js';
+import { nodeCompute } from '../host/cpu-info.js';
 import { TaskHandle, type TaskRequest } from './task.js';
 import { isLevel, type Level } from '../log/hclog-format.js';
 import type { Logger } from '../log/logger.js';
@@ -28,6 +32,13 @@ import type { HostProbe } from './probe-host.js';
 
 /** Parent cgroup of runc tasks' own cgroups (until tasks join Nomad's cgroups). */
 const RUNC_CGROUP_PARENT = '/nomad-driver-nix';
+
+/** One TaskStats sample: the cgroup's counters and the CPU percentages since the last one. */
+export interface TaskUsage {
+  readonly timestamp: Date;
+  readonly cpu: CpuUsage;
+  readonly stats: TaskCgroupStats;
+}
 
 export interface NixDriverOptions {
   readonly logger: Logger;
@@ -239,17 +250,52 @@ export class NixDriver {
       searchable: this.freshSearchable(),
       closures: this.closureCache(),
       ensureDirs: () => this.ensureDirs(),
+      cgroupVersion: () => this.cgroupVersion(),
     });
     this.tasks.set(request.id, handle);
-    void handle.launched.exited.then((status) =>
-      this.logger.info('task exited', { task_id: request.id, exit_code: status.exitCode, signal: status.signal }),
+    void handle.exited.then((status) =>
+      this.logger.info('task exited', { task_id: request.id, exit_code: status.exitCode, signal: status.signal, oom_killed: status.oomKilled }),
     );
     return handle;
   }
 
   /** WaitTask: resolves when the task exits (at once if it has); may be called many times. */
   async waitTask(taskId: string): Promise<ExitStatus> {
-    return this.task(taskId).launched.exited;
+    return this.task(taskId).exited;
+  }
+
+  /** The host's cgroup version, detected once; no usable cgroups fails the start clearly. */
+  private cgroupFacts: Promise<CgroupVersion> | undefined;
+  private cgroupVersion(): Promise<CgroupVersion> {
+    this.cgroupFacts ??= detectCgroups().then((facts) => {
+      if (facts.version === undefined || facts.problem !== undefined) {
+        this.cgroupFacts = undefined;
+        throw failure('start task', `no usable cgroups: ${facts.problem ?? 'unknown cgroup layout'}`, { code: 'failed_precondition' });
+      }
+      return facts.version;
+    });
+    return this.cgroupFacts;
+  }
+
+  /**
+   * TaskStats: one sample of the task's cgroup every `intervalMs` until the task exits or the
+   * stream ends. CPU percentages need two samples: the first reports 0 for them, as Nomad's
+   * own executor does.
+   */
+  async *taskStats(taskId: string, intervalMs: number, signal: AbortSignal): AsyncGenerator<TaskUsage> {
+    const handle = this.task(taskId);
+    const cgroup = handle.cgroup;
+    if (cgroup === undefined) throw failure('collect task stats', 'the task has no cgroup', { code: 'failed_precondition' });
+    const compute = nodeCompute();
+    let previous: { sample: TaskCgroupStats['cpu']; at: bigint } | undefined;
+    while (!signal.aborted && !this.shutdownSignal.aborted && handle.state === 'running') {
+      const stats = await cgroup.readStats();
+      const at = process.hrtime.bigint();
+      const cpu = cpuUsage(previous?.sample, stats.cpu, previous === undefined ? 0 : Number(at - previous.at), compute);
+      previous = { sample: stats.cpu, at };
+      yield { timestamp: new Date(), cpu, stats };
+      await sleep(Math.max(intervalMs, 100), [signal, this.shutdownSignal]);
+    }
   }
 
   /**
@@ -283,8 +329,11 @@ export class NixDriver {
       if (!force) throw failure('destroy task', 'the task is still running', { code: 'failed_precondition', fix: 'stop the task first' });
       await handle.launched.kill();
     }
+    await handle.exited;
     this.tasks.delete(taskId);
     const { resources } = handle;
+    await handle.launched.dispose();
+    if (handle.cgroup !== undefined) await releaseCgroup(handle.cgroup);
     await removeTaskGcRoot(this.currentConfig.gc_roots_dir, resources.gcRootKey);
     await removeTree(resources.stateDir);
     await this.releaseShared('views', resources.viewKey, taskId);

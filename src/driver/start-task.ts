@@ -22,6 +22,10 @@ import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
 import { planRoot } from '../rootfs/plan.js';
 import type { Runtime } from '../runtime/runtime.js';
+import type { CgroupVersion, TaskLimits } from '../cgroup/limits.js';
+import { nomadTaskLimits } from '../cgroup/limits.js';
+import { nomadTaskCgroup, taskCgroupLocation, type TaskCgroupLocation } from '../cgroup/placement.js';
+import { createTaskCgroup, type TaskCgroup } from '../cgroup/task-cgroup.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { taskCapabilities } from './privileges.js';
 import { binDirs, resolveCommand, validateTaskConfig } from './task-request.js';
@@ -41,6 +45,8 @@ export interface StartContext {
   readonly ensureDirs: () => Promise<void>;
   /** Closures of store paths started before (no Nix command on a repeat start). */
   readonly closures: ClosureCache;
+  /** The host's cgroup version (detected once per plugin process). */
+  readonly cgroupVersion: () => Promise<CgroupVersion>;
 }
 
 const DEFAULT_USER = 'nobody';
@@ -81,6 +87,38 @@ export function taskUser(request: TaskRequest, config: PluginConfig): HostUser {
     });
   }
   return user;
+}
+
+/** The limits Nomad allocated (cpu, cores, memory, memory_max) plus the pids limit. */
+export function taskLimits(request: TaskRequest, pidsLimit: number): TaskLimits {
+  const pids = pidsLimit > 0 ? { pidsLimit } : {};
+  const r = request.resources;
+  if (r === undefined) return pids;
+  const limits = nomadTaskLimits({ cpuShares: r.cpuShares, memoryMb: r.memoryMb, memoryMaxMb: r.memoryMaxMb, cpusetCpus: r.cpusetCpus, ...pids });
+  if (r.memoryMb > 0) return limits;
+  // no memory allocated (never from a scheduler; driver-level tests): no memory limit
+  const { memoryLimitBytes: _hard, memorySoftLimitBytes: _soft, ...rest } = limits;
+  return rest;
+}
+
+/** Nomad's cgroup for the task when it made one (CpusetCgroupPath), else the driver's own. */
+export function taskCgroupPlace(request: TaskRequest, key: string, version: CgroupVersion): TaskCgroupLocation {
+  const given = request.resources?.cpusetCgroupPath ?? '';
+  if (given !== '') return nomadTaskCgroup({ version, allocId: request.allocId, taskName: request.name, cpusetCgroupPath: given });
+  return taskCgroupLocation({ version, path: `${DRIVER_CGROUP_PARENT}/${key}` });
+}
+
+/** Parent of the cgroups the driver creates itself (when Nomad gave the task none). */
+export const DRIVER_CGROUP_PARENT = 'nomad-driver-nix';
+
+/** Kills whatever is left in a task's cgroup and removes it. */
+export async function releaseCgroup(cgroup: TaskCgroup): Promise<void> {
+  // runc's `delete` may have removed the directories already: only live processes make a
+  // failed kill an error
+  await cgroup.kill().catch(async (error: unknown) => {
+    if ((await cgroup.processes().catch(() => [])).length > 0) throw error;
+  });
+  await cgroup.remove({ timeoutMs: 10_000 });
 }
 
 export async function startTask(request: TaskRequest, context: StartContext): Promise<TaskHandle> {
@@ -153,7 +191,17 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
       }
     }
 
-    // 7. the root plan and the process
+    // 7. the cgroup Nomad made for the task (or our own), with the task's limits; the runtime
+    //    puts the task in it before the command starts
+    const limits = taskLimits(request, taskConfig.pids_limit > 0 ? taskConfig.pids_limit : config.pids_limit);
+    const location = taskCgroupPlace(request, key, await context.cgroupVersion());
+    const cgroup = await createTaskCgroup(location);
+    cleanup.push('remove task cgroup', () => releaseCgroup(cgroup));
+    await cgroup.applyLimits(limits);
+    const oomKillsBefore = (await cgroup.readOomKills()) ?? 0;
+    mark('cgroup');
+
+    // 8. the root plan and the process
     const plan = planRoot({ storeView: view.path, allocDir: request.allocDir, taskName: request.name, etcDir });
     const env: Record<string, string> = { PATH: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), ...request.env };
     const launched = await context.runtime.launch({
@@ -169,6 +217,8 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
         capabilities: taskCapabilities(user.uid),
       },
       ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
+      limits,
+      cgroup: { path: `/${location.path}`, join: (pid) => cgroup.addProcess(pid) },
       stateDir,
       stdoutPath: request.stdoutPath,
       stderrPath: request.stderrPath,
@@ -178,7 +228,13 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     });
     mark('launched');
     logger.info('task started', { task_id: request.id, pid: launched.pid, init_pid: launched.initPid, command, user: user.name, closure_paths: realised.closure.length, steps_ms: steps });
-    return new TaskHandle(request, launched, { key, stateDir, gcRootKey, viewKey: view.key, etcKey: etc.key });
+    // OOM: the kernel's kill counter of the cgroup grew while the task ran (Nomad reuses a
+    // task's cgroup across restarts, so the counter is compared, not read)
+    const exited = launched.exited.then(async (status) => {
+      const oomKills = await cgroup.readOomKills().catch(() => undefined);
+      return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > oomKillsBefore };
+    });
+    return new TaskHandle(request, launched, { key, stateDir, gcRootKey, viewKey: view.key, etcKey: etc.key, cgroup: location }, { exited, cgroup });
   } catch (error) {
     await cleanup.unwind(logger);
     if (isDriverError(error)) throw error;

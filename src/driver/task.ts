@@ -2,12 +2,28 @@
  * A task as the driver sees it: what Nomad asked for (TaskRequest, converted by rpc/ from
  * TaskConfig) and the live handle of one started task. Pure types and small helpers.
  */
+import type { TaskCgroupLocation } from '../cgroup/placement.js';
+import type { TaskCgroup } from '../cgroup/task-cgroup.js';
 import type { ExitStatus, LaunchedTask } from '../runtime/runtime.js';
 
 export interface DnsSettings {
   readonly servers: readonly string[];
   readonly searches: readonly string[];
   readonly options: readonly string[];
+}
+
+/** What the scheduler allocated to the task (TaskConfig.Resources). */
+export interface ResourceRequest {
+  /** `cpu` in MHz, as Nomad's LinuxResources.CPUShares. */
+  readonly cpuShares: number;
+  /** `memory` in MiB. */
+  readonly memoryMb: number;
+  /** `memory_max` in MiB: 0 unset, -1 no hard limit (oversubscription). */
+  readonly memoryMaxMb: number;
+  /** Reserved cores (`cores = N`), cpuset list syntax; empty when the task shares cores. */
+  readonly cpusetCpus: string;
+  /** The cgroup Nomad made for the task (its cpuset cgroup on v1); empty when none. */
+  readonly cpusetCgroupPath: string;
 }
 
 /** Nomad's TaskConfig, minus what the driver never reads. */
@@ -33,6 +49,7 @@ export interface TaskRequest {
   readonly dns: DnsSettings | undefined;
   /** The network namespace Nomad made for the group (`bridge`, `cni/*`), if any. */
   readonly networkNamespace: string | undefined;
+  readonly resources: ResourceRequest | undefined;
 }
 
 /** A stable, file-name-safe key for a task id (used for state dirs and GC roots). */
@@ -46,14 +63,20 @@ export type TaskState = 'running' | 'exited';
 export class TaskHandle {
   exit: ExitStatus | undefined;
   completedAt: Date | undefined;
+  /** The task's result, with what the runtime cannot know (OOM kills) added. */
+  readonly exited: Promise<ExitStatus>;
+  readonly cgroup: TaskCgroup | undefined;
 
   constructor(
     readonly request: TaskRequest,
     readonly launched: LaunchedTask,
     /** Host-side resources to release on destroy, in order. */
     readonly resources: TaskResources,
+    extra: { readonly exited?: Promise<ExitStatus>; readonly cgroup?: TaskCgroup } = {},
   ) {
-    void launched.exited.then((status) => {
+    this.exited = extra.exited ?? launched.exited;
+    this.cgroup = extra.cgroup;
+    void this.exited.then((status) => {
       this.exit = status;
       this.completedAt = new Date();
     });
@@ -71,4 +94,6 @@ export interface TaskResources {
   readonly viewKey: string;
   /** The shared generated /etc directory (state_dir/etc/<key>). */
   readonly etcKey: string;
+  /** The task's cgroup (Nomad's or the driver's). */
+  readonly cgroup?: TaskCgroupLocation;
 }

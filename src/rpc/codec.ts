@@ -19,7 +19,11 @@ import type { TaskConfig__Output } from '../gen/hashicorp/nomad/plugins/drivers/
 import type { ExitResult } from '../gen/hashicorp/nomad/plugins/drivers/proto/ExitResult.js';
 import type { TaskStatus } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStatus.js';
 import { decodeCtyMsgpack } from '../config/cty-msgpack.js';
-import type { TaskHandle, TaskRequest } from '../driver/task.js';
+import type { ResourceRequest, TaskHandle, TaskRequest } from '../driver/task.js';
+import type { TaskUsage } from '../driver/driver.js';
+import type { TaskStats } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStats.js';
+import type { CPUUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/CPUUsage.js';
+import type { MemoryUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/MemoryUsage.js';
 import { failure } from '../errors.js';
 import type { ExitStatus } from '../runtime/runtime.js';
 import { TASK_HANDLE_VERSION } from '../version.js';
@@ -114,6 +118,22 @@ export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined)
       dns === null || dns === undefined || (dns.servers.length === 0 && dns.searches.length === 0 && dns.options.length === 0)
         ? undefined
         : { servers: [...dns.servers], searches: [...dns.searches], options: [...dns.options] },
+    resources: fromProtoResources(task.resources),
+  };
+}
+
+/** TaskConfig.Resources → what the driver limits the task to; undefined when Nomad sent none. */
+function fromProtoResources(resources: TaskConfig__Output['resources']): ResourceRequest | undefined {
+  if (resources === null || resources === undefined) return undefined;
+  const linux = resources.linux_resources;
+  const allocated = resources.allocated_resources;
+  const memoryMb = Number(allocated?.memory?.memory_mb ?? 0) || Math.floor(Number(linux?.memory_limit_bytes ?? 0) / (1024 * 1024));
+  return {
+    cpuShares: Number(linux?.cpu_shares ?? 0) || Number(allocated?.cpu?.cpu_shares ?? 0),
+    memoryMb,
+    memoryMaxMb: Number(allocated?.memory?.memory_max_mb ?? 0),
+    cpusetCpus: linux?.cpuset_cpus ?? '',
+    cpusetCgroupPath: linux?.cpuset_cgroup ?? '',
   };
 }
 
@@ -127,6 +147,11 @@ export function toExitResult(status: ExitStatus | undefined): ExitResult {
   return { exit_code: status?.exitCode ?? 0, signal: status?.signal ?? 0, oom_killed: status?.oomKilled ?? false };
 }
 
+/** The exit message Nomad shows with a Terminated event; empty for an ordinary exit. */
+export function exitMessage(status: ExitStatus): string {
+  return status.oomKilled ? 'OOM Killed: the task used more memory than its limit; raise resources.memory (or memory_max)' : '';
+}
+
 /** Go's zero time, which Nomad's client reads as "not set" (a nil timestamp fails conversion). */
 export const ZERO_TIME: Timestamp = { seconds: -62135596800, nanos: 0 };
 
@@ -138,6 +163,53 @@ export function toTaskStatus(handle: TaskHandle): TaskStatus {
     started_at: toTimestamp(handle.launched.startedAt),
     completed_at: handle.completedAt === undefined ? ZERO_TIME : toTimestamp(handle.completedAt),
     result: toExitResult(handle.exit),
+  };
+}
+
+const CPU_FIELDS: Readonly<Record<string, string>> = {
+  'System Mode': 'SYSTEM_MODE', 'User Mode': 'USER_MODE', 'Total Ticks': 'TOTAL_TICKS',
+  'Throttled Periods': 'THROTTLED_PERIODS', 'Throttled Time': 'THROTTLED_TIME', Percent: 'PERCENT',
+};
+const MEMORY_FIELDS: Readonly<Record<string, string>> = {
+  RSS: 'RSS', Cache: 'CACHE', 'Max Usage': 'MAX_USAGE', 'Kernel Usage': 'KERNEL_USAGE',
+  'Kernel Max Usage': 'KERNEL_MAX_USAGE', Usage: 'USAGE', Swap: 'SWAP',
+};
+
+/**
+ * One TaskStats message. Timestamp and the aggregate usage are always set (Nomad's client
+ * dereferences both); measured_fields name only figures that were really read, in Nomad's
+ * enum, so `nomad alloc status -stats` shows exactly those.
+ */
+export function toTaskStats(taskId: string, usage: TaskUsage): TaskStats {
+  const { cpu, stats } = usage;
+  const measuredCpu = [...stats.measuredCpu, ...(stats.measuredCpu.includes('Percent') ? ['Total Ticks'] : [])];
+  const m = stats.memory;
+  const u64 = (value: number | undefined) => Math.max(0, Math.round(value ?? 0));
+  return {
+    id: taskId,
+    timestamp: toTimestamp(usage.timestamp),
+    agg_resource_usage: {
+      cpu: {
+        system_mode: cpu.systemPercent,
+        user_mode: cpu.userPercent,
+        total_ticks: cpu.totalTicks,
+        throttled_periods: u64(stats.cpu.throttledPeriods),
+        throttled_time: u64(stats.cpu.throttledTimeNs),
+        percent: cpu.percent,
+        measured_fields: measuredCpu.flatMap((name) => (CPU_FIELDS[name] === undefined ? [] : [CPU_FIELDS[name]])) as NonNullable<CPUUsage['measured_fields']>,
+      },
+      memory: {
+        rss: u64(m.rss),
+        cache: u64(m.cache),
+        max_usage: u64(m.maxUsage),
+        kernel_usage: u64(m.kernelUsage),
+        kernel_max_usage: u64(m.kernelMaxUsage),
+        usage: u64(m.usage),
+        swap: u64(m.swap),
+        measured_fields: stats.measuredMemory.flatMap((name) => (MEMORY_FIELDS[name] === undefined ? [] : [MEMORY_FIELDS[name]])) as NonNullable<MemoryUsage['measured_fields']>,
+      },
+    },
+    resource_usage_by_pid: {},
   };
 }
 

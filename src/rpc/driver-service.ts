@@ -14,10 +14,12 @@ import {
   encodeDriverState,
   fromProtoTaskConfig,
   toDriverTaskEvent,
+  exitMessage,
   toExitResult,
   toFingerprintResponse,
   toProtoCapabilities,
   toProtoSpec,
+  toTaskStats,
   toTaskStatus,
 } from './codec.js';
 import { aborted, failStream, serverStream, thrownBy, unary } from './handlers.js';
@@ -88,8 +90,15 @@ export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverH
       };
     }),
 
-    /** WaitTask: held open until the task exits; Nomad may call it several times. */
-    WaitTask: unary(logger, 'WaitTask', async (request) => ({ result: toExitResult(await driver.waitTask(request.task_id)) })),
+    /**
+     * WaitTask: held open until the task exits; Nomad may call it several times. `err` becomes
+     * the Terminated event's "Exit Message" in `nomad alloc status` (oom_killed alone only
+     * shows in the event's details), so an OOM kill is spelled out there, as the docker driver does.
+     */
+    WaitTask: unary(logger, 'WaitTask', async (request) => {
+      const status = await driver.waitTask(request.task_id);
+      return { result: toExitResult(status), err: exitMessage(status) };
+    }),
 
     /** StopTask: kill_signal, then SIGKILL after the timeout (kill_timeout capped by max_kill_timeout). */
     StopTask: unary(logger, 'StopTask', async (request) => {
@@ -108,7 +117,16 @@ export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverH
       task: toTaskStatus(driver.inspectTask(request.task_id)),
       driver: { attributes: {} },
     })),
-    TaskStats: (call) => failStream(call, thrownBy(() => driver.notImplemented('collect task stats'))),
+    /**
+     * TaskStats: a stream Nomad opens per running task (the client's stats collection
+     * interval, 1 s by default); one sample per interval, ending when the task exits. Nomad
+     * stops re-opening it on UNIMPLEMENTED, so errors here are real errors.
+     */
+    TaskStats: serverStream(logger, 'TaskStats', async (request, write, signal) => {
+      for await (const usage of driver.taskStats(request.task_id, durationMs(request.collection_interval, 1_000), signal)) {
+        write({ stats: toTaskStats(request.task_id, usage) });
+      }
+    }),
     /** SignalTask: `nomad alloc signal -s SIG`; the signal reaches the task's command. */
     SignalTask: unary(logger, 'SignalTask', (request) => {
       driver.signalTask(request.task_id, request.signal);
