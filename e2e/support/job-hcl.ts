@@ -10,11 +10,13 @@ export interface NixJob {
   readonly taskExtra?: string;
   /** Extra HCL inside the group block (network, …). */
   readonly groupExtra?: string;
+  /** The main task's `resources` (default cpu 100 MHz, memory 64 MiB). */
+  readonly resources?: { readonly cpu?: number; readonly memory?: number; readonly memoryMax?: number };
   /** More nix tasks in the same group. */
   readonly extraTasks?: readonly { readonly name: string; readonly config: string; readonly taskExtra?: string }[];
 }
 
-function taskHcl(name: string, config: string, extra: string | undefined): string {
+function taskHcl(name: string, config: string, extra: string | undefined, resources: NixJob['resources'] = {}): string {
   return `    task "${name}" {
       driver = "nix"
       config {
@@ -22,9 +24,9 @@ ${config}
       }
 ${extra ?? ''}
       resources {
-        cpu    = 100
-        memory = 64
-      }
+        cpu    = ${resources.cpu ?? 100}
+        memory = ${resources.memory ?? 64}
+${resources.memoryMax === undefined ? '' : `        memory_max = ${resources.memoryMax}\n`}      }
     }
 `;
 }
@@ -46,7 +48,7 @@ export function nixJobHcl(job: NixJob): string {
       unlimited = false
     }
 ${job.groupExtra ?? ''}
-${[taskHcl(task, job.config, job.taskExtra), ...(job.extraTasks ?? []).map((t) => taskHcl(t.name, t.config, t.taskExtra))].join('')}  }
+${[taskHcl(task, job.config, job.taskExtra, job.resources), ...(job.extraTasks ?? []).map((t) => taskHcl(t.name, t.config, t.taskExtra))].join('')}  }
 }
 `;
 }
