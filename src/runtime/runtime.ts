@@ -50,6 +50,9 @@ export interface LaunchedTask {
   readonly pid: number;
   /** The sandbox's init process (PID 1 inside); killing it ends every process of the task. */
   readonly initPid: number;
+  /** Start times (clock ticks since boot) of pid and initPid: they tell a reused pid apart. */
+  readonly pidStartTime: number;
+  readonly initStartTime: number;
   readonly startedAt: Date;
   /** Resolves once, when the task has exited. */
   readonly exited: Promise<ExitStatus>;
@@ -63,6 +66,17 @@ export interface LaunchedTask {
   dispose(): Promise<void>;
 }
 
+/** What a runtime needs to take over a task it launched in an earlier plugin process. */
+export interface RecoveryRecord {
+  readonly key: string;
+  readonly stateDir: string;
+  readonly pid: number;
+  readonly pidStartTime: number;
+  readonly initPid: number;
+  readonly initStartTime: number;
+  readonly startedAt: Date;
+}
+
 export interface Runtime {
   readonly name: string;
   /**
@@ -72,4 +86,12 @@ export interface Runtime {
    */
   readonly mountsAsTaskUser: boolean;
   launch(request: LaunchRequest): Promise<LaunchedTask>;
+  /**
+   * Takes over a task launched by an earlier plugin process, running or already exited (its
+   * exit code read from the runtime's record). Throws a `not_found` DriverError when the task
+   * is gone and left no exit record.
+   */
+  recover(record: RecoveryRecord): Promise<LaunchedTask>;
+  /** Removes what the runtime itself keeps of a task that is gone (runc's container record); idempotent. */
+  forget(key: string): Promise<void>;
 }

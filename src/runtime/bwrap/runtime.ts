@@ -8,9 +8,10 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
-import { childPids, isRunning, processGroupOf, signalProcess } from '../../host/proc.js';
+import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
+import { sameProcess, watchDetachedExit } from '../detached-exit.js';
 import { createFile, openForWriting, readFile, watchFile } from '../../host/task-files.js';
-import type { ExitStatus, LaunchRequest, LaunchedTask, Runtime } from '../runtime.js';
+import type { ExitStatus, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs } from './argv.js';
 import { parseBwrapStatus } from './status.js';
 
@@ -21,6 +22,10 @@ const BLOCK_FD = 4;
 export class BwrapRuntime implements Runtime {
   readonly name = 'bwrap';
   readonly mountsAsTaskUser = true;
+  readonly recover = recoverBwrapTask;
+
+  /** bwrap keeps nothing outside the task's state dir. */
+  async forget(_key: string): Promise<void> {}
 
   /**
    * `nsenterPath` (util-linux) joins Nomad's network namespace: bwrap as an unprivileged user
@@ -96,7 +101,7 @@ export class BwrapRuntime implements Runtime {
         fix: 'see `nomad alloc logs -stderr` for bubblewrap\'s message',
       });
     }
-    const task = new BwrapTask(pid, initPid, new Date(), exited);
+    const task = new BwrapTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited);
     if (cgroup !== undefined) {
       // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
       // command, which inherits the cgroup (the bwrap monitor itself stays outside)
@@ -111,6 +116,20 @@ export class BwrapRuntime implements Runtime {
     }
     return task;
   }
+}
+
+/** A task launched by an earlier plugin process: bwrap's status file holds its exit code. */
+export async function recoverBwrapTask(record: RecoveryRecord): Promise<LaunchedTask> {
+  const statusPath = join(record.stateDir, STATUS_FILE);
+  const recorded = async () => (await readStatus(statusPath)).exitCode;
+  if (!sameProcess(record.pid, record.pidStartTime) && (await recorded()) === undefined) {
+    throw failure('recover task', `its bubblewrap process ${record.pid} is gone and recorded no exit status in ${statusPath}`, {
+      code: 'not_found',
+      fix: 'none needed: Nomad starts the task again',
+    });
+  }
+  const exited = watchDetachedExit(record.pid, record.pidStartTime, recorded).then((code) => exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null));
+  return new BwrapTask(record.pid, record.pidStartTime, record.initPid, record.initStartTime, record.startedAt, exited);
 }
 
 async function readStatus(path: string) {
@@ -159,7 +178,9 @@ function signalNumber(signal: NodeJS.Signals | null): number {
 class BwrapTask implements LaunchedTask {
   constructor(
     readonly pid: number,
+    readonly pidStartTime: number,
     readonly initPid: number,
+    readonly initStartTime: number,
     readonly startedAt: Date,
     readonly exited: Promise<ExitStatus>,
   ) {}
@@ -170,6 +191,7 @@ class BwrapTask implements LaunchedTask {
    * Processes that left the group (setsid daemons) are reached as init's direct children.
    */
   signal(signal: NodeJS.Signals): boolean {
+    if (!sameProcess(this.initPid, this.initStartTime)) return false;
     const outsideGroup = childPids(this.initPid).filter((pid) => processGroupOf(pid) !== this.initPid);
     let delivered = signalProcess(-this.initPid, signal);
     for (const pid of outsideGroup) delivered = signalProcess(pid, signal) || delivered;
@@ -196,7 +218,7 @@ class BwrapTask implements LaunchedTask {
 
   /** SIGKILL to the sandbox's init ends its pid namespace, so every task process dies with it. */
   private killAll(): void {
-    if (isRunning(this.initPid)) signalProcess(this.initPid, 'SIGKILL');
-    if (isRunning(this.pid)) signalProcess(this.pid, 'SIGKILL');
+    if (sameProcess(this.initPid, this.initStartTime)) signalProcess(this.initPid, 'SIGKILL');
+    if (sameProcess(this.pid, this.pidStartTime)) signalProcess(this.pid, 'SIGKILL');
   }
 }

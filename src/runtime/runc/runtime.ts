@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, writeTextFile } from '../../host/fs.js';
-import { isRunning, signalProcess } from '../../host/proc.js';
+import { processStartTime, signalProcess } from '../../host/proc.js';
+import { sameProcess, watchDetachedExit } from '../detached-exit.js';
 import { openForWriting, readFile, watchFile } from '../../host/task-files.js';
-import type { ExitStatus, LaunchRequest, LaunchedTask, Runtime } from '../runtime.js';
+import type { ExitStatus, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { CONFIG_FILE, EXIT_FILE, LOG_FILE, PID_FILE, ROOTFS_DIR, monitorArgs, parseExitFile, parsePidFile, runcLogErrors } from './monitor.js';
 import { renderOciConfig } from './oci-config.js';
 
@@ -86,10 +87,27 @@ export class RuncRuntime implements Runtime {
         fix: 'see `nomad alloc logs -stderr` and the plugin log for runc\'s messages',
       });
     }
-    return new RuncTask(pid, initPid, new Date(), exited, () => this.deleteContainer(containerId));
+    return new RuncTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited, () => this.deleteContainer(containerId));
   }
 
-  /** `runc delete --force` when runc's state of the container is still there (its monitor was killed). */
+  /** A task launched by an earlier plugin process: the monitor's exit.json holds its exit code. */
+  async recover(record: RecoveryRecord): Promise<LaunchedTask> {
+    const recorded = () => readExitCode(record.stateDir);
+    if (!sameProcess(record.pid, record.pidStartTime) && (await recorded()) === undefined) {
+      throw failure('recover task', `its runc monitor ${record.pid} is gone and recorded no exit status in ${join(record.stateDir, EXIT_FILE)}`, {
+        code: 'not_found',
+        fix: 'none needed: Nomad starts the task again',
+      });
+    }
+    const exited = watchDetachedExit(record.pid, record.pidStartTime, recorded).then((code) => exitStatusOf(code, null));
+    return new RuncTask(record.pid, record.pidStartTime, record.initPid, record.initStartTime, record.startedAt, exited, () => this.deleteContainer(record.key));
+  }
+
+  forget(key: string): Promise<void> {
+    return this.deleteContainer(key);
+  }
+
+  /** `runc delete --force` when runc's state of the container is still there (--keep, or its monitor was killed). */
   private async deleteContainer(containerId: string): Promise<void> {
     if ((await entryKind(join(this.options.runcRoot, containerId))) === undefined) return;
     await runCommand(this.options.runcPath, ['--root', this.options.runcRoot, 'delete', '--force', containerId], { timeoutMs: 30_000 }).catch(() => undefined);
@@ -141,7 +159,9 @@ export function exitStatusOf(recorded: number | undefined, monitorCode: number |
 class RuncTask implements LaunchedTask {
   constructor(
     readonly pid: number,
+    readonly pidStartTime: number,
     readonly initPid: number,
+    readonly initStartTime: number,
     readonly startedAt: Date,
     private readonly monitorExited: Promise<ExitStatus>,
     private readonly cleanup: () => Promise<void>,
@@ -153,7 +173,7 @@ class RuncTask implements LaunchedTask {
 
   /** tini (the container's init) forwards the signal to the command's process group. */
   signal(signal: NodeJS.Signals): boolean {
-    return signalProcess(this.initPid, signal);
+    return sameProcess(this.initPid, this.initStartTime) && signalProcess(this.initPid, signal);
   }
 
   async stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
@@ -180,6 +200,6 @@ class RuncTask implements LaunchedTask {
 
   /** SIGKILL of the container's init ends its pid namespace, so every task process dies with it. */
   private killAll(): void {
-    if (isRunning(this.initPid)) signalProcess(this.initPid, 'SIGKILL');
+    if (sameProcess(this.initPid, this.initStartTime)) signalProcess(this.initPid, 'SIGKILL');
   }
 }
