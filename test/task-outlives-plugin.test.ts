@@ -5,7 +5,7 @@
  * the runc monitor's exit.json.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { busyboxPath } from './support/nix-fixtures.js';
@@ -60,6 +60,27 @@ for (const runtime of ['bwrap', 'runc'] as const) {
         assert.match(text, EXIT_RECORD[runtime].pattern);
         assert.equal(readFileSync(join(sandbox.allocDir, 'stdout'), 'utf8'), 'before\nafter\n');
         await waitFor('the task to be gone', () => (alive(state.initPid) ? undefined : true));
+
+        // a new plugin process recovers the exited task from driver_state alone: exit code 5
+        const next = await startPlugin();
+        try {
+          await call(next.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(sandbox, { runtime }) });
+          const handle = { version: 1, config: { ...task, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: started.handle.driver_state };
+          await call(next.clients.driver, 'RecoverTask', { task_id: task.id, handle });
+          await call(next.clients.driver, 'RecoverTask', { task_id: task.id, handle }); // known: a no-op
+          const waited = await call<unknown, { result: { exit_code: number } }>(next.clients.driver, 'WaitTask', { task_id: task.id });
+          assert.equal(waited.result.exit_code, 5);
+          await call(next.clients.driver, 'DestroyTask', { task_id: task.id, force: true });
+          assert.ok(!existsSync(join(sandbox.stateDir, 'tasks', stateKey(task.id))), 'state dir removed');
+          assert.deepEqual(readdirSync(sandbox.gcRoots), [], 'GC root removed');
+          // a task that is gone and left no exit record cannot be recovered, and is swept
+          await assert.rejects(
+            call(next.clients.driver, 'RecoverTask', { task_id: 'gone/main/x', handle: { ...handle, config: { ...handle.config, id: 'gone/main/x' } } }),
+            /driver_state field taskId .* does not belong to task "gone\/main\/x"/,
+          );
+        } finally {
+          next.kill('SIGKILL');
+        }
       } finally {
         plugin.kill('SIGKILL');
         sandbox.remove();

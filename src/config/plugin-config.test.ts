@@ -16,6 +16,7 @@ describe('plugin config', () => {
       gc_roots_dir: '/nix/var/nix/gcroots/nomad-driver-nix',
       runc_init: '',
       pids_limit: 0,
+      orphan_grace: '5m',
       allow_root: false,
       log_level: '',
     });
@@ -91,5 +92,18 @@ describe('cty msgpack', () => {
   it('decodes an empty payload as an empty block', () => {
     assert.equal(decodeCtyMsgpack(new Uint8Array(), 'plugin config'), null);
     assert.equal(decodePluginConfig(null).runtime, 'bwrap');
+  });
+});
+
+describe('parseDurationMs', () => {
+  it('reads Go-style durations of at least a second', async () => {
+    const { parseDurationMs } = await import('./plugin-config.js');
+    assert.equal(parseDurationMs('90s'), 90_000);
+    assert.equal(parseDurationMs('5m'), 300_000);
+    assert.equal(parseDurationMs('1h30m'), 5_400_000);
+    assert.equal(parseDurationMs('1500ms'), 1500);
+    assert.equal(parseDurationMs('500ms'), undefined);
+    assert.equal(parseDurationMs('5'), undefined);
+    assert.equal(parseDurationMs('five minutes'), undefined);
   });
 });

@@ -88,6 +88,16 @@ export const pluginConfigFields = {
         ? undefined
         : { cause: `${JSON.stringify(value)} is not a whole number of 0 or more`, fix: `set pids_limit to a whole number such as 4096, or 0 for no limit, in ${WHERE}` },
   }),
+  orphan_grace: field({
+    type: 'string',
+    default: '5m',
+    doc: 'How long after the plugin starts it waits for Nomad to recover its tasks (RecoverTask) before it removes what tasks nobody recovered left behind: their processes, cgroups, GC roots, state and unused store views (README "Recovery"). A Go-style duration such as `90s`, `5m` or `1h`.',
+    example: 'orphan_grace = "10m"',
+    check: (value) =>
+      parseDurationMs(value) === undefined
+        ? { cause: `${JSON.stringify(value)} is not a duration such as "90s", "5m" or "1h30m"`, fix: `set orphan_grace to a duration of at least 1s in ${WHERE}` }
+        : undefined,
+  }),
   allow_root: field({
     type: 'bool',
     default: false,
@@ -115,6 +125,15 @@ export function decodePluginConfig(raw: unknown): PluginConfig {
 /** The configuration in force before SetConfig is called. */
 export function defaultPluginConfig(): PluginConfig {
   return decodePluginConfig({});
+}
+
+/** `90s`, `5m`, `1h30m`, `500ms` → milliseconds (at least 1 s); undefined otherwise. */
+export function parseDurationMs(text: string): number | undefined {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(text)) return undefined;
+  let total = 0;
+  for (const match of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(match[1]) * (units[match[2] ?? ''] ?? 0);
+  return total >= 1000 ? Math.round(total) : undefined;
 }
 
 /** `substituters = a b` → ['substituters', 'a b']; undefined when it is not a nix.conf line. */

@@ -3,7 +3,7 @@
  * per call. It knows nothing of gRPC or protobuf (rpc/ translates); it owns the plugin config,
  * the fingerprint loop and the task-event hub.
  */
-import { defaultPluginConfig, type PluginConfig } from '../config/plugin-config.js';
+import { defaultPluginConfig, parseDurationMs, type PluginConfig } from '../config/plugin-config.js';
 import { DriverError, TASK_NOT_FOUND_MESSAGE, errorMessage, failure, quote } from '../errors.js';
 import { findExecutable } from '../host/which.js';
 import { makeDir } from '../host/task-files.js';
@@ -16,12 +16,15 @@ import { findRuncInit } from '../runtime/runc/init.js';
 import { RuncRuntime } from '../runtime/runc/runtime.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { join } from 'node:path';
-import { releaseCgroup, startTask } from './start-task.js';
+import { adoptTask, releaseCgroup, startTask } from './start-task.js';
+import { decodePersistedTask } from './persisted-task.js';
+import { reconcile, sweepTask, type SweepContext } from './reconcile.js';
+import { openTaskCgroup } from '../cgroup/task-cgroup.js';
 import { detectCgroups } from '../cgroup/detect.js';
 import type { CgroupVersion } from '../cgroup/limits.js';
 import { cpuUsage, type CpuUsage, type TaskCgroupStats } from '../cgroup/stats.js';
 import { nodeCompute } from '../host/cpu-info.js';
-import { TaskHandle, type TaskRequest } from './task.js';
+import { TaskHandle, taskKey, type TaskRequest } from './task.js';
 import { isLevel, type Level } from '../log/hclog-format.js';
 import type { Logger } from '../log/logger.js';
 import { PLUGIN_VERSION } from '../version.js';
@@ -113,6 +116,7 @@ export class NixDriver {
    */
   setConfig(config: PluginConfig, agent: AgentConfig | undefined): void {
     this.currentConfig = config;
+    if (agent !== undefined && this.agent === undefined) this.scheduleReconcile(parseDurationMs(config.orphan_grace) ?? 300_000);
     if (agent !== undefined) this.agent = agent;
     if (config.log_level !== '' && isLevel(config.log_level)) this.setLogLevel?.(config.log_level);
     this.logger.debug('plugin configured', { runtime: config.runtime, state_dir: config.state_dir, agent_config: this.agent !== undefined });
@@ -172,21 +176,28 @@ export class NixDriver {
 
   /** The runtime the plugin config selects. */
   private runtime(): Runtime {
+    return this.runtimeNamed(this.currentConfig.runtime, 'start task');
+  }
+
+  /**
+   * A runtime by name: for starting tasks (`start task`: every binary must be there) or for
+   * taking over and sweeping tasks an earlier plugin process launched (only what that needs).
+   */
+  private runtimeNamed(name: string, purpose: 'start task' | 'recover task'): Runtime {
     if (this.runtimeOverride !== undefined) return this.runtimeOverride;
-    const name = this.currentConfig.runtime;
     const path = findExecutable(name, { pathEnv: process.env.PATH ?? '' });
-    if (path === undefined) {
+    if (path === undefined && purpose === 'start task') {
       throw failure('start task', `${name} not found on the agent's PATH`, { code: 'failed_precondition', fix: `install ${name === 'bwrap' ? 'bubblewrap' : name} on the client` });
     }
-    if (name === 'bwrap') return new BwrapRuntime(path, findExecutable('nsenter', { pathEnv: process.env.PATH ?? '' }));
+    if (name === 'bwrap') return new BwrapRuntime(path ?? 'bwrap', findExecutable('nsenter', { pathEnv: process.env.PATH ?? '' }));
     const init = findRuncInit(this.currentConfig.runc_init, process.env.PATH);
-    if (!init.found) {
+    if (!init.found && purpose === 'start task') {
       const [cause, fix] = init.problem.split('; fix: ');
       throw failure('start task', cause ?? init.problem, { code: 'failed_precondition', ...(fix === undefined ? {} : { fix }) });
     }
     return new RuncRuntime({
-      runcPath: path,
-      initPath: init.path,
+      runcPath: path ?? 'runc',
+      initPath: init.found ? init.path : '/usr/bin/tini-static',
       runcRoot: join(this.currentConfig.state_dir, 'runc'),
       shellPath: findExecutable('sh', { pathEnv: '/bin:/usr/bin' }) ?? '/bin/sh',
       cgroupParent: RUNC_CGROUP_PARENT,
@@ -240,6 +251,8 @@ export class NixDriver {
     if (this.tasks.has(request.id)) {
       throw failure('start task', `task with ID ${quote(request.id)} already started`, { code: 'already_exists' });
     }
+    const key = taskKey(request.id);
+    this.starting.add(key);
     const handle = await startTask(request, {
       config: this.currentConfig,
       runtime: this.runtime(),
@@ -251,12 +264,77 @@ export class NixDriver {
       closures: this.closureCache(),
       ensureDirs: () => this.ensureDirs(),
       cgroupVersion: () => this.cgroupVersion(),
-    });
+    }).finally(() => this.starting.delete(key));
     this.tasks.set(request.id, handle);
     void handle.exited.then((status) =>
       this.logger.info('task exited', { task_id: request.id, exit_code: status.exitCode, signal: status.signal, oom_killed: status.oomKilled }),
     );
     return handle;
+  }
+
+  /**
+   * RecoverTask: rebuilds a task of an earlier plugin process from its driver_state alone; a
+   * no-op for a task this process knows. A task that is gone without an exit record is swept
+   * (nothing of it stays) and the call fails, so Nomad starts it again.
+   */
+  async recoverTask(taskId: string, driverState: Uint8Array, request: () => TaskRequest): Promise<void> {
+    if (this.tasks.has(taskId)) return;
+    const persisted = decodePersistedTask(driverState, taskId);
+    const runtime = this.runtimeNamed(persisted.runtime, 'recover task');
+    let launched;
+    try {
+      launched = await runtime.recover({ ...persisted, startedAt: new Date(persisted.startedAt) });
+    } catch (error) {
+      await sweepTask(persisted, this.sweepContext());
+      throw error;
+    }
+    if (this.tasks.has(taskId)) return; // a concurrent RecoverTask won
+    const cgroup = persisted.cgroup === undefined ? undefined : openTaskCgroup(persisted.cgroup);
+    const handle = adoptTask(request(), launched, persisted, cgroup);
+    this.tasks.set(taskId, handle);
+    this.logger.info('task recovered', { task_id: taskId, pid: persisted.pid, init_pid: persisted.initPid, runtime: persisted.runtime });
+    void handle.exited.then((status) =>
+      this.logger.info('task exited', { task_id: taskId, exit_code: status.exitCode, signal: status.signal, oom_killed: status.oomKilled }),
+    );
+  }
+
+  private sweepContext(): SweepContext {
+    return {
+      stateDir: this.currentConfig.state_dir,
+      gcRootsDir: this.currentConfig.gc_roots_dir,
+      logger: this.logger,
+      runtimeNamed: (name) => this.runtimeNamed(name, 'recover task'),
+      liveCgroups: new Set([...this.tasks.values()].flatMap((t) => (t.resources.cgroup === undefined ? [] : [t.resources.cgroup.path]))),
+    };
+  }
+
+  /** Keys of tasks whose StartTask is running (their state exists before they are registered). */
+  private readonly starting = new Set<string>();
+  private reconcileTimer: NodeJS.Timeout | undefined;
+
+  /** The orphan sweep (reconcile.ts), once, `graceMs` after the long-lived instance got its config. */
+  private scheduleReconcile(graceMs: number): void {
+    if (this.reconcileTimer !== undefined) return;
+    this.reconcileTimer = setTimeout(() => void this.reconcileNow(), graceMs);
+    this.reconcileTimer.unref();
+  }
+
+  async reconcileNow(): Promise<void> {
+    const tasks = [...this.tasks.values()];
+    try {
+      const report = await reconcile({
+        ...this.sweepContext(),
+        liveKeys: new Set([...tasks.map((t) => t.resources.key), ...this.starting]),
+        liveViews: new Set(tasks.map((t) => t.resources.viewKey)),
+        liveEtc: new Set(tasks.map((t) => t.resources.etcKey)),
+        starting: this.starting.size > 0,
+      });
+      const removed = report.tasks.length + report.gcRoots.length + report.views.length + report.etc.length;
+      if (removed > 0) this.logger.info('removed what forgotten tasks left behind', { tasks: report.tasks, gc_roots: report.gcRoots, views: report.views, etc: report.etc });
+      else this.logger.debug('orphan sweep found nothing to remove');
+    } catch (error) {
+      this.logger.error('failed to sweep forgotten tasks', { err: errorMessage(error) });
+    }
   }
 
   /** WaitTask: resolves when the task exits (at once if it has); may be called many times. */

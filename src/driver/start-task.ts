@@ -21,7 +21,9 @@ import { ensureStoreView } from '../nix/store-view.js';
 import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
 import { planRoot } from '../rootfs/plan.js';
-import type { Runtime } from '../runtime/runtime.js';
+import type { LaunchedTask, Runtime } from '../runtime/runtime.js';
+import { writeJsonFileAtomic } from '../host/fs.js';
+import { PERSISTED_TASK_VERSION, type PersistedTask } from './persisted-task.js';
 import type { CgroupVersion, TaskLimits } from '../cgroup/limits.js';
 import { nomadTaskLimits } from '../cgroup/limits.js';
 import { nomadTaskCgroup, taskCgroupLocation, type TaskCgroupLocation } from '../cgroup/placement.js';
@@ -119,6 +121,23 @@ export async function releaseCgroup(cgroup: TaskCgroup): Promise<void> {
     if ((await cgroup.processes().catch(() => [])).length > 0) throw error;
   });
   await cgroup.remove({ timeoutMs: 10_000 });
+}
+
+/** File in a task's state dir holding its PersistedTask. */
+export const PERSISTED_TASK_FILE = 'task.json';
+
+/**
+ * The TaskHandle of a launched (or recovered) task. OOM: the kernel's kill counter of the
+ * cgroup grew while the task ran (Nomad reuses a task's cgroup across restarts, so the counter
+ * is compared with its value at start, not read).
+ */
+export function adoptTask(request: TaskRequest, launched: LaunchedTask, persisted: PersistedTask, cgroup: TaskCgroup | undefined): TaskHandle {
+  const exited = launched.exited.then(async (status) => {
+    const oomKills = await cgroup?.readOomKills().catch(() => undefined);
+    return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > persisted.oomKillsBefore };
+  });
+  const resources = { key: persisted.key, stateDir: persisted.stateDir, gcRootKey: persisted.gcRootKey, viewKey: persisted.viewKey, etcKey: persisted.etcKey, ...(persisted.cgroup === undefined ? {} : { cgroup: persisted.cgroup }) };
+  return new TaskHandle(request, launched, resources, { exited, persisted, ...(cgroup === undefined ? {} : { cgroup }) });
 }
 
 export async function startTask(request: TaskRequest, context: StartContext): Promise<TaskHandle> {
@@ -227,14 +246,31 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
       await launched.kill();
     });
     mark('launched');
+    const persisted: PersistedTask = {
+      version: PERSISTED_TASK_VERSION,
+      taskId: request.id,
+      runtime: context.runtime.name === 'runc' ? 'runc' : 'bwrap',
+      key,
+      stateDir,
+      gcRootKey,
+      viewKey: view.key,
+      etcKey: etc.key,
+      pid: launched.pid,
+      pidStartTime: launched.pidStartTime,
+      initPid: launched.initPid,
+      initStartTime: launched.initStartTime,
+      startedAt: launched.startedAt.toISOString(),
+      cgroup: location,
+      oomKillsBefore,
+      user: { name: user.name, uid: user.uid, gid: user.gid },
+      argv: [command, ...taskConfig.args],
+      cwd: taskConfig.work_dir === '' ? '/local' : taskConfig.work_dir,
+      plan,
+    };
+    // the same record Nomad keeps as driver_state, for the orphan sweep (reconcile.ts)
+    await writeJsonFileAtomic(join(stateDir, PERSISTED_TASK_FILE), persisted);
     logger.info('task started', { task_id: request.id, pid: launched.pid, init_pid: launched.initPid, command, user: user.name, closure_paths: realised.closure.length, steps_ms: steps });
-    // OOM: the kernel's kill counter of the cgroup grew while the task ran (Nomad reuses a
-    // task's cgroup across restarts, so the counter is compared, not read)
-    const exited = launched.exited.then(async (status) => {
-      const oomKills = await cgroup.readOomKills().catch(() => undefined);
-      return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > oomKillsBefore };
-    });
-    return new TaskHandle(request, launched, { key, stateDir, gcRootKey, viewKey: view.key, etcKey: etc.key, cgroup: location }, { exited, cgroup });
+    return adoptTask(request, launched, persisted, cgroup);
   } catch (error) {
     await cleanup.unwind(logger);
     if (isDriverError(error)) throw error;

@@ -5,6 +5,7 @@
 import type { TaskCgroupLocation } from '../cgroup/placement.js';
 import type { TaskCgroup } from '../cgroup/task-cgroup.js';
 import type { ExitStatus, LaunchedTask } from '../runtime/runtime.js';
+import type { PersistedTask } from './persisted-task.js';
 
 export interface DnsSettings {
   readonly servers: readonly string[];
@@ -66,16 +67,19 @@ export class TaskHandle {
   /** The task's result, with what the runtime cannot know (OOM kills) added. */
   readonly exited: Promise<ExitStatus>;
   readonly cgroup: TaskCgroup | undefined;
+  /** What Nomad keeps as driver_state (undefined only for tasks built by tests). */
+  readonly persisted: PersistedTask | undefined;
 
   constructor(
     readonly request: TaskRequest,
     readonly launched: LaunchedTask,
     /** Host-side resources to release on destroy, in order. */
     readonly resources: TaskResources,
-    extra: { readonly exited?: Promise<ExitStatus>; readonly cgroup?: TaskCgroup } = {},
+    extra: { readonly exited?: Promise<ExitStatus>; readonly cgroup?: TaskCgroup; readonly persisted?: PersistedTask } = {},
   ) {
     this.exited = extra.exited ?? launched.exited;
     this.cgroup = extra.cgroup;
+    this.persisted = extra.persisted;
     void this.exited.then((status) => {
       this.exit = status;
       this.completedAt = new Date();

@@ -20,13 +20,13 @@ import type { ExitResult } from '../gen/hashicorp/nomad/plugins/drivers/proto/Ex
 import type { TaskStatus } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStatus.js';
 import { decodeCtyMsgpack } from '../config/cty-msgpack.js';
 import type { ResourceRequest, TaskHandle, TaskRequest } from '../driver/task.js';
+import { encodePersistedTask } from '../driver/persisted-task.js';
 import type { TaskUsage } from '../driver/driver.js';
 import type { TaskStats } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStats.js';
 import type { CPUUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/CPUUsage.js';
 import type { MemoryUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/MemoryUsage.js';
 import { failure } from '../errors.js';
 import type { ExitStatus } from '../runtime/runtime.js';
-import { TASK_HANDLE_VERSION } from '../version.js';
 
 /** Our HclSpec has exactly the message's shape (oneof `block` plus the chosen member). */
 export function toProtoSpec(spec: HclSpec): Spec {
@@ -93,8 +93,12 @@ export function toDriverTaskEvent(event: TaskEvent): DriverTaskEvent {
   };
 }
 
-/** TaskConfig → the driver's TaskRequest; the task's config block is decoded from cty msgpack. */
-export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined): TaskRequest {
+/**
+ * TaskConfig → the driver's TaskRequest; the task's config block is decoded from cty msgpack.
+ * RecoverTask's handle may come without that block (`withDriverConfig: false`): recovery
+ * never reads it.
+ */
+export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined, options: { withDriverConfig?: boolean } = {}): TaskRequest {
   if (task === null || task === undefined) {
     throw failure('start task', 'the request has no task', { code: 'invalid_argument', fix: 'this is a bug in the caller' });
   }
@@ -111,7 +115,7 @@ export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined)
     allocDir: task.alloc_dir,
     stdoutPath: task.stdout_path,
     stderrPath: task.stderr_path,
-    driverConfig: decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config'),
+    driverConfig: options.withDriverConfig === false ? undefined : decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config'),
     networkNamespace:
       task.network_isolation_spec?.mode === 'GROUP' && task.network_isolation_spec.path !== '' ? task.network_isolation_spec.path : undefined,
     dns:
@@ -213,16 +217,8 @@ export function toTaskStats(taskId: string, usage: TaskUsage): TaskStats {
   };
 }
 
-/** The opaque driver_state Nomad persists in its handle (versioned JSON). */
+/** The opaque driver_state Nomad persists in its handle (versioned JSON, driver/persisted-task.ts). */
 export function encodeDriverState(handle: TaskHandle): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      version: TASK_HANDLE_VERSION,
-      taskId: handle.request.id,
-      pid: handle.launched.pid,
-      initPid: handle.launched.initPid,
-      startedAt: handle.launched.startedAt.toISOString(),
-      resources: handle.resources,
-    }),
-  );
+  if (handle.persisted === undefined) throw failure('start task', 'the task has no persisted state', { code: 'internal' });
+  return encodePersistedTask(handle.persisted);
 }

@@ -69,13 +69,15 @@ export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverH
 
     /**
      * RecoverTask: after a plugin or agent restart, for every task Nomad still has a handle for
-     * (the task id is in handle.config.id, not task_id). A no-op for a task this process knows;
-     * recovery from driver_state arrives with the crash-survival work, so until then an
-     * unknown task fails and Nomad destroys and restarts it.
+     * (the task id is in handle.config.id). A no-op for a task this process knows; otherwise
+     * the task is rebuilt from driver_state alone. An error makes Nomad destroy the task and
+     * start it again, so a task that is gone without an exit record fails here.
      */
-    RecoverTask: unary(logger, 'RecoverTask', (request) => {
+    RecoverTask: unary(logger, 'RecoverTask', async (request) => {
       const taskId = request.handle?.config?.id ?? request.task_id;
-      driver.inspectTask(taskId);
+      await driver.recoverTask(taskId, request.handle?.driver_state ?? new Uint8Array(), () =>
+        fromProtoTaskConfig(request.handle?.config, { withDriverConfig: false }),
+      );
       return {};
     }),
 
