@@ -12,6 +12,8 @@ export interface NixJob {
   readonly groupExtra?: string;
   /** The main task's `resources` (default cpu 100 MHz, memory 64 MiB). */
   readonly resources?: { readonly cpu?: number; readonly memory?: number; readonly memoryMax?: number };
+  /** The group's count (default 1). */
+  readonly count?: number;
   /** More nix tasks in the same group. */
   readonly extraTasks?: readonly { readonly name: string; readonly config: string; readonly taskExtra?: string }[];
 }
@@ -39,6 +41,7 @@ export function nixJobHcl(job: NixJob): string {
   type        = "${job.type ?? 'batch'}"
 
   group "g" {
+    count = ${job.count ?? 1}
     restart {
       attempts = 0
       mode     = "fail"

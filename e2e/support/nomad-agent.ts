@@ -5,7 +5,7 @@
  * it started is left running.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, createWriteStream, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,14 @@ export interface AgentOptions {
   readonly path?: string;
   /** A command the agent runs under (e.g. `unshare …` to give it a mount namespace of its own). */
   readonly wrapper?: readonly string[];
+  /**
+   * Run a real (non-dev) agent, server and client in one, with its data_dir in the work dir,
+   * so a restarted agent (`restartOf`: same dir, same ports) recovers its tasks. Otherwise
+   * `nomad agent -dev`, which persists nothing.
+   */
+  readonly persistent?: boolean;
+  /** Reuse a work dir (and its ports) of an earlier agent: a restart. */
+  readonly restartOf?: NomadAgent;
 }
 
 export interface DriverInfo {
@@ -69,6 +77,7 @@ export class NomadAgent {
     readonly workDir: string,
     readonly logPath: string,
     httpPort: number,
+    readonly ports: { readonly http: number; readonly rpc: number; readonly serf: number },
   ) {
     this.address = `http://127.0.0.1:${httpPort}`;
     this.exited = new Promise((resolve) =>
@@ -81,10 +90,10 @@ export class NomadAgent {
 
   static async start(options: AgentOptions = {}): Promise<NomadAgent> {
     const nomad = nomadBinary();
-    const workDir = mkdtempSync(join(tmpdir(), 'nix-e2e-agent-'));
+    const workDir = options.restartOf?.workDir ?? mkdtempSync(join(tmpdir(), 'nix-e2e-agent-'));
     // tasks run as unprivileged users, and their bwrap binds alloc dirs from below here
     chmodSync(workDir, 0o711);
-    const [http, rpc, serf] = [await freePort(), await freePort(), await freePort()];
+    const { http, rpc, serf } = options.restartOf?.ports ?? { http: await freePort(), rpc: await freePort(), serf: await freePort() };
     const plugin = options.pluginConfig === undefined ? 'plugin "nix" {}' : `plugin "nix" {\n  config {\n${options.pluginConfig}\n  }\n}`;
     const configPath = join(workDir, 'agent.hcl');
     writeFileSync(
@@ -92,12 +101,13 @@ export class NomadAgent {
       [
         `ports {\n  http = ${http}\n  rpc  = ${rpc}\n  serf = ${serf}\n}`,
         'client {\n  cni_path = "/usr/lib/cni"\n}',
+        ...(options.persistent === true ? ['advertise {\n  http = "127.0.0.1"\n  rpc  = "127.0.0.1"\n  serf = "127.0.0.1"\n}'] : []),
         plugin,
         '',
       ].join('\n'),
     );
     const logPath = join(workDir, 'agent.log');
-    const log = createWriteStream(logPath);
+    const log = createWriteStream(logPath, { flags: 'a' });
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       NOMAD_DRIVER_NIX_LOG_LEVEL: 'debug',
@@ -109,7 +119,13 @@ export class NomadAgent {
     // unusable ("failed to setup IMDS client"), which some CI images do
     delete env.AWS_CA_BUNDLE;
     if (options.path !== undefined) env.PATH = options.path;
-    const agentArgv = [nomad, 'agent', '-dev', '-bind=127.0.0.1', '-log-level=DEBUG', `-plugin-dir=${PLUGIN_DIR}`, `-config=${configPath}`];
+    const dataDir = join(workDir, 'data');
+    if (options.persistent === true) {
+      mkdirSync(dataDir, { recursive: true, mode: 0o711 });
+      chmodSync(dataDir, 0o711);
+    }
+    const mode = options.persistent === true ? ['-server', '-client', '-bootstrap-expect=1', `-data-dir=${dataDir}`, '-network-interface=lo'] : ['-dev'];
+    const agentArgv = [nomad, 'agent', ...mode, '-bind=127.0.0.1', '-log-level=DEBUG', `-plugin-dir=${PLUGIN_DIR}`, `-config=${configPath}`];
     const [file, ...args] = [...(options.wrapper ?? []), ...agentArgv] as [string, ...string[]];
     const child = spawn(file, args, {
       cwd: workDir,
@@ -119,7 +135,7 @@ export class NomadAgent {
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
-    return new NomadAgent(child, workDir, logPath, http);
+    return new NomadAgent(child, workDir, logPath, http, { http, rpc, serf });
   }
 
   get pid(): number {
