@@ -20,6 +20,7 @@ const STATUS_FD = 3;
 export class BwrapRuntime implements Runtime {
   readonly name = 'bwrap';
   readonly mountsAsTaskUser = true;
+  readonly ambientCapabilities = false;
 
   /**
    * `nsenterPath` (util-linux) joins Nomad's network namespace: bwrap as an unprivileged user
