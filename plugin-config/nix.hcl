@@ -24,6 +24,15 @@ plugin "nix" {
     # Tasks run as their `user`, else as nobody. Root tasks need this switched on.
     allow_root = false
 
+    # Capabilities a task may have (its cap_add must be listed; a root task keeps those of
+    # this default that are listed). Names with or without CAP_, any case; "ALL" = every one.
+    allow_caps = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                  "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"]
+
+    # Bind the volumes Nomad mounts into tasks (volume_mount of host/CSI volumes, device
+    # plugins' mounts). false = a task with any mount fails.
+    allow_volumes = true
+
     # Per-task state files and cached store views (same filesystem as /nix/store).
     state_dir = "/var/lib/nomad-driver-nix"
 

@@ -178,7 +178,7 @@ describe('BasePlugin', () => {
     assert.equal(runtime.block, 'default');
     assert.deepEqual(runtime.default.primary.Attr, { name: 'runtime', type: 'string', required: false });
     assert.equal(runtime.default.default.literal.value, '"bwrap"');
-    assert.deepEqual(Object.keys(spec.object.attributes).sort(), ['allow_root', 'gc_roots_dir', 'log_level', 'nix_bin', 'nix_options', 'orphan_grace', 'pids_limit', 'runc_init', 'runtime', 'state_dir']);
+    assert.deepEqual(Object.keys(spec.object.attributes).sort(), ['allow_caps', 'allow_root', 'allow_volumes', 'gc_roots_dir', 'log_level', 'nix_bin', 'nix_options', 'orphan_grace', 'pids_limit', 'runc_init', 'runtime', 'state_dir']);
   });
 
   it('SetConfig accepts a valid config, including the agent config Nomad sends', async () => {

@@ -43,6 +43,8 @@ export async function freePort(): Promise<number> {
 export interface AgentOptions {
   /** HCL inside `plugin "nix" { config { … } }`; omitted: an empty `plugin "nix" {}`. */
   readonly pluginConfig?: string;
+  /** HCL lines appended inside the agent's `client { … }` block (e.g. `host_volume` blocks). */
+  readonly clientConfig?: string;
   /** Extra environment for the agent (and so for the plugin it launches). */
   readonly env?: Record<string, string>;
   /** Replace the agent's PATH (the plugin inherits it). */
@@ -100,7 +102,7 @@ export class NomadAgent {
       configPath,
       [
         `ports {\n  http = ${http}\n  rpc  = ${rpc}\n  serf = ${serf}\n}`,
-        'client {\n  cni_path = "/usr/lib/cni"\n}',
+        `client {\n  cni_path = "/usr/lib/cni"\n${options.clientConfig ?? ''}\n}`,
         ...(options.persistent === true ? ['advertise {\n  http = "127.0.0.1"\n  rpc  = "127.0.0.1"\n  serf = "127.0.0.1"\n}'] : []),
         plugin,
         '',

@@ -19,8 +19,11 @@ export type RuntimeName = 'bwrap' | 'runc';
 /** The runtimes every task scenario runs on (parameterised, not copied). */
 export const RUNTIMES: readonly RuntimeName[] = ['bwrap', 'runc'];
 
-export async function startTaskAgent(name: string, options: Omit<AgentOptions, 'pluginConfig'> & { runtime?: RuntimeName } = {}): Promise<TaskAgent> {
-  const { runtime, ...agentOptions } = options;
+export async function startTaskAgent(
+  name: string,
+  options: Omit<AgentOptions, 'pluginConfig'> & { runtime?: RuntimeName; /** More lines inside the plugin's config block. */ pluginConfig?: string } = {},
+): Promise<TaskAgent> {
+  const { runtime, pluginConfig, ...agentOptions } = options;
   const stateDir = mkdtempSync(`/var/lib/nix-e2e-${name}-`);
   const gcRootsDir = mkdtempSync(`/nix/var/nix/gcroots/nix-e2e-${name}-`);
   const agent = await NomadAgent.start({
@@ -30,6 +33,7 @@ export async function startTaskAgent(name: string, options: Omit<AgentOptions, '
       `    gc_roots_dir = ${hcl(gcRootsDir)}`,
       '    nix_options  = ["substituters ="]',
       ...(runtime === undefined ? [] : [`    runtime      = ${hcl(runtime)}`]),
+      ...(pluginConfig === undefined ? [] : [pluginConfig]),
     ].join('\n'),
   });
   await agent.nixDriver((d) => d.Healthy);

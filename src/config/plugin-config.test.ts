@@ -18,7 +18,18 @@ describe('plugin config', () => {
       pids_limit: 0,
       orphan_grace: '5m',
       allow_root: false,
+      allow_caps: ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'],
+      allow_volumes: true,
       log_level: '',
+    });
+  });
+
+  it('takes capability names in any spelling, and "ALL", in allow_caps', () => {
+    assert.deepEqual(decodePluginConfig({ allow_caps: ['net_raw', 'CAP_SYS_ADMIN', 'Chown'] }).allow_caps, ['net_raw', 'CAP_SYS_ADMIN', 'Chown']);
+    assert.deepEqual(decodePluginConfig({ allow_caps: ['all'] }).allow_caps, ['all']);
+    assert.throws(() => decodePluginConfig({ allow_caps: ['CHOWN', 'NET_RAWW'] }), {
+      code: 'invalid_argument',
+      message: 'failed to decode plugin config: field "allow_caps": "NET_RAWW" is not a Linux capability name; fix: write capability names such as "NET_BIND_SERVICE" or "CAP_NET_BIND_SERVICE" in allow_caps, or "ALL" in the client\'s plugin "nix" { config { ... } } block',
     });
   });
 
@@ -66,6 +77,18 @@ describe('task config', () => {
     assert.equal(config.flake, undefined);
     assert.deepEqual(config.args, ['-p', '80']);
     assert.deepEqual(config.packages, []);
+    assert.deepEqual([config.cap_add, config.cap_drop], [[], []]);
+  });
+
+  it('takes capability names in cap_add and cap_drop, "ALL" only in cap_drop', () => {
+    const config = decodeTaskConfig({ store_path: '/nix/store/abc-x', cap_add: ['net_raw', 'CAP_CHOWN'], cap_drop: ['ALL'] });
+    assert.deepEqual([config.cap_add, config.cap_drop], [['net_raw', 'CAP_CHOWN'], ['ALL']]);
+    assert.throws(() => decodeTaskConfig({ cap_add: ['ALL'] }), {
+      message: 'failed to decode task config: field "cap_add": "ALL" is not allowed in cap_add; fix: list each capability the task needs, e.g. cap_add = ["NET_BIND_SERVICE"]',
+    });
+    assert.throws(() => decodeTaskConfig({ cap_drop: ['SYS_ADMINN'] }), {
+      message: 'failed to decode task config: field "cap_drop": "SYS_ADMINN" is not a Linux capability name; fix: write capability names such as "NET_BIND_SERVICE" or "CAP_NET_BIND_SERVICE" in cap_drop, or "ALL"',
+    });
   });
 });
 

@@ -4,6 +4,7 @@
  * Pure: no I/O.
  */
 import { LEVELS } from '../log/hclog-format.js';
+import { DEFAULT_ROOT_CAPABILITIES, capabilityListProblem, shortCapabilityName } from './capabilities.js';
 import { NIX_STORE_DIR, absolutePathProblem, isWithin } from '../paths.js';
 import { decodeBlock, field, type BlockContext, type Decoded, type Problem } from './schema.js';
 
@@ -103,6 +104,22 @@ export const pluginConfigFields = {
     default: false,
     doc: 'Allow tasks to run as root (`user = "root"`). Off by default: tasks run as their `user`, else as `nobody`, and a root task fails with a message naming this option.',
     example: 'allow_root = true',
+  }),
+  allow_caps: field({
+    type: 'list(string)',
+    default: DEFAULT_ROOT_CAPABILITIES.map(shortCapabilityName),
+    doc: 'Linux capabilities tasks may have, as the `allow_caps` of Nomad\'s exec driver. A root task keeps those of Nomad\'s default set (this option\'s default) that are listed here, minus its `cap_drop`, plus its `cap_add`; a `cap_add` not listed here fails the task with a message naming it. Any case, with or without `CAP_`; `"ALL"` allows every capability.',
+    example: 'allow_caps = ["CHOWN", "KILL", "NET_BIND_SERVICE", "NET_RAW"]',
+    check: (value) => {
+      const problem = capabilityListProblem('allow_caps', value, { allowAll: true });
+      return problem === undefined ? undefined : { cause: problem.cause, fix: `${problem.fix} in ${WHERE}` };
+    },
+  }),
+  allow_volumes: field({
+    type: 'bool',
+    default: true,
+    doc: 'Bind the volumes Nomad mounts into a task (the task\'s `volume_mount` of a group `volume` of type `host` or `csi`, and mounts of device plugins). Nomad already decides which host volumes a job may use; off, a task with any mount fails with a message naming this option.',
+    example: 'allow_volumes = false',
   }),
   log_level: field({
     type: 'string',

@@ -2,6 +2,7 @@
  * A task's `config { ... }` block for `driver = "nix"`: schema, defaults and documentation in
  * one place; the README's "Task options" table is rendered from it. Pure: no I/O.
  */
+import { capabilityListProblem } from './capabilities.js';
 import { decodeBlock, field, type BlockContext, type Decoded } from './schema.js';
 
 export const taskConfigFields = {
@@ -48,6 +49,20 @@ export const taskConfigFields = {
     default: '',
     doc: 'Working directory inside the task. Empty means `/local`.',
     example: 'work_dir = "/local"',
+  }),
+  cap_add: field({
+    type: 'list(string)',
+    default: [],
+    doc: 'Linux capabilities to add to the task\'s set, each one within the plugin\'s `allow_caps` (any case, with or without `CAP_`). A root task starts from the default set; a non-root task has none, and gets these as ambient capabilities with `runtime = "runc"` (bubblewrap cannot grant any to a non-root task, which then fails).',
+    example: 'cap_add = ["NET_BIND_SERVICE"]',
+    check: (value) => capabilityListProblem('cap_add', value, { allowAll: false }),
+  }),
+  cap_drop: field({
+    type: 'list(string)',
+    default: [],
+    doc: 'Linux capabilities to remove from a root task\'s default set; `"ALL"` removes every one (`cap_add` is applied after it).',
+    example: 'cap_drop = ["ALL"]',
+    check: (value) => capabilityListProblem('cap_drop', value, { allowAll: true }),
   }),
 } as const;
 

@@ -10,7 +10,8 @@ import { decodeTaskConfig } from '../config/task-config.js';
 import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
 import { errorMessage, failure, isDriverError, quote } from '../errors.js';
 import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
-import { removeTree, unsearchableAncestor } from '../host/fs.js';
+import { removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
+import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
 import { lookupUser, type HostUser } from '../host/users.js';
 import { ensureSharedFiles, makeDir, readFile } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
@@ -30,6 +31,7 @@ import { nomadTaskCgroup, taskCgroupLocation, type TaskCgroupLocation } from '..
 import { createTaskCgroup, type TaskCgroup } from '../cgroup/task-cgroup.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { taskCapabilities } from './privileges.js';
+import { checkMountRequests, resolveMounts } from './volumes.js';
 import { binDirs, resolveCommand, validateTaskConfig } from './task-request.js';
 import { TaskHandle, taskKey, type TaskRequest } from './task.js';
 
@@ -152,6 +154,17 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     const taskConfig = decodeTaskConfig(request.driverConfig);
     const closureRequest = validateTaskConfig(taskConfig);
     const user = taskUser(request, config);
+    const capabilities = taskCapabilities({
+      uid: user.uid,
+      userName: user.name,
+      capAdd: taskConfig.cap_add,
+      capDrop: taskConfig.cap_drop,
+      allowCaps: config.allow_caps,
+      ambient: context.runtime.ambientCapabilities,
+      runtimeName: context.runtime.name,
+    });
+    checkMountRequests(request.mounts, config);
+    const { extraMounts, devices, reach } = await resolveMounts(request, { volume: inspectVolumeSource, device: inspectDeviceNode });
     mark('validated');
 
     // 2. the closure: realised (built or substituted), held by a GC root before anything uses it
@@ -198,15 +211,26 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     const etcDir = etc.dir;
 
     mark('etc');
-    // 6. bwrap runs as the task user and binds the task dirs itself: it must reach them
-    const mustReach = context.runtime.mountsAsTaskUser ? [join(request.allocDir, 'alloc'), join(request.allocDir, request.name)] : [];
-    for (const dir of mustReach) {
-      const blocked = await unsearchableAncestor(dir, user.uid, user.gid, context.searchable);
-      if (blocked !== undefined) {
-        throw failure('start task', `user ${quote(user.name)} (uid ${user.uid}) cannot reach the task directory ${dir}: ${blocked.dir} has mode ${blocked.mode.toString(8).padStart(4, '0')}`, {
-          code: 'failed_precondition',
-          fix: `let other users search the Nomad client's data_dir and its parents (chmod o+x ${blocked.dir}), or give the client a data_dir such as /opt/nomad/data`,
-        });
+    // 6. bwrap runs as the task user and binds the task dirs and volumes itself: it must reach them
+    if (context.runtime.mountsAsTaskUser) {
+      const mode = (m: number) => m.toString(8).padStart(4, '0');
+      for (const dir of [join(request.allocDir, 'alloc'), join(request.allocDir, request.name)]) {
+        const blocked = await unsearchableAncestor(dir, user.uid, user.gid, context.searchable);
+        if (blocked !== undefined) {
+          throw failure('start task', `user ${quote(user.name)} (uid ${user.uid}) cannot reach the task directory ${dir}: ${blocked.dir} has mode ${mode(blocked.mode)}`, {
+            code: 'failed_precondition',
+            fix: `let other users search the Nomad client's data_dir and its parents (chmod o+x ${blocked.dir}), or give the client a data_dir such as /opt/nomad/data`,
+          });
+        }
+      }
+      for (const volume of reach) {
+        const blocked = await unsearchableAncestor(volume.dir, user.uid, user.gid, context.searchable);
+        if (blocked !== undefined) {
+          throw failure('mount volume', `user ${quote(user.name)} (uid ${user.uid}) cannot reach the volume ${volume.source} for ${quote(volume.taskPath)}: ${blocked.dir} has mode ${mode(blocked.mode)}`, {
+            code: 'failed_precondition',
+            fix: `let the task user search it (chmod o+x ${blocked.dir}, or give it to the task's user), or point the client's host_volume at a directory the task user can reach; bubblewrap binds volumes as the task user`,
+          });
+        }
       }
     }
 
@@ -221,7 +245,15 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     mark('cgroup');
 
     // 8. the root plan and the process
-    const plan = planRoot({ storeView: view.path, allocDir: request.allocDir, taskName: request.name, etcDir });
+        const plan = planRoot({
+      storeView: view.path,
+      allocDir: request.allocDir,
+      taskName: request.name,
+      etcDir,
+      extraMounts,
+      devices,
+      protectedHostDirs: [await resolveExisting(config.state_dir)],
+    });
     const env: Record<string, string> = { PATH: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), ...request.env };
     const launched = await context.runtime.launch({
       key,
@@ -233,7 +265,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
         uid: user.uid,
         gid: user.gid,
         hostname: host,
-        capabilities: taskCapabilities(user.uid),
+        capabilities,
       },
       ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
       limits,

@@ -27,6 +27,26 @@ export interface ResourceRequest {
   readonly cpusetCgroupPath: string;
 }
 
+/**
+ * A volume Nomad mounts into the task: a group `volume` (host or CSI) named by the task's
+ * `volume_mount`, or a mount a device plugin reserved (TaskConfig.mounts).
+ */
+export interface VolumeMount {
+  readonly taskPath: string;
+  readonly hostPath: string;
+  readonly readOnly: boolean;
+  /** `private` (Nomad's default), `host-to-task`, `bidirectional`, or empty. */
+  readonly propagationMode: string;
+}
+
+/** A device node a device plugin reserved for the task (TaskConfig.devices). */
+export interface DeviceRequest {
+  readonly taskPath: string;
+  readonly hostPath: string;
+  /** Letters of "rwm"; empty means all of them (as Docker reads it). */
+  readonly permissions: string;
+}
+
 /** Nomad's TaskConfig, minus what the driver never reads. */
 export interface TaskRequest {
   /** `<alloc_id>/<task_name>/<random>`, new on every (re)start. */
@@ -51,6 +71,8 @@ export interface TaskRequest {
   /** The network namespace Nomad made for the group (`bridge`, `cni/*`), if any. */
   readonly networkNamespace: string | undefined;
   readonly resources: ResourceRequest | undefined;
+  readonly mounts: readonly VolumeMount[];
+  readonly devices: readonly DeviceRequest[];
 }
 
 /** A stable, file-name-safe key for a task id (used for state dirs and GC roots). */

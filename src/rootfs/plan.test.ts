@@ -112,4 +112,43 @@ describe('planRoot', () => {
       'failed to plan task root: extraMounts[1].target "/data" overlaps the extra mount at "/data/a"; fix: give each volume its own, non-nested target',
     );
   });
+
+  it('refuses volumes that show the store, the plugin\'s state or the host root', () => {
+    const fix = 'fix: point the volume at a directory of its own, outside /nix/store and the plugin\'s state_dir';
+    const extra = (source: string) => ({ ...INPUT, protectedHostDirs: ['/var/lib/nomad-driver-nix'], extraMounts: [{ source, target: '/data', readOnly: false }] });
+    fails(extra('/nix/store/abc-x'), `failed to plan task root: extraMounts[0].source "/nix/store/abc-x" lies inside /nix/store, which no task may see; ${fix}`);
+    fails(extra('/nix'), `failed to plan task root: extraMounts[0].source "/nix" contains /nix/store, which no task may see; ${fix}`);
+    fails(extra('/var/lib/nomad-driver-nix/tasks'), `failed to plan task root: extraMounts[0].source "/var/lib/nomad-driver-nix/tasks" lies inside /var/lib/nomad-driver-nix, which no task may see; ${fix}`);
+    fails(extra('/var/lib'), `failed to plan task root: extraMounts[0].source "/var/lib" contains /var/lib/nomad-driver-nix, which no task may see; ${fix}`);
+    fails(extra('/'), 'failed to plan task root: extraMounts[0].source "/" is the host root; fix: set extraMounts[0].source to a dedicated directory, never "/"');
+    assert.equal(planRoot(extra('/srv/data')).ops.at(-2)?.kind, 'bind');
+  });
+
+  it('binds devices below /dev after the volumes, with their numbers and permissions', () => {
+    const device = { source: '/dev/fuse', target: '/dev/fuse', deviceType: 'c', major: 10, minor: 229, permissions: 'rw' } as const;
+    const ops = planRoot({ ...INPUT, extraMounts: [{ source: '/srv/data', target: '/data', readOnly: false }], devices: [device] }).ops;
+    assert.deepEqual(ops.slice(-3), [
+      { kind: 'bind', source: '/srv/data', target: '/data' },
+      { kind: 'dev-bind', ...device },
+      { kind: 'remount-ro', target: '/' },
+    ]);
+  });
+
+  it('refuses devices outside /dev, over the runtime\'s own /dev entries, overlapping, or with bad permissions', () => {
+    const base = { source: '/dev/fuse', target: '/dev/fuse', deviceType: 'c', major: 10, minor: 229, permissions: 'rw' } as const;
+    const dev = (change: Partial<Record<keyof typeof base, unknown>>, more: object[] = []) => ({ ...INPUT, devices: [...more, { ...base, ...change }] as never });
+    const fix = 'fix: reserve a device node below /dev (a device plugin\'s device spec: host_path and task_path below /dev)';
+    fails(dev({ source: '/srv/fuse' }), `failed to plan task root: devices[0].source "/srv/fuse" is not below /dev; ${fix}`);
+    fails(dev({ target: '/opt/fuse' }), `failed to plan task root: devices[0].target "/opt/fuse" is not below /dev; ${fix}`);
+    fails(dev({ target: '/dev' }), `failed to plan task root: devices[0].target "/dev" is not below /dev; ${fix}`);
+    fails(dev({ target: '/dev/../etc/x' }), `failed to plan task root: devices[0].target "/dev/../etc/x" contains a ".." segment; ${fix}`);
+    fails(dev({ target: '/dev/null' }), 'failed to plan task root: devices[0].target "/dev/null" would replace the runtime\'s /dev/null; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"');
+    fails(dev({ target: '/dev/pts/0' }), 'failed to plan task root: devices[0].target "/dev/pts/0" would replace the runtime\'s /dev/pts; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"');
+    fails(dev({}, [base]), 'failed to plan task root: devices[1].target "/dev/fuse" overlaps the device at "/dev/fuse"; fix: give each device its own task_path');
+    fails(dev({ deviceType: 'p' }), 'failed to plan task root: devices[0].deviceType "p" is not "c" or "b"; fix: bind only character or block devices');
+    fails(dev({ major: -1 }), 'failed to plan task root: devices[0].major -1 is not a device number; fix: take the numbers from stat(2) of the host device node');
+    for (const permissions of ['', 'wr', 'rwx', 'rr']) {
+      fails(dev({ permissions }), `failed to plan task root: devices[0].permissions ${JSON.stringify(permissions)} is not a non-empty subset of "rwm"; fix: grant some of r (read), w (write) and m (mknod), in that order, e.g. "rw"`);
+    }
+  });
 });

@@ -22,6 +22,11 @@ import { absolutePathProblem, isWithin, NIX_STORE_DIR } from '../paths.js';
  * - `symlink`: creates a link inside the task root; the link target resolves in the task's
  *   view, so it cannot reach host paths that are not mounted.
  * - `remount-ro`: makes a mount read-only (non-recursively); it only ever removes a right.
+ * - `dev-bind`: one host device node (a character or block device below the host's /dev, as
+ *   a Nomad device plugin reserved it for this task) appears below the task's /dev, the only
+ *   bind whose device nodes may be opened. It carries the node's type and numbers and the
+ *   permissions Nomad granted, so that a runtime with a device cgroup (runc) allows exactly
+ *   that node with exactly those rights.
  */
 export type MountOp =
   | { readonly kind: 'ro-bind'; readonly source: string; readonly target: string }
@@ -31,7 +36,17 @@ export type MountOp =
   | { readonly kind: 'tmpfs'; readonly target: string }
   | { readonly kind: 'dir'; readonly target: string }
   | { readonly kind: 'symlink'; readonly linkTarget: string; readonly target: string }
-  | { readonly kind: 'remount-ro'; readonly target: string };
+  | { readonly kind: 'remount-ro'; readonly target: string }
+  | ({ readonly kind: 'dev-bind'; readonly source: string; readonly target: string } & DeviceNode);
+
+/** A host device node and what the task may do with it (cgroup device access: r, w, m). */
+export interface DeviceNode {
+  readonly deviceType: 'c' | 'b';
+  readonly major: number;
+  readonly minor: number;
+  /** A non-empty subset of "rwm", in that order: read, write, mknod. */
+  readonly permissions: string;
+}
 
 /** An ordered plan; the root itself starts as an empty private tmpfs (bwrap's default). */
 export interface RootPlan {
@@ -45,6 +60,14 @@ export interface ExtraMount {
   readonly readOnly: boolean;
 }
 
+/** A host device node bound into the task (device plugins); validated by planRoot. */
+export interface DeviceBind extends DeviceNode {
+  /** The device node on the host (symlinks resolved), below /dev. */
+  readonly source: string;
+  /** Where it appears in the task, below /dev. */
+  readonly target: string;
+}
+
 export interface RootPlanInput {
   /** Host directory holding exactly the task's closure; bound read-only at /nix/store. */
   readonly storeView: string;
@@ -55,10 +78,24 @@ export interface RootPlanInput {
   /** Host directory with the synthesized etc files (rootfs/etc-files.ts); bound read-only at /etc. */
   readonly etcDir: string;
   readonly extraMounts?: readonly ExtraMount[];
+  /**
+   * Host directories no extra mount may show, overlap or contain (the plugin's state_dir: other
+   * tasks' views, /etc files and runtime state). /nix/store and / are always refused.
+   */
+  readonly protectedHostDirs?: readonly string[];
+  readonly devices?: readonly DeviceBind[];
 }
 
 /** Targets the plan itself owns; an extra mount on, above or below one would shadow it. */
 export const RESERVED_TARGETS: readonly string[] = [NIX_STORE_DIR, '/alloc', '/local', '/secrets', '/etc', '/proc', '/dev'];
+
+/**
+ * Entries of the runtimes' own /dev (bwrap's --dev, runc's defaults and tini at /dev/init) that
+ * a device must not replace.
+ */
+export const RUNTIME_DEV_ENTRIES: readonly string[] = [
+  'null', 'zero', 'full', 'random', 'urandom', 'tty', 'console', 'ptmx', 'pts', 'shm', 'mqueue', 'fd', 'stdin', 'stdout', 'stderr', 'core', 'init',
+].map((name) => `/dev/${name}`);
 
 const WHAT = 'plan task root';
 
@@ -104,10 +141,46 @@ function checkExtraTarget(field: string, target: string, earlier: readonly strin
   }
 }
 
+function checkExtraSource(field: string, source: string, protectedDirs: readonly string[]): void {
+  checkHostPath(field, source);
+  for (const dir of [NIX_STORE_DIR, ...protectedDirs]) {
+    if (isWithin(source, dir) || isWithin(dir, source)) {
+      throw invalid(`${field} ${quote(source)} ${isWithin(source, dir) ? 'lies inside' : 'contains'} ${dir}, which no task may see`, 'point the volume at a directory of its own, outside /nix/store and the plugin\'s state_dir');
+    }
+  }
+}
+
+function checkDevice(field: string, device: DeviceBind, earlier: readonly string[]): void {
+  const fix = 'reserve a device node below /dev (a device plugin\'s device spec: host_path and task_path below /dev)';
+  for (const [name, path] of [['source', device.source], ['target', device.target]] as const) {
+    const problem = absolutePathProblem(path);
+    if (problem !== undefined) throw invalid(`${field}.${name} ${quote(path)} ${problem}`, fix);
+    if (!isWithin(path, '/dev') || path === '/dev') throw invalid(`${field}.${name} ${quote(path)} is not below /dev`, fix);
+  }
+  for (const entry of RUNTIME_DEV_ENTRIES) {
+    if (isWithin(device.target, entry)) throw invalid(`${field}.target ${quote(device.target)} would replace the runtime's ${entry}`, 'give the device a task_path of its own below /dev, e.g. "/dev/fuse"');
+  }
+  for (const other of earlier) {
+    if (isWithin(device.target, other) || isWithin(other, device.target)) {
+      throw invalid(`${field}.target ${quote(device.target)} overlaps the device at ${quote(other)}`, 'give each device its own task_path');
+    }
+  }
+  if (device.deviceType !== 'c' && device.deviceType !== 'b') {
+    throw invalid(`${field}.deviceType ${quote(device.deviceType)} is not "c" or "b"`, 'bind only character or block devices');
+  }
+  for (const number of ['major', 'minor'] as const) {
+    const value = device[number];
+    if (!Number.isSafeInteger(value) || value < 0 || value > 0xffffffff) throw invalid(`${field}.${number} ${quote(value)} is not a device number`, 'take the numbers from stat(2) of the host device node');
+  }
+  if (!/^r?w?m?$/.test(device.permissions) || device.permissions === '') {
+    throw invalid(`${field}.permissions ${quote(device.permissions)} is not a non-empty subset of "rwm"`, 'grant some of r (read), w (write) and m (mknod), in that order, e.g. "rw"');
+  }
+}
+
 /**
  * Plans the root of one task: the closure read-only at /nix/store, Nomad's task directories
  * read-write, the synthesized /etc read-only, private /proc, /dev and /tmp, the validated extra
- * mounts, and finally the root tmpfs itself remounted read-only (the binds, /proc, /dev and /tmp
+ * mounts, the devices below /dev, and finally the root tmpfs itself remounted read-only (the binds, /proc, /dev and /tmp
  * are separate mounts and keep their own modes). Called by StartTask after the store view and
  * the etc directory exist; throws an `invalid_argument` DriverError naming the bad field.
  */
@@ -136,10 +209,18 @@ export function planRoot(input: RootPlanInput): RootPlan {
 
   const extraTargets: string[] = [];
   for (const [index, mount] of (input.extraMounts ?? []).entries()) {
-    checkHostPath(`extraMounts[${index}].source`, mount.source);
+    checkExtraSource(`extraMounts[${index}].source`, mount.source, input.protectedHostDirs ?? []);
     checkExtraTarget(`extraMounts[${index}].target`, mount.target, extraTargets);
     extraTargets.push(mount.target);
     ops.push({ kind: mount.readOnly ? 'ro-bind' : 'bind', source: mount.source, target: mount.target });
+  }
+
+  const deviceTargets: string[] = [];
+  for (const [index, device] of (input.devices ?? []).entries()) {
+    checkDevice(`devices[${index}]`, device, deviceTargets);
+    deviceTargets.push(device.target);
+    const { source, target, deviceType, major, minor, permissions } = device;
+    ops.push({ kind: 'dev-bind', source, target, deviceType, major, minor, permissions });
   }
 
   // Last: nothing may be mounted on the root after it turns read-only (mount points could no

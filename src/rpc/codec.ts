@@ -116,6 +116,8 @@ export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined,
     stdoutPath: task.stdout_path,
     stderrPath: task.stderr_path,
     driverConfig: options.withDriverConfig === false ? undefined : decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config'),
+    mounts: task.mounts.map((m) => ({ taskPath: m.task_path, hostPath: m.host_path, readOnly: m.readonly, propagationMode: m.propagation_mode })),
+    devices: task.devices.map((d) => ({ taskPath: d.task_path, hostPath: d.host_path, permissions: d.cgroup_permissions })),
     networkNamespace:
       task.network_isolation_spec?.mode === 'GROUP' && task.network_isolation_spec.path !== '' ? task.network_isolation_spec.path : undefined,
     dns:

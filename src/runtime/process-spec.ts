@@ -18,8 +18,9 @@ export interface ProcessSpec {
   readonly gid: number;
   readonly hostname?: string;
   /**
-   * Linux capabilities the command keeps (`CAP_…` names): empty for unprivileged users, the
-   * driver's default set for root tasks (driver/privileges.ts).
+   * Linux capabilities the command keeps (`CAP_…` names), computed by driver/privileges.ts:
+   * for root tasks the default set adjusted by cap_drop/cap_add, for unprivileged users only
+   * their cap_add (as ambient capabilities, which only the OCI renderer can express).
    */
   readonly capabilities: readonly string[];
 }
@@ -60,10 +61,5 @@ export function validateProcessSpec(what: string, process: ProcessSpec): void {
   }
   for (const cap of process.capabilities) {
     if (!CAPABILITY_NAME.test(cap)) throw invalid(what, `capability ${quote(cap)} is not a name such as CAP_NET_BIND_SERVICE`, 'spell capabilities as CAP_ followed by the upper-case name');
-  }
-  // An unprivileged task with capabilities would need ambient capabilities, which neither
-  // runtime grants here: refuse instead of silently dropping them.
-  if (process.uid !== 0 && process.capabilities.length > 0) {
-    throw invalid(what, `capabilities ${process.capabilities.join(', ')} were requested for uid ${process.uid}`, 'run the task as root (allow_root) to grant capabilities, or remove them');
   }
 }

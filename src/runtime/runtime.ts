@@ -85,6 +85,11 @@ export interface Runtime {
    * privileged runtime mounts them (runc).
    */
   readonly mountsAsTaskUser: boolean;
+  /**
+   * True when the runtime can give an unprivileged task capabilities (as ambient capabilities:
+   * runc); bubblewrap started as the task user can only grant them inside its user namespace.
+   */
+  readonly ambientCapabilities: boolean;
   launch(request: LaunchRequest): Promise<LaunchedTask>;
   /**
    * Takes over a task launched by an earlier plugin process, running or already exited (its

@@ -77,6 +77,28 @@ describe('renderBwrapArgs', () => {
     for (const flag of ['--die-with-parent', '--uid', '--gid', '--unshare-all']) assert.ok(!args.includes(flag), flag);
   });
 
+  it('binds volumes with their modes and devices with --dev-bind, the only bind that keeps device nodes usable', () => {
+    const plan = planRoot({
+      storeView: '/var/lib/nix-driver/views/v1',
+      allocDir: '/opt/nomad/alloc/a1',
+      taskName: 'web',
+      etcDir: '/var/lib/nix-driver/etc/a1-web',
+      extraMounts: [
+        { source: '/srv/data', target: '/data', readOnly: false },
+        { source: '/srv/models', target: '/models', readOnly: true },
+      ],
+      devices: [{ source: '/dev/fuse', target: '/dev/fuse', deviceType: 'c', major: 10, minor: 229, permissions: 'rw' }],
+    });
+    const args = renderBwrapArgs(plan, PROCESS, USER);
+    assert.deepEqual(args.slice(args.indexOf('--tmpfs'), args.indexOf('--')), [
+      '--tmpfs', '/tmp',
+      '--bind', '/srv/data', '/data',
+      '--ro-bind', '/srv/models', '/models',
+      '--dev-bind', '/dev/fuse', '/dev/fuse',
+      '--remount-ro', '/',
+    ]);
+  });
+
   it('keeps arguments that look like flags after --', () => {
     const args = renderBwrapArgs(PLAN, { ...PROCESS, argv: ['/nix/store/abc-web/bin/web', '--bind', '/', '/'] }, USER);
     assert.deepEqual(args.slice(args.indexOf('--')), ['--', '/nix/store/abc-web/bin/web', '--bind', '/', '/']);
@@ -117,7 +139,7 @@ describe('renderBwrapArgs', () => {
   it('refuses asRoot that disagrees with the task uid', () => {
     const fix = 'fix: set asRoot exactly when the task user is root (uid 0)';
     fails(PROCESS, { ...USER, asRoot: true }, `failed to render bwrap arguments: asRoot true does not match uid 1000; ${fix}`);
-    fails({ ...PROCESS, capabilities: ['CAP_NET_ADMIN'] }, USER, 'failed to render bwrap arguments: capabilities CAP_NET_ADMIN were requested for uid 1000; fix: run the task as root (allow_root) to grant capabilities, or remove them');
+    fails({ ...PROCESS, capabilities: ['CAP_NET_ADMIN'] }, USER, 'failed to render bwrap arguments: capabilities CAP_NET_ADMIN were requested for uid 1000; fix: run the task as root (allow_root) to grant capabilities under bubblewrap, use runc, or remove them');
     fails({ ...PROCESS, uid: 0, capabilities: ['net_admin'] }, { ...USER, asRoot: true }, 'failed to render bwrap arguments: capability "net_admin" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name');
     fails({ ...PROCESS, uid: 0, gid: 0 }, USER, `failed to render bwrap arguments: asRoot false does not match uid 0; ${fix}`);
   });

@@ -55,6 +55,12 @@ function validate(process: ProcessSpec, options: BwrapOptions): void {
   if (options.asRoot !== (process.uid === 0)) {
     throw invalid(`asRoot ${options.asRoot} does not match uid ${process.uid}`, 'set asRoot exactly when the task user is root (uid 0)');
   }
+  // bwrap started as an unprivileged user can only add capabilities inside its own user
+  // namespace, where they mean nothing to the host's network or files: refuse instead of
+  // pretending (the driver says so earlier, in its own words: driver/privileges.ts).
+  if (!options.asRoot && process.capabilities.length > 0) {
+    throw invalid(`capabilities ${process.capabilities.join(', ')} were requested for uid ${process.uid}`, 'run the task as root (allow_root) to grant capabilities under bubblewrap, use runc, or remove them');
+  }
 }
 
 /**
@@ -79,6 +85,10 @@ function renderOp(op: MountOp): string[] {
       return ['--symlink', op.linkTarget, op.target];
     case 'remount-ro':
       return ['--remount-ro', op.target];
+    case 'dev-bind':
+      // the one bind without nodev. bwrap has no device cgroup: the node's own mode and
+      // owner decide what the task can do with it (op.permissions is not enforced here).
+      return ['--dev-bind', op.source, op.target];
   }
 }
 

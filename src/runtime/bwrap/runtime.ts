@@ -22,6 +22,7 @@ const BLOCK_FD = 4;
 export class BwrapRuntime implements Runtime {
   readonly name = 'bwrap';
   readonly mountsAsTaskUser = true;
+  readonly ambientCapabilities = false;
   readonly recover = recoverBwrapTask;
 
   /** bwrap keeps nothing outside the task's state dir. */

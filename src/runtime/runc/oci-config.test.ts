@@ -74,6 +74,42 @@ describe('renderOciConfig', () => {
     assert.equal(validateOciConfig(config).valid, true);
   });
 
+  it('gives an unprivileged task its capabilities as ambient ones (inheritable and permitted too)', () => {
+    const caps = ['CAP_NET_BIND_SERVICE'];
+    const { config } = render({ ...PROCESS, capabilities: caps });
+    assert.deepEqual(config.process.capabilities, { bounding: caps, effective: caps, inheritable: caps, permitted: caps, ambient: caps });
+    assert.equal(config.process.noNewPrivileges, true);
+    assert.equal(validateOciConfig(config).valid, true);
+  });
+
+  it('binds a device without nodev and allows exactly that node, with its permissions, in the device cgroup', () => {
+    const plan = planRoot({
+      storeView: '/var/lib/nix-driver/views/v1',
+      allocDir: '/opt/nomad/alloc/a1',
+      taskName: 'web',
+      etcDir: '/var/lib/nix-driver/etc/e1',
+      devices: [
+        { source: '/dev/fuse', target: '/dev/fuse', deviceType: 'c', major: 10, minor: 229, permissions: 'r' },
+        { source: '/dev/loop0', target: '/dev/disk0', deviceType: 'b', major: 7, minor: 0, permissions: 'rwm' },
+      ],
+    });
+    const { config } = render(PROCESS, OPTIONS, plan);
+    const devices = config.mounts.filter((m) => m.destination === '/dev/fuse' || m.destination === '/dev/disk0');
+    assert.deepEqual(devices, [
+      { destination: '/dev/fuse', type: 'bind', source: '/dev/fuse', options: ['bind', 'nosuid', 'noexec'] },
+      { destination: '/dev/disk0', type: 'bind', source: '/dev/loop0', options: ['bind', 'nosuid', 'noexec'] },
+    ]);
+    // after runc's /dev tmpfs, so they land on it
+    assert.ok(config.mounts.findIndex((m) => m.destination === '/dev') < config.mounts.findIndex((m) => m.destination === '/dev/fuse'));
+    assert.deepEqual(config.linux.resources.devices, [
+      { allow: false, access: 'rwm' },
+      { allow: true, type: 'c', major: 10, minor: 229, access: 'r' },
+      { allow: true, type: 'b', major: 7, minor: 0, access: 'rwm' },
+    ]);
+    const result = validateOciConfig(config);
+    assert.deepEqual(result.errors, []);
+  });
+
   it('uses the host network unless a network namespace is given, which it joins by path', () => {
     const types = (options: OciOptions) => render(PROCESS, options).config.linux.namespaces;
     assert.deepEqual(types(OPTIONS), [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }]);

@@ -15,7 +15,7 @@ import { absolutePathProblem, isWithin } from '../../paths.js';
 import type { MountOp, RootPlan } from '../../rootfs/plan.js';
 import { validateProcessSpec, type ProcessSpec } from '../process-spec.js';
 import type { TaskLimits } from '../runtime.js';
-import type { OciMount, OciNamespace, OciResources, OciSpec } from './oci-types.js';
+import type { OciDeviceRule, OciMount, OciNamespace, OciResources, OciSpec } from './oci-types.js';
 import { defaultSeccompProfile } from './seccomp.js';
 
 export const OCI_VERSION = '1.0.2';
@@ -70,9 +70,10 @@ function devMounts(target: string): OciMount[] {
  * The plan's ops as OCI mounts, in order. Binds are recursive and nosuid/nodev like bwrap's;
  * `remount-ro` of `/` becomes `root.readonly`, of another target the `ro` option of its mount.
  */
-function renderMounts(plan: RootPlan): { mounts: OciMount[]; readonlyRoot: boolean; entries: RootfsEntry[] } {
+function renderMounts(plan: RootPlan): { mounts: OciMount[]; readonlyRoot: boolean; entries: RootfsEntry[]; devices: OciDeviceRule[] } {
   const mounts: OciMount[] = [];
   const entries: RootfsEntry[] = [];
+  const devices: OciDeviceRule[] = [];
   let readonlyRoot = false;
   const insideMount = (path: string) => mounts.some((m) => isWithin(path, m.destination));
   const bind = (op: { source: string; target: string }, mode: 'ro' | 'rw'): OciMount => ({
@@ -106,6 +107,12 @@ function renderMounts(plan: RootPlan): { mounts: OciMount[]; readonlyRoot: boole
         }
         entries.push(op.kind === 'dir' ? { kind: 'dir', path: op.target } : { kind: 'symlink', path: op.target, linkTarget: op.linkTarget });
         break;
+      case 'dev-bind':
+        // a bind without nodev (runc's /dev tmpfs has none either), and a device cgroup rule
+        // that allows this node with exactly the permissions Nomad granted
+        mounts.push({ destination: op.target, type: 'bind', source: op.source, options: ['bind', 'nosuid', 'noexec'] });
+        devices.push({ allow: true, type: op.deviceType, major: op.major, minor: op.minor, access: op.permissions });
+        break;
       case 'remount-ro': {
         if (op.target === '/') {
           readonlyRoot = true;
@@ -119,10 +126,10 @@ function renderMounts(plan: RootPlan): { mounts: OciMount[]; readonlyRoot: boole
       }
     }
   }
-  return { mounts, readonlyRoot, entries };
+  return { mounts, readonlyRoot, entries, devices };
 }
 
-function renderResources(limits: TaskLimits | undefined): OciResources {
+function renderResources(limits: TaskLimits | undefined, devices: readonly OciDeviceRule[]): OciResources {
   const positive = (field: string, value: number | undefined) => {
     if (value !== undefined && (!Number.isSafeInteger(value) || value <= 0)) {
       throw invalid(`limits.${field} ${quote(value)} is not a positive integer`, `set the task's ${field} to a positive whole number`);
@@ -141,7 +148,8 @@ function renderResources(limits: TaskLimits | undefined): OciResources {
   const memory = { ...(limit === undefined ? {} : { limit }), ...(reservation === undefined ? {} : { reservation }) };
   return {
     // no device nodes beyond runc's defaults (null, zero, full, random, urandom, tty, ptmx)
-    devices: [{ allow: false, access: 'rwm' }],
+    // and the plan's devices
+    devices: [{ allow: false, access: 'rwm' }, ...devices],
     ...(Object.keys(cpu).length > 0 ? { cpu } : {}),
     ...(Object.keys(memory).length > 0 ? { memory } : {}),
     ...(pids === undefined ? {} : { pids: { limit: pids } }),
@@ -160,7 +168,7 @@ export function renderOciConfig(plan: RootPlan, process: ProcessSpec, options: O
   if (options.networkNamespace !== undefined) {
     checkAbsolute('networkNamespace', options.networkNamespace, 'pass the path of Nomad\'s network namespace, e.g. /var/run/netns/<alloc id>');
   }
-  const { mounts, readonlyRoot, entries } = renderMounts(plan);
+  const { mounts, readonlyRoot, entries, devices } = renderMounts(plan);
   if (!mounts.some((m) => m.destination === '/dev')) {
     throw invalid('the plan has no /dev mount', 'plan a dev op at /dev: the init binary is bound there');
   }
@@ -181,7 +189,13 @@ export function renderOciConfig(plan: RootPlan, process: ProcessSpec, options: O
       args: [INIT_TARGET, '-g', '--', ...process.argv],
       env: Object.keys(process.env).sort().map((name) => `${name}=${process.env[name] ?? ''}`),
       cwd: process.cwd,
-      capabilities: { bounding: caps, effective: caps, inheritable: [], permitted: caps, ambient: [] },
+      // A root task holds its set directly. An unprivileged one keeps it across runc's execve
+      // only as ambient capabilities, which must also be permitted and inheritable
+      // (capabilities(7)); no_new_privs does not drop ambient ones, it stops setuid/file caps.
+      capabilities:
+        process.uid === 0
+          ? { bounding: caps, effective: caps, inheritable: [], permitted: caps, ambient: [] }
+          : { bounding: caps, effective: caps, inheritable: caps, permitted: caps, ambient: caps },
       noNewPrivileges: true,
     },
     ...(process.hostname === undefined ? {} : { hostname: process.hostname }),
@@ -189,7 +203,7 @@ export function renderOciConfig(plan: RootPlan, process: ProcessSpec, options: O
     linux: {
       namespaces,
       cgroupsPath: options.cgroupsPath,
-      resources: renderResources(options.limits),
+      resources: renderResources(options.limits, devices),
       // as runc's default spec: kernel internals hidden, tunables read-only
       maskedPaths: ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],

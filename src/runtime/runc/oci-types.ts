@@ -49,8 +49,17 @@ export interface OciLinux {
   readonly seccomp: OciSeccomp;
 }
 
+/** A device cgroup rule; without type and numbers it applies to every device. */
+export interface OciDeviceRule {
+  readonly allow: boolean;
+  readonly type?: 'a' | 'c' | 'b';
+  readonly major?: number;
+  readonly minor?: number;
+  readonly access: string;
+}
+
 export interface OciResources {
-  readonly devices: readonly { readonly allow: boolean; readonly access: string }[];
+  readonly devices: readonly OciDeviceRule[];
   readonly cpu?: { readonly shares?: number; readonly cpus?: string };
   readonly memory?: { readonly limit?: number; readonly reservation?: number };
   readonly pids?: { readonly limit: number };

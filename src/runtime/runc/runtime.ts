@@ -31,6 +31,7 @@ export interface RuncRuntimeOptions {
 export class RuncRuntime implements Runtime {
   readonly name = 'runc';
   readonly mountsAsTaskUser = false;
+  readonly ambientCapabilities = true;
 
   constructor(private readonly options: RuncRuntimeOptions) {}
 

@@ -1,0 +1,47 @@
+/**
+ * What the driver still holds for an allocation after its tasks ended: state dirs, GC roots,
+ * processes, runc state, cgroups and mounts in the host's namespace. The same checks as
+ * e2e/run-tasks.test.ts, for the other e2e files.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TaskAgent } from './task-agent.js';
+
+export function leftovers(taskAgent: Pick<TaskAgent, 'stateDir' | 'gcRootsDir'>, allocId: string): string[] {
+  const { stateDir, gcRootsDir } = taskAgent;
+  const tasksDir = join(stateDir, 'tasks');
+  const mine = (names: string[]) => names.filter((n) => n.startsWith(allocId));
+  const processes = readdirSync('/proc').filter((pid) => {
+    if (!/^\d+$/.test(pid)) return false;
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(allocId);
+    } catch {
+      return false;
+    }
+  });
+  const runcStates = existsSync(join(stateDir, 'runc')) ? mine(readdirSync(join(stateDir, 'runc'))) : [];
+  const cgroups = existsSync('/sys/fs/cgroup')
+    ? readdirSync('/sys/fs/cgroup').flatMap((controller) => {
+        const parent = join('/sys/fs/cgroup', controller, 'nomad-driver-nix');
+        return existsSync(parent) ? mine(readdirSync(parent)).map((n) => join(parent, n)) : [];
+      })
+    : [];
+  // the driver never mounts anything in the host's namespace (runtimes mount inside the task's)
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(stateDir) || l.includes('/nix/store '));
+  return [
+    ...mounts.map((m) => `mount ${m}`),
+    ...mine(existsSync(tasksDir) ? readdirSync(tasksDir) : []).map((n) => `state ${n}`),
+    ...mine(readdirSync(gcRootsDir)).map((n) => `gc root ${n}`),
+    ...processes.map((pid) => `process ${pid}`),
+    ...runcStates.map((n) => `runc state ${n}`),
+    ...cgroups.map((c) => `cgroup ${c}`),
+  ];
+}
+
+/** Waits (up to 30 s) until nothing of the allocation is left; resolves with what is left (nothing). */
+export async function waitForNoLeftovers(taskAgent: TaskAgent, allocId: string): Promise<string[]> {
+  await taskAgent.agent
+    .waitFor(`the driver to release everything of alloc ${allocId}`, async () => (leftovers(taskAgent, allocId).length === 0 ? true : undefined), 30_000)
+    .catch(() => undefined);
+  return leftovers(taskAgent, allocId);
+}
