@@ -317,6 +317,23 @@ function alive(pid: number): boolean {
   }
 }
 
+/** `pid state ppid=… comm` of a process (zombies are "alive" for kill(pid, 0)). */
+function describe(pid: number): string {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const field = (name: string) => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(status)?.[1]?.trim() ?? '?';
+    return `${pid} ${field('State').split(' ')[0]} ppid=${field('PPid')} ${field('Name')}`;
+  } catch {
+    return `${pid} gone`;
+  }
+}
+
+function countBy(values: readonly string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const v of values) counts[v] = (counts[v] ?? 0) + 1;
+  return counts;
+}
+
 type Task = ReturnType<typeof sandboxTask>;
 
 interface RuntimeResult {
@@ -413,9 +430,18 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
     const leftTasks = existsSync(join(sandbox.stateDir, 'tasks')) ? readdirSync(join(sandbox.stateDir, 'tasks')) : [];
     const leftViews = existsSync(join(sandbox.stateDir, 'views')) ? readdirSync(join(sandbox.stateDir, 'views')) : [];
     const leftProcs = processesMentioning([sandbox.allocDir, sandbox.stateDir]);
-    const leftPids = [...taskPids].filter(alive);
+    let leftPids = [...taskPids].filter(alive);
+    if (leftPids.length > 0) {
+      lines.push(`- task pids still there 0.5 s after the last DestroyTask: ${leftPids.length}, e.g. ${leftPids.slice(0, 3).map(describe).join(', ')}; their states: ${JSON.stringify(countBy(leftPids.map((p) => describe(p).split(' ')[1] ?? '?')))}`);
+      await sleep(5000);
+      // an exited sandbox init whose parent (the bwrap monitor) exited first is reparented to
+      // the host's pid 1 and is a zombie until that reaps it: dead, so not left over
+      leftPids = [...taskPids].filter(alive);
+      lines.push(`- 5 s later: ${leftPids.length} (${leftPids.slice(0, 3).map(describe).join(', ')})`);
+      leftPids = leftPids.filter((p) => describe(p).split(' ')[1] !== 'Z');
+    }
     const leftCgroups = taskCgroupDirs(startedIds);
-    lines.push(`- after cleanup: state_dir/tasks ${leftTasks.length} entries, state_dir/views ${leftViews.length}, processes naming the sandbox ${leftProcs.length}, task pids alive ${leftPids.length} of ${taskPids.size}, task cgroups left ${leftCgroups.length}`);
+    lines.push(`- after cleanup: state_dir/tasks ${leftTasks.length} entries, state_dir/views ${leftViews.length}, processes naming the sandbox ${leftProcs.length}, task pids alive (not zombies) ${leftPids.length} of ${taskPids.size}, task cgroups left ${leftCgroups.length}`);
     if (leftTasks.length > 0 || leftViews.length > 0 || leftProcs.length > 0 || leftPids.length > 0 || leftCgroups.length > 0) {
       problems.push(`left after cleanup: tasks [${leftTasks.join(', ')}], views [${leftViews.join(', ')}], processes [${leftProcs.join('; ')}], pids [${leftPids.join(', ')}], cgroups [${leftCgroups.join(', ')}]`);
     }
