@@ -5,6 +5,7 @@
  */
 import { chmod, lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 
 /** The errno code of a thrown value (`ENOENT`, `EXDEV`, …), or undefined. */
 export function errnoCode(error: unknown): string | undefined {
@@ -145,7 +146,8 @@ export async function readJsonFile<T>(path: string): Promise<T | undefined> {
 /** Writes `value` as JSON to `path` atomically (temp file + rename), creating the directory. */
 export async function writeJsonFileAtomic(path: string, value: unknown): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o711 });
-  const temp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  // unique per call: two writers of one file in the same millisecond must not share a temp file
+  const temp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   await writeFile(temp, JSON.stringify(value), { mode: 0o600 });
   await rename(temp, path);
 }

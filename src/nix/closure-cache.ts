@@ -45,7 +45,8 @@ export class ClosureCache {
     const key = ClosureCache.keyOf(request);
     if (key === undefined) return;
     this.memory.set(key, realised);
-    await writeJsonFileAtomic(join(this.directory, `${key}.json`), realised);
+    // only a shortcut for the next plugin process: failing to write it never fails a start
+    await writeJsonFileAtomic(join(this.directory, `${key}.json`), realised).catch(() => undefined);
   }
 }
 
