@@ -1,7 +1,6 @@
 /**
  * What the driver still holds for an allocation after its tasks ended: state dirs, GC roots,
- * processes, runc state, cgroups and mounts in the host's namespace. The same checks as
- * e2e/run-tasks.test.ts, for the other e2e files.
+ * processes, runc state, cgroups and mounts in the host's namespace.
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,10 +19,11 @@ export function leftovers(taskAgent: Pick<TaskAgent, 'stateDir' | 'gcRootsDir'>,
     }
   });
   const runcStates = existsSync(join(stateDir, 'runc')) ? mine(readdirSync(join(stateDir, 'runc'))) : [];
+  // the driver's own cgroups, and the pids cgroup it adds to Nomad's task cgroup (v1)
   const cgroups = existsSync('/sys/fs/cgroup')
     ? readdirSync('/sys/fs/cgroup').flatMap((controller) => {
-        const parent = join('/sys/fs/cgroup', controller, 'nomad-driver-nix');
-        return existsSync(parent) ? mine(readdirSync(parent)).map((n) => join(parent, n)) : [];
+        const parents = [join('/sys/fs/cgroup', controller, 'nomad-driver-nix'), ...(controller === 'pids' ? [join('/sys/fs/cgroup', controller, 'nomad')] : [])];
+        return parents.flatMap((parent) => (existsSync(parent) ? mine(readdirSync(parent)).map((n) => join(parent, n)) : []));
       })
     : [];
   // the driver never mounts anything in the host's namespace (runtimes mount inside the task's)
