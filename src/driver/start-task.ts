@@ -21,7 +21,7 @@ import { ensureStoreView } from '../nix/store-view.js';
 import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
 import { planRoot } from '../rootfs/plan.js';
-import type { Runtime } from '../runtime/runtime.js';
+import type { ProcessSpec, Runtime } from '../runtime/runtime.js';
 import type { CgroupVersion, TaskLimits } from '../cgroup/limits.js';
 import { nomadTaskLimits } from '../cgroup/limits.js';
 import { nomadTaskCgroup, taskCgroupLocation, type TaskCgroupLocation } from '../cgroup/placement.js';
@@ -204,18 +204,19 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     // 8. the root plan and the process
     const plan = planRoot({ storeView: view.path, allocDir: request.allocDir, taskName: request.name, etcDir });
     const env: Record<string, string> = { PATH: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), ...request.env };
+    const taskProcess: ProcessSpec = {
+      argv: [command, ...taskConfig.args],
+      env,
+      cwd: taskConfig.work_dir === '' ? '/local' : taskConfig.work_dir,
+      uid: user.uid,
+      gid: user.gid,
+      hostname: host,
+      capabilities: taskCapabilities(user.uid),
+    };
     const launched = await context.runtime.launch({
       key,
       plan,
-      process: {
-        argv: [command, ...taskConfig.args],
-        env,
-        cwd: taskConfig.work_dir === '' ? '/local' : taskConfig.work_dir,
-        uid: user.uid,
-        gid: user.gid,
-        hostname: host,
-        capabilities: taskCapabilities(user.uid),
-      },
+      process: taskProcess,
       ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
       limits,
       cgroup: { path: `/${location.path}`, join: (pid) => cgroup.addProcess(pid) },
@@ -234,7 +235,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
       const oomKills = await cgroup.readOomKills().catch(() => undefined);
       return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > oomKillsBefore };
     });
-    return new TaskHandle(request, launched, { key, stateDir, gcRootKey, viewKey: view.key, etcKey: etc.key, cgroup: location }, { exited, cgroup });
+    return new TaskHandle(request, launched, { key, stateDir, gcRootKey, viewKey: view.key, etcKey: etc.key, cgroup: location }, { exited, cgroup, process: taskProcess });
   } catch (error) {
     await cleanup.unwind(logger);
     if (isDriverError(error)) throw error;

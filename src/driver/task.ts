@@ -4,7 +4,7 @@
  */
 import type { TaskCgroupLocation } from '../cgroup/placement.js';
 import type { TaskCgroup } from '../cgroup/task-cgroup.js';
-import type { ExitStatus, LaunchedTask } from '../runtime/runtime.js';
+import type { ExitStatus, LaunchedTask, ProcessSpec } from '../runtime/runtime.js';
 
 export interface DnsSettings {
   readonly servers: readonly string[];
@@ -66,16 +66,19 @@ export class TaskHandle {
   /** The task's result, with what the runtime cannot know (OOM kills) added. */
   readonly exited: Promise<ExitStatus>;
   readonly cgroup: TaskCgroup | undefined;
+  /** The task's command as launched (user, cwd, environment): what exec'd commands get too. */
+  readonly process: ProcessSpec | undefined;
 
   constructor(
     readonly request: TaskRequest,
     readonly launched: LaunchedTask,
     /** Host-side resources to release on destroy, in order. */
     readonly resources: TaskResources,
-    extra: { readonly exited?: Promise<ExitStatus>; readonly cgroup?: TaskCgroup } = {},
+    extra: { readonly exited?: Promise<ExitStatus>; readonly cgroup?: TaskCgroup; readonly process?: ProcessSpec } = {},
   ) {
     this.exited = extra.exited ?? launched.exited;
     this.cgroup = extra.cgroup;
+    this.process = extra.process;
     void this.exited.then((status) => {
       this.exit = status;
       this.completedAt = new Date();
