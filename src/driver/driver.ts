@@ -16,9 +16,11 @@ import { ClosureCache } from '../nix/closure-cache.js';
 import { BwrapRuntime } from '../runtime/bwrap/runtime.js';
 import { findRuncInit } from '../runtime/runc/init.js';
 import { RuncRuntime } from '../runtime/runc/runtime.js';
-import type { ExitStatus, Runtime } from '../runtime/runtime.js';
+import type { ExitStatus, ProcessSpec, Runtime } from '../runtime/runtime.js';
 import { join } from 'node:path';
-import { releaseCgroup, startTask } from './start-task.js';
+import { releaseCgroup, startTask, taskUser } from './start-task.js';
+import { taskCapabilities } from './privileges.js';
+import { decodeTaskConfig } from '../config/task-config.js';
 import { detectCgroups } from '../cgroup/detect.js';
 import type { CgroupVersion } from '../cgroup/limits.js';
 import { cpuUsage, type CpuUsage, type TaskCgroupStats } from '../cgroup/stats.js';
@@ -412,7 +414,8 @@ export class NixDriver {
       // a terminal in raw mode needs carriage returns
       output.stderr(Buffer.from(tty ? prepared.failed.message.replace(/\n/g, '\r\n') : prepared.failed.message));
       const exit = { exitCode: prepared.failed.exitCode, signal: 0 };
-      return { pid: -1, write: () => undefined, closeStdin: () => undefined, resize: () => undefined, kill: () => undefined, exited: Promise.resolve(exit) };
+      const none = () => undefined;
+      return { pid: -1, write: none, closeStdin: none, resize: none, kill: none, pause: none, resume: none, exited: Promise.resolve(exit) };
     }
     const session = await startInTask(await handle.launched.execCommand(prepared.spec), { tty, onStdout: output.stdout, onStderr: output.stderr });
     this.logger.debug('exec started', { task_id: taskId, command: command.join(' '), tty, pid: session.pid });
@@ -420,11 +423,21 @@ export class NixDriver {
     return session;
   }
 
+  /**
+   * User, working directory and capabilities of a task known only from Nomad's TaskConfig (a
+   * task this plugin process did not start), as StartTask derived them; the environment then
+   * comes from the task's command process alone.
+   */
+  private execIdentity(request: TaskRequest): ProcessSpec {
+    const user = taskUser(request, this.currentConfig);
+    const workDir = decodeTaskConfig(request.driverConfig).work_dir;
+    return { argv: [], env: request.env, cwd: workDir === '' ? '/local' : workDir, uid: user.uid, gid: user.gid, capabilities: taskCapabilities(user.uid) };
+  }
+
   /** The ExecSpec for `command` in a running task (driver/exec-task.ts), from what the host says about it now. */
   private async prepareExec(handle: TaskHandle, command: readonly string[], tty: boolean): Promise<ReturnType<typeof planExec>> {
     if (handle.state === 'exited') throw failure('exec in task', 'the task has exited', { code: 'failed_precondition' });
-    const launched = handle.process;
-    if (launched === undefined) throw failure('exec in task', 'the driver does not know how the task was started', { code: 'failed_precondition', fix: 'restart the task' });
+    const launched = handle.process ?? this.execIdentity(handle.request);
     const initPid = handle.launched.initPid;
     const commandPid = firstChild(initPid);
     return planExec(

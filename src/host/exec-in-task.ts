@@ -54,6 +54,9 @@ export interface ExecSession {
   resize(columns: number, rows: number): void;
   /** SIGKILLs the command's process group and every process below it. */
   kill(): void;
+  /** Stops reading the command's output until resume() (the reader is behind; the command blocks on a full pipe). */
+  pause(): void;
+  resume(): void;
   /** Resolves once the command exited and its output was delivered (and the command cleaned up). */
   readonly exited: Promise<ExecExit>;
 }
@@ -78,9 +81,15 @@ export function exitOf(code: number | null, signal: NodeJS.Signals | number | nu
 
 /** Starts `command`; throws a DriverError when it cannot be started at all. */
 export async function startInTask(command: ExecCommand, options: StartOptions): Promise<ExecSession> {
-  const session = options.tty ? await startOnTerminal(command, options) : startOnPipes(command, options);
-  const exited = session.exited.finally(() => command.cleanup?.().catch(() => undefined));
-  return { ...session, exited };
+  const cleanup = () => command.cleanup?.().catch(() => undefined);
+  let session: ExecSession;
+  try {
+    session = options.tty ? await startOnTerminal(command, options) : startOnPipes(command, options);
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+  return { ...session, exited: session.exited.finally(cleanup) };
 }
 
 function startOnPipes(command: ExecCommand, options: StartOptions): ExecSession {
@@ -95,7 +104,7 @@ function startOnPipes(command: ExecCommand, options: StartOptions): ExecSession 
     const error = new Promise<never>((_, reject) =>
       child.once('error', (e) => reject(failure('exec in task', `cannot run ${command.file}: ${e.message}`, { code: 'failed_precondition', cause: e }))),
     );
-    return { pid: -1, write: () => undefined, closeStdin: () => undefined, resize: () => undefined, kill: () => undefined, exited: error };
+    return { pid: -1, write: () => undefined, closeStdin: () => undefined, resize: () => undefined, kill: () => undefined, pause: () => undefined, resume: () => undefined, exited: error };
   }
   const { stdin, stdout, stderr } = child;
   stdin.on('error', () => undefined); // the command may exit without reading its input
@@ -124,6 +133,14 @@ function startOnPipes(command: ExecCommand, options: StartOptions): ExecSession 
     closeStdin: () => stdin.end(),
     resize: () => undefined,
     kill: () => killProcessTree(pid),
+    pause: () => {
+      stdout.pause();
+      stderr.pause();
+    },
+    resume: () => {
+      stdout.resume();
+      stderr.resume();
+    },
     exited,
   };
 }
@@ -181,6 +198,8 @@ async function startOnTerminal(command: ExecCommand, options: StartOptions): Pro
       }
     },
     kill: () => killProcessTree(pid),
+    pause: () => terminal.pause(),
+    resume: () => terminal.resume(),
     exited,
   };
 }

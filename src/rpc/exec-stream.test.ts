@@ -59,6 +59,8 @@ function fakeSession() {
     closeStdin: () => applied.push('eof'),
     resize: (c, r) => applied.push(`resize:${c}x${r}`),
     kill: () => applied.push('kill'),
+    pause: () => applied.push('pause'),
+    resume: () => applied.push('resume'),
     exited: new Promise((resolve) => (finish = resolve)),
   };
   return { session, applied, finish: (exit: { exitCode: number; signal: number }) => finish(exit) };
@@ -97,6 +99,27 @@ describe('execStreamHandler', () => {
     assert.deepEqual(fake.applied, ['resize:80x25', 'stdin:tty\n', 'eof']);
     assert.deepEqual(call.written, [{ stdout: { data: Buffer.from('/dev/pts/0\r\n') } }, { stderr: { data: Buffer.from('warning\n') } }, ...exitFrames({ exitCode: 3, signal: 0 })]);
     assert.equal(call.ended, true);
+  });
+
+  it('pauses the command\'s output while gRPC\'s buffer is full, and resumes on drain', async () => {
+    const fake = fakeSession();
+    let output: ExecOutput | undefined;
+    const driver = { startExec: async (_t: string, _c: readonly string[], _tty: boolean, out: ExecOutput) => ((output = out), fake.session) } as unknown as NixDriver;
+    const call = new FakeCall();
+    let full = true;
+    const write = call.write.bind(call);
+    call.write = (message) => (write(message), !full);
+    execStreamHandler(driver, logger)(call as unknown as grpc.ServerDuplexStream<ExecTaskStreamingRequest__Output, ExecTaskStreamingResponse>);
+    call.emit('data', frame({ setup: { task_id: 'a/web/1', command: ['yes'], tty: false } }));
+    await new Promise((r) => setImmediate(r));
+    output?.stdout(Buffer.from('y\n'));
+    output?.stdout(Buffer.from('y\n'));
+    assert.deepEqual(fake.applied, ['pause']);
+    full = false;
+    call.emit('drain');
+    assert.deepEqual(fake.applied, ['pause', 'resume']);
+    assert.equal(call.written.length, 2, 'nothing is dropped');
+    fake.finish({ exitCode: 0, signal: 0 });
   });
 
   it('kills the command when Nomad\'s client goes away', async () => {

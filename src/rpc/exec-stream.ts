@@ -74,8 +74,16 @@ export function execStreamHandler(
     let started = false;
     let over = false;
     const waiting: Exclude<ExecFrame, { kind: 'setup' }>[] = [];
+    // output waits while gRPC's buffer is full, so a command printing without end cannot fill the plugin's memory
+    let paused = false;
     const send = (message: ExecTaskStreamingResponse) => {
-      if (!over) call.write(message);
+      if (over || call.write(message) || paused || session === undefined) return;
+      paused = true;
+      session.pause();
+      call.once('drain', () => {
+        paused = false;
+        session?.resume();
+      });
     };
     const fail = (error: unknown) => {
       if (over) return;
