@@ -4,7 +4,8 @@
 #   - Debian packages: nix-bin, bubblewrap, runc, busybox-static, util-linux, iproute2,
 #     containernetworking-plugins, tini, golang-github-opencontainers-specs-dev (the OCI
 #     runtime-spec JSON schema the unit tests validate config.json against), ca-certificates,
-#     curl (and Node.js >= 20 / Go when missing);
+#     curl, g++, make and python3 (node-gyp compiles node-pty, which has no Linux prebuilds),
+#     and Node.js >= 20 / Go when missing;
 #   - the npm packages (npm install, at the locked versions);
 #   - a Nomad agent built from the Go module proxy (e2e/build-nomad.sh, cached outside the repo);
 #   - the plugin itself (npm run build → build/plugins/nix).
@@ -21,7 +22,7 @@ as_root() {
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 
 # --- Debian packages -------------------------------------------------------------------
-packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containernetworking-plugins tini golang-github-opencontainers-specs-dev ca-certificates curl)
+packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containernetworking-plugins tini golang-github-opencontainers-specs-dev ca-certificates curl g++ make python3)
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 if [ "$(node_major)" -lt 20 ]; then packages+=(nodejs npm); fi
 if ! command -v go >/dev/null 2>&1; then packages+=(golang-go); fi
@@ -48,6 +49,10 @@ as_root mkdir -p /nix/var/nix/gcroots
 # `npm install`, not `npm ci`: npm 11 writes lock files without msgpackr's platform-specific
 # optional packages and then refuses them in `npm ci` ("Missing: … from lock file"); install
 # keeps the locked versions and leaves the lock file as it is.
+# node-pty is compiled by node-gyp, which needs Node's headers: the installed ones when the
+# Node.js package ships them (NodeSource; Debian: libnode-dev), else node-gyp downloads them
+# from nodejs.org.
+if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node_api.h ]; then export npm_config_nodedir=/usr; fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm packages"
   npm install --no-audit --no-fund >&2

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'failed_precondition'
   | 'unavailable'
   | 'unimplemented'
+  /** A command the driver ran for Nomad (ExecTask) outlived the timeout Nomad gave it. */
+  | 'deadline_exceeded'
   | 'internal';
 
 export interface FailureOptions {

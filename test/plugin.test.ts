@@ -271,15 +271,15 @@ describe('Driver basics', () => {
     }
   });
 
-  it('TaskEvents stays open; RPCs not built yet fail with UNIMPLEMENTED, unknown tasks with Nomad\'s not-found text', async () => {
+  it('TaskEvents stays open; unknown tasks fail with Nomad\'s not-found text', async () => {
     const p = await plugin();
     const events = p.clients.driver.TaskEvents({});
     let ended = false;
     events.on('end', () => (ended = true));
     events.on('error', () => (ended = true));
     await assert.rejects(call(p.clients.driver, 'ExecTask', { task_id: 'a/b/c', command: ['true'] }), (e: grpc.ServiceError) => {
-      assert.equal(e.code, grpc.status.UNIMPLEMENTED);
-      assert.match(e.details, /^failed to exec in task: not implemented in nomad-driver-nix/);
+      assert.equal(e.code, grpc.status.NOT_FOUND);
+      assert.equal(e.details, 'task not found for given id');
       return true;
     });
     await assert.rejects(call(p.clients.driver, 'WaitTask', { task_id: 'a/b/c' }), (e: grpc.ServiceError) => {

@@ -86,8 +86,17 @@ export class TaskCgroup {
   /** Moves process `pid` (and, from now on, its new children) into the task cgroup. */
   async addProcess(pid: number): Promise<void> {
     if (!Number.isSafeInteger(pid) || pid <= 0) throw failure('add process to task cgroup', `pid ${String(pid)} is not a positive whole number`, { code: 'invalid_argument' });
+    for (const file of await this.procsFiles()) await this.#write('add process to task cgroup', file, String(pid));
+  }
+
+  /**
+   * The cgroup.procs files a process writes its pid to, to join the task cgroup itself (v1:
+   * one per mounted hierarchy). For processes the driver cannot hold still while it adds them,
+   * such as a command exec'd into the task, which joins before it forks.
+   */
+  async procsFiles(): Promise<string[]> {
     const dirs = this.location.version === 'v2' ? [this.dir()] : (await this.#v1Dirs()).map((d) => d.dir);
-    for (const dir of dirs) await this.#write('add process to task cgroup', posix.join(dir, 'cgroup.procs'), String(pid));
+    return dirs.map((dir) => posix.join(dir, 'cgroup.procs'));
   }
 
   /** Pids in the task cgroup (v1: as the pids hierarchy lists them), sorted. */

@@ -5,7 +5,9 @@
  */
 import { defaultPluginConfig, parseDurationMs, type PluginConfig } from '../config/plugin-config.js';
 import { DriverError, TASK_NOT_FOUND_MESSAGE, errorMessage, failure, quote } from '../errors.js';
-import { findExecutable } from '../host/which.js';
+import { executableKind, findExecutable } from '../host/which.js';
+import { runInTask, startInTask, type ExecSession } from '../host/exec-in-task.js';
+import { firstChild, pathInRootOf, readEnviron } from '../host/proc.js';
 import { makeDir } from '../host/task-files.js';
 import { removeTree } from '../host/fs.js';
 import { removeTaskGcRoot } from '../nix/gc-roots.js';
@@ -25,6 +27,7 @@ import type { CgroupVersion } from '../cgroup/limits.js';
 import { cpuUsage, type CpuUsage, type TaskCgroupStats } from '../cgroup/stats.js';
 import { nodeCompute } from '../host/cpu-info.js';
 import { TaskHandle, taskKey, type TaskRequest } from './task.js';
+import { planExec } from './exec-task.js';
 import { isLevel, type Level } from '../log/hclog-format.js';
 import type { Logger } from '../log/logger.js';
 import { PLUGIN_VERSION } from '../version.js';
@@ -52,6 +55,22 @@ export interface NixDriverOptions {
   readonly fingerprintPeriodMs?: number;
   /** How often health is re-checked, so a change is reported without waiting a full period. */
   readonly healthCheckPeriodMs?: number;
+}
+
+/** What ExecTask returns: the command's output and how it ended. */
+export interface ExecResult {
+  readonly stdout: Buffer;
+  readonly stderr: Buffer;
+  readonly exit: ExitStatus;
+}
+
+/** A command running in a task for `nomad alloc exec` (input, resize, kill, exit). */
+export type { ExecSession } from '../host/exec-in-task.js';
+
+/** Where an exec'd command's output goes. */
+export interface ExecOutput {
+  readonly stdout: (data: Buffer) => void;
+  readonly stderr: (data: Buffer) => void;
 }
 
 /** Facts Nomad passes in SetConfig (absent during the agent's config-validation launch). */
@@ -434,12 +453,74 @@ export class NixDriver {
     else await removeTree(join(this.currentConfig.state_dir, 'etc', key));
   }
 
-  /** Task RPCs not built yet fail clearly. */
-  notImplemented(rpc: string): never {
-    throw failure(rpc, `not implemented in nomad-driver-nix ${PLUGIN_VERSION}`, {
-      code: 'unimplemented',
-      fix: 'upgrade the nix driver plugin',
-    });
+  /**
+   * ExecTask: script checks and template change scripts. Runs `command` in the task without a
+   * terminal and with empty input for at most `timeoutMs` (0: no limit) and returns its output
+   * and exit status. A program that cannot be found is exit 127 with the reason on stderr, as
+   * in a shell. Past the timeout the command's processes are killed and the call fails with
+   * deadline_exceeded, which Nomad shows with the check or the template event.
+   */
+  async execTask(taskId: string, command: readonly string[], timeoutMs: number): Promise<ExecResult> {
+    const handle = this.task(taskId);
+    const prepared = await this.prepareExec(handle, command, false);
+    if ('failed' in prepared) {
+      return { stdout: Buffer.alloc(0), stderr: Buffer.from(prepared.failed.message), exit: { exitCode: prepared.failed.exitCode, signal: 0, oomKilled: false } };
+    }
+    const result = await runInTask(await handle.launched.execCommand(prepared.spec), { timeoutMs });
+    this.logger.debug('exec finished', { task_id: taskId, command: command.join(' '), exit_code: result.exitCode, timed_out: result.timedOut });
+    if (result.timedOut) {
+      throw failure('exec in task', `${quote(command.join(' '))} ran longer than its timeout of ${timeoutMs} ms; its processes were killed`, {
+        code: 'deadline_exceeded',
+        fix: "raise the check's or the change script's timeout, or make the command finish sooner",
+      });
+    }
+    return { stdout: result.stdout, stderr: result.stderr, exit: { exitCode: result.exitCode, signal: result.signal, oomKilled: false } };
+  }
+
+  /**
+   * ExecTaskStreaming: `nomad alloc exec`. Starts `command` in the task, on a terminal opened
+   * inside the task when `tty`, with its output going to `output`; the caller feeds input,
+   * window sizes and EOF to the session and waits for its exit. A program that cannot be found
+   * is a session that printed the reason and exited 127.
+   */
+  async startExec(taskId: string, command: readonly string[], tty: boolean, output: ExecOutput): Promise<ExecSession> {
+    const handle = this.task(taskId);
+    const prepared = await this.prepareExec(handle, command, tty);
+    if ('failed' in prepared) {
+      // a terminal in raw mode needs carriage returns
+      output.stderr(Buffer.from(tty ? prepared.failed.message.replace(/\n/g, '\r\n') : prepared.failed.message));
+      const exit = { exitCode: prepared.failed.exitCode, signal: 0 };
+      const none = () => undefined;
+      return { pid: -1, write: none, closeStdin: none, resize: none, kill: none, pause: none, resume: none, exited: Promise.resolve(exit) };
+    }
+    const session = await startInTask(await handle.launched.execCommand(prepared.spec), { tty, onStdout: output.stdout, onStderr: output.stderr });
+    this.logger.debug('exec started', { task_id: taskId, command: command.join(' '), tty, pid: session.pid });
+    void session.exited.then((exit) => this.logger.debug('exec finished', { task_id: taskId, command: command.join(' '), exit_code: exit.exitCode }));
+    return session;
+  }
+
+  /** The ExecSpec for `command` in a running task (driver/exec-task.ts), from what the host says about it now. */
+  private async prepareExec(handle: TaskHandle, command: readonly string[], tty: boolean): Promise<ReturnType<typeof planExec>> {
+    if (handle.state === 'exited') throw failure('exec in task', 'the task has exited', { code: 'failed_precondition' });
+    const persisted = handle.persisted;
+    const launched =
+      handle.process ??
+      (persisted === undefined
+        ? undefined
+        : { argv: persisted.argv, env: handle.request.env, cwd: persisted.cwd, uid: persisted.user.uid, gid: persisted.user.gid, capabilities: persisted.capabilities });
+    if (launched === undefined) throw failure('exec in task', 'the task has no recorded process', { code: 'internal' });
+    const initPid = handle.launched.initPid;
+    const commandPid = firstChild(initPid);
+    return planExec(
+      {
+        command,
+        tty,
+        launched,
+        environ: commandPid === undefined ? undefined : readEnviron(commandPid),
+        cgroupProcsFiles: handle.cgroup === undefined ? [] : await handle.cgroup.procsFiles(),
+      },
+      (taskPath) => executableKind(pathInRootOf(initPid, taskPath)),
+    );
   }
 }
 

@@ -19,6 +19,7 @@ const TASK: PersistedTask = {
   cgroup: { version: 'v1', root: '/sys/fs/cgroup', path: 'nomad/a1.main', cpusetPath: 'nomad/share', sharedCpuset: true },
   oomKillsBefore: 0,
   user: { name: 'nobody', uid: 65534, gid: 65534 },
+  capabilities: [],
   argv: ['/nix/store/x-sh/bin/sh', '-c', 'true'],
   cwd: '/local',
   plan: { ops: [{ kind: 'tmpfs', target: '/tmp' }] },
@@ -40,6 +41,7 @@ describe('persisted task (driver_state)', () => {
     fails({ ...TASK, stateDir: 'tasks/x' }, /field stateDir "tasks\/x" is not an absolute path/);
     fails({ ...TASK, key: '../etc' }, /field key "..\/etc" is not a file-name-safe key/);
     fails({ ...TASK, cgroup: { ...TASK.cgroup, path: '../../x' } }, /field cgroup.path "..\/..\/x" contains a "." or ".." segment/);
+    fails({ ...TASK, capabilities: ['net_admin'] }, /field capabilities .* is not a list of CAP_ names/);
     fails({ ...TASK, argv: [] }, /field argv "\[\]" is not a non-empty list of strings/);
     assert.throws(() => decodePersistedTask(Buffer.from('{'), TASK.taskId), { message: /^failed to recover task: driver_state is not JSON/ });
   });

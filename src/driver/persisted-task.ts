@@ -36,6 +36,8 @@ export interface PersistedTask {
   /** The cgroup's OOM-kill counter when the task started (Nomad reuses a task's cgroup). */
   readonly oomKillsBefore: number;
   readonly user: { readonly name: string; readonly uid: number; readonly gid: number };
+  /** The command's capabilities (`CAP_…`); exec'd commands get the same. */
+  readonly capabilities: readonly string[];
   readonly argv: readonly string[];
   readonly cwd: string;
   readonly plan: RootPlan;
@@ -96,6 +98,8 @@ export function decodePersistedTask(bytes: Uint8Array, taskId: string): Persiste
   if (!isObject(user) || typeof user.name !== 'string') throw bad('user', user, 'is not {name, uid, gid}');
   const argv = v.argv;
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) throw bad('argv', argv, 'is not a non-empty list of strings');
+  const capabilities = v.capabilities;
+  if (!Array.isArray(capabilities) || !capabilities.every((c) => typeof c === 'string' && /^CAP_[A-Z_]+$/.test(c))) throw bad('capabilities', capabilities, 'is not a list of CAP_ names');
   const plan = v.plan;
   if (!isObject(plan) || !Array.isArray(plan.ops)) throw bad('plan', plan, 'is not a root plan');
   let cgroup: TaskCgroupLocation | undefined;
@@ -128,6 +132,7 @@ export function decodePersistedTask(bytes: Uint8Array, taskId: string): Persiste
     ...(cgroup === undefined ? {} : { cgroup }),
     oomKillsBefore: int('oomKillsBefore'),
     user: { name: user.name, uid: int('uid', user), gid: int('gid', user) },
+    capabilities: capabilities as string[],
     argv: argv as string[],
     cwd: path('cwd'),
     plan: plan as unknown as RootPlan,

@@ -22,7 +22,7 @@ import { ensureStoreView } from '../nix/store-view.js';
 import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
 import { planRoot } from '../rootfs/plan.js';
-import type { LaunchedTask, Runtime } from '../runtime/runtime.js';
+import type { LaunchedTask, ProcessSpec, Runtime } from '../runtime/runtime.js';
 import { writeJsonFileAtomic } from '../host/fs.js';
 import { PERSISTED_TASK_VERSION, type PersistedTask } from './persisted-task.js';
 import type { CgroupVersion, TaskLimits } from '../cgroup/limits.js';
@@ -133,13 +133,13 @@ export const PERSISTED_TASK_FILE = 'task.json';
  * cgroup grew while the task ran (Nomad reuses a task's cgroup across restarts, so the counter
  * is compared with its value at start, not read).
  */
-export function adoptTask(request: TaskRequest, launched: LaunchedTask, persisted: PersistedTask, cgroup: TaskCgroup | undefined): TaskHandle {
+export function adoptTask(request: TaskRequest, launched: LaunchedTask, persisted: PersistedTask, cgroup: TaskCgroup | undefined, process?: ProcessSpec): TaskHandle {
   const exited = launched.exited.then(async (status) => {
     const oomKills = await cgroup?.readOomKills().catch(() => undefined);
     return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > persisted.oomKillsBefore };
   });
   const resources = { key: persisted.key, stateDir: persisted.stateDir, gcRootKey: persisted.gcRootKey, viewKey: persisted.viewKey, etcKey: persisted.etcKey, ...(persisted.cgroup === undefined ? {} : { cgroup: persisted.cgroup }) };
-  return new TaskHandle(request, launched, resources, { exited, persisted, ...(cgroup === undefined ? {} : { cgroup }) });
+  return new TaskHandle(request, launched, resources, { exited, persisted, ...(cgroup === undefined ? {} : { cgroup }), ...(process === undefined ? {} : { process }) });
 }
 
 export async function startTask(request: TaskRequest, context: StartContext): Promise<TaskHandle> {
@@ -255,18 +255,19 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
       protectedHostDirs: [await resolveExisting(config.state_dir)],
     });
     const env: Record<string, string> = { PATH: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), ...request.env };
+    const taskProcess: ProcessSpec = {
+      argv: [command, ...taskConfig.args],
+      env,
+      cwd: taskConfig.work_dir === '' ? '/local' : taskConfig.work_dir,
+      uid: user.uid,
+      gid: user.gid,
+      hostname: host,
+      capabilities,
+    };
     const launched = await context.runtime.launch({
       key,
       plan,
-      process: {
-        argv: [command, ...taskConfig.args],
-        env,
-        cwd: taskConfig.work_dir === '' ? '/local' : taskConfig.work_dir,
-        uid: user.uid,
-        gid: user.gid,
-        hostname: host,
-        capabilities,
-      },
+      process: taskProcess,
       ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
       limits,
       cgroup: { path: `/${location.path}`, join: (pid) => cgroup.addProcess(pid) },
@@ -295,6 +296,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
       cgroup: location,
       oomKillsBefore,
       user: { name: user.name, uid: user.uid, gid: user.gid },
+      capabilities,
       argv: [command, ...taskConfig.args],
       cwd: taskConfig.work_dir === '' ? '/local' : taskConfig.work_dir,
       plan,
@@ -302,7 +304,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     // the same record Nomad keeps as driver_state, for the orphan sweep (reconcile.ts)
     await writeJsonFileAtomic(join(stateDir, PERSISTED_TASK_FILE), persisted);
     logger.info('task started', { task_id: request.id, pid: launched.pid, init_pid: launched.initPid, command, user: user.name, closure_paths: realised.closure.length, steps_ms: steps });
-    return adoptTask(request, launched, persisted, cgroup);
+    return adoptTask(request, launched, persisted, cgroup, taskProcess);
   } catch (error) {
     await cleanup.unwind(logger);
     if (isDriverError(error)) throw error;

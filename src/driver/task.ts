@@ -4,7 +4,7 @@
  */
 import type { TaskCgroupLocation } from '../cgroup/placement.js';
 import type { TaskCgroup } from '../cgroup/task-cgroup.js';
-import type { ExitStatus, LaunchedTask } from '../runtime/runtime.js';
+import type { ExitStatus, LaunchedTask, ProcessSpec } from '../runtime/runtime.js';
 import type { PersistedTask } from './persisted-task.js';
 
 export interface DnsSettings {
@@ -91,17 +91,20 @@ export class TaskHandle {
   readonly cgroup: TaskCgroup | undefined;
   /** What Nomad keeps as driver_state (undefined only for tasks built by tests). */
   readonly persisted: PersistedTask | undefined;
+  /** The task's command as launched (user, cwd, environment): what exec'd commands get too. */
+  readonly process: ProcessSpec | undefined;
 
   constructor(
     readonly request: TaskRequest,
     readonly launched: LaunchedTask,
     /** Host-side resources to release on destroy, in order. */
     readonly resources: TaskResources,
-    extra: { readonly exited?: Promise<ExitStatus>; readonly cgroup?: TaskCgroup; readonly persisted?: PersistedTask } = {},
+    extra: { readonly exited?: Promise<ExitStatus>; readonly cgroup?: TaskCgroup; readonly persisted?: PersistedTask; readonly process?: ProcessSpec } = {},
   ) {
     this.exited = extra.exited ?? launched.exited;
     this.cgroup = extra.cgroup;
     this.persisted = extra.persisted;
+    this.process = extra.process;
     void this.exited.then((status) => {
       this.exit = status;
       this.completedAt = new Date();

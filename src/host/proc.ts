@@ -66,3 +66,75 @@ export function signalProcess(pid: number, signal: NodeJS.Signals | number): boo
     return false;
   }
 }
+
+/**
+ * `KEY=value` entries of a /proc/<pid>/environ block (NUL-separated), as a record. An entry
+ * without `=` or with an empty name is skipped; a later duplicate wins, as getenv() sees it.
+ * Pure.
+ */
+export function parseEnviron(block: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const entry of block.split('\0')) {
+    const eq = entry.indexOf('=');
+    if (eq <= 0) continue;
+    env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return env;
+}
+
+/** The environment `pid` was started with (root may read anyone's), or undefined when it is gone. */
+export function readEnviron(pid: number): Record<string, string> | undefined {
+  try {
+    return parseEnviron(readFileSync(`/proc/${pid}/environ`, 'latin1'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The child of `ppid` that started first: the command under a sandbox init (bwrap's or
+ * tini), which starts it before anything else and keeps orphans that reparent to it later.
+ */
+export function firstChild(ppid: number): number | undefined {
+  let first: { pid: number; start: number } | undefined;
+  for (const pid of childPids(ppid)) {
+    const start = processStartTime(pid);
+    if (start === undefined) continue;
+    if (first === undefined || start < first.start || (start === first.start && pid < first.pid)) first = { pid, start };
+  }
+  return first?.pid;
+}
+
+/** `pid` and every process below it, parents before children ([] when it is gone). */
+export function processTree(pid: number): number[] {
+  const tree: number[] = [];
+  const queue = [pid];
+  const seen = new Set<number>();
+  while (queue.length > 0) {
+    const next = queue.shift() as number;
+    if (seen.has(next) || !isRunning(next)) continue;
+    seen.add(next);
+    tree.push(next);
+    queue.push(...childPids(next));
+  }
+  return tree;
+}
+
+/**
+ * SIGKILLs `pid`'s process group and every process below `pid`, the tree read before any
+ * of it dies (a killed parent's children move to another parent and could not be found).
+ * Repeated while something is left, for processes forked during the walk.
+ */
+export function killProcessTree(pid: number): void {
+  for (let pass = 0; pass < 5; pass += 1) {
+    const tree = processTree(pid);
+    signalProcess(-pid, 'SIGKILL');
+    if (tree.length === 0) return;
+    for (const member of tree) signalProcess(member, 'SIGKILL');
+  }
+}
+
+/** The host path of `path` inside the root of process `pid` (its mount namespace and root). */
+export function pathInRootOf(pid: number, path: string): string {
+  return `/proc/${pid}/root${path.startsWith('/') ? '' : '/'}${path}`;
+}

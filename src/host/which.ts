@@ -95,3 +95,15 @@ export function elfInterpreter(path: string): string | undefined {
   }
   return undefined;
 }
+
+export type ExecutableKind = 'executable' | 'not-executable' | 'missing';
+
+/** Whether `path` (symlinks followed) is a file we may execute, another kind of entry, or absent. */
+export function executableKind(path: string): ExecutableKind {
+  try {
+    statSync(path);
+  } catch {
+    return 'missing';
+  }
+  return isExecutable(path) ? 'executable' : 'not-executable';
+}

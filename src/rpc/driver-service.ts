@@ -22,11 +22,10 @@ import {
   toTaskStats,
   toTaskStatus,
 } from './codec.js';
-import { aborted, failStream, serverStream, thrownBy, unary } from './handlers.js';
+import { execStreamHandler } from './exec-stream.js';
+import { aborted, serverStream, unary } from './handlers.js';
 
 export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverHandlers {
-  const notYet = (rpc: string) => unary<unknown, never>(logger, rpc, () => driver.notImplemented(rpc));
-
   return {
     /** Init (Nomad ≥ 2.0.4): after SetConfig on every dispense, reattach included. An error kills the plugin. */
     Init: unary(logger, 'Init', () => {
@@ -134,8 +133,16 @@ export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverH
       driver.signalTask(request.task_id, request.signal);
       return {};
     }),
-    ExecTask: notYet('exec in task'),
-    ExecTaskStreaming: (call) => failStream(call, thrownBy(() => driver.notImplemented('exec in task'))),
+    /**
+     * ExecTask: script checks and template change scripts. `result` is always set on success
+     * (Nomad's client dereferences it); a timeout is a DEADLINE_EXCEEDED status.
+     */
+    ExecTask: unary(logger, 'ExecTask', async (request) => {
+      const result = await driver.execTask(request.task_id, request.command, durationMs(request.timeout, 0));
+      return { stdout: result.stdout, stderr: result.stderr, result: toExitResult(result.exit) };
+    }),
+    /** ExecTaskStreaming: `nomad alloc exec`, frame by frame (rpc/exec-stream.ts). */
+    ExecTaskStreaming: execStreamHandler(driver, logger),
     /** CreateNetwork/DestroyNetwork: only called for drivers with must_create_network, which we are not. */
     CreateNetwork: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'failed to create network: the nix driver joins the network Nomad creates' }),
     DestroyNetwork: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'failed to destroy network: the nix driver joins the network Nomad creates' }),

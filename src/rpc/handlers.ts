@@ -65,13 +65,3 @@ export function aborted(signal: AbortSignal): Promise<void> {
 export function failStream(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, error: unknown): void {
   call.emit('error', toGrpcError(error));
 }
-
-/** The error `fn` throws (for driver methods that always throw). */
-export function thrownBy(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  return new Error('expected an error');
-}

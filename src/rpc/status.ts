@@ -21,6 +21,7 @@ const CODES: Readonly<Record<ErrorCode, grpc.status>> = {
   // not UNAVAILABLE, which Nomad treats as a dead plugin
   unavailable: grpc.status.FAILED_PRECONDITION,
   unimplemented: grpc.status.UNIMPLEMENTED,
+  deadline_exceeded: grpc.status.DEADLINE_EXCEEDED,
   internal: grpc.status.INTERNAL,
 };
 

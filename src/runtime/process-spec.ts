@@ -25,6 +25,9 @@ export interface ProcessSpec {
   readonly capabilities: readonly string[];
 }
 
+/** PATH of the host commands a runtime runs for a task (never the plugin's own, never the task's). */
+export const HOST_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
 /** `CAP_NET_BIND_SERVICE`: upper-case capability names as the kernel headers spell them. */
 const CAPABILITY_NAME = /^CAP_[A-Z_]+$/;
 

@@ -44,6 +44,31 @@ export interface CgroupPlacement {
   readonly join: (pid: number) => Promise<void>;
 }
 
+/**
+ * A command to run inside a running task (`nomad alloc exec`, script checks, template change
+ * scripts): the task's namespaces, root, user, cwd and cgroup, with the environment the driver
+ * chose. Validated like a ProcessSpec (process-spec.ts).
+ */
+export interface ExecSpec extends Omit<ProcessSpec, 'hostname'> {
+  /** Run it on a terminal allocated inside the task (a /dev/pts entry of the task's own /dev). */
+  readonly tty: boolean;
+  /** The task cgroup's cgroup.procs files, for runtimes whose exec does not join it itself. */
+  readonly cgroupProcsFiles: readonly string[];
+}
+
+/**
+ * The host command that runs an ExecSpec inside the task; host/exec-in-task.ts starts it
+ * (on a terminal when the spec asks for one) and relays its I/O.
+ */
+export interface HostCommand {
+  readonly file: string;
+  readonly args: readonly string[];
+  /** Its complete environment: nothing of the plugin's own is passed on. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Removes what preparing it wrote (runc's process file); called once it has exited. */
+  readonly cleanup?: () => Promise<void>;
+}
+
 /** A launched task. Exactly one LaunchedTask exists per task while the plugin runs. */
 export interface LaunchedTask {
   /** The runtime's process on the host (bwrap's monitor), a child of the plugin until it restarts. */
@@ -64,6 +89,11 @@ export interface LaunchedTask {
   kill(): Promise<ExitStatus>;
   /** Removes the runtime's own state of the exited task (runc's container record); idempotent. */
   dispose(): Promise<void>;
+  /**
+   * The host command that runs `spec` inside this running task, or a DriverError when this
+   * runtime cannot run it there (a missing host tool, a user it cannot confine).
+   */
+  execCommand(spec: ExecSpec): Promise<HostCommand>;
 }
 
 /** What a runtime needs to take over a task it launched in an earlier plugin process. */

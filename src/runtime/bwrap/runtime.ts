@@ -11,8 +11,11 @@ import { failure } from '../../errors.js';
 import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { sameProcess, watchDetachedExit } from '../detached-exit.js';
 import { createFile, openForWriting, readFile, watchFile } from '../../host/task-files.js';
-import type { ExitStatus, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
+import { findExecutable } from '../../host/which.js';
+import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs } from './argv.js';
+import { HOST_PATH } from '../process-spec.js';
+import { renderBwrapExec, type BwrapExecTools } from './exec.js';
 import { parseBwrapStatus } from './status.js';
 
 const STATUS_FILE = 'bwrap-status.json';
@@ -217,9 +220,36 @@ class BwrapTask implements LaunchedTask {
   /** bwrap keeps no state of its own beyond the status file in the task's state dir. */
   async dispose(): Promise<void> {}
 
+  /** nsenter and friends from util-linux join the sandbox from outside (runtime/bwrap/exec.ts). */
+  async execCommand(spec: ExecSpec): Promise<HostCommand> {
+    return renderBwrapExec(this.initPid, spec, findExecTools(spec.tty));
+  }
+
   /** SIGKILL to the sandbox's init ends its pid namespace, so every task process dies with it. */
   private killAll(): void {
     if (sameProcess(this.initPid, this.initStartTime)) signalProcess(this.initPid, 'SIGKILL');
     if (sameProcess(this.pid, this.pidStartTime)) signalProcess(this.pid, 'SIGKILL');
   }
+}
+
+/** Where each exec tool comes from, for the error when one is missing. */
+const EXEC_TOOL_PACKAGES: Readonly<Record<keyof BwrapExecTools, string>> = {
+  sh: 'a POSIX shell (dash)',
+  env: 'coreutils',
+  setpriv: 'util-linux',
+  nsenter: 'util-linux',
+  unshare: 'util-linux',
+  script: 'util-linux (Debian: bsdutils)',
+};
+
+/** The host programs an exec needs, from the agent's PATH and the standard dirs; a clear error for the first one missing. */
+function findExecTools(tty: boolean): BwrapExecTools {
+  const pathEnv = `${process.env.PATH ?? ''}:${HOST_PATH}`;
+  const find = (name: keyof BwrapExecTools, needed = true): string => {
+    const path = findExecutable(name, { pathEnv });
+    if (path !== undefined) return path;
+    if (!needed) return name;
+    throw failure('exec in task', `${name} is not on the agent's PATH`, { code: 'failed_precondition', fix: `install ${EXEC_TOOL_PACKAGES[name]} on the client` });
+  };
+  return { sh: find('sh'), env: find('env'), setpriv: find('setpriv'), nsenter: find('nsenter'), unshare: find('unshare', tty), script: find('script', tty) };
 }

@@ -5,14 +5,17 @@
  * the plugin is not running. runc starts as root and switches to the task user itself.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
-import { createDirectory, createSymlink, entryKind, writeTextFile } from '../../host/fs.js';
+import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
 import { processStartTime, signalProcess } from '../../host/proc.js';
 import { sameProcess, watchDetachedExit } from '../detached-exit.js';
 import { openForWriting, readFile, watchFile } from '../../host/task-files.js';
-import type { ExitStatus, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
+import { HOST_PATH } from '../process-spec.js';
+import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
+import { execArgs, renderExecProcess } from './exec.js';
 import { CONFIG_FILE, EXIT_FILE, LOG_FILE, PID_FILE, ROOTFS_DIR, monitorArgs, parseExitFile, parsePidFile, runcLogErrors } from './monitor.js';
 import { renderOciConfig } from './oci-config.js';
 
@@ -88,7 +91,7 @@ export class RuncRuntime implements Runtime {
         fix: 'see `nomad alloc logs -stderr` and the plugin log for runc\'s messages',
       });
     }
-    return new RuncTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited, () => this.deleteContainer(containerId));
+    return new RuncTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited, () => this.deleteContainer(containerId), { runcPath, runcRoot, bundle, containerId });
   }
 
   /** A task launched by an earlier plugin process: the monitor's exit.json holds its exit code. */
@@ -101,7 +104,13 @@ export class RuncRuntime implements Runtime {
       });
     }
     const exited = watchDetachedExit(record.pid, record.pidStartTime, recorded).then((code) => exitStatusOf(code, null));
-    return new RuncTask(record.pid, record.pidStartTime, record.initPid, record.initStartTime, record.startedAt, exited, () => this.deleteContainer(record.key));
+    const { runcPath, runcRoot } = this.options;
+    return new RuncTask(record.pid, record.pidStartTime, record.initPid, record.initStartTime, record.startedAt, exited, () => this.deleteContainer(record.key), {
+      runcPath,
+      runcRoot,
+      bundle: record.stateDir,
+      containerId: record.key,
+    });
   }
 
   forget(key: string): Promise<void> {
@@ -157,6 +166,14 @@ export function exitStatusOf(recorded: number | undefined, monitorCode: number |
   return { exitCode, signal: exitCode > 128 && exitCode < 128 + 65 ? exitCode - 128 : 0, oomKilled: false };
 }
 
+/** What `runc exec` needs to find the task's container. */
+interface RuncContainer {
+  readonly runcPath: string;
+  readonly runcRoot: string;
+  readonly bundle: string;
+  readonly containerId: string;
+}
+
 class RuncTask implements LaunchedTask {
   constructor(
     readonly pid: number,
@@ -166,6 +183,7 @@ class RuncTask implements LaunchedTask {
     readonly startedAt: Date,
     private readonly monitorExited: Promise<ExitStatus>,
     private readonly cleanup: () => Promise<void>,
+    private readonly container: RuncContainer,
   ) {}
 
   get exited(): Promise<ExitStatus> {
@@ -197,6 +215,22 @@ class RuncTask implements LaunchedTask {
   /** `runc run --keep` leaves the container's record (and cgroup) for the driver to read: delete it. */
   async dispose(): Promise<void> {
     await this.cleanup();
+  }
+
+  /**
+   * `runc exec` with the process in a file of the bundle (runtime/runc/exec.ts): runc joins
+   * the container's namespaces and cgroup and applies its seccomp filter itself.
+   */
+  async execCommand(spec: ExecSpec): Promise<HostCommand> {
+    const { runcPath, runcRoot, bundle, containerId } = this.container;
+    const processFile = join(bundle, `exec-${randomBytes(6).toString('hex')}.json`);
+    await writeTextFile(processFile, `${JSON.stringify(renderExecProcess(spec))}\n`, 0o600);
+    return {
+      file: runcPath,
+      args: execArgs(runcRoot, processFile, containerId),
+      env: { PATH: HOST_PATH },
+      cleanup: () => removeFile(processFile),
+    };
   }
 
   /** SIGKILL of the container's init ends its pid namespace, so every task process dies with it. */

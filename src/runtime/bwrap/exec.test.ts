@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { ExecSpec } from '../runtime.js';
+import { JOIN_CGROUP_SCRIPT, SANE_TERMINAL, TERMINAL_SCRIPT, renderBwrapExec, shellQuote, type BwrapExecTools } from './exec.js';
+
+const TOOLS: BwrapExecTools = {
+  sh: '/bin/sh',
+  env: '/usr/bin/env',
+  setpriv: '/usr/bin/setpriv',
+  nsenter: '/usr/bin/nsenter',
+  unshare: '/usr/bin/unshare',
+  script: '/usr/bin/script',
+};
+
+const SPEC: ExecSpec = {
+  argv: ['/nix/store/abc-busybox/bin/sh', '-c', 'echo hi; exit 4'],
+  env: { PATH: '/nix/store/abc-busybox/bin', NOMAD_TASK_NAME: 'web' },
+  cwd: '/local',
+  uid: 65534,
+  gid: 65534,
+  capabilities: [],
+  tty: false,
+  cgroupProcsFiles: ['/sys/fs/cgroup/memory/nomad/a1.web/cgroup.procs', '/sys/fs/cgroup/pids/nomad/a1.web/cgroup.procs'],
+};
+
+const INNER = [
+  '/bin/sh', '-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '2', '/sys/fs/cgroup/memory/nomad/a1.web/cgroup.procs', '/sys/fs/cgroup/pids/nomad/a1.web/cgroup.procs',
+  '/usr/bin/env', '-i', '--', 'NOMAD_TASK_NAME=web', 'PATH=/nix/store/abc-busybox/bin',
+  '/usr/bin/setpriv', '--no-new-privs',
+  '/usr/bin/nsenter', '--target', '4242',
+  '--user', '--mount', '--uts', '--ipc', '--net', '--pid', '--cgroup',
+  '--root', '--wd=/proc/4242/root/local',
+  '--setuid', '65534', '--setgid', '65534',
+  '--', '/nix/store/abc-busybox/bin/sh', '-c', 'echo hi; exit 4',
+];
+
+describe('renderBwrapExec', () => {
+  it('joins the cgroup, then enters every namespace of the task as its user with exactly its environment', () => {
+    assert.deepEqual(renderBwrapExec(4242, SPEC, TOOLS), { file: '/bin/sh', args: INNER.slice(1), env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  });
+
+  it('runs a terminal command under script in a private mount namespace whose /dev leads into the task', () => {
+    const command = renderBwrapExec(4242, { ...SPEC, tty: true }, TOOLS);
+    assert.equal(command.file, '/usr/bin/unshare');
+    assert.deepEqual(command.args.slice(0, 9), ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', TERMINAL_SCRIPT, 'nix-exec-tty', '4242']);
+    assert.equal(command.args[9], '/usr/bin/script');
+    assert.deepEqual(command.env, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', SHELL: '/bin/sh' });
+    // the command line script hands to $SHELL -c is the same command, with a sane terminal first
+    const line = command.args[10] ?? '';
+    const words = spawnSync('/bin/sh', ['-c', `for w in ${line}; do printf '%s\\0' "$w"; done`], { encoding: 'utf8' }).stdout.split('\0').slice(0, -1);
+    assert.deepEqual(words, [...INNER.slice(0, 2), `${SANE_TERMINAL}\n${JOIN_CGROUP_SCRIPT}`, ...INNER.slice(3)]);
+  });
+
+  it('refuses a root task: nothing could hold a joining process to the task\'s capabilities', () => {
+    assert.throws(() => renderBwrapExec(4242, { ...SPEC, uid: 0, gid: 0 }, TOOLS), {
+      name: 'DriverError',
+      code: 'failed_precondition',
+      message: /^failed to exec in task: the task runs as root under bubblewrap, .*; fix: run root tasks you exec into with runtime = "runc"/,
+    });
+  });
+
+  it('validates the spec like a task process', () => {
+    assert.throws(() => renderBwrapExec(4242, { ...SPEC, argv: ['sh'] }, TOOLS), {
+      code: 'invalid_argument',
+      message: 'failed to exec in task: argv[0] "sh" is not an absolute path; fix: resolve the command to an absolute path inside the task root',
+    });
+    assert.throws(() => renderBwrapExec(0, SPEC, TOOLS), { code: 'internal' });
+  });
+});
+
+describe('shellQuote', () => {
+  it('gives words a POSIX shell reads back unchanged', () => {
+    const values = ['plain', '/nix/store/abc-x/bin/sh', '', "it's", 'a b', '$HOME `id` "q" \\ *', 'line\nbreak', '-c', 'é'];
+    const line = values.map(shellQuote).join(' ');
+    const out = spawnSync('/bin/sh', ['-c', `for w in ${line}; do printf '%s\\0' "$w"; done`], { encoding: 'utf8' }).stdout;
+    assert.deepEqual(out.split('\0').slice(0, -1), values);
+    assert.equal(shellQuote('PATH=/a:/b'), 'PATH=/a:/b');
+  });
+});
+
+describe('JOIN_CGROUP_SCRIPT', () => {
+  it('writes its own pid to every procs file, then becomes the command (same pid)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nix-join-'));
+    try {
+      const [a, b] = [join(dir, 'a'), join(dir, 'b')];
+      writeFileSync(a, '');
+      writeFileSync(b, '');
+      const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '2', a, b, '/bin/sh', '-c', 'echo $$'], { encoding: 'utf8' });
+      assert.equal(result.status, 0, result.stderr);
+      const pid = result.stdout.trim();
+      assert.equal(readFileSync(a, 'utf8').trim(), pid);
+      assert.equal(readFileSync(b, 'utf8').trim(), pid);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits 125 with a message when a file cannot be written', () => {
+    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '1', '/nonexistent/cgroup.procs', '/bin/true'], { encoding: 'utf8' });
+    assert.equal(result.status, 125);
+    assert.match(result.stderr, /failed to exec in task: cannot join the task cgroup through \/nonexistent\/cgroup.procs/);
+  });
+});

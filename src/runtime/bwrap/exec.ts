@@ -1,0 +1,136 @@
+/**
+ * A command exec'd into a running bubblewrap task, rendered as host commands. Pure: no I/O;
+ * the bwrap adapter finds the tools and host/exec-in-task.ts runs the result.
+ *
+ * bubblewrap cannot start a process in a sandbox it already built, so the task is joined from
+ * outside with util-linux, the way `docker exec` joins a container:
+ * - a host shell writes its pid to the task cgroup's cgroup.procs first, so the command and
+ *   everything it forks count against the task's limits;
+ * - `env -i` gives the command exactly the task's environment;
+ * - `setpriv --no-new-privs`, as bwrap sets it for the task;
+ * - `nsenter` enters the task's user, mount, pid, ipc, uts, net and cgroup namespaces, chroots
+ *   to the task's root, changes to its cwd and becomes the task user. Entering the user
+ *   namespace bwrap made for the task (which maps only the task's uid) and becoming that uid
+ *   leaves the command no capability: the kernel clears them at its execve.
+ *
+ * A terminal has to come from the task's own devpts instance (bwrap mounts a new one at
+ * /dev/pts): ttyname() inside the task looks the terminal up under /dev/pts, so one from the
+ * host's /dev/pts makes `tty` say "not a tty". The plugin cannot open the task's /dev/ptmx
+ * itself (it would need ioctls Node lacks, or to be in the task's mount namespace), so a
+ * terminal exec runs util-linux `script` in a private mount namespace whose /dev/ptmx and
+ * /dev/pts lead into the task's /dev: script allocates the terminal there, runs the command
+ * on it and relays it to its own terminal (the plugin's node-pty one), passing window-size
+ * changes on. The command's exit status comes back through nsenter and `script --return`.
+ */
+import { failure } from '../../errors.js';
+import { HOST_PATH, validateProcessSpec } from '../process-spec.js';
+import type { ExecSpec, HostCommand } from '../runtime.js';
+
+/** Absolute host paths of the programs a bwrap exec needs (util-linux, coreutils, a POSIX sh). */
+export interface BwrapExecTools {
+  readonly sh: string;
+  readonly env: string;
+  readonly setpriv: string;
+  readonly nsenter: string;
+  /** Only for terminals. */
+  readonly unshare: string;
+  /** Only for terminals. */
+  readonly script: string;
+}
+
+const WHAT = 'exec in task';
+
+/**
+ * `sh -c JOIN_CGROUP nix-exec <n> <procs file>… <command…>`: joins the cgroup by writing its
+ * own pid to each file, then becomes the command (same pid, so it stays in the cgroup).
+ */
+export const JOIN_CGROUP_SCRIPT = [
+  'n=$1; shift',
+  'while [ "$n" -gt 0 ]; do',
+  '  echo $$ > "$1" || { echo "failed to exec in task: cannot join the task cgroup through $1" >&2; exit 125; }',
+  '  shift; n=$((n - 1))',
+  'done',
+  'exec "$@"',
+].join('\n');
+
+/**
+ * `unshare --mount -- sh -c TERMINAL nix-exec-tty <init pid> <script> <command line>`: in a
+ * private mount namespace (gone with its last process; the host's /dev is untouched), a
+ * tmpfs /dev whose ptmx and pts are the task's, then `script` runs the command line on a
+ * terminal it opens there.
+ */
+export const TERMINAL_SCRIPT = [
+  'set -e',
+  'pid=$1; script=$2; command=$3',
+  'mount -t tmpfs -o mode=0755,size=64k nix-exec /dev',
+  'ln -s "/proc/$pid/root/dev/pts" /dev/pts',
+  'ln -s pts/ptmx /dev/ptmx',
+  'ln -s "/proc/$pid/root/dev/null" /dev/null',
+  'exec "$script" --quiet --return --command "$command" /dev/null',
+].join('\n');
+
+/** `value` as one word of a POSIX shell command line. */
+export function shellQuote(value: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The nsenter arguments that put a process into the task of init `initPid` as `spec` says. */
+export function nsenterArgs(initPid: number, spec: ExecSpec): string[] {
+  return [
+    '--target', String(initPid),
+    '--user', '--mount', '--uts', '--ipc', '--net', '--pid', '--cgroup',
+    // the task's root; the cwd is opened before entering, so through the task's root too
+    '--root', `--wd=/proc/${initPid}/root${spec.cwd}`,
+    '--setuid', String(spec.uid), '--setgid', String(spec.gid),
+  ];
+}
+
+/**
+ * A new terminal starts with the settings of script's own, which the plugin has made raw
+ * (host/exec-in-task.ts): the command's terminal gets the usual ones (echo, line editing,
+ * signals, CR-LF output) back before the command starts.
+ */
+export const SANE_TERMINAL = 'stty sane || exit 125';
+
+/** The whole command run on the host, terminal or not: cgroup, environment, no_new_privs, namespaces. */
+export function innerArgv(initPid: number, spec: ExecSpec, tools: BwrapExecTools): string[] {
+  const env = Object.keys(spec.env).sort().map((name) => `${name}=${spec.env[name] ?? ''}`);
+  const join = spec.tty ? `${SANE_TERMINAL}\n${JOIN_CGROUP_SCRIPT}` : JOIN_CGROUP_SCRIPT;
+  return [
+    tools.sh, '-c', join, 'nix-exec', String(spec.cgroupProcsFiles.length), ...spec.cgroupProcsFiles,
+    tools.env, '-i', '--', ...env,
+    tools.setpriv, '--no-new-privs',
+    tools.nsenter, ...nsenterArgs(initPid, spec), '--', ...spec.argv,
+  ];
+}
+
+/**
+ * The host command that runs `spec` in the bubblewrap task whose sandbox init is `initPid`.
+ * Throws a DriverError for a spec that fails validation, and for root: a root bwrap task
+ * has no user namespace and keeps its capability set through bwrap's --cap-drop/--cap-add,
+ * which nothing on the host can apply to a process joining it from outside; it would keep
+ * every capability.
+ */
+export function renderBwrapExec(initPid: number, spec: ExecSpec, tools: BwrapExecTools): HostCommand {
+  validateProcessSpec(WHAT, spec);
+  if (!Number.isSafeInteger(initPid) || initPid <= 0) {
+    throw failure(WHAT, `the sandbox init pid ${String(initPid)} is not a positive whole number`, { code: 'internal' });
+  }
+  if (spec.uid === 0) {
+    throw failure(WHAT, 'the task runs as root under bubblewrap, and a command joining it from outside would keep every capability (bubblewrap limits a root task\'s capabilities only for the processes it starts itself)', {
+      code: 'failed_precondition',
+      fix: 'run root tasks you exec into with runtime = "runc", which applies the task\'s capabilities and seccomp filter to exec\'d commands too, or run the task as an unprivileged user',
+    });
+  }
+  const inner = innerArgv(initPid, spec, tools);
+  if (!spec.tty) {
+    const [file, ...args] = inner as [string, ...string[]];
+    return { file, args, env: { PATH: HOST_PATH } };
+  }
+  return {
+    file: tools.unshare,
+    args: ['--mount', '--propagation', 'private', '--', tools.sh, '-c', TERMINAL_SCRIPT, 'nix-exec-tty', String(initPid), tools.script, inner.map(shellQuote).join(' ')],
+    // script runs the command line with $SHELL -c
+    env: { PATH: HOST_PATH, SHELL: tools.sh },
+  };
+}
