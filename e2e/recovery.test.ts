@@ -146,10 +146,11 @@ for (const runtime of RUNTIMES) describe(`recovery through a non-dev Nomad agent
 
   it('after the jobs are stopped, nothing of them is left on the host', async () => {
     await agent.stopAllJobs(120_000);
-    await agent.waitFor('every task record to be gone', async () => (records().length === 0 ? true : undefined), 120_000);
+    const views = () => (existsSync(join(stateDir, 'views')) ? readdirSync(join(stateDir, 'views')) : []);
+    // the last DestroyTask removes the record first, then the GC root and the shared view
+    await agent.waitFor('every task record, GC root and store view to be gone', async () => (records().length === 0 && readdirSync(gcRootsDir).length === 0 && views().length === 0 ? true : undefined), 120_000);
     assert.deepEqual(readdirSync(gcRootsDir), []);
-    const views = existsSync(join(stateDir, 'views')) ? readdirSync(join(stateDir, 'views')) : [];
-    assert.deepEqual(views, []);
+    assert.deepEqual(views(), []);
     if (runtime === 'runc') assert.deepEqual(existsSync(join(stateDir, 'runc')) ? readdirSync(join(stateDir, 'runc')) : [], []);
   });
 

@@ -244,7 +244,7 @@ for (const runtime of RUNTIMES) describe(`running nix tasks through Nomad (${run
       return /dns exit \d+/.test(out) ? out : undefined;
     }, 60_000);
     // the group's namespace: Nomad's veth (eth0) and loopback, none of the host's interfaces
-    assert.equal(logs.trim().split('\n')[1], 'eth0 lo', logs);
+    assert.equal(logs.trim().split('\n')[1]?.trim(), 'eth0 lo', logs);
     // DNS from inside the namespace, whenever the host itself resolves names (these machines
     // reach Debian's mirrors; an offline host has nothing to compare with)
     const hostResolves = await lookup('deb.debian.org').then(() => true, () => false);
