@@ -13,6 +13,7 @@ import { busyboxPath } from '../test/support/nix-fixtures.js';
 import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, runJob, taskState } from './support/jobs.js';
 import { childrenOf, isAlive, nomadBinary, NomadAgent, pluginPids } from './support/nomad-agent.js';
+import { killTasksOf } from './support/leftovers.js';
 import { RUNTIMES, type RuntimeName } from './support/task-agent.js';
 
 const TASKS = Number(process.env.E2E_RECOVERY_TASKS ?? 20);
@@ -82,9 +83,11 @@ for (const runtime of RUNTIMES) describe(`recovery through a non-dev Nomad agent
   });
 
   after(async () => {
+    const allocs = await agent.api<{ ID: string }[]>('/v1/allocations').catch(() => []);
     await agent.stopAllJobs().catch(() => undefined);
     await agent.stop();
     agent.cleanup();
+    killTasksOf(new Set(allocs.map((a) => a.ID)));
     rmSync(stateDir, { recursive: true, force: true });
     rmSync(gcRootsDir, { recursive: true, force: true });
   });

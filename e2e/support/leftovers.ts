@@ -45,3 +45,27 @@ export async function waitForNoLeftovers(taskAgent: TaskAgent, allocId: string):
     .catch(() => undefined);
   return leftovers(taskAgent, allocId);
 }
+
+/**
+ * SIGKILLs every process whose environment names one of `allocIds` (a task of an allocation
+ * Nomad failed to stop before its agent went away; tasks outlive agents by design) and returns
+ * their pids, so a test run leaves no task behind even when a stop went wrong.
+ */
+export function killTasksOf(allocIds: ReadonlySet<string>): number[] {
+  if (allocIds.size === 0) return [];
+  const killed: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      const alloc = environ.find((v) => v.startsWith('NOMAD_ALLOC_ID='))?.slice('NOMAD_ALLOC_ID='.length);
+      if (alloc !== undefined && allocIds.has(alloc)) {
+        process.kill(Number(entry), 'SIGKILL');
+        killed.push(Number(entry));
+      }
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return killed;
+}

@@ -5,6 +5,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { hcl } from './job-hcl.js';
+import { killTasksOf } from './leftovers.js';
 import { NomadAgent, type AgentOptions } from './nomad-agent.js';
 
 export interface TaskAgent {
@@ -42,9 +43,12 @@ export async function startTaskAgent(
     stateDir,
     gcRootsDir,
     async close() {
+      const allocs = await agent.api<{ ID: string }[]>('/v1/allocations').catch(() => []);
       await agent.stopAllJobs();
       await agent.stop();
       agent.cleanup();
+      const orphans = killTasksOf(new Set(allocs.map((a) => a.ID)));
+      if (orphans.length > 0) process.stderr.write(`warning: killed ${orphans.length} task processes Nomad did not stop: ${orphans.join(' ')}\n`);
       rmSync(stateDir, { recursive: true, force: true });
       rmSync(gcRootsDir, { recursive: true, force: true });
     },

@@ -86,7 +86,8 @@ export class TaskCgroup {
   /** Moves process `pid` (and, from now on, its new children) into the task cgroup. */
   async addProcess(pid: number): Promise<void> {
     if (!Number.isSafeInteger(pid) || pid <= 0) throw failure('add process to task cgroup', `pid ${String(pid)} is not a positive whole number`, { code: 'invalid_argument' });
-    for (const file of await this.procsFiles()) await this.#write('add process to task cgroup', file, String(pid));
+    // v1: one write per hierarchy, each waiting for the kernel's migration lock: in parallel
+    await Promise.all((await this.procsFiles()).map((file) => this.#write('add process to task cgroup', file, String(pid))));
   }
 
   /**

@@ -32,7 +32,7 @@ export function taskSandbox(): TaskSandbox {
     stateDir,
     gcRoots,
     remove() {
-      for (const dir of [allocDir, stateDir, gcRoots]) rmSync(dir, { recursive: true, force: true });
+      for (const dir of [allocDir, stateDir, gcRoots]) rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     },
   };
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { sameProcess, watchDetachedExit } from '../detached-exit.js';
+import { signalThenKill } from '../stop.js';
 import { createFile, openForWriting, readFile, watchFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
@@ -202,14 +203,8 @@ class BwrapTask implements LaunchedTask {
     return delivered;
   }
 
-  async stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
-    this.signal(signal);
-    const timer = setTimeout(() => this.killAll(), timeoutMs);
-    try {
-      return await this.exited;
-    } finally {
-      clearTimeout(timer);
-    }
+  stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
+    return signalThenKill(() => this.signal(signal), () => this.killAll(), this.exited, timeoutMs);
   }
 
   async kill(): Promise<ExitStatus> {

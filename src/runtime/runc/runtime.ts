@@ -12,6 +12,7 @@ import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
 import { processStartTime, signalProcess } from '../../host/proc.js';
 import { sameProcess, watchDetachedExit } from '../detached-exit.js';
+import { signalThenKill } from '../stop.js';
 import { openForWriting, readFile, watchFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
@@ -195,14 +196,8 @@ class RuncTask implements LaunchedTask {
     return sameProcess(this.initPid, this.initStartTime) && signalProcess(this.initPid, signal);
   }
 
-  async stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
-    this.signal(signal);
-    const timer = setTimeout(() => this.killAll(), timeoutMs);
-    try {
-      return await this.exited;
-    } finally {
-      clearTimeout(timer);
-    }
+  stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
+    return signalThenKill(() => this.signal(signal), () => this.killAll(), this.exited, timeoutMs);
   }
 
   async kill(): Promise<ExitStatus> {
