@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { childPids, firstChild, isRunning, killProcessTree, parseEnviron, pathInRootOf, processTree, readEnviron } from './proc.js';
 
@@ -53,6 +54,6 @@ describe('process tree helpers', () => {
   });
 
   it('pathInRootOf names a path through the process\'s root', () => {
-    assert.equal(pathInRootOf(42, '/nix/store/x/bin/sh'), '/proc/42/root/nix/store/x/bin/sh');
+    assert.equal(pathInRootOf(42, '/nix/store/x/bin/sh'), join('/proc/42', 'root', 'nix/store/x/bin/sh'));
   });
 });

@@ -33,7 +33,7 @@ const INNER = [
   '/usr/bin/setpriv', '--no-new-privs',
   '/usr/bin/nsenter', '--target', '4242',
   '--user', '--mount', '--uts', '--ipc', '--net', '--pid', '--cgroup',
-  '--root', '--wd=/proc/4242/root/local',
+  '--root', `--wd=${join('/proc/4242', 'root', 'local')}`,
   '--setuid', '65534', '--setgid', '65534',
   '--', '/nix/store/abc-busybox/bin/sh', '-c', 'echo hi; exit 4',
 ];

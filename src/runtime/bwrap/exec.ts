@@ -62,10 +62,11 @@ export const JOIN_CGROUP_SCRIPT = [
 export const TERMINAL_SCRIPT = [
   'set -e',
   'pid=$1; script=$2; command=$3',
+  'taskdev="/proc/$pid/root"/dev',
   'mount -t tmpfs -o mode=0755,size=64k nix-exec /dev',
-  'ln -s "/proc/$pid/root/dev/pts" /dev/pts',
+  'ln -s "$taskdev/pts" /dev/pts',
   'ln -s pts/ptmx /dev/ptmx',
-  'ln -s "/proc/$pid/root/dev/null" /dev/null',
+  'ln -s "$taskdev/null" /dev/null',
   'exec "$script" --quiet --return --command "$command" /dev/null',
 ].join('\n');
 
