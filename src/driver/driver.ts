@@ -36,9 +36,6 @@ import { TaskEventHub } from './events.js';
 import { evaluateFingerprint, fingerprintChanged, type Fingerprint } from './fingerprint.js';
 import type { HostProbe } from './probe-host.js';
 
-/** Parent cgroup of runc tasks' own cgroups (until tasks join Nomad's cgroups). */
-const RUNC_CGROUP_PARENT = '/nomad-driver-nix';
-
 /** One TaskStats sample: the cgroup's counters and the CPU percentages since the last one. */
 export interface TaskUsage {
   readonly timestamp: Date;
@@ -219,7 +216,6 @@ export class NixDriver {
       initPath: init.found ? init.path : '/usr/bin/tini-static',
       runcRoot: join(this.currentConfig.state_dir, 'runc'),
       shellPath: findExecutable('sh', { pathEnv: '/bin:/usr/bin' }) ?? '/bin/sh',
-      cgroupParent: RUNC_CGROUP_PARENT,
     });
   }
 

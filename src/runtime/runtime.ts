@@ -33,7 +33,7 @@ export interface LaunchRequest {
   /** The limits written to the task's cgroup (already applied by the driver; runc re-applies them). */
   readonly limits?: TaskLimits;
   /** The task's cgroup, which the task must be in before its command starts. */
-  readonly cgroup?: CgroupPlacement;
+  readonly cgroup: CgroupPlacement;
 }
 
 /** Where the task's processes go: the driver created the cgroup; the runtime puts the task in it. */

@@ -51,7 +51,7 @@ export class BwrapRuntime implements Runtime {
       statusFd: STATUS_FD,
       shareNet: true,
       asRoot,
-      ...(cgroup === undefined ? {} : { blockFd: BLOCK_FD }),
+      blockFd: BLOCK_FD,
     });
     const [stdout, stderr, status] = await Promise.all([
       openForWriting(request.stdoutPath),
@@ -77,7 +77,7 @@ export class BwrapRuntime implements Runtime {
       child = spawn(program, argv, {
         detached: true, // own session and process group: survives the plugin, gets no terminal signals
         // fd 4: a pipe bwrap waits on before the command starts (cgroup placement, below)
-        stdio: ['ignore', stdout.fd, stderr.fd, status.fd, ...(cgroup === undefined ? [] : ['pipe' as const])],
+        stdio: ['ignore', stdout.fd, stderr.fd, status.fd, 'pipe'],
         env: {}, // bwrap's own environment; the task gets only --setenv values
         ...asUser,
       });
@@ -107,18 +107,16 @@ export class BwrapRuntime implements Runtime {
       });
     }
     const task = new BwrapTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited);
-    if (cgroup !== undefined) {
-      // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
-      // command, which inherits the cgroup (the bwrap monitor itself stays outside)
-      const block = child.stdio[BLOCK_FD] as NodeJS.WritableStream | null;
-      try {
-        await cgroup.join(initPid);
-      } catch (error) {
-        await task.kill();
-        throw error;
-      }
-      block?.end('1');
+    // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
+    // command, which inherits the cgroup (the bwrap monitor itself stays outside)
+    const block = child.stdio[BLOCK_FD] as NodeJS.WritableStream | null;
+    try {
+      await cgroup.join(initPid);
+    } catch (error) {
+      await task.kill();
+      throw error;
     }
+    block?.end('1');
     return task;
   }
 }

@@ -28,8 +28,6 @@ export interface RuncRuntimeOptions {
   readonly runcRoot: string;
   /** The host's POSIX shell for the monitor. */
   readonly shellPath: string;
-  /** Parent cgroup of the tasks' cgroups when the driver gives none (absolute from the cgroup roots). */
-  readonly cgroupParent: string;
 }
 
 export class RuncRuntime implements Runtime {
@@ -40,14 +38,14 @@ export class RuncRuntime implements Runtime {
   constructor(private readonly options: RuncRuntimeOptions) {}
 
   async launch(request: LaunchRequest): Promise<LaunchedTask> {
-    const { runcPath, initPath, runcRoot, shellPath, cgroupParent } = this.options;
+    const { runcPath, initPath, runcRoot, shellPath } = this.options;
     const bundle = request.stateDir;
     const containerId = request.key;
     const { config, rootfsEntries } = renderOciConfig(request.plan, request.process, {
       initPath,
       // runc joins the cgroup the driver prepared (and re-applies the limits) before the
       // container's init starts
-      cgroupsPath: request.cgroup?.path ?? `${cgroupParent}/${containerId}`,
+      cgroupsPath: request.cgroup.path,
       arch: process.arch,
       ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
       ...(request.limits === undefined ? {} : { limits: request.limits }),
