@@ -8,6 +8,8 @@
 #     and Node.js >= 20 / Go when missing;
 #   - the npm packages (npm install, at the locked versions);
 #   - a Nomad agent built from the Go module proxy (e2e/build-nomad.sh, cached outside the repo);
+#   - a Consul agent built the same way (e2e/build-consul.sh), for the e2e tests of script
+#     checks (Nomad runs those only for Consul services);
 #   - the plugin itself (npm run build → build/plugins/nix).
 # Re-running it is cheap: it only installs what is missing.
 set -euo pipefail
@@ -63,4 +65,8 @@ npm run --silent build >&2
 # --- Nomad ------------------------------------------------------------------------------
 log "building (or finding) Nomad"
 bash e2e/build-nomad.sh >/dev/null
-log "ready: $(bash e2e/build-nomad.sh) ; plugin dir: $(pwd)/build/plugins"
+
+# --- Consul -----------------------------------------------------------------------------
+log "building (or finding) Consul"
+bash e2e/build-consul.sh >/dev/null
+log "ready: $(bash e2e/build-nomad.sh) ; $(bash e2e/build-consul.sh) ; plugin dir: $(pwd)/build/plugins"

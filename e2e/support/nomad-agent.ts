@@ -59,6 +59,12 @@ export interface AgentOptions {
   readonly persistent?: boolean;
   /** Reuse a work dir (and its ports) of an earlier agent: a restart. */
   readonly restartOf?: NomadAgent;
+  /**
+   * host:port of a Consul agent's HTTP API (e2e/support/consul-agent.ts `httpAddress`): the
+   * agent gets `consul { address = … }`, so `provider = "consul"` services (and their script
+   * checks) are registered there. Omitted: Nomad's default, a Consul it will not find.
+   */
+  readonly consulAddress?: string;
 }
 
 export interface DriverInfo {
@@ -104,6 +110,7 @@ export class NomadAgent {
         `ports {\n  http = ${http}\n  rpc  = ${rpc}\n  serf = ${serf}\n}`,
         `client {\n  cni_path = "/usr/lib/cni"\n${options.clientConfig ?? ''}\n}`,
         ...(options.persistent === true ? ['advertise {\n  http = "127.0.0.1"\n  rpc  = "127.0.0.1"\n  serf = "127.0.0.1"\n}'] : []),
+        ...(options.consulAddress === undefined ? [] : [`consul {\n  address = "${options.consulAddress}"\n}`]),
         plugin,
         '',
       ].join('\n'),

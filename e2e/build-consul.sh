@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Build (once) and cache a real HashiCorp Consul agent binary for the e2e tests (Nomad only
+# runs `check { type = "script" }` for services with `provider = "consul"`).
+#
+# Usage: e2e/build-consul.sh           -> prints the absolute path of the binary
+#
+# Environment:
+#   CONSUL_VERSION           Consul release to build (default 1.22.7; "v" prefix optional)
+#   NOMAD_DRIVER_NIX_CACHE   cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/nomad-driver-nix)
+#   CONSUL_NESTED_VERSIONS   optional: space-separated MODULE=VERSION pins for Consul's nested
+#                            modules (api, sdk, …), see step 2 below; default: the pins known
+#                            to build the default version, else the versions go.mod requires
+#
+# stdout: ONLY the absolute path of the binary (last line). Progress goes to stderr.
+# The binary lives at "$CACHE/consul-$CONSUL_VERSION/consul"; if it is there and
+# `consul version` runs, we exit immediately (warm path, ~tens of ms).
+#
+# Requires a Go toolchain (>= the `go` line of Consul's go.mod: 1.25 for 1.22.x) on PATH and
+# access to the Go module proxy configured by GOPROXY (the default is fine).
+set -euo pipefail
+
+log() { printf 'build-consul: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+CONSUL_VERSION="${CONSUL_VERSION:-1.22.7}"
+CONSUL_VERSION="${CONSUL_VERSION#v}"
+CACHE="${NOMAD_DRIVER_NIX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nomad-driver-nix}"
+# The printed path must be absolute even if the caller passed a relative cache.
+[[ "$CACHE" == /* ]] || CACHE="$PWD/$CACHE"
+CACHE="$(realpath -m -- "$CACHE" 2>/dev/null || printf '%s' "$CACHE")"
+OUT_DIR="$CACHE/consul-$CONSUL_VERSION"
+BIN="$OUT_DIR/consul"
+
+cached_ok() {
+  [[ -x "$BIN" ]] && "$BIN" version >/dev/null 2>&1
+}
+
+# Fast path: no locking, no Go invocation.
+if cached_ok; then
+  printf '%s\n' "$BIN"
+  exit 0
+fi
+
+command -v go >/dev/null 2>&1 || die "go toolchain not found on PATH"
+command -v flock >/dev/null 2>&1 || die "flock not found (util-linux)"
+
+mkdir -p "$OUT_DIR"
+
+# Serialise concurrent callers: the second one blocks here, then finds the
+# finished binary on the re-check below and exits without building.
+exec 9>"$OUT_DIR/.lock"
+if ! flock -n 9; then
+  log "another build of consul $CONSUL_VERSION is running; waiting for its lock"
+  flock 9
+fi
+if cached_ok; then
+  printf '%s\n' "$BIN"
+  exit 0
+fi
+rm -f "$BIN"  # present but broken (e.g. foreign/corrupt file): rebuild
+# We hold the lock, so any leftover scratch dirs are from killed builds.
+for stale in "$OUT_DIR"/.build.*; do
+  [[ -e "$stale" ]] || continue
+  chmod -R u+w "$stale" 2>/dev/null || true
+  rm -rf "$stale"
+done
+
+# Scratch space lives inside the cache dir so the final `mv` is a same-filesystem
+# rename (atomic): an interrupted build never leaves a half-written $BIN.
+WORK="$(mktemp -d "$OUT_DIR/.build.XXXXXX")"
+cleanup() {
+  # Module-cache copies are read-only; make them removable first.
+  chmod -R u+w "$WORK" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Hermetic-ish Go settings (as in build-nomad.sh):
+#  - GOWORK=off: never pick up a go.work from the caller's directory tree.
+#  - GOFLAGS is replaced (not appended to) so a caller's -mod=vendor etc. can't interfere.
+#    -mod=mod lets the build add go.sum lines should a published submodule (below) need a
+#    dependency version the in-tree one did not (new sums come from GOSUMDB).
+#    -buildvcs=false: the scratch dir is not a git checkout.
+export GOWORK=off
+export GOFLAGS="-mod=mod -buildvcs=false"
+export CGO_ENABLED=0
+
+CONSUL_MOD="github.com/hashicorp/consul"
+
+# `go mod download` / `go list -m` must run outside any module.
+cd "$WORK"
+
+# 1. Fetch the Consul source via the module proxy. `go install consul@vX` refuses to work
+#    because Consul's go.mod has replace directives, so we download the module, copy it to
+#    a writable dir and build it as the main module.
+log "downloading $CONSUL_MOD@v$CONSUL_VERSION from the Go module proxy"
+go mod download "$CONSUL_MOD@v$CONSUL_VERSION" >&2 ||
+  die "cannot download $CONSUL_MOD@v$CONSUL_VERSION (not served by GOPROXY?)"
+IFS='|' read -r CONSUL_DIR CONSUL_COMMIT CONSUL_TIME < <(
+  go list -m -f '{{.Dir}}|{{with .Origin}}{{.Hash}}{{end}}|{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' \
+    "$CONSUL_MOD@v$CONSUL_VERSION")
+[[ -n "$CONSUL_DIR" && -f "$CONSUL_DIR/go.mod" ]] || die "module dir for consul not found"
+
+SRC="$WORK/src"
+cp -R "$CONSUL_DIR" "$SRC"
+chmod -R u+w "$SRC"  # GOMODCACHE content is read-only
+
+# 2. Provide the nested modules. Consul's go.mod says
+#      replace github.com/hashicorp/consul/api => ./api   (and envoyextensions, proto-public,
+#      sdk, troubleshoot)
+#    but each of those is a module of its own, so NOT part of the consul module zip. Each is
+#    also published on its own (github.com/hashicorp/consul/api v1.3x, …): we fetch one and
+#    drop a writable copy at the replace target, keeping go.mod untouched. Which version:
+#      a) a pin from CONSUL_NESTED_VERSIONS, or for the default Consul version the pins below;
+#      b) else the version go.mod `require`s. Because of the replace, that line is not kept
+#         up to date: 1.22.7 requires api v1.33.7, which lacks ACLToken.Name and
+#         ACLAuthMethod.TokenNameFormat that the release's own api/ has (compile error in
+#         command/acl/…). api v1.34.1 is the first published api with both; diffed against
+#         v1.33.7 it only adds fields and methods (the HTTP client side of the CLI), so the
+#         agent itself is unaffected. The other four build and run at their required versions.
+#    (A pseudo-version at the release commit would be exact, but the proxy's .info for
+#    consul tags carries no commit hash to derive it from.)
+DEFAULT_PINS=""
+[[ "$CONSUL_VERSION" == "1.22.7" ]] && DEFAULT_PINS="github.com/hashicorp/consul/api=v1.34.1"
+PINS="${CONSUL_NESTED_VERSIONS-$DEFAULT_PINS}"
+pinned_version() {
+  local pin
+  for pin in $PINS; do
+    if [[ "${pin%%=*}" == "$1" ]]; then printf '%s\n' "${pin#*=}"; return 0; fi
+  done
+  return 0
+}
+REPLACES="$(cd "$SRC" && go mod edit -json | awk '
+  /"Replace": \[/ { inrep = 1 } /^\t\]/ { inrep = 0 }
+  inrep && /"Old": \{/ { side = "old" }
+  inrep && /"New": \{/ { side = "new" }
+  inrep && /"Path":/ {
+    gsub(/[",]/, "", $2)
+    if (side == "old") old = $2; else { print old " " $2 }
+  }
+')" || die "cannot read the replace directives of consul's go.mod"
+while read -r mod target; do
+  [[ -n "$mod" ]] || continue
+  case "$target" in ./*) ;; *) continue ;; esac  # only local (nested-module) replaces
+  [[ -f "$SRC/$target/go.mod" ]] && continue       # the zip had it after all
+  ver="$(pinned_version "$mod")"
+  [[ -n "$ver" ]] || ver="$(cd "$SRC" && go mod edit -json | awk -v m="$mod" '
+    /"Require": \[/ { inreq = 1 } /^\t\]/ { inreq = 0 }
+    inreq && /"Path":/ { gsub(/[",]/, "", $2); p = $2 }
+    inreq && /"Version":/ { gsub(/[",]/, "", $2); if (p == m) { print $2; exit } }
+  ')"
+  [[ -n "$ver" ]] || die "consul's go.mod replaces $mod but requires no version of it"
+  go mod download "$mod@$ver" >&2 || die "cannot download $mod@$ver (not served by GOPROXY?)"
+  dir="$(go list -m -f '{{.Dir}}' "$mod@$ver")"
+  [[ -n "$dir" && -f "$dir/go.mod" ]] || die "module dir for $mod@$ver not found"
+  log "using $mod@$ver for $target"
+  rm -rf "${SRC:?}/$target"
+  mkdir -p "$(dirname "$SRC/$target")"
+  cp -R "$dir" "$SRC/$target"
+  chmod -R u+w "$SRC/$target"
+done <<<"$REPLACES"
+
+# 3. Build the root `main` package. CGO_ENABLED=0 -> static binary; the web UI's prebuilt
+#    assets are in the zip (agent/uiserver/dist). -trimpath and the -X stamps mirror
+#    upstream's Makefile so that `consul version` reports the release date (and commit, when
+#    the proxy's .info names one). Cold build: ~8 min on 2 cores (modules ~1 min more).
+LDFLAGS=""
+[[ -n "$CONSUL_COMMIT" ]] && LDFLAGS+=" -X $CONSUL_MOD/version.GitCommit=${CONSUL_COMMIT:0:8}"
+[[ -n "$CONSUL_TIME" ]] && LDFLAGS+=" -X $CONSUL_MOD/version.BuildDate=$CONSUL_TIME"
+
+TMP_BIN="$WORK/consul"
+log "building consul v$CONSUL_VERSION (go $(go env GOVERSION); first build takes several minutes)"
+(cd "$SRC" && go build -trimpath -ldflags "${LDFLAGS# }" -o "$TMP_BIN" .) >&2 ||
+  die "go build failed"
+
+"$TMP_BIN" version >/dev/null 2>&1 || die "built binary does not run"
+# Atomic publish: rename within the same filesystem.
+mv -f "$TMP_BIN" "$BIN"
+log "built $("$BIN" version | head -n1) -> $BIN"
+printf '%s\n' "$BIN"
