@@ -5,6 +5,7 @@
  * pid, and the exit code is then read from the file the monitor wrote.
  */
 import { isRunning, processStartTime } from '../host/proc.js';
+import { watchFile } from '../host/task-files.js';
 
 /** True when `pid` is still the very process that started at `startTime` (clock ticks since boot). */
 export function sameProcess(pid: number, startTime: number): boolean {
@@ -24,4 +25,25 @@ export async function watchDetachedExit(pid: number, startTime: number, readReco
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return undefined;
+}
+
+/**
+ * Resolves with what `read` returns as soon as it is defined, re-reading whenever `watched`
+ * (a file or directory) changes (inotify, with a 50 ms poll as a safety net), or with its
+ * last answer once `exited` settles: how both runtimes learn the sandbox's pid at launch.
+ */
+export async function waitForValue<T>(watched: string, read: () => Promise<T | undefined>, exited: Promise<unknown>): Promise<T | undefined> {
+  let done = false;
+  void exited.then(() => (done = true));
+  const changes = watchFile(watched);
+  try {
+    for (;;) {
+      const value = await read();
+      if (value !== undefined) return value;
+      if (done) return read();
+      await Promise.race([changes.next(), exited, new Promise((r) => setTimeout(r, 50))]);
+    }
+  } finally {
+    changes.close();
+  }
 }

@@ -9,9 +9,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { sameProcess, watchDetachedExit } from '../detached-exit.js';
+import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { createFile, openForWriting, readFile, watchFile } from '../../host/task-files.js';
+import { createFile, openForWriting, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs } from './argv.js';
@@ -98,7 +98,7 @@ export class BwrapRuntime implements Runtime {
     const exited = exitedRaw.then(async ({ code, signal }) => exitStatusOf(await readStatus(statusPath), code, signal));
 
     // bwrap reports the sandbox init's pid once the sandbox is set up; a setup error exits first
-    const initPid = await waitForInitPid(statusPath, exitedRaw);
+    const initPid = await waitForValue(statusPath, async () => (await readStatus(statusPath)).childPid, exitedRaw);
     if (initPid === undefined) {
       const { code } = await exitedRaw;
       throw failure('launch task', `bwrap exited with code ${code} before starting the command`, {
@@ -143,25 +143,6 @@ async function readStatus(path: string) {
   }
 }
 
-/**
- * Resolves with the sandbox init's pid as soon as bwrap writes it (inotify on the status file,
- * with a slow poll as a safety net), or undefined when bwrap exits without writing it.
- */
-async function waitForInitPid(statusPath: string, exited: Promise<unknown>): Promise<number | undefined> {
-  let done = false;
-  void exited.then(() => (done = true));
-  const changes = watchFile(statusPath);
-  try {
-    for (;;) {
-      const status = await readStatus(statusPath);
-      if (status.childPid !== undefined) return status.childPid;
-      if (done) return (await readStatus(statusPath)).childPid;
-      await Promise.race([changes.next(), exited, new Promise((r) => setTimeout(r, 50))]);
-    }
-  } finally {
-    changes.close();
-  }
-}
 
 /**
  * bwrap's init exits with the command's status, 128+N when the command died of signal N, and

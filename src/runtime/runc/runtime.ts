@@ -11,9 +11,9 @@ import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
 import { processStartTime, signalProcess } from '../../host/proc.js';
-import { sameProcess, watchDetachedExit } from '../detached-exit.js';
+import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { openForWriting, readFile, watchFile } from '../../host/task-files.js';
+import { openForWriting, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { execArgs, renderExecProcess } from './exec.js';
@@ -80,7 +80,8 @@ export class RuncRuntime implements Runtime {
     );
     const exited = monitorExited.then(async ({ code }) => exitStatusOf(await readExitCode(bundle), code));
 
-    const initPid = await waitForInitPid(bundle, monitorExited);
+    // runc writes the container init's pid file once the container started
+    const initPid = await waitForValue(bundle, () => readPid(bundle), monitorExited);
     if (initPid === undefined) {
       await monitorExited;
       const errors = runcLogErrors(await readFile(join(bundle, LOG_FILE), 'utf8').catch(() => ''));
@@ -139,22 +140,6 @@ async function readPid(bundle: string): Promise<number | undefined> {
   }
 }
 
-/** The container init's pid once runc wrote its pid file (inotify on the bundle dir), or undefined when the monitor exits first. */
-async function waitForInitPid(bundle: string, exited: Promise<unknown>): Promise<number | undefined> {
-  let done = false;
-  void exited.then(() => (done = true));
-  const changes = watchFile(bundle);
-  try {
-    for (;;) {
-      const pid = await readPid(bundle);
-      if (pid !== undefined) return pid;
-      if (done) return readPid(bundle);
-      await Promise.race([changes.next(), exited, new Promise((r) => setTimeout(r, 50))]);
-    }
-  } finally {
-    changes.close();
-  }
-}
 
 /**
  * runc exits with the container init's status; tini passes on the command's, 128+N when the
