@@ -17,82 +17,16 @@
 # the Go module proxy configured by GOPROXY (the default is fine).
 set -euo pipefail
 
-log() { printf 'build-nomad: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 NOMAD_VERSION="${NOMAD_VERSION:-1.11.3}"
 NOMAD_VERSION="${NOMAD_VERSION#v}"
-CACHE="${NOMAD_DRIVER_NIX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nomad-driver-nix}"
-# The printed path must be absolute even if the caller passed a relative cache.
-[[ "$CACHE" == /* ]] || CACHE="$PWD/$CACHE"
-CACHE="$(realpath -m -- "$CACHE" 2>/dev/null || printf '%s' "$CACHE")"
-OUT_DIR="$CACHE/nomad-$NOMAD_VERSION"
-BIN="$OUT_DIR/nomad"
-
-cached_ok() {
-  [[ -x "$BIN" ]] && "$BIN" version >/dev/null 2>&1
-}
-
-# Fast path: no locking, no Go invocation.
-if cached_ok; then
-  printf '%s\n' "$BIN"
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 || die "go toolchain not found on PATH"
-command -v flock >/dev/null 2>&1 || die "flock not found (util-linux)"
-
-mkdir -p "$OUT_DIR"
-
-# Serialise concurrent callers: the second one blocks here, then finds the
-# finished binary on the re-check below and exits without building.
-exec 9>"$OUT_DIR/.lock"
-if ! flock -n 9; then
-  log "another build of nomad $NOMAD_VERSION is running; waiting for its lock"
-  flock 9
-fi
-if cached_ok; then
-  printf '%s\n' "$BIN"
-  exit 0
-fi
-rm -f "$BIN"  # present but broken (e.g. foreign/corrupt file): rebuild
-# We hold the lock, so any leftover scratch dirs are from killed builds.
-for stale in "$OUT_DIR"/.build.*; do
-  [[ -e "$stale" ]] || continue
-  chmod -R u+w "$stale" 2>/dev/null || true
-  rm -rf "$stale"
-done
-
-# Scratch space lives inside the cache dir so the final `mv` is a same-filesystem
-# rename (atomic): an interrupted build never leaves a half-written $BIN.
-WORK="$(mktemp -d "$OUT_DIR/.build.XXXXXX")"
-cleanup() {
-  # Module-cache copies are read-only; make them removable first.
-  chmod -R u+w "$WORK" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Hermetic-ish Go settings:
-#  - GOWORK=off: never pick up a go.work from the caller's directory tree.
-#  - GOFLAGS is replaced (not appended to) so a caller's -mod=vendor etc. can't
-#    interfere. -mod=mod is REQUIRED: the ./api module we inject (see below) is
-#    newer than the one Nomad's go.mod/go.sum were written against, so the build
-#    must be allowed to update go.mod/go.sum (MVS bumps the `go` directive and
-#    github.com/shoenig/test, a test-only helper; new sums come from GOSUMDB).
-#    -buildvcs=false: the scratch dir is not a git checkout (and may sit inside
-#    some unrelated repo if the cache was pointed there).
-export GOWORK=off
-export GOFLAGS="-mod=mod -buildvcs=false"
-export CGO_ENABLED=0
+TOOL=nomad
+TOOL_VERSION="$NOMAD_VERSION"
+# cache, lock, scratch dir, Go settings; exits here printing the cached binary when there is one
+# shellcheck source=e2e/go-build-cache.sh
+source "$(dirname "$0")/go-build-cache.sh"
 
 NOMAD_MOD="github.com/hashicorp/nomad"
 API_MOD="github.com/hashicorp/nomad/api"
-
-# `go mod download` / `go list -m` must run outside any module.
-cd "$WORK"
 
 # 1. Fetch the Nomad source via the module proxy. `go install nomad@vX` refuses
 #    to work because Nomad's go.mod has replace directives, so we download the
