@@ -32,17 +32,9 @@ CONSUL_MOD="github.com/hashicorp/consul"
 # 1. Fetch the Consul source via the module proxy. `go install consul@vX` refuses to work
 #    because Consul's go.mod has replace directives, so we download the module, copy it to
 #    a writable dir and build it as the main module.
-log "downloading $CONSUL_MOD@v$CONSUL_VERSION from the Go module proxy"
-go mod download "$CONSUL_MOD@v$CONSUL_VERSION" >&2 ||
-  die "cannot download $CONSUL_MOD@v$CONSUL_VERSION (not served by GOPROXY?)"
-IFS='|' read -r CONSUL_DIR CONSUL_COMMIT CONSUL_TIME < <(
-  go list -m -f '{{.Dir}}|{{with .Origin}}{{.Hash}}{{end}}|{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' \
-    "$CONSUL_MOD@v$CONSUL_VERSION")
-[[ -n "$CONSUL_DIR" && -f "$CONSUL_DIR/go.mod" ]] || die "module dir for consul not found"
-
-SRC="$WORK/src"
-cp -R "$CONSUL_DIR" "$SRC"
-chmod -R u+w "$SRC"  # GOMODCACHE content is read-only
+fetch_main_module "$CONSUL_MOD" "$CONSUL_VERSION"
+CONSUL_COMMIT=$MOD_COMMIT
+CONSUL_TIME=$MOD_TIME
 
 # 2. Provide the nested modules. Consul's go.mod says
 #      replace github.com/hashicorp/consul/api => ./api   (and envoyextensions, proto-public,

@@ -31,17 +31,9 @@ API_MOD="github.com/hashicorp/nomad/api"
 # 1. Fetch the Nomad source via the module proxy. `go install nomad@vX` refuses
 #    to work because Nomad's go.mod has replace directives, so we download the
 #    module, copy it to a writable dir and build it as the main module.
-log "downloading $NOMAD_MOD@v$NOMAD_VERSION from the Go module proxy"
-go mod download "$NOMAD_MOD@v$NOMAD_VERSION" >&2 ||
-  die "cannot download $NOMAD_MOD@v$NOMAD_VERSION (not served by GOPROXY?)"
-IFS='|' read -r NOMAD_DIR NOMAD_COMMIT NOMAD_TIME < <(
-  go list -m -f '{{.Dir}}|{{with .Origin}}{{.Hash}}{{end}}|{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' \
-    "$NOMAD_MOD@v$NOMAD_VERSION")
-[[ -n "$NOMAD_DIR" && -f "$NOMAD_DIR/go.mod" ]] || die "module dir for nomad not found"
-
-SRC="$WORK/src"
-cp -R "$NOMAD_DIR" "$SRC"
-chmod -R u+w "$SRC"  # GOMODCACHE content is read-only
+fetch_main_module "$NOMAD_MOD" "$NOMAD_VERSION"
+NOMAD_COMMIT=$MOD_COMMIT
+NOMAD_TIME=$MOD_TIME
 
 # 2. Provide ./api. Nomad's go.mod says `replace github.com/hashicorp/nomad/api
 #    => ./api`, but api/ is a nested module, so it is NOT part of the nomad

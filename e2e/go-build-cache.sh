@@ -73,3 +73,19 @@ export CGO_ENABLED=0
 
 # `go mod download` / `go list -m` must run outside any module.
 cd "$WORK"
+
+# fetch_main_module MODULE VERSION: downloads MODULE@vVERSION through the module proxy and
+# copies it to a writable "$WORK/src" (SRC) to be built as the main module (`go install
+# mod@v` refuses modules whose go.mod has replace directives). Sets SRC, MOD_COMMIT and
+# MOD_TIME (empty when the proxy does not say).
+fetch_main_module() {
+  local module=$1 version=$2 dir
+  log "downloading $module@v$version from the Go module proxy"
+  go mod download "$module@v$version" >&2 || die "cannot download $module@v$version (not served by GOPROXY?)"
+  IFS='|' read -r dir MOD_COMMIT MOD_TIME < <(
+    go list -m -f '{{.Dir}}|{{with .Origin}}{{.Hash}}{{end}}|{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' "$module@v$version")
+  [[ -n "$dir" && -f "$dir/go.mod" ]] || die "module dir for $module not found"
+  SRC="$WORK/src"
+  cp -R "$dir" "$SRC"
+  chmod -R u+w "$SRC"  # GOMODCACHE content is read-only
+}
