@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as pty from 'node-pty';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
-import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
+import { hclList, nixJobHcl, shConfig } from './support/job-hcl.js';
 import { eventMessages, isRunning, nomad, runJob, waitForAlloc, type CliResult } from './support/jobs.js';
 import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
 import { RUNTIMES, startTaskAgent, type TaskAgent } from './support/task-agent.js';
@@ -29,7 +29,7 @@ before(() => {
   busybox = busyboxPath();
 });
 
-const sh = (script: string) => `        store_path = ${hcl(busybox)}\n        command    = "bin/sh"\n        args       = ${hclList(['-c', script])}`;
+const sh = (script: string) => shConfig(busybox, script);
 
 const cliEnv = () => ({ ...process.env, NOMAD_ADDR: agent.address });
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
-import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
+import { nixJobHcl, shConfig } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, runJob, waitForAlloc } from './support/jobs.js';
 import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
 import { RUNTIMES, startTaskAgent, type TaskAgent } from './support/task-agent.js';
@@ -46,7 +46,7 @@ for (const runtime of RUNTIMES) describe(`a NixOS-style read-only store bind mou
   it('runs a task from a store view built in a private mount namespace', async () => {
     const job = runJob(agent, nixJobHcl({
       id: 'nixos',
-      config: `        store_path = ${hcl(busybox)}\n        command    = "bin/sh"\n        args       = ${hclList(['-c', 'ls /nix/store; echo ran'])}`,
+      config: shConfig(busybox, 'ls /nix/store; echo ran'),
     }));
     const alloc = await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the task to finish');
     const events = eventMessages(alloc, 'main');

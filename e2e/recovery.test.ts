@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
-import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
+import { hcl, nixJobHcl, shConfig } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, runJob, taskState } from './support/jobs.js';
 import { childrenOf, isAlive, nomadBinary, NomadAgent, pluginPids } from './support/nomad-agent.js';
 import { killTasksOf } from './support/leftovers.js';
@@ -35,7 +35,7 @@ async function waitUntil<T>(what: string, probe: () => T | undefined, timeoutMs:
   }
 }
 
-const sh = (script: string) => `        store_path = ${hcl(busybox)}\n        command    = "bin/sh"\n        args       = ${hclList(['-c', script])}`;
+const sh = (script: string) => shConfig(busybox, script);
 
 interface TaskRecord {
   readonly taskId: string;

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
-import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
+import { nixJobHcl, shConfig } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, isRunning, nomad, runJob, taskState, waitForAlloc } from './support/jobs.js';
 import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
 import { RUNTIMES, startTaskAgent, type TaskAgent } from './support/task-agent.js';
@@ -22,8 +22,7 @@ before(() => {
   busybox = busyboxPath();
 });
 
-const sh = (script: string, extra = '') =>
-  `        store_path = ${hcl(busybox)}\n        command    = "bin/sh"\n        args       = ${hclList(['-c', script])}${extra}`;
+const sh = (script: string, extra = '') => `${shConfig(busybox, script)}${extra}`;
 
 /** This host runs cgroups v1 (hybrid): Nomad's task cgroup in a controller's hierarchy. */
 const v1Dir = (controller: string, allocId: string, task = 'main') => join('/sys/fs/cgroup', controller, 'nomad', `${allocId}.${task}`);

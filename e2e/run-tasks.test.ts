@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildWithBusybox, busyboxPath, makeFlake } from '../test/support/nix-fixtures.js';
-import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
+import { hcl, nixJobHcl, shConfig, storeConfig } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, isRunning, nomad, runJob, taskState, waitForAlloc, waitForAllocId, type Allocation } from './support/jobs.js';
 import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
 import { waitForNoLeftovers } from './support/leftovers.js';
@@ -33,10 +33,7 @@ before(async () => {
   );
 });
 
-const storeConfig = (path: string, command: string, args: readonly string[]) =>
-  `        store_path = ${hcl(path)}\n        command    = ${hcl(command)}\n        args       = ${hclList(args)}`;
-
-const sh = (script: string) => storeConfig(busybox, 'bin/sh', ['-c', script]);
+const sh = (script: string) => shConfig(busybox, script);
 
 const finished = (a: Allocation) => isDead(a, 'main');
 

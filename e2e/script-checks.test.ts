@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
 import { consulBinary, ConsulAgent, type ConsulCheck } from './support/consul-agent.js';
-import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
+import { hcl, hclList, nixJobHcl, shConfig } from './support/job-hcl.js';
 import { eventMessages, isDead, isRunning, nomad, runJob, waitForAlloc } from './support/jobs.js';
 import { waitForNoLeftovers } from './support/leftovers.js';
 import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
@@ -26,7 +26,7 @@ before(() => {
   busybox = busyboxPath();
 });
 
-const sh = (script: string) => `        store_path = ${hcl(busybox)}\n        command    = "bin/sh"\n        args       = ${hclList(['-c', script])}`;
+const sh = (script: string) => shConfig(busybox, script);
 
 /** A consul service of the task with one script check running `sh -c <script>`. */
 const scriptCheckedService = (name: string, script: string) => `      service {

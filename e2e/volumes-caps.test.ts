@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
 import { DEFAULT_ROOT_CAPABILITIES, capabilityBit } from '../src/config/capabilities.js';
-import { hcl, hclList, nixJobHcl } from './support/job-hcl.js';
+import { hcl, nixJobHcl, shConfig } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, isRunning, nomad, runJob, taskState, waitForAlloc, waitForAllocId } from './support/jobs.js';
 import { waitForNoLeftovers } from './support/leftovers.js';
 import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
@@ -25,8 +25,7 @@ before(() => {
   busybox = busyboxPath();
 });
 
-const sh = (script: string, more = '') =>
-  `        store_path = ${hcl(busybox)}\n        command    = "bin/sh"\n        args       = ${hclList(['-c', script])}\n${more}`;
+const sh = (script: string, more = '') => `${shConfig(busybox, script)}\n${more}`;
 
 const hostVolume = (name: string, path: string) => `  host_volume ${hcl(name)} {\n    path      = ${hcl(path)}\n    read_only = false\n  }`;
 const groupVolume = (name: string, readOnly = false) =>

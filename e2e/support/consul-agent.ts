@@ -7,9 +7,10 @@
  * period).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AgentProcess } from './agent-process.js';
 import { freePort, REPO_ROOT } from './nomad-agent.js';
 
 let consulPath: string | undefined;
@@ -37,27 +38,18 @@ export interface ConsulCheck {
 }
 
 /** A running `consul agent -dev`. */
-export class ConsulAgent {
+export class ConsulAgent extends AgentProcess {
   /** host:port of the HTTP API, as Nomad's `consul { address = … }` wants it. */
   readonly httpAddress: string;
-  readonly url: string;
-  private exitCode: number | string | undefined;
-  private readonly exited: Promise<number | string>;
 
   private constructor(
-    readonly child: ChildProcess,
-    readonly workDir: string,
-    readonly logPath: string,
+    child: ChildProcess,
+    workDir: string,
+    logPath: string,
     readonly ports: { readonly http: number; readonly serfLan: number; readonly serfWan: number; readonly server: number },
   ) {
+    super(child, workDir, logPath, `http://127.0.0.1:${ports.http}`, 'consul');
     this.httpAddress = `127.0.0.1:${ports.http}`;
-    this.url = `http://${this.httpAddress}`;
-    this.exited = new Promise((resolve) =>
-      child.once('exit', (code, signal) => {
-        this.exitCode = code ?? signal ?? -1;
-        resolve(this.exitCode);
-      }),
-    );
   }
 
   /** Starts the agent and waits until it has elected itself leader (it answers the API then). */
@@ -112,28 +104,6 @@ export class ConsulAgent {
     return agent;
   }
 
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
-
-  get hasExited(): boolean {
-    return this.exitCode !== undefined;
-  }
-
-  log(): string {
-    return existsSync(this.logPath) ? readFileSync(this.logPath, 'utf8') : '';
-  }
-
-  logTail(lines = 40): string {
-    return this.log().split('\n').slice(-lines).join('\n');
-  }
-
-  async api<T>(path: string): Promise<T> {
-    const response = await fetch(`${this.url}${path}`);
-    if (!response.ok) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`);
-    return (await response.json()) as T;
-  }
-
   /** The checks of every instance of `service` (Consul's /v1/health/checks/<service>). */
   async checks(service: string): Promise<ConsulCheck[]> {
     return this.api<ConsulCheck[]>(`/v1/health/checks/${encodeURIComponent(service)}`);
@@ -144,34 +114,9 @@ export class ConsulAgent {
     return Object.keys(await this.api<Record<string, string[]>>('/v1/catalog/services'));
   }
 
-  /** Polls until `probe` returns a value (not undefined) or the time is up. */
-  async waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let lastError: unknown;
-    while (Date.now() < deadline) {
-      if (this.hasExited) throw new Error(`consul exited (${this.exitCode}) while waiting for ${what}\n${this.logTail()}`);
-      try {
-        const value = await probe();
-        if (value !== undefined) return value;
-      } catch (error) {
-        lastError = error;
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    throw new Error(`timed out waiting for ${what}${lastError === undefined ? '' : ` (${String(lastError)})`}\n${this.logTail()}`);
-  }
-
-  /** Graceful stop (SIGINT: leave, then exit), SIGKILL after `timeoutMs`. Resolves with the exit code. */
-  async stop(timeoutMs = 15_000): Promise<number | string> {
-    if (!this.hasExited) {
-      process.kill(this.pid, 'SIGINT');
-      const timer = setTimeout(() => {
-        if (!this.hasExited) process.kill(-this.pid, 'SIGKILL');
-      }, timeoutMs);
-      await this.exited;
-      clearTimeout(timer);
-    }
-    return this.exited;
+  /** Graceful stop (SIGINT: leave, then exit), SIGKILL after `timeoutMs`. */
+  override stop(timeoutMs = 15_000): Promise<number | string> {
+    return super.stop(timeoutMs);
   }
 
   /** Kills the agent's process group if it still runs and removes its work dir. */

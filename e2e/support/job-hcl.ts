@@ -61,3 +61,10 @@ export const hcl = (value: string): string => JSON.stringify(value);
 
 /** HCL list of strings. */
 export const hclList = (values: readonly string[]): string => `[${values.map(hcl).join(', ')}]`;
+
+/** A task `config {}` body running `command args` from the prebuilt store path `path`. */
+export const storeConfig = (path: string, command: string, args: readonly string[]): string =>
+  `        store_path = ${hcl(path)}\n        command    = ${hcl(command)}\n        args       = ${hclList(args)}`;
+
+/** A task `config {}` body running `sh -c script` from a busybox store path. */
+export const shConfig = (busybox: string, script: string): string => storeConfig(busybox, 'bin/sh', ['-c', script]);

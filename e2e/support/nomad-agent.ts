@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { AgentProcess } from './agent-process.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const PLUGIN_DIR = process.env.NOMAD_DRIVER_NIX_PLUGIN_DIR ?? join(REPO_ROOT, 'build', 'plugins');
@@ -75,25 +76,14 @@ export interface DriverInfo {
 }
 
 /** A running `nomad agent -dev` with the nix plugin. */
-export class NomadAgent {
-  readonly address: string;
-  private exitCode: number | string | undefined;
-  private readonly exited: Promise<number | string>;
-
+export class NomadAgent extends AgentProcess {
   private constructor(
-    readonly child: ChildProcess,
-    readonly workDir: string,
-    readonly logPath: string,
-    httpPort: number,
+    child: ChildProcess,
+    workDir: string,
+    logPath: string,
     readonly ports: { readonly http: number; readonly rpc: number; readonly serf: number },
   ) {
-    this.address = `http://127.0.0.1:${httpPort}`;
-    this.exited = new Promise((resolve) =>
-      child.once('exit', (code, signal) => {
-        this.exitCode = code ?? signal ?? -1;
-        resolve(this.exitCode);
-      }),
-    );
+    super(child, workDir, logPath, `http://127.0.0.1:${ports.http}`, 'agent');
   }
 
   static async start(options: AgentOptions = {}): Promise<NomadAgent> {
@@ -144,47 +134,7 @@ export class NomadAgent {
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
-    return new NomadAgent(child, workDir, logPath, http, { http, rpc, serf });
-  }
-
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
-
-  get hasExited(): boolean {
-    return this.exitCode !== undefined;
-  }
-
-  log(): string {
-    return existsSync(this.logPath) ? readFileSync(this.logPath, 'utf8') : '';
-  }
-
-  /** The last lines of the agent log, for assertion messages. */
-  logTail(lines = 40): string {
-    return this.log().split('\n').slice(-lines).join('\n');
-  }
-
-  async api<T>(path: string): Promise<T> {
-    const response = await fetch(`${this.address}${path}`);
-    if (!response.ok) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`);
-    return (await response.json()) as T;
-  }
-
-  /** Polls until `probe` returns a value (not undefined) or the time is up. */
-  async waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let lastError: unknown;
-    while (Date.now() < deadline) {
-      if (this.hasExited) throw new Error(`agent exited (${this.exitCode}) while waiting for ${what}\n${this.logTail()}`);
-      try {
-        const value = await probe();
-        if (value !== undefined) return value;
-      } catch (error) {
-        lastError = error;
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    throw new Error(`timed out waiting for ${what}${lastError === undefined ? '' : ` (${String(lastError)})`}\n${this.logTail()}`);
+    return new NomadAgent(child, workDir, logPath, { http, rpc, serf });
   }
 
   /** The node's `nix` driver entry once the plugin has fingerprinted. */
@@ -203,19 +153,6 @@ export class NomadAgent {
   /** Waits for the agent to exit by itself (e.g. a config it refuses). */
   async waitForExit(timeoutMs: number): Promise<number | string | undefined> {
     return Promise.race([this.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), timeoutMs))]);
-  }
-
-  /** Graceful stop (SIGINT, as Ctrl-C), SIGKILL after `timeoutMs`. Resolves with the exit code. */
-  async stop(timeoutMs = 30_000): Promise<number | string> {
-    if (!this.hasExited) {
-      process.kill(this.pid, 'SIGINT');
-      const timer = setTimeout(() => {
-        if (!this.hasExited) process.kill(-this.pid, 'SIGKILL');
-      }, timeoutMs);
-      await this.exited;
-      clearTimeout(timer);
-    }
-    return this.exited;
   }
 
   /**
