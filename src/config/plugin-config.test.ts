@@ -20,8 +20,24 @@ describe('plugin config', () => {
       allow_root: false,
       allow_caps: ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'],
       allow_volumes: true,
+      allow_local_flakes: [],
       log_level: '',
     });
+  });
+
+  it('takes absolute directories in allow_local_flakes, never /, relative ones or the store', () => {
+    assert.deepEqual(decodePluginConfig({ allow_local_flakes: ['/srv/flakes', '/opt/app'] }).allow_local_flakes, ['/srv/flakes', '/opt/app']);
+    const where = 'in allow_local_flakes in the client\'s plugin "nix" { config { ... } } block';
+    const refused: [string, string][] = [
+      ['/', `failed to decode plugin config: field "allow_local_flakes": "/" is the whole file system; fix: list only directories that hold flakes jobs may use (e.g. "/srv/flakes") ${where}`],
+      ['srv/flakes', `failed to decode plugin config: field "allow_local_flakes": "srv/flakes" is not an absolute path; fix: list absolute, normalised directories ${where}`],
+      ['/srv/../root', `failed to decode plugin config: field "allow_local_flakes": "/srv/../root" contains a ".." segment; fix: list absolute, normalised directories ${where}`],
+      ['/nix/store/abc-source', `failed to decode plugin config: field "allow_local_flakes": "/nix/store/abc-source" is inside /nix/store; fix: list only directories that hold flakes jobs may use (e.g. "/srv/flakes") ${where}`],
+      ['/nix', `failed to decode plugin config: field "allow_local_flakes": "/nix" holds /nix/store; fix: list only directories that hold flakes jobs may use (e.g. "/srv/flakes") ${where}`],
+    ];
+    for (const [dir, message] of refused) {
+      assert.throws(() => decodePluginConfig({ allow_local_flakes: ['/srv/ok', dir] }), { code: 'invalid_argument', message });
+    }
   });
 
   it('takes capability names in any spelling, and "ALL", in allow_caps', () => {

@@ -121,6 +121,23 @@ export const pluginConfigFields = {
     doc: 'Bind the volumes Nomad mounts into a task (the task\'s `volume_mount` of a group `volume` of type `host` or `csi`, and mounts of device plugins). Nomad already decides which host volumes a job may use; off, a task with any mount fails with a message naming this option.',
     example: 'allow_volumes = false',
   }),
+  allow_local_flakes: field({
+    type: 'list(string)',
+    default: [],
+    doc: 'Host directories whose flakes jobs may name with `path:` or `git+file:` (e.g. `flake = "path:/srv/flakes/app#web"`); Nix copies such a flake into the world-readable store. Empty: jobs may name no directory of the client, only remote flakes and store paths. Checked with symlinks resolved; a flake in or holding Nomad\'s allocation directories is refused even here (README "Security model").',
+    example: 'allow_local_flakes = ["/srv/flakes"]',
+    check: (value) => {
+      for (const dir of value) {
+        const problem = absolutePathProblem(dir);
+        if (problem !== undefined) return { cause: `${JSON.stringify(dir)} ${problem}`, fix: `list absolute, normalised directories in allow_local_flakes in ${WHERE}` };
+        if (dir === '/' || isWithin(NIX_STORE_DIR, dir) || isWithin(dir, NIX_STORE_DIR)) {
+          const why = dir === '/' ? 'is the whole file system' : isWithin(dir, NIX_STORE_DIR) ? `is inside ${NIX_STORE_DIR}` : `holds ${NIX_STORE_DIR}`;
+          return { cause: `${JSON.stringify(dir)} ${why}`, fix: `list only directories that hold flakes jobs may use (e.g. "/srv/flakes") in allow_local_flakes in ${WHERE}` };
+        }
+      }
+      return undefined;
+    },
+  }),
   log_level: field({
     type: 'string',
     default: '',

@@ -32,6 +32,7 @@ import { createTaskCgroup, type TaskCgroup } from '../cgroup/task-cgroup.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { taskCapabilities } from './privileges.js';
 import { checkMountRequests, resolveMounts } from './volumes.js';
+import { checkedInstallable } from './local-flake.js';
 import { binDirs, resolveCommand, validateTaskConfig } from './task-request.js';
 import { TaskHandle, taskKey, type TaskRequest } from './task.js';
 
@@ -152,7 +153,12 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
   try {
     // 1. the config block: types (schema), then cross-field rules and paths
     const taskConfig = decodeTaskConfig(request.driverConfig);
-    const closureRequest = validateTaskConfig(taskConfig);
+    const validated = validateTaskConfig(taskConfig);
+    // a path:/git+file: flake only below allow_local_flakes, resolved (Nix gets the real path)
+    const closureRequest =
+      validated.flake === undefined
+        ? validated
+        : { ...validated, flake: await checkedInstallable(validated.flake, { allowLocalFlakes: config.allow_local_flakes, allocDir: request.allocDir, realPath: async (p) => realPathOf(p) }) };
     const user = taskUser(request, config);
     const capabilities = taskCapabilities({
       uid: user.uid,

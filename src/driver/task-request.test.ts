@@ -26,6 +26,27 @@ describe('task config rules', () => {
     assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, packages: ['/opt/x'] })), /packages\[0\] "\/opt\/x" is not in \/nix\/store/);
   });
 
+  it('refuses a .drv as store_path or package: tasks name outputs, which are never built', () => {
+    const drv = '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox.drv';
+    assert.equal(storePathProblem(drv), 'is a derivation (.drv), not an output path: the client would build it');
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: drv })), {
+      code: 'invalid_argument',
+      message: `failed to validate task config: store_path "${drv}" is a derivation (.drv), not an output path: the client would build it; fix: set store_path to a store path such as "/nix/store/<hash>-<name>" in the task's config { ... } block`,
+    });
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, packages: [drv] })), {
+      message: `failed to validate task config: packages[0] "${drv}" is a derivation (.drv), not an output path: the client would build it; fix: list store paths such as "/nix/store/<hash>-<name>" in packages`,
+    });
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: '--query' })), /store_path "--query" is not an absolute path/);
+  });
+
+  it('refuses a flake that is not a flake installable, naming flake, the value and the fix', () => {
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ flake: '--version' })), {
+      code: 'invalid_argument',
+      message: 'failed to validate task config: flake "--version" starts with "-": Nix would read it as a command-line option, not a flake reference; fix: set flake to a flake installable such as "github:owner/repo#web", "git+https://example.org/repo#web", "nixpkgs#hello" or "path:/srv/app#web" under a directory listed in the client\'s allow_local_flakes, in the task\'s config { ... } block',
+    });
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ flake: '/root/x#y' })), /^DriverError: failed to validate task config: flake "\/root\/x#y" is a bare path: /);
+  });
+
   it('refuses commands with ".." and relative work dirs', () => {
     assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, command: 'bin/../../../etc/x' })), /contains "\.\.", which would escape the closure/);
     assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, work_dir: 'local' })), /work_dir "local" is not an absolute path/);

@@ -6,6 +6,7 @@
  */
 import type { TaskConfig } from '../config/task-config.js';
 import { failure, quote } from '../errors.js';
+import { parseFlakeInstallable } from '../nix/flake-ref.js';
 import { NIX_STORE_DIR, absolutePathProblem, isWithin } from '../paths.js';
 
 const WHERE = `the task's config { ... } block`;
@@ -21,7 +22,11 @@ function invalid(cause: string, fix: string) {
   return failure('validate task config', cause, { code: 'invalid_argument', fix });
 }
 
-/** `/nix/store/<hash>-<name>` exactly (a top-level store path), else why not. */
+/**
+ * `/nix/store/<hash>-<name>` exactly (a top-level store path, not a `.drv`), else why not.
+ * A `.drv` would make the client build the derivation (and evaluate nothing, but run its
+ * builder): tasks name outputs, which Nix only substitutes.
+ */
 export function storePathProblem(path: string): string | undefined {
   const problem = absolutePathProblem(path);
   if (problem !== undefined) return problem;
@@ -29,6 +34,7 @@ export function storePathProblem(path: string): string | undefined {
   const rest = path.slice(NIX_STORE_DIR.length + 1);
   if (rest.includes('/')) return `is inside a store path, not a store path (use ${NIX_STORE_DIR}/${rest.split('/')[0]})`;
   if (!/^[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/.test(rest)) return 'is not a store path name (<32-char hash>-<name>)';
+  if (rest.endsWith('.drv')) return 'is a derivation (.drv), not an output path: the client would build it';
   return undefined;
 }
 
@@ -41,6 +47,10 @@ export function validateTaskConfig(config: TaskConfig): ClosureRequest {
       hasFlake ? 'both flake and store_path are set' : 'neither flake nor store_path is set',
       `set exactly one of flake (a flake installable, e.g. "path:/srv/app#web") or store_path (e.g. "/nix/store/…-web") in ${WHERE}`,
     );
+  }
+  if (hasFlake) {
+    const parsed = parseFlakeInstallable(config.flake ?? '');
+    if (!parsed.ok) throw invalid(`flake ${quote(config.flake)} ${parsed.problem.cause}`, parsed.problem.fix);
   }
   if (hasStorePath) {
     const problem = storePathProblem(config.store_path ?? '');

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { buildWithBusybox, busyboxPath, makeFlake, NO_SUBSTITUTERS } from '../../test/support/nix-fixtures.js';
 import { DriverError } from '../errors.js';
-import { failedDerivation, firstFlakeOutput, flakeFailure, mainDerivationOutput, realise, type NixTools } from './realise.js';
+import { failedDerivation, firstFlakeOutput, flakeBuildArgs, flakeFailure, realise, type NixTools } from './realise.js';
 
 const TOOLS: NixTools = { nix: 'nix', nixStore: 'nix-store', extraOptions: NO_SUBSTITUTERS };
 const nonce = () => randomBytes(6).toString('hex');
@@ -47,18 +47,27 @@ describe('realise', () => {
     assert.deepEqual(result, { mainOutput: web, packageOutputs: [tool], closure: [busyboxPath(), tool, web].sort() });
   });
 
-  it('realises a store path given by a path inside it', async () => {
-    const web = buildWithBusybox('realise-web', 'mkdir -p $out/bin; ln -s $busybox/bin/httpd $out/bin/web');
-    const result = await realise(TOOLS, { storePath: `${web}/bin`, packages: [] });
-    assert.equal(result.mainOutput, web);
-  });
-
-  it('builds a .drv given as store path and runs from its out output', async () => {
+  it('refuses a .drv, a path inside a store path and an option instead of an output path, running no Nix command', async () => {
     const out = buildWithBusybox('realise-drv', 'mkdir -p $out; echo drv > $out/x');
     const drv = execFileSync('nix-store', ['--query', '--deriver', out], { encoding: 'utf8' }).trim();
-    const result = await realise(TOOLS, { storePath: drv, packages: [] });
-    assert.equal(result.mainOutput, out);
-    assert.deepEqual(result.closure, [busyboxPath(), out].sort());
+    const failing: NixTools = { nix: '/nonexistent/nix', nixStore: '/nonexistent/nix-store', extraOptions: [] };
+    for (const [request, shown] of [
+      [{ storePath: drv, packages: [] }, drv],
+      [{ storePath: out, packages: [drv] }, drv],
+      [{ storePath: `${out}/x`, packages: [] }, `${out}/x`],
+      [{ storePath: '--query', packages: [] }, '--query'],
+      [{ storePath: '/tmp', packages: [] }, '/tmp'],
+    ] as const) {
+      const error = await rejection(realise(failing, request));
+      assert.equal(error.message, `failed to realise task closure: "${shown}" is not an output store path /nix/store/<hash>-<name> (a .drv is refused); fix: give the output path of a build, e.g. "/nix/store/<hash>-web"`);
+      assert.equal(error.code, 'invalid_argument');
+    }
+  });
+
+  it('refuses a flake that is not a flake installable, running no Nix command', async () => {
+    const failing: NixTools = { nix: '/nonexistent/nix', nixStore: '/nonexistent/nix-store', extraOptions: [] };
+    const error = await rejection(realise(failing, { flake: '--impure', packages: [] }));
+    assert.match(error.message, /^failed to realise task closure: flake "--impure" starts with "-": Nix would read it as a command-line option, not a flake reference; fix: set flake to/);
   });
 
   it('answers a valid store path quickly (one nix-store query)', async (t) => {
@@ -89,12 +98,6 @@ describe('realise', () => {
     const missing = missingPath();
     const error = await rejection(realise(TOOLS, { storePath: web, packages: [missing] }));
     assert.match(error.message, new RegExp(`^failed to realise package "${missing}": path '${missing}' is not valid and no configured substituter has it \\(nix: .+\\); fix: `));
-  });
-
-  it('refuses a path outside the store', async () => {
-    const error = await rejection(realise(TOOLS, { storePath: '/tmp', packages: [] }));
-    assert.equal(error.message, 'failed to realise store path "/tmp": path \'/tmp\' is not in the Nix store; fix: give a path inside the Nix store (/nix/store/…)');
-    assert.equal(error.code, 'invalid_argument');
   });
 
   it('builds a flake output and reports progress', async () => {
@@ -183,10 +186,13 @@ describe('realise helpers', () => {
     assert.equal(firstFlakeOutput('not json'), undefined);
   });
 
-  it('picks the out output of a realised .drv', () => {
-    const drv = '/nix/store/aaaa-hello-2.12.drv';
-    assert.equal(mainDerivationOutput(drv, ['/nix/store/bbbb-hello-2.12-man', '/nix/store/cccc-hello-2.12']), '/nix/store/cccc-hello-2.12');
-    assert.equal(mainDerivationOutput(drv, ['/nix/store/bbbb-hello-2.12-man']), '/nix/store/bbbb-hello-2.12-man');
+  it('builds a flake with options first, the safety options after the plugin\'s, and the installable after --', () => {
+    assert.deepEqual(flakeBuildArgs({ extraOptions: ['--option', 'accept-flake-config', 'true'] }, '--version'), [
+      'build', '--no-link', '--json', '--extra-experimental-features', 'nix-command flakes', '--log-format', 'internal-json',
+      '--option', 'accept-flake-config', 'true',
+      '--option', 'accept-flake-config', 'false', '--option', 'pure-eval', 'true',
+      '--', '--version',
+    ]);
   });
 
   it('finds the failed derivation in Nix errors', () => {

@@ -4,11 +4,22 @@
  *
  * Commands, chosen to work unchanged on Debian's Nix 2.8 and on current Nix and Lix:
  *   - a flake: `nix build --no-link --json --extra-experimental-features 'nix-command flakes'
- *     --log-format internal-json <flake>` (2.8 has `--json` but not `--print-out-paths`);
+ *     --log-format internal-json <options> --option accept-flake-config false --option
+ *     pure-eval true -- <flake>` (2.8 has `--json` but not `--print-out-paths`);
  *   - store paths and packages: `nix-store --realise --log-format internal-json <paths>`
- *     (substitutes a missing path, never evaluates anything; 2.8 accepts the log format too);
+ *     (substitutes a missing path, never evaluates or builds anything; 2.8 accepts the log
+ *     format too);
  *   - the closure: `nix-store --query --requisites <outputs>`.
  * The caller's extra options (e.g. `--option substituters ''`) go to every command.
+ *
+ * Job input reaches these argv only as validated data: the flake after `--` (which `nix` 2.8
+ * honours: `nix build -- --version` looks for a flake named `--version`), and only when it
+ * parses as the flake grammar of flake-ref.ts; store paths only as output paths
+ * `/nix/store/<hash>-<name>` (never a `.drv`, which would be built). `nix-store` 2.8 does not
+ * end its options at `--` (`nix-store --realise -- --query` runs the query), so its positional
+ * arguments are protected by that grammar alone: they start with `/`. The flake is never
+ * evaluated with `--impure`, and a flake's `nixConfig` is never applied (accept-flake-config
+ * false, given after the plugin's nix_options so they cannot turn it on).
  *
  * Progress comes from the internal-json log on stderr (progress.ts), at most one message per
  * 2 s. Failures are DriverErrors quoting Nix's own error text and naming the derivation or path.
@@ -25,6 +36,7 @@
 import { failure, quote, type DriverError } from '../errors.js';
 import { runStreaming } from '../host/stream-command.js';
 import { NIX_STORE_DIR } from '../paths.js';
+import { parseFlakeInstallable } from './flake-ref.js';
 import { NixLogCollector, throttle } from './progress.js';
 
 /** Where the Nix commands are and what every invocation gets in addition. */
@@ -41,9 +53,9 @@ export interface NixTools {
 export interface RealiseRequest {
   /** A flake installable, e.g. `github:owner/repo#web` or `path:/srv/app#web`. */
   readonly flake?: string;
-  /** An existing store path (or a `.drv` to build). */
+  /** An output store path (`/nix/store/<hash>-<name>`, not a `.drv`). */
   readonly storePath?: string;
-  /** More store paths the task needs next to the main one. */
+  /** More output store paths the task needs next to the main one. */
   readonly packages: readonly string[];
 }
 
@@ -69,6 +81,14 @@ export interface RealiseOptions {
 /** The flag that enables flakes on 2.8 (where they are experimental); later versions accept it too. */
 export const FLAKE_FEATURES = ['--extra-experimental-features', 'nix-command flakes'] as const;
 const LOG_FORMAT = ['--log-format', 'internal-json'] as const;
+/**
+ * Given to every flake build after the plugin's options (the last setting wins): a flake's
+ * `nixConfig` is not applied and evaluation stays pure (no `builtins.getEnv`, no host paths
+ * read by path literals), whatever the client's nix.conf says.
+ */
+export const FLAKE_SAFETY = ['--option', 'accept-flake-config', 'false', '--option', 'pure-eval', 'true'] as const;
+/** An output path: `/nix/store/<32-char hash>-<name>`, not a `.drv`. */
+const OUTPUT_PATH = /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/;
 const QUERY_TIMEOUT_MS = 120_000;
 
 interface Context {
@@ -91,6 +111,18 @@ export async function realise(tools: NixTools, request: RealiseRequest, options:
       code: 'invalid_argument',
       fix: 'set exactly one of flake and store_path in the task config',
     });
+  }
+  for (const path of [request.storePath ?? '', ...request.packages].filter((p) => p !== '')) {
+    if (!OUTPUT_PATH.test(path) || path.endsWith('.drv')) {
+      throw failure('realise task closure', `${quote(path)} is not an output store path /nix/store/<hash>-<name> (a .drv is refused)`, {
+        code: 'invalid_argument',
+        fix: 'give the output path of a build, e.g. "/nix/store/<hash>-web"',
+      });
+    }
+  }
+  if (hasFlake) {
+    const parsed = parseFlakeInstallable(request.flake ?? '');
+    if (!parsed.ok) throw failure('realise task closure', `flake ${quote(request.flake)} ${parsed.problem.cause}`, { code: 'invalid_argument', fix: parsed.problem.fix });
   }
   const progress = options.onProgress === undefined ? undefined : throttle(options.onProgress, { now: () => performance.now() });
   const ctx: Context = { tools, options, progress };
@@ -136,7 +168,7 @@ async function runNix(ctx: Context, file: string, args: readonly string[], what:
 
 async function buildFlake(ctx: Context, flake: string): Promise<string> {
   const what = `realise flake ${quote(flake)}`;
-  const args = ['build', '--no-link', '--json', ...FLAKE_FEATURES, ...LOG_FORMAT, ...ctx.tools.extraOptions, flake];
+  const args = flakeBuildArgs(ctx.tools, flake);
   const run = await runNix(ctx, ctx.tools.nix, args, what);
   if (!run.ok) throw flakeFailure(what, flake, run.text);
   const output = firstFlakeOutput(run.stdout);
@@ -144,6 +176,11 @@ async function buildFlake(ctx: Context, flake: string): Promise<string> {
     throw failure(what, `nix build printed no output path (stdout: ${quote(run.stdout.slice(0, 200))})`, { code: 'internal' });
   }
   return output;
+}
+
+/** The argv (after `nix`) that builds `flake`: options, then `--`, then the installable. */
+export function flakeBuildArgs(tools: Pick<NixTools, 'extraOptions'>, flake: string): string[] {
+  return ['build', '--no-link', '--json', ...FLAKE_FEATURES, ...LOG_FORMAT, ...tools.extraOptions, ...FLAKE_SAFETY, '--', flake];
 }
 
 /**
@@ -190,33 +227,12 @@ export function failedDerivation(text: string): string | undefined {
   return /'(\/[^']+\.drv)'[^;]*failed/.exec(text)?.[1];
 }
 
-/**
- * Realises store paths (outputs or `.drv`s) and returns the path each stands for: itself for an
- * output path (or the store path it lies in), the `out` output (else the first) of a `.drv`.
- */
+/** Realises output paths (substituting missing ones) and returns them, in order. */
 async function realisePaths(ctx: Context, paths: readonly string[], storePath: string | undefined): Promise<string[]> {
   if (paths.length === 0) return [];
-  const plain = paths.filter((p) => !p.endsWith('.drv'));
-  const results = new Map<string, string>();
-  if (plain.length > 0) {
-    const run = await runNix(ctx, ctx.tools.nixStore, ['--realise', ...LOG_FORMAT, ...ctx.tools.extraOptions, ...plain], realiseWhat(plain, storePath));
-    if (!run.ok) throw await pathFailure(ctx, plain, storePath, run.text);
-    const lines = run.stdout.split('\n').filter((l) => l !== '');
-    plain.forEach((p, i) => results.set(p, lines[i] ?? p));
-  }
-  for (const drv of paths.filter((p) => p.endsWith('.drv'))) {
-    if (results.has(drv)) continue;
-    const run = await runNix(ctx, ctx.tools.nixStore, ['--realise', ...LOG_FORMAT, ...ctx.tools.extraOptions, drv], realiseWhat([drv], storePath));
-    if (!run.ok) throw await pathFailure(ctx, [drv], storePath, run.text);
-    results.set(drv, mainDerivationOutput(drv, run.stdout.split('\n').filter((l) => l !== '')));
-  }
-  return paths.map((p) => results.get(p) ?? p);
-}
-
-/** Of the outputs `nix-store --realise <drv>` printed, the `out` one (named like the drv), else the first. */
-export function mainDerivationOutput(drv: string, outputs: readonly string[]): string {
-  const name = /^[^-]+-(.*)\.drv$/.exec(drv.slice(drv.lastIndexOf('/') + 1))?.[1];
-  return outputs.find((o) => name !== undefined && o.slice(o.lastIndexOf('/') + 1).replace(/^[^-]+-/, '') === name) ?? outputs[0] ?? drv;
+  const run = await runNix(ctx, ctx.tools.nixStore, ['--realise', ...LOG_FORMAT, ...ctx.tools.extraOptions, ...paths], realiseWhat(paths, storePath));
+  if (!run.ok) throw await pathFailure(ctx, paths, storePath, run.text);
+  return [...paths];
 }
 
 function realiseWhat(paths: readonly string[], storePath: string | undefined): string {
