@@ -6,16 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { lookup } from 'node:dns/promises';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { buildWithBusybox, busyboxPath, makeFlake } from '../test/support/nix-fixtures.js';
 import { hcl, nixJobHcl, shConfig, storeConfig } from './support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, isRunning, nomad, runJob, taskState, waitForAlloc, waitForAllocId, type Allocation } from './support/jobs.js';
 import { nomadBinary, type NomadAgent } from './support/nomad-agent.js';
 import { waitForNoLeftovers } from './support/leftovers.js';
-import { RUNTIMES, startTaskAgent, type TaskAgent } from './support/task-agent.js';
+import { RUNTIMES, e2eFlakeDir, startTaskAgent, type TaskAgent } from './support/task-agent.js';
 
 let taskAgent: TaskAgent | undefined;
 let agent: NomadAgent;
@@ -89,7 +87,7 @@ for (const runtime of RUNTIMES) describe(`running nix tasks through Nomad (${run
   });
 
   it('builds and runs a flake installable', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nix-e2e-flake-'));
+    const dir = e2eFlakeDir();
     try {
       const flake = makeFlake(dir, 'hello', 'mkdir -p $out/bin && printf "#!$busybox/bin/sh\\necho flake says hi\\n" > $out/bin/hello && chmod +x $out/bin/hello');
       const job = runJob(agent, nixJobHcl({ id: 'flake', config: `        flake   = ${hcl(flake)}\n        command = "bin/hello"` }));
@@ -259,7 +257,7 @@ for (const runtime of RUNTIMES) describe(`running nix tasks through Nomad (${run
   });
 
   it('a missing flake attribute fails naming the attribute, leaving nothing behind', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nix-e2e-flake-'));
+    const dir = e2eFlakeDir();
     try {
       makeFlake(dir, 'present', 'mkdir -p $out');
       const job = runJob(agent, nixJobHcl({ id: 'bad-attr', config: `        flake = ${hcl(`path:${dir}#absent`)}` }));

@@ -3,7 +3,9 @@
  * that nothing of a task is left), no binary cache (closures are built locally from busybox),
  * healthy before tests start; `close()` stops every job first (tasks outlive agents by design).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { hcl } from './job-hcl.js';
 import { killTasksOf } from './leftovers.js';
 import { NomadAgent, type AgentOptions } from './nomad-agent.js';
@@ -20,6 +22,18 @@ export type RuntimeName = 'bwrap' | 'runc';
 /** The runtimes every task scenario runs on (parameterised, not copied). */
 export const RUNTIMES: readonly RuntimeName[] = ['bwrap', 'runc'];
 
+/**
+ * The directory every task agent lists in `allow_local_flakes`: tests write their `path:`
+ * flakes below it (e2eFlakeDir). Nomad's allocation dirs are elsewhere (the agent's work dir).
+ */
+export const E2E_FLAKES_DIR = join(tmpdir(), 'nix-e2e-flakes');
+
+/** A new directory for one test flake, below E2E_FLAKES_DIR (the caller removes it). */
+export function e2eFlakeDir(): string {
+  mkdirSync(E2E_FLAKES_DIR, { recursive: true, mode: 0o755 });
+  return mkdtempSync(join(E2E_FLAKES_DIR, 'flake-'));
+}
+
 export async function startTaskAgent(
   name: string,
   options: Omit<AgentOptions, 'pluginConfig'> & { runtime?: RuntimeName; /** More lines inside the plugin's config block. */ pluginConfig?: string } = {},
@@ -33,6 +47,7 @@ export async function startTaskAgent(
       `    state_dir    = ${hcl(stateDir)}`,
       `    gc_roots_dir = ${hcl(gcRootsDir)}`,
       '    nix_options  = ["substituters ="]',
+      `    allow_local_flakes = [${hcl(E2E_FLAKES_DIR)}]`,
       ...(runtime === undefined ? [] : [`    runtime      = ${hcl(runtime)}`]),
       ...(pluginConfig === undefined ? [] : [pluginConfig]),
     ].join('\n'),
