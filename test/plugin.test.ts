@@ -178,7 +178,7 @@ describe('BasePlugin', () => {
     assert.equal(runtime.block, 'default');
     assert.deepEqual(runtime.default.primary.Attr, { name: 'runtime', type: 'string', required: false });
     assert.equal(runtime.default.default.literal.value, '"bwrap"');
-    assert.deepEqual(Object.keys(spec.object.attributes).sort(), ['allow_caps', 'allow_root', 'allow_volumes', 'gc_roots_dir', 'log_level', 'nix_bin', 'nix_options', 'orphan_grace', 'pids_limit', 'runc_init', 'runtime', 'state_dir']);
+    assert.deepEqual(Object.keys(spec.object.attributes).sort(), ['allow_caps', 'allow_local_flakes', 'allow_root', 'allow_volumes', 'gc_roots_dir', 'log_level', 'nix_bin', 'nix_options', 'orphan_grace', 'pids_limit', 'runc_init', 'runtime', 'state_dir']);
   });
 
   it('SetConfig accepts a valid config, including the agent config Nomad sends', async () => {
@@ -212,6 +212,9 @@ describe('BasePlugin', () => {
       [ctyConfig({ state_dir: ['a'] }), /^failed to decode plugin config: field "state_dir": expected string, got list/],
       [ctyConfig({ state_dir: 'relative/dir' }), /field "state_dir": "relative\/dir" is not an absolute path; fix: set state_dir to an absolute, normalised path/],
       [ctyConfig({ gc_roots_dir: '/nix/store/roots' }), /field "gc_roots_dir": "\/nix\/store\/roots" is inside \/nix\/store/],
+      [ctyConfig({ allow_local_flakes: ['/'] }), /^failed to decode plugin config: field "allow_local_flakes": "\/" is the whole file system; fix: /],
+      [ctyConfig({ allow_local_flakes: ['srv'] }), /^failed to decode plugin config: field "allow_local_flakes": "srv" is not an absolute path; fix: /],
+      [ctyConfig({ allow_local_flakes: ['/nix/store/x-source'] }), /^failed to decode plugin config: field "allow_local_flakes": "\/nix\/store\/x-source" is inside \/nix\/store; fix: /],
       [Buffer.from([0x85, 0xa1]), /^failed to decode plugin config: invalid msgpack/],
       [Buffer.from([0x81, 0xa7, ...Buffer.from('runtime'), 0xd4, 0x00, 0x00]), /value at "runtime" is not known/],
       [packr.pack('just a string'), /^failed to decode plugin config: expected an object, got string/],
