@@ -33,6 +33,13 @@ plugin "nix" {
     # plugins' mounts). false = a task with any mount fails.
     allow_volumes = true
 
+    # Host directories whose flakes jobs may name with path: or git+file: (Nix copies such a
+    # flake into the world-readable store). Empty = none: jobs use remote flakes (github:, …)
+    # or store paths. Symlinks are resolved before the check; a flake in or around Nomad's
+    # allocation directories is refused even when listed. Never "/" or the store.
+    # allow_local_flakes = ["/srv/flakes"]
+    allow_local_flakes = []
+
     # Per-task state files and cached store views (same filesystem as /nix/store).
     state_dir = "/var/lib/nomad-driver-nix"
 

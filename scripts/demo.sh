@@ -36,6 +36,7 @@ chmod 0711 "$DEMO_DIR"
 # everything it runs from busybox, offline)
 sed -e "s/^client {/ports {\n  http = $PORT\n}\n\nclient {/" \
     -e 's/^    nix_options = \[\]/    nix_options = ["substituters ="]/' \
+    -e "s|^    allow_local_flakes = \[\]|    allow_local_flakes = [\"$DEMO_DIR/web\"]|" \
     plugin-config/nix.hcl > "$DEMO_DIR/agent.hcl"
 
 echo "starting nomad agent -dev with the nix plugin (log: $DEMO_DIR/agent.log)"

@@ -8,18 +8,18 @@ import { decodeBlock, field, type BlockContext, type Decoded } from './schema.js
 export const taskConfigFields = {
   flake: field({
     type: 'string',
-    doc: 'A flake installable evaluated and built on the client, e.g. `path:/srv/app#web`. Exactly one of `flake` and `store_path` is set.',
-    example: 'flake = "path:/srv/app#web"',
+    doc: 'A flake installable evaluated (purely, without the flake\'s `nixConfig`) and built on the client: `github:`, `gitlab:`, `sourcehut:`, `git+https:`, `git+ssh:`, an `https:` tarball or a registry id such as `nixpkgs#hello`; `path:` and `git+file:` only below the plugin\'s `allow_local_flakes`. Anything else (bare paths, `file:`, options such as `--impure`) fails the task (README "Security model"). Exactly one of `flake` and `store_path` is set.',
+    example: 'flake = "github:owner/repo#web"',
   }),
   store_path: field({
     type: 'string',
-    doc: 'A prebuilt store path; it is realised (or substituted) but never evaluated.',
+    doc: 'A prebuilt output path `/nix/store/<hash>-<name>` (not a `.drv`); when missing it is substituted from the configured caches, never evaluated or built.',
     example: 'store_path = "/nix/store/…-web"',
   }),
   packages: field({
     type: 'list(string)',
     default: [],
-    doc: 'Extra store paths whose closures join the root; their `bin/` directories go on PATH.',
+    doc: 'Extra output store paths (no `.drv`) whose closures join the root; their `bin/` directories go on PATH.',
     example: 'packages = ["/nix/store/…-busybox"]',
   }),
   command: field({
