@@ -190,7 +190,7 @@ describe('realise helpers', () => {
     assert.deepEqual(flakeBuildArgs({ extraOptions: ['--option', 'accept-flake-config', 'true'] }, '--version'), [
       'build', '--no-link', '--json', '--extra-experimental-features', 'nix-command flakes', '--log-format', 'internal-json',
       '--option', 'accept-flake-config', 'true',
-      '--option', 'accept-flake-config', 'false', '--option', 'pure-eval', 'true',
+      '--option', 'accept-flake-config', 'false', '--option', 'pure-eval', 'true', '--no-write-lock-file',
       '--', '--version',
     ]);
   });

@@ -5,7 +5,8 @@
  * Commands, chosen to work unchanged on Debian's Nix 2.8 and on current Nix and Lix:
  *   - a flake: `nix build --no-link --json --extra-experimental-features 'nix-command flakes'
  *     --log-format internal-json <options> --option accept-flake-config false --option
- *     pure-eval true -- <flake>` (2.8 has `--json` but not `--print-out-paths`);
+ *     pure-eval true --no-write-lock-file -- <flake>` (2.8 has `--json` but not
+ *     `--print-out-paths`);
  *   - store paths and packages: `nix-store --realise --log-format internal-json <paths>`
  *     (substitutes a missing path, never evaluates or builds anything; 2.8 accepts the log
  *     format too);
@@ -84,9 +85,10 @@ const LOG_FORMAT = ['--log-format', 'internal-json'] as const;
 /**
  * Given to every flake build after the plugin's options (the last setting wins): a flake's
  * `nixConfig` is not applied and evaluation stays pure (no `builtins.getEnv`, no host paths
- * read by path literals), whatever the client's nix.conf says.
+ * read by path literals), whatever the client's nix.conf says; and Nix never writes a
+ * `flake.lock` into a local flake's directory on the client.
  */
-export const FLAKE_SAFETY = ['--option', 'accept-flake-config', 'false', '--option', 'pure-eval', 'true'] as const;
+export const FLAKE_SAFETY = ['--option', 'accept-flake-config', 'false', '--option', 'pure-eval', 'true', '--no-write-lock-file'] as const;
 /** An output path: `/nix/store/<32-char hash>-<name>`, not a `.drv`. */
 const OUTPUT_PATH = /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/;
 const QUERY_TIMEOUT_MS = 120_000;
