@@ -41,8 +41,8 @@ export function initIsOurs(p: TaskProcesses): boolean {
   return sameProcess(p.initPid, p.initStartTime) && p.inTaskCgroup(p.initPid);
 }
 
-/** `path` with symlinks resolved (as /proc/<pid>/exe shows it), or `path` itself when it cannot be resolved. */
-export function resolvedExecutable(path: string): string {
+/** `path` with symlinks resolved (as /proc/<pid>/exe and /proc/<pid>/fd show it), or `path` itself when it cannot be resolved. */
+export function resolvedPath(path: string): string {
   try {
     return realpathSync(path);
   } catch {

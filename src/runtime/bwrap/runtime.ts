@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { childPids, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { initIsOurs, monitorIsOurs, resolvedExecutable, waitForValue, watchDetachedExit, type TaskProcesses } from '../detached-exit.js';
+import { initIsOurs, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { createFile, openForWriting, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
@@ -147,7 +147,11 @@ export function bwrapProcesses(
   bwrapPath: string,
 ): TaskProcesses {
   const statusPath = join(stateDir, STATUS_FILE);
-  return { ...pids, monitorExecutable: resolvedExecutable(bwrapPath), monitorMark: (pid) => fdTarget(pid, STATUS_FD) === statusPath, inTaskCgroup };
+  const monitorMark = (pid: number) => {
+    const target = fdTarget(pid, STATUS_FD);
+    return target !== undefined && (target === statusPath || target === resolvedPath(statusPath));
+  };
+  return { ...pids, monitorExecutable: resolvedPath(bwrapPath), monitorMark, inTaskCgroup };
 }
 
 /**

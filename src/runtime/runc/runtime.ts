@@ -11,7 +11,7 @@ import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
 import { commandLineOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { initIsOurs, monitorIsOurs, resolvedExecutable, waitForValue, watchDetachedExit, type TaskProcesses } from '../detached-exit.js';
+import { initIsOurs, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { openForWriting, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
@@ -104,7 +104,7 @@ export class RuncRuntime implements Runtime {
     const expected = monitorArgs(this.options.runcPath, this.options.runcRoot, bundle, containerId).slice(-2);
     return {
       ...pids,
-      monitorExecutable: resolvedExecutable(this.options.shellPath),
+      monitorExecutable: resolvedPath(this.options.shellPath),
       monitorMark: (pid) => {
         const argv = commandLineOf(pid);
         return argv !== undefined && argv.length >= 2 && argv.at(-2) === expected[0] && argv.at(-1) === expected[1];
