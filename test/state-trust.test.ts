@@ -143,6 +143,13 @@ describe('RecoverTask with a crafted driver_state', { skip: isRoot ? false : 'ne
       const next = await startPlugin();
       cleanups.push(() => next.kill('SIGKILL'));
       await call(next.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(own, { runtime }) });
+      // exec'd commands run as driver_state's user: a crafted root user is refused, the task runs on
+      const asRoot = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(started.handle.driver_state).toString('utf8')), user: { name: 'root', uid: 0, gid: 0 } }));
+      await assert.rejects(
+        call(next.clients.driver, 'RecoverTask', { task_id: task.id, handle: { version: 1, config: { ...task, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: asRoot } }),
+        { details: `failed to recover task: driver_state field user.uid "0" is not the uid 65534 the task's init ${state.initPid} runs as; ${FIX}` },
+      );
+      assert.equal(alive(state.initPid), true, 'the task runs on');
       await call(next.clients.driver, 'RecoverTask', { task_id: task.id, handle: { version: 1, config: { ...task, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: started.handle.driver_state } });
       const inspected = await call<unknown, { task: { state: string } }>(next.clients.driver, 'InspectTask', { task_id: task.id });
       assert.equal(inspected.task.state, 'RUNNING');

@@ -7,7 +7,8 @@ import { defaultPluginConfig, parseDurationMs, type PluginConfig } from '../conf
 import { DriverError, TASK_NOT_FOUND_MESSAGE, errorMessage, failure, quote } from '../errors.js';
 import { executableKind, findExecutable } from '../host/which.js';
 import { runInTask, startInTask, type ExecSession } from '../host/exec-in-task.js';
-import { firstChild, pathInRootOf, readEnviron } from '../host/proc.js';
+import { firstChild, pathInRootOf, processStartTime, readEnviron, realUidOf } from '../host/proc.js';
+import { processInCgroup } from '../cgroup/membership.js';
 import { makeDir } from '../host/task-files.js';
 import { entryKind, removeTree } from '../host/fs.js';
 import { removeTaskGcRoot } from '../nix/gc-roots.js';
@@ -301,6 +302,7 @@ export class NixDriver {
     const taskRequest = request();
     const who = owner(taskRequest.nodeId, taskRequest.nodeName);
     await this.checkRecoveredOwner(persisted, who);
+    checkRecoveredUser(persisted);
     this.learnNode(taskRequest);
     const runtime = this.runtimeNamed(persisted.runtime, 'recover task');
     let launched;
@@ -594,6 +596,21 @@ export class NixDriver {
       (taskPath) => executableKind(pathInRootOf(initPid, taskPath)),
     );
   }
+}
+
+/**
+ * Commands exec'd into a recovered task run as driver_state's user: when the task's init is
+ * alive (its start time, in the task's cgroup), that user must be the one it runs as.
+ */
+function checkRecoveredUser(persisted: PersistedTask): void {
+  const { initPid, initStartTime, cgroup, user } = persisted;
+  if (processStartTime(initPid) !== initStartTime || !processInCgroup(initPid, cgroup)) return;
+  const uid = realUidOf(initPid);
+  if (uid === undefined || uid === user.uid) return;
+  throw failure('recover task', `driver_state field user.uid ${quote(String(user.uid))} is not the uid ${uid} the task's init ${initPid} runs as`, {
+    code: 'invalid_argument',
+    fix: 'the task cannot be recovered; Nomad destroys it and starts it again',
+  });
 }
 
 function sleep(ms: number, signals: readonly AbortSignal[]): Promise<void> {

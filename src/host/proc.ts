@@ -175,3 +175,13 @@ export function cgroupFileOf(pid: number): string | undefined {
     return undefined;
   }
 }
+
+/** The real uid of `pid` (/proc/<pid>/status `Uid:`), or undefined when it is gone. */
+export function realUidOf(pid: number): number | undefined {
+  try {
+    const match = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match === null ? undefined : Number(match[1]);
+  } catch {
+    return undefined;
+  }
+}

@@ -64,7 +64,7 @@ describe('task processes are verified before any signal', { skip: isRoot ? false
 
   it('runc: a foreign process with the recorded pid and start time is neither recovered nor killed', async () => {
     const { record, pid } = await foreignRecord();
-    const runtime = new RuncRuntime({ runcPath: '/usr/sbin/runc', initPath: '/usr/bin/tini-static', runcRoot: join(record.stateDir, 'runc'), shellPath: '/bin/sh' });
+    const runtime = new RuncRuntime({ runcPath: findExecutable('runc', { pathEnv: process.env.PATH ?? '' }) ?? 'runc', initPath: '/usr/bin/tini-static', runcRoot: join(record.stateDir, 'runc'), shellPath: '/bin/sh' });
     await assert.rejects(runtime.recover(record), {
       message: `failed to recover task: its runc monitor ${pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, 'exit.json')}; fix: none needed: Nomad starts the task again`,
     });
