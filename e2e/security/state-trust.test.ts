@@ -5,6 +5,7 @@
  * then client B starts and runs one; B's orphan sweep (and A's, after its plugin is killed and
  * relaunched by Nomad) runs and leaves the other client's task, GC root and shared store view
  * alone; both tasks keep running; stopping B's job leaves the store view A's task still uses.
+ * And an agent whose plugin config names a dangerous state_dir or gc_roots_dir does not start.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -128,4 +129,23 @@ for (const runtime of RUNTIMES) describe(`two Nomad clients sharing the default 
     assert.equal(existsSync(join(DEFAULT_STATE_DIR, 'views', taskA.viewKey)), true, 'the store view A\'s task uses is still there');
     assert.equal(isAlive(taskA.initPid), true, 'client A\'s task runs');
   });
+});
+
+describe('dangerous plugin directories stop the agent at start', { timeout: 300_000 }, () => {
+  for (const [field, value, cause, fix] of [
+    ['state_dir', '/', '"/" is a system directory; the driver removes entries below state_dir', 'set state_dir to a directory of its own such as "/var/lib/nomad-driver-nix"'],
+    ['gc_roots_dir', '/nix/var/nix/gcroots', '"/nix/var/nix/gcroots" is a system directory; the driver removes entries below gc_roots_dir', 'set gc_roots_dir to a directory of its own such as "/nix/var/nix/gcroots/nomad-driver-nix"'],
+  ] as const) {
+    it(`${field} = ${JSON.stringify(value)} is refused with a message naming the field, the value and the fix`, async () => {
+      const agent = await NomadAgent.start({ pluginConfig: `    ${field} = ${hcl(value)}` });
+      try {
+        const code = await agent.waitForExit(60_000);
+        assert.notEqual(code, undefined, `agent kept running with ${field} = ${JSON.stringify(value)}\n${agent.logTail()}`);
+        assert.ok(agent.log().includes(`field "${field}": ${cause}; fix: ${fix} in the client's plugin "nix" { config { ... } } block`), agent.logTail());
+      } finally {
+        await agent.stop();
+        agent.cleanup();
+      }
+    });
+  }
 });

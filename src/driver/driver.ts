@@ -20,7 +20,7 @@ import { RuncRuntime } from '../runtime/runc/runtime.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { join } from 'node:path';
 import { adoptTask, releaseCgroup, startTask } from './start-task.js';
-import { decodePersistedTask, type PersistedTask } from './persisted-task.js';
+import { decodePersistedTask, NODE_ID, type PersistedTask } from './persisted-task.js';
 import { reconcile, recoveryRecord, sweepTask, type SweepContext } from './reconcile.js';
 import { markDir, markShared, owner, ownerOf, unmarkShared, type Owner } from './ownership.js';
 import { openTaskCgroup } from '../cgroup/task-cgroup.js';
@@ -330,7 +330,7 @@ export class NixDriver {
   private async checkRecoveredOwner(persisted: PersistedTask, who: Owner): Promise<void> {
     const mark = await ownerOf(persisted.stateDir);
     for (const [what, nodeId] of [['driver_state field nodeId', persisted.nodeId], [`the owner mark in ${persisted.stateDir}`, mark?.nodeId ?? '']] as const) {
-      if (nodeId !== '' && who.nodeId !== '' && nodeId !== who.nodeId) {
+      if (nodeId !== '' && nodeId !== who.nodeId) {
         throw failure('recover task', `${what} names Nomad node ${quote(nodeId)}, and this task runs on node ${quote(who.nodeId)}`, {
           code: 'invalid_argument',
           fix: 'the task cannot be recovered; Nomad destroys it and starts it again (give every Nomad client on a host its own state_dir)',
@@ -362,6 +362,10 @@ export class NixDriver {
   private sweepDue = false;
   private learnNode(request: TaskRequest): void {
     if (request.nodeId === '') return;
+    if (!NODE_ID.test(request.nodeId)) {
+      this.logger.warn('a task names a node id that is not a Nomad node id; ignored', { node_id: request.nodeId });
+      return;
+    }
     if (this.node === undefined) {
       this.node = owner(request.nodeId, request.nodeName);
       this.logger.debug('serving Nomad node', { node_id: request.nodeId, node_name: request.nodeName });

@@ -11,6 +11,7 @@
  *   An entry is removed only when no node's file is left.
  */
 import { join } from 'node:path';
+import { failure, quote } from '../errors.js';
 import { listEntries, readJsonFile, removeFile, removeTree, writeJsonFileAtomic } from '../host/fs.js';
 import { GC_ROOT_OWNER_FILE } from '../nix/gc-roots.js';
 import { NODE_ID } from './persisted-task.js';
@@ -60,6 +61,9 @@ function sharedDir(stateRoot: string, kind: SharedKind, key: string): string {
 }
 
 function nodeFile(nodeId: string): string {
+  if (nodeId !== '' && !NODE_ID.test(nodeId)) {
+    throw failure('mark shared entry', `node id ${quote(nodeId)} is not a Nomad node id (letters, digits and "-")`, { code: 'invalid_argument', fix: 'this is a bug in the Nomad client; report it' });
+  }
   return `${nodeId === '' ? NO_NODE : nodeId}.json`;
 }
 
