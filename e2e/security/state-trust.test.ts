@@ -74,8 +74,11 @@ for (const runtime of RUNTIMES) describe(`two Nomad clients sharing the default 
   after(async () => {
     const allocs = new Set<string>();
     for (const agent of agents) {
-      for (const a of await agent.api<{ ID: string }[]>('/v1/allocations').catch(() => [])) allocs.add(a.ID);
+      const mine = (await agent.api<{ ID: string }[]>('/v1/allocations').catch(() => [])).map((a) => a.ID);
+      mine.forEach((id) => allocs.add(id));
       await agent.stopAllJobs().catch(() => undefined);
+      // DestroyTask removes the task's state from the shared dir: wait for it before the agent goes
+      await agent.waitFor('the stopped tasks to be destroyed', async () => (mine.every((id) => recordOf(id) === undefined) ? true : undefined), 60_000).catch(() => undefined);
       await agent.stop();
       agent.cleanup();
     }
@@ -132,20 +135,21 @@ for (const runtime of RUNTIMES) describe(`two Nomad clients sharing the default 
 });
 
 describe('dangerous plugin directories stop the agent at start', { timeout: 300_000 }, () => {
+  const agents: NomadAgent[] = [];
+  after(() => {
+    for (const agent of agents) agent.cleanup();
+  });
+
   for (const [field, value, cause, fix] of [
     ['state_dir', '/', '"/" is a system directory; the driver removes entries below state_dir', 'set state_dir to a directory of its own such as "/var/lib/nomad-driver-nix"'],
     ['gc_roots_dir', '/nix/var/nix/gcroots', '"/nix/var/nix/gcroots" is a system directory; the driver removes entries below gc_roots_dir', 'set gc_roots_dir to a directory of its own such as "/nix/var/nix/gcroots/nomad-driver-nix"'],
   ] as const) {
     it(`${field} = ${JSON.stringify(value)} is refused with a message naming the field, the value and the fix`, async () => {
       const agent = await NomadAgent.start({ pluginConfig: `    ${field} = ${hcl(value)}` });
-      try {
-        const code = await agent.waitForExit(60_000);
-        assert.notEqual(code, undefined, `agent kept running with ${field} = ${JSON.stringify(value)}\n${agent.logTail()}`);
-        assert.ok(agent.log().includes(`field "${field}": ${cause}; fix: ${fix} in the client's plugin "nix" { config { ... } } block`), agent.logTail());
-      } finally {
-        await agent.stop();
-        agent.cleanup();
-      }
+      agents.push(agent);
+      const code = await agent.waitForExit(30_000);
+      assert.notEqual(code, undefined, `agent kept running with ${field} = ${JSON.stringify(value)}\n${agent.logTail()}`);
+      assert.ok(agent.log().includes(`field "${field}": ${cause}; fix: ${fix} in the client's plugin "nix" { config { ... } } block`), agent.logTail());
     });
   }
 });
