@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cgroupPathProblem, controllerDir, nomadTaskCgroup, taskCgroupLocation, v1Dirs } from './placement.js';
+import { cgroupPathProblem, controllerDir, nomadTaskCgroup, procCgroupIn, taskCgroupLocation, taskCgroupProblem, v1Dirs } from './placement.js';
 
 const ALLOC = '3dd3add4-81d1-f2b8-bdfd-7e1af5f9aa02';
 
@@ -99,5 +99,33 @@ describe('taskCgroupLocation', () => {
     const unified = taskCgroupLocation({ version: 'v2', root: '/cg', path: 'nomad.slice/t.scope' });
     assert.equal(controllerDir(unified, 'memory'), '/cg/nomad.slice/t.scope');
     assert.equal(controllerDir(unified, 'cpuset'), '/cg/nomad.slice/t.scope');
+  });
+});
+
+describe('taskCgroupProblem and procCgroupIn', () => {
+  const task = { allocId: ALLOC, taskName: 'web', key: `${ALLOC}_web_x1` };
+
+  it('accepts exactly the cgroups the driver would use for the task, whatever Nomad\'s cgroup_parent', () => {
+    for (const cpusetCgroupPath of [undefined, '/sys/fs/cgroup/cpuset/nomad/share', `/sys/fs/cgroup/cpuset/custom/reserve/${ALLOC}.web`]) {
+      assert.equal(taskCgroupProblem(nomadTaskCgroup({ version: 'v1', allocId: ALLOC, taskName: 'web', ...(cpusetCgroupPath === undefined ? {} : { cpusetCgroupPath }) }), task), undefined);
+    }
+    assert.equal(taskCgroupProblem(nomadTaskCgroup({ version: 'v2', allocId: ALLOC, taskName: 'web' }), task), undefined);
+    assert.equal(taskCgroupProblem(taskCgroupLocation({ version: 'v2', path: `nomad-driver-nix/${task.key}` }), task), undefined);
+    assert.equal(
+      taskCgroupProblem(nomadTaskCgroup({ version: 'v2', allocId: ALLOC, taskName: 'db' }), task),
+      `is neither nomad-driver-nix/${task.key} nor Nomad's cgroup of the task (…/${ALLOC}.web.scope)`,
+    );
+    assert.equal(taskCgroupProblem(taskCgroupLocation({ version: 'v1', path: 'nomad' }), task), `is neither nomad-driver-nix/${task.key} nor Nomad's cgroup of the task (…/${ALLOC}.web)`);
+  });
+
+  it('reads membership from /proc/<pid>/cgroup: the unified line on v2, the memory hierarchy on v1, the cgroup or below it', () => {
+    const v1 = taskCgroupLocation({ version: 'v1', path: `nomad/${ALLOC}.web` });
+    const v2 = taskCgroupLocation({ version: 'v2', path: `nomad.slice/share.slice/${ALLOC}.web.scope` });
+    const v1Text = `9:name=systemd:/\n8:pids:/nomad/${ALLOC}.web\n4:memory:/nomad/${ALLOC}.web\n0::/\n`;
+    assert.equal(procCgroupIn(v1Text, v1), true);
+    assert.equal(procCgroupIn(v1Text.replace(`4:memory:/nomad/${ALLOC}.web`, '4:memory:/'), v1), false, 'only the pids hierarchy');
+    assert.equal(procCgroupIn(`0::/nomad.slice/share.slice/${ALLOC}.web.scope/sub\n`, v2), true);
+    assert.equal(procCgroupIn(`0::/nomad.slice/share.slice/${ALLOC}.web.scope2\n`, v2), false, 'a sibling with a longer name');
+    assert.equal(procCgroupIn('0::/\n', v2), false);
   });
 });

@@ -161,3 +161,59 @@ export function controllerDir(location: TaskCgroupLocation, controller: string):
   if (controller === 'cpuset') return posix.join(location.root, 'cpuset', location.cpusetPath ?? location.path);
   return posix.join(location.root, controller, location.path);
 }
+
+/** Parent of the cgroups the driver creates itself (when Nomad gave the task none). */
+export const DRIVER_CGROUP_PARENT = 'nomad-driver-nix';
+
+/**
+ * Why `location` is not a cgroup the driver itself would use for task `taskName` of
+ * allocation `allocId` with state key `key`, or undefined: the cgroup root is the standard
+ * one, and the task's cgroup is Nomad's `<parent>/<alloc>.<task>` (v1, with the cpuset
+ * partition `<parent>/share` or `<parent>/reserve/<alloc>.<task>`), Nomad's
+ * `<parent>/{share,reserve}.slice/<alloc>.<task>.scope` (v2), or the driver's own
+ * `nomad-driver-nix/<key>`. A location read back from driver_state passes this before any of
+ * its processes is signalled or the cgroup removed. Pure.
+ */
+export function taskCgroupProblem(location: TaskCgroupLocation, task: { readonly allocId: string; readonly taskName: string; readonly key: string }): string | undefined {
+  if (location.root !== DEFAULT_CGROUP_ROOT) return `has root ${JSON.stringify(location.root)}, not ${DEFAULT_CGROUP_ROOT}`;
+  for (const [field, value] of [['path', location.path], ['cpusetPath', location.cpusetPath]] as const) {
+    if (value === undefined) continue;
+    const problem = cgroupPathProblem(value);
+    if (problem !== undefined) return `has ${field} ${JSON.stringify(value)}, which ${problem}`;
+  }
+  const own = `${DRIVER_CGROUP_PARENT}/${task.key}`;
+  if (location.path === own && location.cpusetPath === undefined && location.sharedCpuset !== true) return undefined;
+  let scope: string;
+  try {
+    scope = nomadScope(location.version, task.allocId, task.taskName);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const segments = location.path.split('/');
+  const outside = `is neither ${own} nor Nomad's cgroup of the task (…/${scope})`;
+  if (segments.length < 2 || segments.at(-1) !== scope) return outside;
+  if (location.version === 'v2') {
+    if (location.cpusetPath !== undefined || location.sharedCpuset === true) return 'has a cpuset path on cgroups v2';
+    const slice = segments.at(-2);
+    return slice === 'share.slice' || slice === 'reserve.slice' ? undefined : outside;
+  }
+  const parent = segments.slice(0, -1).join('/');
+  if (location.sharedCpuset === true ? location.cpusetPath === `${parent}/share` : location.cpusetPath === `${parent}/reserve/${scope}`) return undefined;
+  return `has cpuset ${JSON.stringify(location.cpusetPath ?? location.path)}, which is neither ${parent}/share (shared) nor ${parent}/reserve/${scope}`;
+}
+
+/**
+ * True when the /proc/<pid>/cgroup text `text` (read from the host's cgroup namespace) puts
+ * the process in `location` or below it: the unified line on v2, the memory hierarchy on v1.
+ * Pure.
+ */
+export function procCgroupIn(text: string, location: TaskCgroupLocation): boolean {
+  const want = `/${location.path}`;
+  for (const line of text.split('\n')) {
+    const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
+    if (controllers === undefined || path === undefined) continue;
+    const relevant = location.version === 'v2' ? controllers === '' : controllers.split(',').includes('memory');
+    if (relevant && (path === want || path.startsWith(`${want}/`))) return true;
+  }
+  return false;
+}

@@ -146,3 +146,42 @@ describe('parseDurationMs', () => {
     assert.equal(parseDurationMs('five minutes'), undefined);
   });
 });
+
+describe('dangerous state_dir and gc_roots_dir', () => {
+  const WHERE = 'the client\'s plugin "nix" { config { ... } } block';
+  const refused = (config: Record<string, string>, field: string, cause: string, fix: string) =>
+    assert.throws(() => decodePluginConfig(config), { name: 'DriverError', message: `failed to decode plugin config: field "${field}": ${cause}; fix: ${fix}` });
+  const stateFix = `set state_dir to a directory of its own such as "/var/lib/nomad-driver-nix" in ${WHERE}`;
+  const rootsFix = `set gc_roots_dir to a directory of its own such as "/nix/var/nix/gcroots/nomad-driver-nix" in ${WHERE}`;
+
+  it('refuses / and system directories, for both', () => {
+    refused({ state_dir: '/' }, 'state_dir', '"/" is a system directory; the driver removes entries below state_dir', stateFix);
+    refused({ gc_roots_dir: '/' }, 'gc_roots_dir', '"/" is a system directory; the driver removes entries below gc_roots_dir', rootsFix);
+    for (const dir of ['/var/lib', '/etc', '/tmp', '/home', '/nix', '/nix/var/nix']) {
+      refused({ state_dir: dir }, 'state_dir', `"${dir}" is a system directory; the driver removes entries below state_dir`, stateFix);
+    }
+  });
+
+  it('refuses /nix/var/nix/gcroots itself and Nix\'s own roots below it; a directory of the driver\'s own below it is the intended use', () => {
+    refused({ gc_roots_dir: '/nix/var/nix/gcroots' }, 'gc_roots_dir', '"/nix/var/nix/gcroots" is a system directory; the driver removes entries below gc_roots_dir', rootsFix);
+    refused({ gc_roots_dir: '/nix/var/nix/gcroots/auto' }, 'gc_roots_dir', '"/nix/var/nix/gcroots/auto" lies in /nix/var/nix/gcroots/auto, which is not the driver\'s; the driver removes entries below gc_roots_dir', rootsFix);
+    refused({ gc_roots_dir: '/nix/var/nix/gcroots/per-user/root' }, 'gc_roots_dir', '"/nix/var/nix/gcroots/per-user/root" lies in /nix/var/nix/gcroots/per-user, which is not the driver\'s; the driver removes entries below gc_roots_dir', rootsFix);
+    assert.equal(decodePluginConfig({ gc_roots_dir: '/nix/var/nix/gcroots/nomad-driver-nix-2' }).gc_roots_dir, '/nix/var/nix/gcroots/nomad-driver-nix-2');
+  });
+
+  it('refuses the store, kernel file systems and relative paths', () => {
+    refused({ state_dir: '/nix/store/abc-state' }, 'state_dir', '"/nix/store/abc-state" is inside /nix/store, which the Nix garbage collector empties', stateFix);
+    refused({ gc_roots_dir: '/nix/store' }, 'gc_roots_dir', '"/nix/store" is inside /nix/store, which the Nix garbage collector empties', rootsFix);
+    refused({ state_dir: '/proc/self' }, 'state_dir', '"/proc/self" is a system directory; the driver removes entries below state_dir'.replace('is a system directory', 'lies in /proc, which is not the driver\'s'), stateFix);
+    refused({ state_dir: 'var/lib/nomad-driver-nix' }, 'state_dir', '"var/lib/nomad-driver-nix" is not an absolute path', `set state_dir to an absolute, normalised path in ${WHERE}`);
+  });
+
+  it('refuses a state_dir and gc_roots_dir that overlap', () => {
+    refused(
+      { state_dir: '/srv/nix-driver', gc_roots_dir: '/srv/nix-driver/gcroots' },
+      'gc_roots_dir',
+      '"/srv/nix-driver/gcroots" and state_dir "/srv/nix-driver" overlap; the driver removes entries below each',
+      `give gc_roots_dir and state_dir separate directories (e.g. "/nix/var/nix/gcroots/nomad-driver-nix" and "/var/lib/nomad-driver-nix") in ${WHERE}`,
+    );
+  });
+});

@@ -3,6 +3,7 @@
  * validation in one place. The README's "Plugin options" table is rendered from this module.
  * Pure: no I/O.
  */
+import { failure } from '../errors.js';
 import { LEVELS } from '../log/hclog-format.js';
 import { DEFAULT_ROOT_CAPABILITIES, capabilityListProblem, shortCapabilityName } from './capabilities.js';
 import { NIX_STORE_DIR, absolutePathProblem, isWithin } from '../paths.js';
@@ -12,6 +13,33 @@ export const RUNTIMES = ['bwrap', 'runc'] as const;
 export type RuntimeName = (typeof RUNTIMES)[number];
 
 const WHERE = `the client's plugin "nix" { config { ... } } block`;
+
+/**
+ * System directories that may never be the plugin's state_dir or gc_roots_dir themselves: the
+ * orphan sweep and DestroyTask remove entries below them, so one of these would put the
+ * host's own files in reach (README "Driver state and the orphan sweep").
+ */
+export const SYSTEM_DIRS: readonly string[] = [
+  '/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/libx32', '/media', '/mnt', '/opt', '/proc',
+  '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/usr/bin', '/usr/lib', '/usr/local', '/usr/sbin', '/usr/share',
+  '/var', '/var/cache', '/var/lib', '/var/log', '/var/run', '/var/tmp', '/nix', '/nix/var', '/nix/var/nix', '/nix/var/nix/gcroots',
+  '/nix/var/nix/profiles', '/nix/var/log',
+];
+/** Trees no plugin directory may lie in: kernel file systems, and Nix's own GC roots and profiles. */
+export const SYSTEM_TREES: readonly string[] = ['/proc', '/sys', '/dev', '/nix/var/nix/gcroots/auto', '/nix/var/nix/gcroots/per-user', '/nix/var/nix/profiles', '/nix/var/nix/db'];
+
+/**
+ * Why `value` is a dangerous plugin directory (`/`, a system directory, inside the store or
+ * another system tree), or undefined. `suggestion` is the fix's example directory.
+ */
+export function dangerousDirProblem(name: string, value: string, suggestion: string): Problem | undefined {
+  const fix = `set ${name} to a directory of its own such as ${JSON.stringify(suggestion)} in ${WHERE}`;
+  if (isWithin(value, NIX_STORE_DIR)) return { cause: `${JSON.stringify(value)} is inside ${NIX_STORE_DIR}, which the Nix garbage collector empties`, fix };
+  if (SYSTEM_DIRS.includes(value)) return { cause: `${JSON.stringify(value)} is a system directory; the driver removes entries below ${name}`, fix };
+  const tree = SYSTEM_TREES.find((t) => isWithin(value, t));
+  if (tree !== undefined) return { cause: `${JSON.stringify(value)} lies in ${tree}, which is not the driver's; the driver removes entries below ${name}`, fix };
+  return undefined;
+}
 
 function absoluteDir(name: string): (value: string) => Problem | undefined {
   return (value) => {
@@ -51,25 +79,19 @@ export const pluginConfigFields = {
   state_dir: field({
     type: 'string',
     default: '/var/lib/nomad-driver-nix',
-    doc: 'Directory for per-task state files and cached store views. Must be on the same filesystem as /nix/store for hardlinked store views.',
+    doc: 'Directory for per-task state files and cached store views. Must be on the same filesystem as /nix/store for hardlinked store views. A directory of the driver\'s own: `/`, system directories such as `/var/lib`, and paths in /nix/store are refused (README "Driver state and the orphan sweep").',
     example: 'state_dir = "/var/lib/nomad-driver-nix"',
-    check: absoluteDir('state_dir'),
+    check: (value) => absoluteDir('state_dir')(value) ?? dangerousDirProblem('state_dir', value, '/var/lib/nomad-driver-nix'),
   }),
   gc_roots_dir: field({
     type: 'string',
     default: '/nix/var/nix/gcroots/nomad-driver-nix',
-    doc: 'Directory where one Nix GC root per running task is kept, so `nix-store --gc` never deletes a closure in use.',
+    doc: 'Directory where one Nix GC root per running task is kept, so `nix-store --gc` never deletes a closure in use. A directory of the driver\'s own below /nix/var/nix/gcroots: that directory itself, Nix\'s `auto` and `per-user` roots, system directories and paths in /nix/store are refused.',
     example: 'gc_roots_dir = "/nix/var/nix/gcroots/nomad-driver-nix"',
     check: (value) => {
       const problem = absoluteDir('gc_roots_dir')(value);
       if (problem !== undefined) return problem;
-      if (isWithin(value, NIX_STORE_DIR)) {
-        return {
-          cause: `${JSON.stringify(value)} is inside ${NIX_STORE_DIR}, which the Nix garbage collector empties`,
-          fix: `set gc_roots_dir to a directory under /nix/var/nix/gcroots in ${WHERE}`,
-        };
-      }
-      return undefined;
+      return dangerousDirProblem('gc_roots_dir', value, '/nix/var/nix/gcroots/nomad-driver-nix');
     },
   }),
   runc_init: field({
@@ -153,7 +175,15 @@ export const PLUGIN_CONFIG_CONTEXT: BlockContext = { what: 'plugin config', wher
 
 /** Decodes and validates the plugin config value Nomad sent in SetConfig. */
 export function decodePluginConfig(raw: unknown): PluginConfig {
-  return decodeBlock(pluginConfigFields, raw, PLUGIN_CONFIG_CONTEXT);
+  const config = decodeBlock(pluginConfigFields, raw, PLUGIN_CONFIG_CONTEXT);
+  const { state_dir: state, gc_roots_dir: roots } = config;
+  if (isWithin(state, roots) || isWithin(roots, state)) {
+    throw failure(`decode ${PLUGIN_CONFIG_CONTEXT.what}`, `field "gc_roots_dir": ${JSON.stringify(roots)} and state_dir ${JSON.stringify(state)} overlap; the driver removes entries below each`, {
+      code: 'invalid_argument',
+      fix: `give gc_roots_dir and state_dir separate directories (e.g. "/nix/var/nix/gcroots/nomad-driver-nix" and "/var/lib/nomad-driver-nix") in ${WHERE}`,
+    });
+  }
+  return config;
 }
 
 /** The configuration in force before SetConfig is called. */

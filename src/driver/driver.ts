@@ -7,9 +7,10 @@ import { defaultPluginConfig, parseDurationMs, type PluginConfig } from '../conf
 import { DriverError, TASK_NOT_FOUND_MESSAGE, errorMessage, failure, quote } from '../errors.js';
 import { executableKind, findExecutable } from '../host/which.js';
 import { runInTask, startInTask, type ExecSession } from '../host/exec-in-task.js';
-import { firstChild, pathInRootOf, readEnviron } from '../host/proc.js';
+import { firstChild, pathInRootOf, processStartTime, readEnviron, realUidOf } from '../host/proc.js';
+import { processInCgroup } from '../cgroup/membership.js';
 import { makeDir } from '../host/task-files.js';
-import { removeTree } from '../host/fs.js';
+import { entryKind, removeTree } from '../host/fs.js';
 import { removeTaskGcRoot } from '../nix/gc-roots.js';
 import { removeStoreView } from '../nix/store-view.js';
 import { ClosureCache } from '../nix/closure-cache.js';
@@ -19,8 +20,9 @@ import { RuncRuntime } from '../runtime/runc/runtime.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { join } from 'node:path';
 import { adoptTask, releaseCgroup, startTask } from './start-task.js';
-import { decodePersistedTask } from './persisted-task.js';
-import { reconcile, sweepTask, type SweepContext } from './reconcile.js';
+import { decodePersistedTask, NODE_ID, type PersistedTask } from './persisted-task.js';
+import { reconcile, recoveryRecord, sweepTask, type SweepContext } from './reconcile.js';
+import { markDir, markShared, owner, ownerOf, unmarkShared, type Owner } from './ownership.js';
 import { openTaskCgroup } from '../cgroup/task-cgroup.js';
 import { detectCgroups } from '../cgroup/detect.js';
 import type { CgroupVersion } from '../cgroup/limits.js';
@@ -267,6 +269,7 @@ export class NixDriver {
       throw failure('start task', `task with ID ${quote(request.id)} already started`, { code: 'already_exists' });
     }
     const key = taskKey(request.id);
+    this.learnNode(request);
     this.starting.add(key);
     const handle = await startTask(request, {
       config: this.currentConfig,
@@ -294,24 +297,89 @@ export class NixDriver {
    */
   async recoverTask(taskId: string, driverState: Uint8Array, request: () => TaskRequest): Promise<void> {
     if (this.tasks.has(taskId)) return;
-    const persisted = decodePersistedTask(driverState, taskId);
+    // nothing in driver_state is trusted: paths are derived, keys and the cgroup checked
+    const persisted = decodePersistedTask(driverState, { taskId, stateRoot: this.currentConfig.state_dir });
+    const taskRequest = request();
+    const who = owner(taskRequest.nodeId, taskRequest.nodeName);
+    await this.checkRecoveredOwner(persisted, who);
+    checkRecoveredUser(persisted);
+    this.learnNode(taskRequest);
     const runtime = this.runtimeNamed(persisted.runtime, 'recover task');
     let launched;
     try {
-      launched = await runtime.recover({ ...persisted, startedAt: new Date(persisted.startedAt) });
+      launched = await runtime.recover(recoveryRecord(persisted));
     } catch (error) {
       await sweepTask(persisted, this.sweepContext());
       throw error;
     }
     if (this.tasks.has(taskId)) return; // a concurrent RecoverTask won
-    const cgroup = persisted.cgroup === undefined ? undefined : openTaskCgroup(persisted.cgroup);
-    const handle = adoptTask(request(), launched, persisted, cgroup);
+    await this.markRecovered(persisted, who);
+    const cgroup = openTaskCgroup(persisted.cgroup);
+    const handle = adoptTask(taskRequest, launched, persisted, cgroup);
     this.tasks.set(taskId, handle);
     this.logger.info('task recovered', { task_id: taskId, pid: persisted.pid, init_pid: persisted.initPid, runtime: persisted.runtime });
     void handle.exited.then((status) =>
       this.logger.info('task exited', { task_id: taskId, exit_code: status.exitCode, signal: status.signal, oom_killed: status.oomKilled }),
     );
   }
+
+  /**
+   * Refuses a record of another node: the one in driver_state (version 3) or the owner mark on
+   * the task's state dir (a state_dir shared by two clients). Nothing is swept then.
+   */
+  private async checkRecoveredOwner(persisted: PersistedTask, who: Owner): Promise<void> {
+    const mark = await ownerOf(persisted.stateDir);
+    for (const [what, nodeId] of [['driver_state field nodeId', persisted.nodeId], [`the owner mark in ${persisted.stateDir}`, mark?.nodeId ?? '']] as const) {
+      if (nodeId !== '' && nodeId !== who.nodeId) {
+        throw failure('recover task', `${what} names Nomad node ${quote(nodeId)}, and this task runs on node ${quote(who.nodeId)}`, {
+          code: 'invalid_argument',
+          fix: 'the task cannot be recovered; Nomad destroys it and starts it again (give every Nomad client on a host its own state_dir)',
+        });
+      }
+    }
+  }
+
+  /** Marks what a recovered task uses as this node's (tasks of the previous plugin version carry no marks). */
+  private async markRecovered(persisted: PersistedTask, who: Owner): Promise<void> {
+    try {
+      const { state_dir: stateRoot, gc_roots_dir: gcRoots } = this.currentConfig;
+      if ((await ownerOf(persisted.stateDir)) === undefined && (await entryKind(persisted.stateDir)) === 'directory') await markDir(persisted.stateDir, who);
+      const gcRoot = join(gcRoots, persisted.gcRootKey);
+      if ((await ownerOf(gcRoot)) === undefined && (await entryKind(gcRoot)) === 'directory') await markDir(gcRoot, who);
+      await markShared(stateRoot, 'views', persisted.viewKey, who);
+      await markShared(stateRoot, 'etc', persisted.etcKey, who);
+    } catch (error) {
+      this.logger.warn('failed to mark a recovered task as this node\'s', { task_id: persisted.taskId, err: errorMessage(error) });
+    }
+  }
+
+  /**
+   * The Nomad node this instance serves: only StartTask and RecoverTask carry it
+   * (TaskConfig.node_id). Until one did, the orphan sweep removes nothing; a sweep that was
+   * due meanwhile runs once the node is known.
+   */
+  private node: Owner | undefined;
+  private sweepDue = false;
+  private learnNode(request: TaskRequest): void {
+    if (request.nodeId === '') return;
+    if (!NODE_ID.test(request.nodeId)) {
+      this.logger.warn('a task names a node id that is not a Nomad node id; ignored', { node_id: request.nodeId });
+      return;
+    }
+    if (this.node === undefined) {
+      this.node = owner(request.nodeId, request.nodeName);
+      this.logger.debug('serving Nomad node', { node_id: request.nodeId, node_name: request.nodeName });
+      if (this.sweepDue) {
+        this.sweepDue = false;
+        setTimeout(() => void this.reconcileNow(), 1000).unref();
+      }
+    } else if (this.node.nodeId !== request.nodeId) {
+      this.logger.warn('a task names another Nomad node than earlier tasks; the orphan sweep keeps to the first', { node_id: this.node.nodeId, task_node_id: request.nodeId });
+    }
+  }
+
+  /** Entries the sweep left because they are not provably this node's, each logged once. */
+  private readonly leftAlone = new Set<string>();
 
   private sweepContext(): SweepContext {
     return {
@@ -336,9 +404,21 @@ export class NixDriver {
 
   async reconcileNow(): Promise<void> {
     const tasks = [...this.tasks.values()];
+    const node = this.node;
+    if (node === undefined) {
+      this.sweepDue = true;
+      this.logger.info('orphan sweep postponed: no StartTask or RecoverTask has named this client\'s Nomad node yet');
+      return;
+    }
     try {
       const report = await reconcile({
         ...this.sweepContext(),
+        nodeId: node.nodeId,
+        leftAlone: (entry, why) => {
+          if (this.leftAlone.has(entry)) return;
+          this.leftAlone.add(entry);
+          this.logger.info('orphan sweep left an entry that is not provably this node\'s', { entry, reason: why });
+        },
         liveKeys: new Set([...tasks.map((t) => t.resources.key), ...this.starting]),
         liveViews: new Set(tasks.map((t) => t.resources.viewKey)),
         liveEtc: new Set(tasks.map((t) => t.resources.etcKey)),
@@ -445,6 +525,8 @@ export class NixDriver {
       (t) => t.request.id !== exceptTaskId && (kind === 'views' ? t.resources.viewKey : t.resources.etcKey) === key,
     );
     if (used) return;
+    // other Nomad clients on this host may use it too (a shared state_dir): only the last one removes it
+    if (!(await unmarkShared(this.currentConfig.state_dir, kind, key, this.node?.nodeId ?? ''))) return;
     if (kind === 'views') await removeStoreView(join(this.currentConfig.state_dir, 'views'), key);
     else await removeTree(join(this.currentConfig.state_dir, 'etc', key));
   }
@@ -518,6 +600,21 @@ export class NixDriver {
       (taskPath) => executableKind(pathInRootOf(initPid, taskPath)),
     );
   }
+}
+
+/**
+ * Commands exec'd into a recovered task run as driver_state's user: when the task's init is
+ * alive (its start time, in the task's cgroup), that user must be the one it runs as.
+ */
+function checkRecoveredUser(persisted: PersistedTask): void {
+  const { initPid, initStartTime, cgroup, user } = persisted;
+  if (processStartTime(initPid) !== initStartTime || !processInCgroup(initPid, cgroup)) return;
+  const uid = realUidOf(initPid);
+  if (uid === undefined || uid === user.uid) return;
+  throw failure('recover task', `driver_state field user.uid ${quote(String(user.uid))} is not the uid ${uid} the task's init ${initPid} runs as`, {
+    code: 'invalid_argument',
+    fix: 'the task cannot be recovered; Nomad destroys it and starts it again',
+  });
 }
 
 function sleep(ms: number, signals: readonly AbortSignal[]): Promise<void> {

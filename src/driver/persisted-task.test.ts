@@ -1,22 +1,29 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodePersistedTask, encodePersistedTask, PERSISTED_TASK_VERSION, type PersistedTask } from './persisted-task.js';
+import { decodePersistedTask, encodePersistedTask, PERSISTED_TASK_VERSION, storedPersistedTask, type PersistedTask } from './persisted-task.js';
+
+const ALLOC = '6f1c2b3a-0000-4000-8000-000000000001';
+const TASK_ID = `${ALLOC}/main/x1`;
+const KEY = `${ALLOC}_main_x1`;
+const STATE_ROOT = '/var/lib/nomad-driver-nix';
+const EXPECT = { taskId: TASK_ID, stateRoot: STATE_ROOT };
 
 const TASK: PersistedTask = {
   version: PERSISTED_TASK_VERSION,
-  taskId: 'a1/main/x1',
+  taskId: TASK_ID,
+  nodeId: '0b6c7a1e-1111-4222-8333-444455556666',
   runtime: 'runc',
-  key: 'a1_main_x1',
-  stateDir: '/var/lib/nomad-driver-nix/tasks/a1_main_x1',
-  gcRootKey: 'a1_main_x1',
+  key: KEY,
+  stateDir: `${STATE_ROOT}/tasks/${KEY}`,
+  gcRootKey: KEY,
   viewKey: '0123456789abcdef0123456789abcdef',
-  etcKey: 'e1',
+  etcKey: 'fedcba9876543210fedcba9876543210',
   pid: 100,
   pidStartTime: 5000,
   initPid: 101,
   initStartTime: 5001,
   startedAt: '2026-11-22T10:00:00.000Z',
-  cgroup: { version: 'v1', root: '/sys/fs/cgroup', path: 'nomad/a1.main', cpusetPath: 'nomad/share', sharedCpuset: true },
+  cgroup: { version: 'v1', root: '/sys/fs/cgroup', path: `nomad/${ALLOC}.main`, cpusetPath: 'nomad/share', sharedCpuset: true },
   oomKillsBefore: 0,
   user: { name: 'nobody', uid: 65534, gid: 65534 },
   capabilities: [],
@@ -24,25 +31,74 @@ const TASK: PersistedTask = {
   cwd: '/local',
   plan: { ops: [{ kind: 'tmpfs', target: '/tmp' }] },
 };
+const STORED = storedPersistedTask(TASK);
+/** A record as plugin versions with persisted-task version 2 wrote it. */
+const { nodeId: _node, ...V2_BASE } = STORED;
+const V2 = { ...V2_BASE, version: 2, stateDir: TASK.stateDir };
 
-const decode = (value: unknown, taskId = TASK.taskId) => decodePersistedTask(Buffer.from(JSON.stringify(value)), taskId);
-const fails = (value: unknown, message: RegExp, taskId = TASK.taskId) => assert.throws(() => decode(value, taskId), { name: 'DriverError', message });
+const decode = (value: unknown, expect = EXPECT) => decodePersistedTask(Buffer.from(JSON.stringify(value)), expect);
+const fails = (value: unknown, message: RegExp, expect = EXPECT) => assert.throws(() => decode(value, expect), { name: 'DriverError', message });
 
 describe('persisted task (driver_state)', () => {
-  it('round-trips', () => {
-    assert.deepEqual(decodePersistedTask(encodePersistedTask(TASK), TASK.taskId), TASK);
+  it('round-trips, and stores no host path of the driver\'s: the state dir is derived from state_dir', () => {
+    assert.deepEqual(decodePersistedTask(encodePersistedTask(TASK), EXPECT), TASK);
+    assert.equal('stateDir' in JSON.parse(encodePersistedTask(TASK).toString('utf8')), false);
+    assert.equal(decode(STORED, { taskId: TASK_ID, stateRoot: '/srv/nix-state' }).stateDir, `/srv/nix-state/tasks/${KEY}`);
+  });
+
+  it('decodes a version 2 record (tasks started by the previous plugin version) whose stateDir is the derived one', () => {
+    assert.deepEqual(decode(V2), { ...TASK, nodeId: '' });
   });
 
   it('names the bad field and never accepts another task\'s state', () => {
-    fails({ ...TASK, version: 1 }, /^failed to recover task: driver_state field version "1" is not 2 \(written by another plugin version\); fix: the task cannot be recovered/);
-    fails(TASK, /driver_state field taskId "a1\/main\/x1" does not belong to task "a2\/main\/x2"/, 'a2/main/x2');
-    fails({ ...TASK, runtime: 'docker' }, /field runtime "docker" is not "bwrap" or "runc"/);
-    fails({ ...TASK, pid: 1 }, /field pid "1" is not a whole number of 2 or more/);
-    fails({ ...TASK, stateDir: 'tasks/x' }, /field stateDir "tasks\/x" is not an absolute path/);
-    fails({ ...TASK, key: '../etc' }, /field key "..\/etc" is not a file-name-safe key/);
-    fails({ ...TASK, cgroup: { ...TASK.cgroup, path: '../../x' } }, /field cgroup.path "..\/..\/x" contains a "." or ".." segment/);
-    fails({ ...TASK, capabilities: ['net_admin'] }, /field capabilities .* is not a list of CAP_ names/);
-    fails({ ...TASK, argv: [] }, /field argv "\[\]" is not a non-empty list of strings/);
-    assert.throws(() => decodePersistedTask(Buffer.from('{'), TASK.taskId), { message: /^failed to recover task: driver_state is not JSON/ });
+    fails({ ...STORED, version: 1 }, /^failed to recover task: driver_state field version "1" is not 3 or 2 \(written by another plugin version\); fix: the task cannot be recovered/);
+    fails(STORED, /driver_state field taskId "6f1c2b3a-0000-4000-8000-000000000001\/main\/x1" does not belong to task "a2\/main\/x2"/, { taskId: 'a2/main/x2', stateRoot: STATE_ROOT });
+    fails({ ...STORED, runtime: 'docker' }, /field runtime "docker" is not "bwrap" or "runc"/);
+    fails({ ...STORED, pid: 1 }, /field pid "1" is not a whole number of 2 or more/);
+    fails({ ...STORED, capabilities: ['net_admin'] }, /field capabilities .* is not a list of CAP_ names/);
+    fails({ ...STORED, argv: [] }, /field argv "\[\]" is not a non-empty list of strings/);
+    assert.throws(() => decodePersistedTask(Buffer.from('{'), EXPECT), { message: /^failed to recover task: driver_state is not JSON/ });
+  });
+
+  it('refuses a state dir that is not the task\'s own dir under the configured state_dir', () => {
+    const dir = (stateDir: string, why: string) =>
+      `failed to recover task: driver_state field stateDir "${stateDir}" ${why}; fix: the task cannot be recovered; Nomad destroys it and starts it again`;
+    assert.throws(() => decode({ ...V2, stateDir: '/' }), { message: dir('/', `is not the task's dir ${TASK.stateDir} under the configured state_dir`) });
+    assert.throws(() => decode({ ...V2, stateDir: `${STATE_ROOT}/tasks/other_main_x9` }), { message: dir(`${STATE_ROOT}/tasks/other_main_x9`, `is not the task's dir ${TASK.stateDir} under the configured state_dir`) });
+    assert.throws(() => decode({ ...V2, stateDir: `${STATE_ROOT}/tasks/../..` }), { message: dir(`${STATE_ROOT}/tasks/../..`, 'contains a ".." segment') });
+    assert.throws(() => decode({ ...V2, stateDir: 'tasks/x' }), { message: dir('tasks/x', 'is not an absolute path') });
+    assert.throws(() => decode({ ...STORED, stateDir: '/' }), { message: dir('/', 'is not stored in version 3 (derived from state_dir)') });
+  });
+
+  it('refuses keys that are not the task\'s own or break their grammar', () => {
+    fails({ ...STORED, key: '../etc' }, /^failed to recover task: driver_state field key "..\/etc" is not a file-name-safe key;/);
+    fails({ ...STORED, key: '..' }, /driver_state field key "\.\." is not a file-name-safe key/);
+    fails({ ...STORED, key: 'other_main_x9' }, new RegExp(`driver_state field key "other_main_x9" is not the task's key "${KEY}"`));
+    fails({ ...STORED, gcRootKey: 'other_main_x9' }, new RegExp(`driver_state field gcRootKey "other_main_x9" is not the task's key "${KEY}"`));
+    fails({ ...STORED, viewKey: '../../../etc' }, /driver_state field viewKey "..\/..\/..\/etc" is not a key of 32 hex digits/);
+    fails({ ...STORED, etcKey: 'e1' }, /driver_state field etcKey "e1" is not a key of 32 hex digits/);
+    fails({ ...STORED, nodeId: '../x' }, /driver_state field nodeId "..\/x" is not a Nomad node id/);
+  });
+
+  it('refuses a cgroup that is not the one the driver would use for this task', () => {
+    const cgroup = (c: unknown, why: string) => fails({ ...STORED, cgroup: c }, new RegExp(`^failed to recover task: driver_state field cgroup ${escape(JSON.stringify(JSON.stringify(c)))} ${escape(why)} \\(not a cgroup of this task\\);`));
+    cgroup({ version: 'v1', root: '/sys/fs/cgroup', path: 'system.slice' }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main)`);
+    cgroup({ version: 'v2', root: '/sys/fs/cgroup', path: 'nomad.slice/share.slice/other.main.scope' }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main.scope)`);
+    cgroup({ version: 'v2', root: '/sys/fs/cgroup', path: `user.slice/${ALLOC}.main.scope` }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main.scope)`);
+    cgroup({ version: 'v1', root: '/sys/fs/cgroup', path: 'nomad-driver-nix/other_main_x9' }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main)`);
+    cgroup({ version: 'v1', root: '/', path: `nomad/${ALLOC}.main` }, 'has root "/", not /sys/fs/cgroup');
+    cgroup({ version: 'v1', root: '/sys/fs/cgroup', path: '../../x' }, 'has path "../../x", which contains a "." or ".." segment');
+    cgroup({ version: 'v1', root: '/sys/fs/cgroup', path: `nomad/${ALLOC}.main`, cpusetPath: 'system.slice' }, `has cpuset "system.slice", which is neither nomad/share (shared) nor nomad/reserve/${ALLOC}.main`);
+    fails({ ...STORED, cgroup: undefined }, /driver_state field cgroup "undefined" is not a cgroup location/);
+    // the task's own: Nomad's (v1 shared or reserved cores, v2) and the driver's
+    for (const ok of [
+      { version: 'v1', root: '/sys/fs/cgroup', path: `nomad/${ALLOC}.main`, cpusetPath: `nomad/reserve/${ALLOC}.main` },
+      { version: 'v2', root: '/sys/fs/cgroup', path: `nomad.slice/reserve.slice/${ALLOC}.main.scope` },
+      { version: 'v1', root: '/sys/fs/cgroup', path: `nomad-driver-nix/${KEY}` },
+    ]) assert.deepEqual(decode({ ...STORED, cgroup: ok }).cgroup, ok);
   });
 });
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}

@@ -1,26 +1,30 @@
 /**
  * Tasks Nomad will never ask about again, and how to remove what they left.
  *
- * The rule (README "Recovery"): when the long-lived plugin instance starts, Nomad calls
- * RecoverTask for every task it still has a handle for — at once after a plugin crash, early
- * in the agent's start after an agent restart. `orphan_grace` after that start, whatever is
- * left in state_dir/tasks that no StartTask or RecoverTask of this process claimed belongs to a
- * task Nomad forgot (its allocation was collected while the agent was down, or the client's
- * state was wiped): its processes are killed (only processes whose start time matches the
- * record, or its own cgroup when no live task shares it), runc's record, cgroup, GC root and
- * state dir are removed, then GC roots without a task and store views and /etc dirs no task
- * uses. A failed RecoverTask sweeps its task at once (Nomad then starts it again).
+ * The rule (README "Recovery", "Driver state and the orphan sweep"): when the long-lived
+ * plugin instance starts, Nomad calls RecoverTask for every task it still has a handle for —
+ * at once after a plugin crash, early in the agent's start after an agent restart.
+ * `orphan_grace` after that start (and not before the instance knows its own Nomad node, which
+ * only StartTask and RecoverTask tell it), what is left that no StartTask or RecoverTask of
+ * this process claimed *and that carries an owner mark of this node* (ownership.ts) belongs to
+ * a task Nomad forgot: its processes are killed (only processes proven to be the task's own:
+ * start time, the runtime's executable and a mark of the task, the task's cgroup), runc's
+ * record, the task's cgroup (only the one the driver itself would use for it), its GC root and
+ * state dir are removed, then this node's marks on store views and /etc dirs no task uses, and
+ * such an entry once no node marks it. Entries without a mark of this node (another client on
+ * a shared state_dir, an older plugin version, anyone else's files) are left and logged once.
+ * A failed RecoverTask sweeps its task at once (Nomad then starts it again).
  */
 import { join } from 'node:path';
+import { processInCgroup } from '../cgroup/membership.js';
 import { openTaskCgroup } from '../cgroup/task-cgroup.js';
 import { errorMessage } from '../errors.js';
 import { listEntries, readJsonFile, removeTree } from '../host/fs.js';
-import { signalProcess } from '../host/proc.js';
 import type { Logger } from '../log/logger.js';
 import { listTaskGcRoots, removeTaskGcRoot } from '../nix/gc-roots.js';
-import { listStoreViews, pruneStoreViewLeftovers, removeStoreView } from '../nix/store-view.js';
-import { sameProcess } from '../runtime/detached-exit.js';
-import type { Runtime } from '../runtime/runtime.js';
+import { listStoreViews, removeStoreView } from '../nix/store-view.js';
+import type { RecoveryRecord, Runtime } from '../runtime/runtime.js';
+import { ownerOf, sharedOwners, unmarkShared, type SharedKind } from './ownership.js';
 import { decodePersistedTask, type PersistedTask } from './persisted-task.js';
 import { PERSISTED_TASK_FILE, releaseCgroup } from './start-task.js';
 
@@ -33,6 +37,12 @@ export interface SweepContext {
   readonly liveCgroups: ReadonlySet<string>;
 }
 
+/** What a runtime gets to recover or kill `task`: the validated record and a check of its cgroup. */
+export function recoveryRecord(task: PersistedTask): RecoveryRecord {
+  const cgroup = task.cgroup;
+  return { ...task, startedAt: new Date(task.startedAt), inTaskCgroup: (pid) => processInCgroup(pid, cgroup) };
+}
+
 /** Removes everything of one task that is gone or forgotten; each step is best-effort and logged. */
 export async function sweepTask(task: PersistedTask, context: SweepContext): Promise<void> {
   const { logger } = context;
@@ -43,23 +53,27 @@ export async function sweepTask(task: PersistedTask, context: SweepContext): Pro
       logger.warn(`failed to ${what} of a forgotten task`, { task_id: task.taskId, err: errorMessage(error) });
     }
   };
-  // its PID 1 (checked against the recorded start time): the task's pid namespace dies with it
-  if (sameProcess(task.initPid, task.initStartTime)) signalProcess(task.initPid, 'SIGKILL');
-  if (sameProcess(task.pid, task.pidStartTime)) signalProcess(task.pid, 'SIGKILL');
-  await step('forget the runtime record', () => context.runtimeNamed(task.runtime).forget(task.key));
+  const runtime = context.runtimeNamed(task.runtime);
+  // its PID 1 (its pid namespace dies with it) and monitor, each only when provably the task's
+  await step('kill the processes', async () => runtime.killOrphan(recoveryRecord(task)));
+  await step('forget the runtime record', () => runtime.forget(task.key));
   const cgroup = task.cgroup;
-  if (cgroup !== undefined && !context.liveCgroups.has(cgroup.path)) await step('remove the cgroup', () => releaseCgroup(openTaskCgroup(cgroup)));
+  if (!context.liveCgroups.has(cgroup.path)) await step('remove the cgroup', () => releaseCgroup(openTaskCgroup(cgroup)));
   await step('remove the GC root', () => removeTaskGcRoot(context.gcRootsDir, task.gcRootKey));
   await step('remove the state dir', () => removeTree(task.stateDir));
 }
 
 export interface ReconcileContext extends SweepContext {
+  /** This plugin instance's Nomad node (learnt from StartTask/RecoverTask; never empty here). */
+  readonly nodeId: string;
   /** State keys, GC root keys, view and /etc keys of the tasks this process holds or is starting. */
   readonly liveKeys: ReadonlySet<string>;
   readonly liveViews: ReadonlySet<string>;
   readonly liveEtc: ReadonlySet<string>;
   /** True while a StartTask runs: shared views and /etc dirs are then left alone. */
   readonly starting: boolean;
+  /** Logs (once per plugin process and entry) that `entry` was left because it is not provably ours. */
+  readonly leftAlone: (entry: string, why: string) => void;
 }
 
 export interface ReconcileReport {
@@ -69,23 +83,37 @@ export interface ReconcileReport {
   readonly etc: string[];
 }
 
+const KEY = /^[A-Za-z0-9._-]+$/;
+
 /** The sweep described at the top of this module. */
 export async function reconcile(context: ReconcileContext): Promise<ReconcileReport> {
   const report: ReconcileReport = { tasks: [], gcRoots: [], views: [], etc: [] };
+  const { nodeId, leftAlone } = context;
+  const notOurs = (mark: { nodeId: string } | undefined) =>
+    mark === undefined ? 'it carries no owner mark of this plugin' : `it belongs to Nomad node ${JSON.stringify(mark.nodeId)}, not ${JSON.stringify(nodeId)}`;
   const tasksDir = join(context.stateDir, 'tasks');
-  const entries = await listEntries(tasksDir).catch(() => []);
-  for (const entry of entries) {
-    if (entry.kind !== 'directory' || context.liveKeys.has(entry.name)) continue;
-    const raw = await readJsonFile<{ taskId?: unknown }>(join(tasksDir, entry.name, PERSISTED_TASK_FILE));
+  for (const entry of await listEntries(tasksDir).catch(() => [])) {
+    if (entry.kind !== 'directory' || context.liveKeys.has(entry.name) || !KEY.test(entry.name)) continue;
+    const dir = join(tasksDir, entry.name);
+    const mark = await ownerOf(dir);
+    if (mark?.nodeId !== nodeId) {
+      leftAlone(dir, notOurs(mark));
+      continue;
+    }
+    const raw = await readJsonFile<{ taskId?: unknown }>(join(dir, PERSISTED_TASK_FILE));
     let task: PersistedTask | undefined;
     try {
-      task = raw === undefined ? undefined : decodePersistedTask(Buffer.from(JSON.stringify(raw)), String(raw.taskId));
-    } catch {
-      task = undefined;
+      task = raw === undefined ? undefined : decodePersistedTask(Buffer.from(JSON.stringify(raw)), { taskId: String(raw.taskId), stateRoot: context.stateDir });
+    } catch (error) {
+      leftAlone(dir, `its task record is not valid: ${errorMessage(error)}`);
+      continue;
     }
     if (task === undefined) {
       // a start that never finished (the record is written last): nothing else of it is live
-      await removeTree(join(tasksDir, entry.name));
+      await removeTree(dir);
+    } else if (task.key !== entry.name) {
+      leftAlone(dir, `its record is of task ${JSON.stringify(task.taskId)}, whose key is ${JSON.stringify(task.key)}`);
+      continue;
     } else {
       await sweepTask(task, context);
     }
@@ -93,21 +121,36 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
   }
   for (const key of await listTaskGcRoots(context.gcRootsDir).catch(() => [])) {
     if (context.liveKeys.has(key)) continue;
+    const dir = join(context.gcRootsDir, key);
+    const mark = await ownerOf(dir);
+    if (mark?.nodeId !== nodeId) {
+      leftAlone(dir, notOurs(mark));
+      continue;
+    }
     await removeTaskGcRoot(context.gcRootsDir, key);
     report.gcRoots.push(key);
   }
   if (!context.starting) {
     const views = join(context.stateDir, 'views');
-    for (const key of await listStoreViews(views).catch(() => [])) {
-      if (context.liveViews.has(key)) continue;
-      await removeStoreView(views, key);
-      report.views.push(key);
-    }
-    await pruneStoreViewLeftovers(views).catch(() => []);
-    for (const entry of await listEntries(join(context.stateDir, 'etc')).catch(() => [])) {
-      if (entry.kind !== 'directory' || context.liveEtc.has(entry.name)) continue;
-      await removeTree(join(context.stateDir, 'etc', entry.name));
-      report.etc.push(entry.name);
+    const viewKeys = await listStoreViews(views).catch(() => []);
+    const etcKeys = (await listEntries(join(context.stateDir, 'etc')).catch(() => [])).filter((e) => e.kind === 'directory' && /^[0-9a-f]{32}$/.test(e.name)).map((e) => e.name);
+    const shared: [SharedKind, string[], ReadonlySet<string>, string[], (key: string) => Promise<void>][] = [
+      ['views', viewKeys, context.liveViews, report.views, (key) => removeStoreView(views, key)],
+      ['etc', etcKeys, context.liveEtc, report.etc, (key) => removeTree(join(context.stateDir, 'etc', key))],
+    ];
+    for (const [kind, keys, live, removed, remove] of shared) {
+      for (const key of keys) {
+        if (live.has(key)) continue;
+        const owners = await sharedOwners(context.stateDir, kind, key);
+        if (!owners.includes(nodeId)) {
+          leftAlone(join(context.stateDir, kind, key), owners.length === 0 ? 'it carries no owner mark of this plugin' : `it is used by Nomad node(s) ${owners.map((o) => JSON.stringify(o)).join(', ')}`);
+          continue;
+        }
+        if (await unmarkShared(context.stateDir, kind, key, nodeId)) {
+          await remove(key);
+          removed.push(key);
+        }
+      }
     }
   }
   return report;

@@ -18,17 +18,19 @@ import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { ClosureCache } from '../nix/closure-cache.js';
 import { realise, type NixTools } from '../nix/realise.js';
-import { ensureStoreView } from '../nix/store-view.js';
+import { ensureStoreView, storeViewKey } from '../nix/store-view.js';
 import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
 import { planRoot } from '../rootfs/plan.js';
 import type { LaunchedTask, ProcessSpec, Runtime } from '../runtime/runtime.js';
 import { writeJsonFileAtomic } from '../host/fs.js';
-import { PERSISTED_TASK_VERSION, type PersistedTask } from './persisted-task.js';
+import { PERSISTED_TASK_VERSION, storedPersistedTask, type PersistedTask } from './persisted-task.js';
+import { markDir, markShared, owner } from './ownership.js';
 import type { CgroupVersion, TaskLimits } from '../cgroup/limits.js';
 import { nomadTaskLimits } from '../cgroup/limits.js';
-import { nomadTaskCgroup, taskCgroupLocation, type TaskCgroupLocation } from '../cgroup/placement.js';
+import { DRIVER_CGROUP_PARENT, nomadTaskCgroup, taskCgroupLocation, type TaskCgroupLocation } from '../cgroup/placement.js';
 import { createTaskCgroup, type TaskCgroup } from '../cgroup/task-cgroup.js';
+import { processInCgroup } from '../cgroup/membership.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { taskCapabilities } from './privileges.js';
 import { checkMountRequests, resolveMounts } from './volumes.js';
@@ -113,8 +115,7 @@ export function taskCgroupPlace(request: TaskRequest, key: string, version: Cgro
   return taskCgroupLocation({ version, path: `${DRIVER_CGROUP_PARENT}/${key}` });
 }
 
-/** Parent of the cgroups the driver creates itself (when Nomad gave the task none). */
-export const DRIVER_CGROUP_PARENT = 'nomad-driver-nix';
+export { DRIVER_CGROUP_PARENT } from '../cgroup/placement.js';
 
 /** Kills whatever is left in a task's cgroup and removes it. */
 export async function releaseCgroup(cgroup: TaskCgroup): Promise<void> {
@@ -139,7 +140,7 @@ export function adoptTask(request: TaskRequest, launched: LaunchedTask, persiste
     const oomKills = await cgroup?.readOomKills().catch(() => undefined);
     return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > persisted.oomKillsBefore };
   });
-  const resources = { key: persisted.key, stateDir: persisted.stateDir, gcRootKey: persisted.gcRootKey, viewKey: persisted.viewKey, etcKey: persisted.etcKey, ...(persisted.cgroup === undefined ? {} : { cgroup: persisted.cgroup }) };
+  const resources = { key: persisted.key, stateDir: persisted.stateDir, gcRootKey: persisted.gcRootKey, viewKey: persisted.viewKey, etcKey: persisted.etcKey, cgroup: persisted.cgroup };
   return new TaskHandle(request, launched, resources, { exited, persisted, ...(cgroup === undefined ? {} : { cgroup }), ...(process === undefined ? {} : { process }) });
 }
 
@@ -182,17 +183,21 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
       await context.closures.remember(closureRequest, realised);
     }
     const gcRootKey = key;
+    // every entry the driver creates carries its owner: the orphan sweep removes only its own node's
+    const who = owner(request.nodeId, request.nodeName);
     cleanup.push('remove GC root', () => removeTaskGcRoot(config.gc_roots_dir, gcRootKey));
     mark('realised');
-    await addTaskGcRoot(config.gc_roots_dir, gcRootKey, [realised.mainOutput, ...realised.packageOutputs]);
+    await addTaskGcRoot(config.gc_roots_dir, gcRootKey, [realised.mainOutput, ...realised.packageOutputs], who);
     mark('gc_root');
 
     // 3. the store view: one directory with exactly the closure, shared by its tasks. The
     //    driver's dirs must be traversable (not readable) by unprivileged task users, whose
     //    bwrap binds the view and the task's /etc from here.
     await context.ensureDirs();
+    const viewKey = storeViewKey(realised.closure);
+    cleanup.push('release store view', () => context.releaseShared('views', viewKey));
+    await markShared(config.state_dir, 'views', viewKey, who);
     const view = await ensureStoreView(join(config.state_dir, 'views'), realised.closure);
-    cleanup.push('release store view', () => context.releaseShared('views', view.key));
     mark('view');
     if (view.built) {
       const how = view.method === 'private-mount-namespace' ? ' (in a private mount namespace: the store is a read-only bind mount)' : '';
@@ -206,6 +211,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     const stateDir = join(config.state_dir, 'tasks', key);
     cleanup.push('remove task state', () => removeTree(stateDir));
     await makeDir(stateDir, 0o711, { exact: false });
+    await markDir(stateDir, who);
     const host = hostname();
     const [hostResolvConf, systemdResolvConf] = await Promise.all(
       ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf'].map((path) => readFile(path, 'utf8').catch(() => '')),
@@ -214,6 +220,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     // tasks with the same user, hostname and DNS share one generated /etc (written once)
     const etc = await ensureSharedFiles(join(config.state_dir, 'etc'), renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns }));
     cleanup.push('release /etc files', () => context.releaseShared('etc', etc.key));
+    await markShared(config.state_dir, 'etc', etc.key, who);
     const etcDir = etc.dir;
 
     mark('etc');
@@ -276,7 +283,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
       process: taskProcess,
       ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
       limits,
-      cgroup: { path: `/${location.path}`, join: (pid) => cgroup.addProcess(pid) },
+      cgroup: { path: `/${location.path}`, join: (pid) => cgroup.addProcess(pid), contains: (pid) => processInCgroup(pid, location) },
       stateDir,
       stdoutPath: request.stdoutPath,
       stderrPath: request.stderrPath,
@@ -288,6 +295,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     const persisted: PersistedTask = {
       version: PERSISTED_TASK_VERSION,
       taskId: request.id,
+      nodeId: request.nodeId,
       runtime: context.runtime.name === 'runc' ? 'runc' : 'bwrap',
       key,
       stateDir,
@@ -308,7 +316,7 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
       plan,
     };
     // the same record Nomad keeps as driver_state, for the orphan sweep (reconcile.ts)
-    await writeJsonFileAtomic(join(stateDir, PERSISTED_TASK_FILE), persisted);
+    await writeJsonFileAtomic(join(stateDir, PERSISTED_TASK_FILE), storedPersistedTask(persisted));
     logger.info('task started', { task_id: request.id, pid: launched.pid, init_pid: launched.initPid, command, user: user.name, closure_paths: realised.closure.length, steps_ms: steps });
     return adoptTask(request, launched, persisted, cgroup, taskProcess);
   } catch (error) {

@@ -56,6 +56,10 @@ export interface TaskRequest {
   readonly jobName: string;
   readonly taskGroupName: string;
   readonly namespace: string;
+  /** The Nomad node whose client runs the task (TaskConfig.node_id, a UUID); '' when Nomad sent none. */
+  readonly nodeId: string;
+  /** That node's name (TaskConfig.node_name); '' when Nomad sent none. */
+  readonly nodeName: string;
   /** The full task environment Nomad computed (NOMAD_* variables, env block, templates). */
   readonly env: Readonly<Record<string, string>>;
   /** The task's `user`, empty when unset. */

@@ -1,5 +1,5 @@
 /** Process facts from /proc: liveness, start time (guards against pid reuse), children. */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 /** Fields of /proc/<pid>/stat after the command name. */
 function statFields(pid: number): string[] | undefined {
@@ -137,4 +137,51 @@ export function killProcessTree(pid: number): void {
 /** The host path of `path` inside the root of process `pid` (its mount namespace and root). */
 export function pathInRootOf(pid: number, path: string): string {
   return `/proc/${pid}/root${path.startsWith('/') ? '' : '/'}${path}`;
+}
+
+/** The executable of `pid` (/proc/<pid>/exe, " (deleted)" removed), or undefined when it is gone or unreadable. */
+export function executableOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '');
+  } catch {
+    return undefined;
+  }
+}
+
+/** What file descriptor `fd` of `pid` refers to (/proc/<pid>/fd/<fd>), or undefined. */
+export function fdTarget(pid: number, fd: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/fd/${fd}`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The arguments `pid` was started with (/proc/<pid>/cmdline), or undefined when it is gone. */
+export function commandLineOf(pid: number): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return text === '' ? [] : text.replace(/\0$/, '').split('\0');
+  } catch {
+    return undefined;
+  }
+}
+
+/** /proc/<pid>/cgroup as text, or undefined when it is gone. */
+export function cgroupFileOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The real uid of `pid` (/proc/<pid>/status `Uid:`), or undefined when it is gone. */
+export function realUidOf(pid: number): number | undefined {
+  try {
+    const match = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match === null ? undefined : Number(match[1]);
+  } catch {
+    return undefined;
+  }
 }

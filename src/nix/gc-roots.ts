@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { failure, quote } from '../errors.js';
-import { createDirectory, createSymlink, ensureDirectory, listEntries, removeTree, renameEntry } from '../host/fs.js';
+import { createDirectory, createSymlink, ensureDirectory, listEntries, removeTree, renameEntry, writeTextFile } from '../host/fs.js';
 import { absolutePathProblem } from '../paths.js';
 
 const TMP_MARKER = '.tmp-';
@@ -34,11 +34,15 @@ function checkKey(what: string, key: string): void {
   }
 }
 
+/** The owner mark inside an entry (driver/ownership.ts): a regular file, which Nix's GC ignores. */
+export const GC_ROOT_OWNER_FILE = 'owner.json';
+
 /**
  * Creates (or replaces) the GC root entry `key` holding `paths` and returns its directory.
- * Each path must be absolute; a symlink protects the store path it points into.
+ * Each path must be absolute; a symlink protects the store path it points into. `owner` (JSON)
+ * is written as `owner.json` into the entry before it appears, so every entry is marked.
  */
-export async function addTaskGcRoot(gcRootsDir: string, key: string, paths: readonly string[]): Promise<string> {
+export async function addTaskGcRoot(gcRootsDir: string, key: string, paths: readonly string[], owner?: unknown): Promise<string> {
   const what = `add GC root ${quote(key)}`;
   checkKey(what, key);
   for (const path of paths) {
@@ -51,6 +55,7 @@ export async function addTaskGcRoot(gcRootsDir: string, key: string, paths: read
     await ensureDirectory(gcRootsDir);
     await createDirectory(tmp);
     await Promise.all(paths.map((path, i) => createSymlink(path, join(tmp, String(i)))));
+    if (owner !== undefined) await writeTextFile(join(tmp, GC_ROOT_OWNER_FILE), JSON.stringify(owner), 0o644);
     if ((await renameEntry(tmp, entry)) === 'target-exists') {
       // Replace: the new links (in tmp) protect the new paths while the old entry goes.
       await removeTree(entry);

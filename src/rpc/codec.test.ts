@@ -23,4 +23,10 @@ describe('fromProtoTaskConfig', () => {
     assert.deepEqual(request.devices, [{ taskPath: '/dev/fuse', hostPath: '/dev/fuse', permissions: 'rw' }]);
     assert.deepEqual(fromProtoTaskConfig(taskConfig({})).mounts, []);
   });
+
+  it('carries the node the task runs on (TaskConfig node_id, node_name): the orphan sweep keeps to its own node', () => {
+    const request = fromProtoTaskConfig(taskConfig({ node_id: '0b6c7a1e-1111-4222-8333-444455556666', node_name: 'client-1' }));
+    assert.equal(request.nodeId, '0b6c7a1e-1111-4222-8333-444455556666');
+    assert.equal(request.nodeName, 'client-1');
+  });
 });

@@ -42,6 +42,8 @@ export interface CgroupPlacement {
   readonly path: string;
   /** Moves a process into the cgroup (runtimes that start the sandbox outside it, then join). */
   readonly join: (pid: number) => Promise<void>;
+  /** True when a process is in this cgroup: checked before the sandbox's init is signalled. */
+  readonly contains: (pid: number) => boolean;
 }
 
 /**
@@ -96,10 +98,17 @@ export interface LaunchedTask {
   execCommand(spec: ExecSpec): Promise<HostCommand>;
 }
 
-/** What a runtime needs to take over a task it launched in an earlier plugin process. */
+/**
+ * What a runtime needs to take over a task it launched in an earlier plugin process. The
+ * driver validated it (driver/persisted-task.ts): `key` has the state-key grammar, `stateDir`
+ * is derived from the configured state_dir, and the cgroup is the task's own; the pids are
+ * re-verified by the runtime before anything is signalled (detached-exit.ts TaskProcesses).
+ */
 export interface RecoveryRecord {
   readonly key: string;
   readonly stateDir: string;
+  /** True when a process is in the task's cgroup. */
+  readonly inTaskCgroup: (pid: number) => boolean;
   readonly pid: number;
   readonly pidStartTime: number;
   readonly initPid: number;
@@ -127,6 +136,12 @@ export interface Runtime {
    * is gone and left no exit record.
    */
   recover(record: RecoveryRecord): Promise<LaunchedTask>;
+  /**
+   * SIGKILLs the init and monitor of a task nobody will recover, each only when it is provably
+   * that task's (its start time, the runtime's executable and a mark of the task, the task's
+   * cgroup): a pid in `record` that is anything else is left alone.
+   */
+  killOrphan(record: RecoveryRecord): void;
   /** Removes what the runtime itself keeps of a task that is gone (runc's container record); idempotent. */
   forget(key: string): Promise<void>;
 }

@@ -8,8 +8,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
-import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
+import { childPids, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
+import { initIsOurs, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { createFile, openForWriting, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
@@ -27,7 +27,16 @@ export class BwrapRuntime implements Runtime {
   readonly name = 'bwrap';
   readonly mountsAsTaskUser = true;
   readonly ambientCapabilities = false;
-  readonly recover = recoverBwrapTask;
+
+  /** Takes over a task of an earlier plugin process (recoverBwrapTask), its pids checked against this bwrap. */
+  recover(record: RecoveryRecord): Promise<LaunchedTask> {
+    return recoverBwrapTask(record, this.bwrapPath);
+  }
+
+  /** SIGKILLs a forgotten task's init and monitor, each only when provably the task's own. */
+  killOrphan(record: RecoveryRecord): void {
+    killOwned(bwrapProcesses(record, record.stateDir, record.inTaskCgroup, this.bwrapPath));
+  }
 
   /** bwrap keeps nothing outside the task's state dir. */
   async forget(_key: string): Promise<void> {}
@@ -106,7 +115,13 @@ export class BwrapRuntime implements Runtime {
         fix: 'see `nomad alloc logs -stderr` for bubblewrap\'s message',
       });
     }
-    const task = new BwrapTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited);
+    const processes = bwrapProcesses(
+      { pid, pidStartTime: processStartTime(pid) ?? 0, initPid, initStartTime: processStartTime(initPid) ?? 0 },
+      request.stateDir,
+      cgroup.contains,
+      this.bwrapPath,
+    );
+    const task = new BwrapTask(processes, new Date(), exited);
     // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
     // command, which inherits the cgroup (the bwrap monitor itself stays outside)
     const block = child.stdio[BLOCK_FD] as NodeJS.WritableStream | null;
@@ -121,18 +136,47 @@ export class BwrapRuntime implements Runtime {
   }
 }
 
-/** A task launched by an earlier plugin process: bwrap's status file holds its exit code. */
-export async function recoverBwrapTask(record: RecoveryRecord): Promise<LaunchedTask> {
+/**
+ * The task's processes as bwrap runs them: the monitor is `bwrapPath` (nsenter execs it) with
+ * fd 3 (--json-status-fd) open on the task's status file; the init is in the task's cgroup.
+ */
+export function bwrapProcesses(
+  pids: Pick<TaskProcesses, 'pid' | 'pidStartTime' | 'initPid' | 'initStartTime'>,
+  stateDir: string,
+  inTaskCgroup: (pid: number) => boolean,
+  bwrapPath: string,
+): TaskProcesses {
+  const statusPath = join(stateDir, STATUS_FILE);
+  const monitorMark = (pid: number) => {
+    const target = fdTarget(pid, STATUS_FD);
+    return target !== undefined && (target === statusPath || target === resolvedPath(statusPath));
+  };
+  return { ...pids, monitorExecutable: resolvedPath(bwrapPath), monitorMark, inTaskCgroup };
+}
+
+/**
+ * A task launched by an earlier plugin process: bwrap's status file holds its exit code. Its
+ * monitor counts as running only when it is provably the task's (TaskProcesses); a pid that is
+ * anything else is never signalled, and without an exit record the task is not_found.
+ */
+export async function recoverBwrapTask(record: RecoveryRecord, bwrapPath: string): Promise<LaunchedTask> {
   const statusPath = join(record.stateDir, STATUS_FILE);
+  const processes = bwrapProcesses(record, record.stateDir, record.inTaskCgroup, bwrapPath);
   const recorded = async () => (await readStatus(statusPath)).exitCode;
-  if (!sameProcess(record.pid, record.pidStartTime) && (await recorded()) === undefined) {
-    throw failure('recover task', `its bubblewrap process ${record.pid} is gone and recorded no exit status in ${statusPath}`, {
+  if (!monitorIsOurs(processes) && (await recorded()) === undefined) {
+    throw failure('recover task', `its bubblewrap process ${record.pid} is gone (or is not this task's bwrap) and recorded no exit status in ${statusPath}`, {
       code: 'not_found',
       fix: 'none needed: Nomad starts the task again',
     });
   }
-  const exited = watchDetachedExit(record.pid, record.pidStartTime, recorded).then((code) => exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null));
-  return new BwrapTask(record.pid, record.pidStartTime, record.initPid, record.initStartTime, record.startedAt, exited);
+  const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) => exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null));
+  return new BwrapTask(processes, record.startedAt, exited);
+}
+
+/** SIGKILL to the sandbox's init (its pid namespace dies with it) and the monitor, each only when provably the task's. */
+function killOwned(processes: TaskProcesses): void {
+  if (initIsOurs(processes)) signalProcess(processes.initPid, 'SIGKILL');
+  if (monitorIsOurs(processes)) signalProcess(processes.pid, 'SIGKILL');
 }
 
 async function readStatus(path: string) {
@@ -160,14 +204,21 @@ function signalNumber(signal: NodeJS.Signals | null): number {
 }
 
 class BwrapTask implements LaunchedTask {
+  readonly pid: number;
+  readonly pidStartTime: number;
+  readonly initPid: number;
+  readonly initStartTime: number;
+
   constructor(
-    readonly pid: number,
-    readonly pidStartTime: number,
-    readonly initPid: number,
-    readonly initStartTime: number,
+    private readonly processes: TaskProcesses,
     readonly startedAt: Date,
     readonly exited: Promise<ExitStatus>,
-  ) {}
+  ) {
+    this.pid = processes.pid;
+    this.pidStartTime = processes.pidStartTime;
+    this.initPid = processes.initPid;
+    this.initStartTime = processes.initStartTime;
+  }
 
   /**
    * With --new-session the sandbox's init leads its own process group, so the group gets the
@@ -175,7 +226,7 @@ class BwrapTask implements LaunchedTask {
    * Processes that left the group (setsid daemons) are reached as init's direct children.
    */
   signal(signal: NodeJS.Signals): boolean {
-    if (!sameProcess(this.initPid, this.initStartTime)) return false;
+    if (!initIsOurs(this.processes)) return false;
     const outsideGroup = childPids(this.initPid).filter((pid) => processGroupOf(pid) !== this.initPid);
     let delivered = signalProcess(-this.initPid, signal);
     for (const pid of outsideGroup) delivered = signalProcess(pid, signal) || delivered;
@@ -201,8 +252,7 @@ class BwrapTask implements LaunchedTask {
 
   /** SIGKILL to the sandbox's init ends its pid namespace, so every task process dies with it. */
   private killAll(): void {
-    if (sameProcess(this.initPid, this.initStartTime)) signalProcess(this.initPid, 'SIGKILL');
-    if (sameProcess(this.pid, this.pidStartTime)) signalProcess(this.pid, 'SIGKILL');
+    killOwned(this.processes);
   }
 }
 

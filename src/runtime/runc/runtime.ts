@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
-import { processStartTime, signalProcess } from '../../host/proc.js';
-import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
+import { commandLineOf, processStartTime, signalProcess } from '../../host/proc.js';
+import { initIsOurs, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { openForWriting, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
@@ -91,26 +91,56 @@ export class RuncRuntime implements Runtime {
         fix: 'see `nomad alloc logs -stderr` and the plugin log for runc\'s messages',
       });
     }
-    return new RuncTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited, () => this.deleteContainer(containerId), { runcPath, runcRoot, bundle, containerId });
+    const processes = this.processes({ pid, pidStartTime: processStartTime(pid) ?? 0, initPid, initStartTime: processStartTime(initPid) ?? 0 }, bundle, containerId, request.cgroup.contains);
+    return new RuncTask(processes, new Date(), exited, () => this.deleteContainer(containerId), { runcPath, runcRoot, bundle, containerId });
   }
 
-  /** A task launched by an earlier plugin process: the monitor's exit.json holds its exit code. */
+  /**
+   * The task's processes as runc runs them: the monitor is this runtime's shell running the
+   * monitor script for exactly this bundle and container id; tini (the init) is in the task's
+   * cgroup.
+   */
+  private processes(pids: Pick<TaskProcesses, 'pid' | 'pidStartTime' | 'initPid' | 'initStartTime'>, bundle: string, containerId: string, inTaskCgroup: (pid: number) => boolean): TaskProcesses {
+    const expected = monitorArgs(this.options.runcPath, this.options.runcRoot, bundle, containerId).slice(-2);
+    return {
+      ...pids,
+      monitorExecutable: resolvedPath(this.options.shellPath),
+      monitorMark: (pid) => {
+        const argv = commandLineOf(pid);
+        return argv !== undefined && argv.length >= 2 && argv.at(-2) === expected[0] && argv.at(-1) === expected[1];
+      },
+      inTaskCgroup,
+    };
+  }
+
+  /**
+   * A task launched by an earlier plugin process: the monitor's exit.json holds its exit code.
+   * Its monitor counts as running only when it is provably the task's (TaskProcesses).
+   */
   async recover(record: RecoveryRecord): Promise<LaunchedTask> {
+    const processes = this.processes(record, record.stateDir, record.key, record.inTaskCgroup);
     const recorded = () => readExitCode(record.stateDir);
-    if (!sameProcess(record.pid, record.pidStartTime) && (await recorded()) === undefined) {
-      throw failure('recover task', `its runc monitor ${record.pid} is gone and recorded no exit status in ${join(record.stateDir, EXIT_FILE)}`, {
+    if (!monitorIsOurs(processes) && (await recorded()) === undefined) {
+      throw failure('recover task', `its runc monitor ${record.pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, EXIT_FILE)}`, {
         code: 'not_found',
         fix: 'none needed: Nomad starts the task again',
       });
     }
-    const exited = watchDetachedExit(record.pid, record.pidStartTime, recorded).then((code) => exitStatusOf(code, null));
+    const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) => exitStatusOf(code, null));
     const { runcPath, runcRoot } = this.options;
-    return new RuncTask(record.pid, record.pidStartTime, record.initPid, record.initStartTime, record.startedAt, exited, () => this.deleteContainer(record.key), {
+    return new RuncTask(processes, record.startedAt, exited, () => this.deleteContainer(record.key), {
       runcPath,
       runcRoot,
       bundle: record.stateDir,
       containerId: record.key,
     });
+  }
+
+  /** SIGKILLs a forgotten task's init and monitor, each only when provably the task's own. */
+  killOrphan(record: RecoveryRecord): void {
+    const processes = this.processes(record, record.stateDir, record.key, record.inTaskCgroup);
+    if (initIsOurs(processes)) signalProcess(processes.initPid, 'SIGKILL');
+    if (monitorIsOurs(processes)) signalProcess(processes.pid, 'SIGKILL');
   }
 
   forget(key: string): Promise<void> {
@@ -159,16 +189,23 @@ interface RuncContainer {
 }
 
 class RuncTask implements LaunchedTask {
+  readonly pid: number;
+  readonly pidStartTime: number;
+  readonly initPid: number;
+  readonly initStartTime: number;
+
   constructor(
-    readonly pid: number,
-    readonly pidStartTime: number,
-    readonly initPid: number,
-    readonly initStartTime: number,
+    private readonly processes: TaskProcesses,
     readonly startedAt: Date,
     private readonly monitorExited: Promise<ExitStatus>,
     private readonly cleanup: () => Promise<void>,
     private readonly container: RuncContainer,
-  ) {}
+  ) {
+    this.pid = processes.pid;
+    this.pidStartTime = processes.pidStartTime;
+    this.initPid = processes.initPid;
+    this.initStartTime = processes.initStartTime;
+  }
 
   get exited(): Promise<ExitStatus> {
     return this.monitorExited;
@@ -176,7 +213,7 @@ class RuncTask implements LaunchedTask {
 
   /** tini (the container's init) forwards the signal to the command's process group. */
   signal(signal: NodeJS.Signals): boolean {
-    return sameProcess(this.initPid, this.initStartTime) && signalProcess(this.initPid, signal);
+    return initIsOurs(this.processes) && signalProcess(this.initPid, signal);
   }
 
   stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
@@ -213,6 +250,6 @@ class RuncTask implements LaunchedTask {
 
   /** SIGKILL of the container's init ends its pid namespace, so every task process dies with it. */
   private killAll(): void {
-    if (sameProcess(this.initPid, this.initStartTime)) signalProcess(this.initPid, 'SIGKILL');
+    if (initIsOurs(this.processes)) signalProcess(this.initPid, 'SIGKILL');
   }
 }
