@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { adoptTask, releaseCgroup, startTask } from './start-task.js';
 import { decodePersistedTask } from './persisted-task.js';
 import { reconcile, sweepTask, type SweepContext } from './reconcile.js';
+import { SharedResources, type SharedKind } from './shared-resources.js';
 import { openTaskCgroup } from '../cgroup/task-cgroup.js';
 import { detectCgroups } from '../cgroup/detect.js';
 import type { CgroupVersion } from '../cgroup/limits.js';
@@ -89,6 +90,8 @@ export class NixDriver {
   private readonly shutdownController = new AbortController();
   /** Tasks this plugin process knows, by Nomad task id. */
   private readonly tasks = new Map<string, TaskHandle>();
+  /** Who holds which store view and /etc dir: starting, running and recovering tasks. */
+  private readonly shared = new SharedResources();
   /**
    * Directories found searchable by task users (start-task's reachability check); forgotten
    * every minute so a permission change is noticed.
@@ -263,10 +266,10 @@ export class NixDriver {
    * returned handle and calls WaitTask next. A second start of a known id fails.
    */
   async startTask(request: TaskRequest): Promise<TaskHandle> {
-    if (this.tasks.has(request.id)) {
+    const key = taskKey(request.id);
+    if (this.tasks.has(request.id) || this.starting.has(key)) {
       throw failure('start task', `task with ID ${quote(request.id)} already started`, { code: 'already_exists' });
     }
-    const key = taskKey(request.id);
     this.starting.add(key);
     const handle = await startTask(request, {
       config: this.currentConfig,
@@ -274,6 +277,7 @@ export class NixDriver {
       logger: this.logger.child({ task_id: request.id, alloc_id: request.allocId, task_name: request.name }),
       event: (message) =>
         this.events.publish({ taskId: request.id, allocId: request.allocId, taskName: request.name, timestamp: new Date(), message, annotations: {} }),
+      acquireShared: (kind, key, create) => this.shared.acquire(kind, key, request.id, create),
       releaseShared: (kind, key) => this.releaseShared(kind, key, request.id),
       searchable: this.freshSearchable(),
       closures: this.closureCache(),
@@ -296,11 +300,20 @@ export class NixDriver {
     if (this.tasks.has(taskId)) return;
     const persisted = decodePersistedTask(driverState, taskId);
     const runtime = this.runtimeNamed(persisted.runtime, 'recover task');
+    // the task holds its view and /etc dir again before anything can await: a task of the same
+    // closure destroyed meanwhile must not remove what this one has bound
+    const noop = async () => undefined;
+    await this.shared.acquire('views', persisted.viewKey, taskId, noop);
+    await this.shared.acquire('etc', persisted.etcKey, taskId, noop);
     let launched;
     try {
       launched = await runtime.recover({ ...persisted, startedAt: new Date(persisted.startedAt) });
     } catch (error) {
       await sweepTask(persisted, this.sweepContext());
+      if (!this.tasks.has(taskId)) {
+        await this.releaseShared('views', persisted.viewKey, taskId);
+        await this.releaseShared('etc', persisted.etcKey, taskId);
+      }
       throw error;
     }
     if (this.tasks.has(taskId)) return; // a concurrent RecoverTask won
@@ -335,14 +348,11 @@ export class NixDriver {
   }
 
   async reconcileNow(): Promise<void> {
-    const tasks = [...this.tasks.values()];
     try {
       const report = await reconcile({
         ...this.sweepContext(),
-        liveKeys: new Set([...tasks.map((t) => t.resources.key), ...this.starting]),
-        liveViews: new Set(tasks.map((t) => t.resources.viewKey)),
-        liveEtc: new Set(tasks.map((t) => t.resources.etcKey)),
-        starting: this.starting.size > 0,
+        isLiveKey: (key) => this.starting.has(key) || [...this.tasks.values()].some((t) => t.resources.key === key),
+        shared: this.shared,
       });
       const removed = report.tasks.length + report.gcRoots.length + report.views.length + report.etc.length;
       if (removed > 0) this.logger.info('removed what forgotten tasks left behind', { tasks: report.tasks, gc_roots: report.gcRoots, views: report.views, etc: report.etc });
@@ -439,14 +449,16 @@ export class NixDriver {
     return this.task(taskId);
   }
 
-  /** Removes a shared store view or /etc dir unless a task other than `exceptTaskId` still uses it. */
-  private async releaseShared(kind: 'views' | 'etc', key: string, exceptTaskId: string): Promise<void> {
-    const used = [...this.tasks.values()].some(
-      (t) => t.request.id !== exceptTaskId && (kind === 'views' ? t.resources.viewKey : t.resources.etcKey) === key,
+  /**
+   * Task `holder` lets go of a shared store view or /etc dir; the last holder's release removes
+   * it (driver/shared-resources.ts). Holders count from the start of StartTask or RecoverTask,
+   * not from the moment a task is registered.
+   */
+  private async releaseShared(kind: SharedKind, key: string, holder: string): Promise<void> {
+    const stateDir = this.currentConfig.state_dir;
+    await this.shared.release(kind, key, holder, () =>
+      kind === 'views' ? removeStoreView(join(stateDir, 'views'), key) : removeTree(join(stateDir, 'etc', key)),
     );
-    if (used) return;
-    if (kind === 'views') await removeStoreView(join(this.currentConfig.state_dir, 'views'), key);
-    else await removeTree(join(this.currentConfig.state_dir, 'etc', key));
   }
 
   /**

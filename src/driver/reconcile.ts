@@ -9,12 +9,14 @@
  * state was wiped): its processes are killed (only processes whose start time matches the
  * record, or its own cgroup when no live task shares it), runc's record, cgroup, GC root and
  * state dir are removed, then GC roots without a task and store views and /etc dirs no task
- * uses. A failed RecoverTask sweeps its task at once (Nomad then starts it again).
+ * holds (each removed under its SharedResources lock, so never while a start is making or
+ * binding it). A failed RecoverTask sweeps its task at once (Nomad then starts it again).
  */
 import { join } from 'node:path';
 import { openTaskCgroup } from '../cgroup/task-cgroup.js';
 import { errorMessage } from '../errors.js';
 import { listEntries, readJsonFile, removeTree } from '../host/fs.js';
+import { sharedFilesKeyOf } from '../host/task-files.js';
 import { signalProcess } from '../host/proc.js';
 import type { Logger } from '../log/logger.js';
 import { listTaskGcRoots, removeTaskGcRoot } from '../nix/gc-roots.js';
@@ -22,6 +24,7 @@ import { listStoreViews, pruneStoreViewLeftovers, removeStoreView } from '../nix
 import { sameProcess } from '../runtime/detached-exit.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { decodePersistedTask, type PersistedTask } from './persisted-task.js';
+import type { SharedResources } from './shared-resources.js';
 import { PERSISTED_TASK_FILE, releaseCgroup } from './start-task.js';
 
 export interface SweepContext {
@@ -54,12 +57,10 @@ export async function sweepTask(task: PersistedTask, context: SweepContext): Pro
 }
 
 export interface ReconcileContext extends SweepContext {
-  /** State keys, GC root keys, view and /etc keys of the tasks this process holds or is starting. */
-  readonly liveKeys: ReadonlySet<string>;
-  readonly liveViews: ReadonlySet<string>;
-  readonly liveEtc: ReadonlySet<string>;
-  /** True while a StartTask runs: shared views and /etc dirs are then left alone. */
-  readonly starting: boolean;
+  /** True for the state key (= GC root key) of a task this process holds or is starting, asked at the time of each removal. */
+  readonly isLiveKey: (key: string) => boolean;
+  /** Who holds which store view and /etc dir: one no task holds is removed under its lock (shared-resources.ts). */
+  readonly shared: SharedResources;
 }
 
 export interface ReconcileReport {
@@ -75,7 +76,7 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
   const tasksDir = join(context.stateDir, 'tasks');
   const entries = await listEntries(tasksDir).catch(() => []);
   for (const entry of entries) {
-    if (entry.kind !== 'directory' || context.liveKeys.has(entry.name)) continue;
+    if (entry.kind !== 'directory' || context.isLiveKey(entry.name)) continue;
     const raw = await readJsonFile<{ taskId?: unknown }>(join(tasksDir, entry.name, PERSISTED_TASK_FILE));
     let task: PersistedTask | undefined;
     try {
@@ -92,23 +93,21 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
     report.tasks.push(entry.name);
   }
   for (const key of await listTaskGcRoots(context.gcRootsDir).catch(() => [])) {
-    if (context.liveKeys.has(key)) continue;
+    if (context.isLiveKey(key)) continue;
     await removeTaskGcRoot(context.gcRootsDir, key);
     report.gcRoots.push(key);
   }
-  if (!context.starting) {
-    const views = join(context.stateDir, 'views');
-    for (const key of await listStoreViews(views).catch(() => [])) {
-      if (context.liveViews.has(key)) continue;
-      await removeStoreView(views, key);
-      report.views.push(key);
-    }
-    await pruneStoreViewLeftovers(views).catch(() => []);
-    for (const entry of await listEntries(join(context.stateDir, 'etc')).catch(() => [])) {
-      if (entry.kind !== 'directory' || context.liveEtc.has(entry.name)) continue;
-      await removeTree(join(context.stateDir, 'etc', entry.name));
-      report.etc.push(entry.name);
-    }
+  const views = join(context.stateDir, 'views');
+  for (const key of await listStoreViews(views).catch(() => [])) {
+    if (await context.shared.removeUnheld('views', key, () => removeStoreView(views, key))) report.views.push(key);
+  }
+  await pruneStoreViewLeftovers(views, (key, remove) => context.shared.removeUnheld('views', key, remove)).catch(() => []);
+  const etc = join(context.stateDir, 'etc');
+  for (const entry of await listEntries(etc).catch(() => [])) {
+    if (entry.kind !== 'directory') continue;
+    const key = sharedFilesKeyOf(entry.name);
+    const remove = () => removeTree(join(etc, entry.name));
+    if (key === undefined ? (await remove(), true) : await context.shared.removeUnheld('etc', key, remove)) report.etc.push(entry.name);
   }
   return report;
 }

@@ -13,12 +13,12 @@ import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which
 import { removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
 import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
 import { lookupUser, type HostUser } from '../host/users.js';
-import { ensureSharedFiles, makeDir, readFile } from '../host/task-files.js';
+import { ensureSharedFiles, makeDir, readFile, sharedFilesKey } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { ClosureCache } from '../nix/closure-cache.js';
 import { realise, type NixTools } from '../nix/realise.js';
-import { ensureStoreView } from '../nix/store-view.js';
+import { ensureStoreView, storeViewKey } from '../nix/store-view.js';
 import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
 import { planRoot } from '../rootfs/plan.js';
@@ -30,6 +30,7 @@ import { nomadTaskLimits } from '../cgroup/limits.js';
 import { nomadTaskCgroup, taskCgroupLocation, type TaskCgroupLocation } from '../cgroup/placement.js';
 import { createTaskCgroup, type TaskCgroup } from '../cgroup/task-cgroup.js';
 import { CleanupStack } from './cleanup-stack.js';
+import type { SharedKind } from './shared-resources.js';
 import { taskCapabilities } from './privileges.js';
 import { checkMountRequests, resolveMounts } from './volumes.js';
 import { binDirs, resolveCommand, validateTaskConfig } from './task-request.js';
@@ -41,8 +42,13 @@ export interface StartContext {
   readonly logger: Logger;
   /** Publishes a task event (shown in `nomad alloc status`). */
   readonly event: (message: string) => void;
-  /** Removes a shared store view or /etc dir unless another live task uses it. */
-  readonly releaseShared: (kind: 'views' | 'etc', key: string) => Promise<void>;
+  /**
+   * Holds a shared store view or /etc dir for this task from now on, while `create` makes it
+   * or finds it made (under the key's lock: driver/shared-resources.ts).
+   */
+  readonly acquireShared: <T>(kind: SharedKind, key: string, create: () => Promise<T>) => Promise<T>;
+  /** Lets go of it; the last holder's release removes it. */
+  readonly releaseShared: (kind: SharedKind, key: string) => Promise<void>;
   /** Directories known to be searchable by a uid:gid (see unsearchableAncestor). */
   readonly searchable: Set<string>;
   /** Creates the driver's own directories (once per configuration). */
@@ -185,7 +191,10 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     //    driver's dirs must be traversable (not readable) by unprivileged task users, whose
     //    bwrap binds the view and the task's /etc from here.
     await context.ensureDirs();
-    const view = await ensureStoreView(join(config.state_dir, 'views'), realised.closure);
+    //    Held from here (before it is made or found) until the task is destroyed, so no other
+    //    task's exit or failed start removes it while this one starts or runs.
+    const closure = realised.closure;
+    const view = await context.acquireShared('views', storeViewKey(closure), () => ensureStoreView(join(config.state_dir, 'views'), closure));
     cleanup.push('release store view', () => context.releaseShared('views', view.key));
     mark('view');
     if (view.built) {
@@ -206,7 +215,8 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     );
     const dns = chooseDns({ ...(request.dns === undefined ? {} : { nomad: request.dns }), hostResolvConf: hostResolvConf ?? '', systemdResolvConf: systemdResolvConf ?? '' });
     // tasks with the same user, hostname and DNS share one generated /etc (written once)
-    const etc = await ensureSharedFiles(join(config.state_dir, 'etc'), renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns }));
+    const etcFiles = renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns });
+    const etc = await context.acquireShared('etc', sharedFilesKey(etcFiles), () => ensureSharedFiles(join(config.state_dir, 'etc'), etcFiles));
     cleanup.push('release /etc files', () => context.releaseShared('etc', etc.key));
     const etcDir = etc.dir;
 
