@@ -1,5 +1,5 @@
 /** Process facts from /proc: liveness, start time (guards against pid reuse), children. */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 /** Fields of /proc/<pid>/stat after the command name. */
 function statFields(pid: number): string[] | undefined {
@@ -55,6 +55,15 @@ export function childPids(ppid: number): number[] {
     if (Number(statFields(Number(entry))?.[1]) === ppid) pids.push(Number(entry));
   }
   return pids;
+}
+
+/** The program `pid` runs (`/proc/<pid>/exe`, as the host sees it), or undefined when it is gone or unreadable. */
+export function executableOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Sends `signal` to `pid`; false when the process is gone. */
