@@ -5,12 +5,14 @@
  * - a script whose `#!` interpreter is not in the closure, on both runtimes (bwrap: its failed
  *   exec, read back from a second setup of the sandbox; runc: checked before `runc run`, since
  *   tini's failed exec is only an exit 127);
+ * - on bwrap, a store view the task user cannot reach: bwrap's own setup error, where the
+ *   cgroup hand-off used to report ESRCH (or the task was reported started, then exit 1);
  * - on bwrap, a dynamically linked host program in the closure (its ELF loader is not in the
  *   sandbox): bwrap exits without the command's exit code, which is a failed start, not exit 1.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -72,6 +74,32 @@ for (const runtime of ['bwrap', 'runc'] as const) {
     });
 
     if (runtime === 'bwrap') {
+      it('a store view the task user cannot reach fails StartTask with bwrap\'s own message, not the cgroup hand-off\'s', async () => {
+        const path = buildWithBusybox('unreachable-view', 'mkdir -p $out/bin && ln -s $busybox/bin/sh $out/bin/sh');
+        const sandbox = taskSandbox();
+        const plugin = await startPlugin();
+        try {
+          await call(plugin.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(sandbox, { runtime }) });
+          const first = sandboxTask(sandbox, path, 'bin/sh', ['-c', 'sleep 60']);
+          await call(plugin.clients.driver, 'StartTask', { task: first }, 60_000);
+          const [key] = readdirSync(join(sandbox.stateDir, 'views')).filter((n) => /^[0-9a-f]{32}$/.test(n));
+          // the running task keeps its bind; a new sandbox's setup, as the task user, cannot reach the view
+          chmodSync(join(sandbox.stateDir, 'views'), 0o700);
+          const second = sandboxTask(sandbox, path, 'bin/sh', ['-c', 'echo never']);
+          const error = await call(plugin.clients.driver, 'StartTask', { task: second }, 60_000).then(() => undefined, (e: grpc.ServiceError) => e);
+          assert.equal(
+            error?.details,
+            `failed to launch task: bubblewrap exited with code 1 while setting up the sandbox, before the command ran: bwrap: Can't find source path ${join(sandbox.stateDir, 'views', key ?? '')}: Permission denied; fix: check the task's closure and the plugin's state_dir; bubblewrap's message is also the first line of the task's stderr log`,
+          );
+          chmodSync(join(sandbox.stateDir, 'views'), 0o711);
+          await call(plugin.clients.driver, 'DestroyTask', { task_id: first.id, force: true }, 60_000);
+          assert.deepEqual(leftovers(sandbox), []);
+        } finally {
+          plugin.kill('SIGKILL');
+          sandbox.remove();
+        }
+      });
+
       it('a program bwrap cannot execute (its ELF loader is not in the sandbox) fails StartTask instead of exiting 1', async () => {
         const path = dynamicProgram();
         const sandbox = taskSandbox();
