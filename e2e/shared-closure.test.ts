@@ -6,7 +6,9 @@
  *     end `dead` with exit 0 and their line in `nomad alloc logs`, and once the job stopped
  *     nothing is left (state dirs, views, /etc dirs, GC roots, processes, cgroups);
  * (b) a job of three allocations whose command is not in the closure, submitted beside a job
- *     of three good allocations of the same store path: every good allocation runs to exit 0.
+ *     of three good allocations of the same store path: every good allocation runs to exit 0;
+ * and a runtime that fails before the command runs (a script whose `#!` interpreter is not in
+ * the closure) fails the task with the runtime's cause in `nomad alloc status`, never Started.
  */
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
@@ -127,5 +129,27 @@ for (const runtime of RUNTIMES) describe(`tasks sharing a closure (${runtime})`,
       assert.deepEqual(await sharedLeftovers(taskAgent), [], `round ${round}`);
     }
     assert.deepEqual(failures, []);
+  });
+
+  it('a command the runtime cannot execute (its #! interpreter is not in the closure) fails with that cause in alloc status, never Started', async () => {
+    const missing = '/nix/store/00000000000000000000000000000000-missing/bin/sh';
+    const path = buildWithBusybox('e2e-missing-interpreter', `mkdir -p $out/bin && printf '#!${missing}\\necho never\\n' > $out/bin/app && chmod +x $out/bin/app`);
+    const job = runJob(agent, nixJobHcl({ id: 'no-interpreter', config: storeConfig(path, 'bin/app', []) }));
+    const [alloc] = await terminalAllocs(agent, job, 1);
+    assert.ok(alloc !== undefined);
+    assert.equal(alloc.ClientStatus, 'failed');
+    const events = eventMessages(alloc, 'main');
+    assert.doesNotMatch(events, /^Started:/m);
+    const fix = `fix: make ${missing} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`;
+    const cause =
+      runtime === 'bwrap'
+        ? `failed to launch task: bubblewrap set up the sandbox but could not execute the command ${path}/bin/app (its "#!" interpreter ${missing} is not in the task's closure): bwrap exited with code 1; ${fix}`
+        : `failed to launch task: the command ${path}/bin/app cannot be executed in the container: its "#!" interpreter ${missing} is not in the task's closure; ${fix}`;
+    assert.equal(events.split('\n').find((line) => line.startsWith('Driver Failure: ')), `Driver Failure: rpc error: code = FailedPrecondition desc = ${cause}`);
+    const status = nomad(agent, ['alloc', 'status', alloc.ID]).stdout;
+    assert.ok(status.includes(cause), status);
+    nomad(agent, ['job', 'stop', '-purge', job]);
+    assert.deepEqual(await waitForNoLeftovers(taskAgent, alloc.ID), []);
+    assert.deepEqual(await sharedLeftovers(taskAgent), []);
   });
 });
