@@ -196,12 +196,16 @@ export async function recoverBwrapTask(record: RecoveryRecord): Promise<Launched
 async function commandStarted(initPid: number, exitedRaw: Promise<unknown>, timeoutMs = 10_000): Promise<'running' | 'exited'> {
   let exited = false;
   void exitedRaw.then(() => (exited = true));
+  // the init is bwrap until it dies; gone already (unreadable), bwrap's own exit tells
   const bwrap = executableOf(initPid);
   const deadline = Date.now() + timeoutMs;
   for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
     if (exited) return 'exited';
-    if (bwrap === undefined || childPids(initPid).some((pid) => { const exe = executableOf(pid); return exe !== undefined && exe !== bwrap; })) return 'running';
-    if (Date.now() > deadline) return 'running';
+    const ran = bwrap !== undefined && childPids(initPid).some((pid) => {
+      const exe = executableOf(pid);
+      return exe !== undefined && exe !== bwrap;
+    });
+    if (ran || Date.now() > deadline) return 'running';
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }
