@@ -311,8 +311,9 @@ export class NixDriver {
     } catch (error) {
       await sweepTask(persisted, this.sweepContext());
       if (!this.tasks.has(taskId)) {
-        await this.releaseShared('views', persisted.viewKey, taskId);
-        await this.releaseShared('etc', persisted.etcKey, taskId);
+        for (const [kind, key] of [['views', persisted.viewKey], ['etc', persisted.etcKey]] as const) {
+          await this.releaseShared(kind, key, taskId).catch((e: unknown) => this.logger.warn(`failed to release the ${kind} entry of a task that could not be recovered`, { task_id: taskId, err: errorMessage(e) }));
+        }
       }
       throw error;
     }
