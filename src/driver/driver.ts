@@ -23,6 +23,7 @@ import { adoptTask, releaseCgroup, startTask } from './start-task.js';
 import { decodePersistedTask, NODE_ID, type PersistedTask } from './persisted-task.js';
 import { reconcile, recoveryRecord, sweepTask, type SweepContext } from './reconcile.js';
 import { markDir, markShared, owner, ownerOf, unmarkShared, type Owner } from './ownership.js';
+import { SharedResources, type SharedKind } from './shared-resources.js';
 import { openTaskCgroup } from '../cgroup/task-cgroup.js';
 import { detectCgroups } from '../cgroup/detect.js';
 import type { CgroupVersion } from '../cgroup/limits.js';
@@ -91,6 +92,8 @@ export class NixDriver {
   private readonly shutdownController = new AbortController();
   /** Tasks this plugin process knows, by Nomad task id. */
   private readonly tasks = new Map<string, TaskHandle>();
+  /** Who holds which store view and /etc dir: starting, running and recovering tasks. */
+  private readonly shared = new SharedResources();
   /**
    * Directories found searchable by task users (start-task's reachability check); forgotten
    * every minute so a permission change is noticed.
@@ -265,10 +268,10 @@ export class NixDriver {
    * returned handle and calls WaitTask next. A second start of a known id fails.
    */
   async startTask(request: TaskRequest): Promise<TaskHandle> {
-    if (this.tasks.has(request.id)) {
+    const key = taskKey(request.id);
+    if (this.tasks.has(request.id) || this.starting.has(key)) {
       throw failure('start task', `task with ID ${quote(request.id)} already started`, { code: 'already_exists' });
     }
-    const key = taskKey(request.id);
     this.learnNode(request);
     this.starting.add(key);
     const handle = await startTask(request, {
@@ -277,6 +280,7 @@ export class NixDriver {
       logger: this.logger.child({ task_id: request.id, alloc_id: request.allocId, task_name: request.name }),
       event: (message) =>
         this.events.publish({ taskId: request.id, allocId: request.allocId, taskName: request.name, timestamp: new Date(), message, annotations: {} }),
+      acquireShared: (kind, key, create) => this.shared.acquire(kind, key, request.id, create),
       releaseShared: (kind, key) => this.releaseShared(kind, key, request.id),
       searchable: this.freshSearchable(),
       closures: this.closureCache(),
@@ -305,11 +309,21 @@ export class NixDriver {
     checkRecoveredUser(persisted);
     this.learnNode(taskRequest);
     const runtime = this.runtimeNamed(persisted.runtime, 'recover task');
+    // the task holds its view and /etc dir again before anything can await: a task of the same
+    // closure destroyed meanwhile must not remove what this one has bound
+    const noop = async () => undefined;
+    await this.shared.acquire('views', persisted.viewKey, taskId, noop);
+    await this.shared.acquire('etc', persisted.etcKey, taskId, noop);
     let launched;
     try {
       launched = await runtime.recover(recoveryRecord(persisted));
     } catch (error) {
       await sweepTask(persisted, this.sweepContext());
+      if (!this.tasks.has(taskId)) {
+        for (const [kind, key] of [['views', persisted.viewKey], ['etc', persisted.etcKey]] as const) {
+          await this.releaseShared(kind, key, taskId).catch((e: unknown) => this.logger.warn(`failed to release the ${kind} entry of a task that could not be recovered`, { task_id: taskId, err: errorMessage(e) }));
+        }
+      }
       throw error;
     }
     if (this.tasks.has(taskId)) return; // a concurrent RecoverTask won
@@ -403,7 +417,6 @@ export class NixDriver {
   }
 
   async reconcileNow(): Promise<void> {
-    const tasks = [...this.tasks.values()];
     const node = this.node;
     if (node === undefined) {
       this.sweepDue = true;
@@ -419,10 +432,8 @@ export class NixDriver {
           this.leftAlone.add(entry);
           this.logger.info('orphan sweep left an entry that is not provably this node\'s', { entry, reason: why });
         },
-        liveKeys: new Set([...tasks.map((t) => t.resources.key), ...this.starting]),
-        liveViews: new Set(tasks.map((t) => t.resources.viewKey)),
-        liveEtc: new Set(tasks.map((t) => t.resources.etcKey)),
-        starting: this.starting.size > 0,
+        isLiveKey: (key) => this.starting.has(key) || [...this.tasks.values()].some((t) => t.resources.key === key),
+        shared: this.shared,
       });
       const removed = report.tasks.length + report.gcRoots.length + report.views.length + report.etc.length;
       if (removed > 0) this.logger.info('removed what forgotten tasks left behind', { tasks: report.tasks, gc_roots: report.gcRoots, views: report.views, etc: report.etc });
@@ -519,16 +530,19 @@ export class NixDriver {
     return this.task(taskId);
   }
 
-  /** Removes a shared store view or /etc dir unless a task other than `exceptTaskId` still uses it. */
-  private async releaseShared(kind: 'views' | 'etc', key: string, exceptTaskId: string): Promise<void> {
-    const used = [...this.tasks.values()].some(
-      (t) => t.request.id !== exceptTaskId && (kind === 'views' ? t.resources.viewKey : t.resources.etcKey) === key,
-    );
-    if (used) return;
-    // other Nomad clients on this host may use it too (a shared state_dir): only the last one removes it
-    if (!(await unmarkShared(this.currentConfig.state_dir, kind, key, this.node?.nodeId ?? ''))) return;
-    if (kind === 'views') await removeStoreView(join(this.currentConfig.state_dir, 'views'), key);
-    else await removeTree(join(this.currentConfig.state_dir, 'etc', key));
+  /**
+   * Task `holder` lets go of a shared store view or /etc dir; the last holder's release removes
+   * it (driver/shared-resources.ts). Holders count from the start of StartTask or RecoverTask,
+   * not from the moment a task is registered.
+   */
+  private async releaseShared(kind: SharedKind, key: string, holder: string): Promise<void> {
+    const stateDir = this.currentConfig.state_dir;
+    await this.shared.release(kind, key, holder, async () => {
+      // other Nomad clients on this host may use it too (a shared state_dir): only the last one removes it
+      if (!(await unmarkShared(stateDir, kind, key, this.node?.nodeId ?? ''))) return;
+      if (kind === 'views') await removeStoreView(join(stateDir, 'views'), key);
+      else await removeTree(join(stateDir, 'etc', key));
+    });
   }
 
   /**

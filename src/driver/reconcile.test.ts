@@ -14,6 +14,7 @@ import type { RecoveryRecord, Runtime } from '../runtime/runtime.js';
 import { markDir, markShared, owner } from './ownership.js';
 import { PERSISTED_TASK_VERSION, storedPersistedTask, type PersistedTask } from './persisted-task.js';
 import { reconcile, type ReconcileContext } from './reconcile.js';
+import { SharedResources } from './shared-resources.js';
 import { taskKey } from './task.js';
 
 const NODE_A = 'aaaaaaaa-0000-4000-8000-00000000000a';
@@ -79,7 +80,7 @@ function context(stateRoot: string, gcRoots: string, nodeId: string, killed: str
   } as unknown as Runtime;
   return {
     stateDir: stateRoot, gcRootsDir: gcRoots, logger: createLogger({ module: 'test', level: 'error', sink: () => undefined }), runtimeNamed: () => runtime,
-    liveCgroups: new Set(), nodeId, liveKeys: new Set(), liveViews: new Set(), liveEtc: new Set(), starting: false,
+    liveCgroups: new Set(), nodeId, isLiveKey: () => false, shared: new SharedResources(),
     leftAlone: (entry, why) => left.push(`${entry}: ${why}`),
   };
 }
@@ -118,11 +119,14 @@ describe('orphan sweep ownership', () => {
     assert.deepEqual(killedB, [b.key]);
   });
 
-  it('never touches a task it holds, nor shared entries while a StartTask runs', async () => {
+  it('never touches a task it holds, nor shared entries a task of this process holds', async () => {
     const { stateRoot, gcRoots, tasks } = await fixture();
     const a = tasks.a as PersistedTask;
     const killed: string[] = [];
-    const report = await reconcile({ ...context(stateRoot, gcRoots, NODE_A, killed, []), liveKeys: new Set([a.key]), starting: true });
+    const shared = new SharedResources();
+    await shared.acquire('views', VIEW_A, 'a-starting-task', async () => undefined);
+    await shared.acquire('etc', ETC_A, 'a-starting-task', async () => undefined);
+    const report = await reconcile({ ...context(stateRoot, gcRoots, NODE_A, killed, []), isLiveKey: (key) => key === a.key, shared });
     assert.deepEqual(report, { tasks: [], gcRoots: ['alloc-c_main_t1'], views: [], etc: [] });
     assert.deepEqual(killed, []);
   });

@@ -13,7 +13,9 @@
  * state dir are removed, then this node's marks on store views and /etc dirs no task uses, and
  * such an entry once no node marks it. Entries without a mark of this node (another client on
  * a shared state_dir, an older plugin version, anyone else's files) are left and logged once.
- * A failed RecoverTask sweeps its task at once (Nomad then starts it again).
+ * Store views and /etc dirs are removed under their SharedResources lock (shared-resources.ts),
+ * so never while a start of this process holds one or is making or binding it. A failed
+ * RecoverTask sweeps its task at once (Nomad then starts it again).
  */
 import { join } from 'node:path';
 import { processInCgroup } from '../cgroup/membership.js';
@@ -26,6 +28,7 @@ import { listStoreViews, removeStoreView } from '../nix/store-view.js';
 import type { RecoveryRecord, Runtime } from '../runtime/runtime.js';
 import { ownerOf, sharedOwners, unmarkShared, type SharedKind } from './ownership.js';
 import { decodePersistedTask, type PersistedTask } from './persisted-task.js';
+import type { SharedResources } from './shared-resources.js';
 import { PERSISTED_TASK_FILE, releaseCgroup } from './start-task.js';
 
 export interface SweepContext {
@@ -66,12 +69,10 @@ export async function sweepTask(task: PersistedTask, context: SweepContext): Pro
 export interface ReconcileContext extends SweepContext {
   /** This plugin instance's Nomad node (learnt from StartTask/RecoverTask; never empty here). */
   readonly nodeId: string;
-  /** State keys, GC root keys, view and /etc keys of the tasks this process holds or is starting. */
-  readonly liveKeys: ReadonlySet<string>;
-  readonly liveViews: ReadonlySet<string>;
-  readonly liveEtc: ReadonlySet<string>;
-  /** True while a StartTask runs: shared views and /etc dirs are then left alone. */
-  readonly starting: boolean;
+  /** True for the state key (= GC root key) of a task this process holds or is starting, asked at the time of each removal. */
+  readonly isLiveKey: (key: string) => boolean;
+  /** Who holds which store view and /etc dir: one no task holds is removed under its lock (shared-resources.ts). */
+  readonly shared: SharedResources;
   /** Logs (once per plugin process and entry) that `entry` was left because it is not provably ours. */
   readonly leftAlone: (entry: string, why: string) => void;
 }
@@ -93,7 +94,7 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
     mark === undefined ? 'it carries no owner mark of this plugin' : `it belongs to Nomad node ${JSON.stringify(mark.nodeId)}, not ${JSON.stringify(nodeId)}`;
   const tasksDir = join(context.stateDir, 'tasks');
   for (const entry of await listEntries(tasksDir).catch(() => [])) {
-    if (entry.kind !== 'directory' || context.liveKeys.has(entry.name) || !KEY.test(entry.name)) continue;
+    if (entry.kind !== 'directory' || context.isLiveKey(entry.name) || !KEY.test(entry.name)) continue;
     const dir = join(tasksDir, entry.name);
     const mark = await ownerOf(dir);
     if (mark?.nodeId !== nodeId) {
@@ -120,7 +121,7 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
     report.tasks.push(entry.name);
   }
   for (const key of await listTaskGcRoots(context.gcRootsDir).catch(() => [])) {
-    if (context.liveKeys.has(key)) continue;
+    if (context.isLiveKey(key)) continue;
     const dir = join(context.gcRootsDir, key);
     const mark = await ownerOf(dir);
     if (mark?.nodeId !== nodeId) {
@@ -130,27 +131,26 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
     await removeTaskGcRoot(context.gcRootsDir, key);
     report.gcRoots.push(key);
   }
-  if (!context.starting) {
-    const views = join(context.stateDir, 'views');
-    const viewKeys = await listStoreViews(views).catch(() => []);
-    const etcKeys = (await listEntries(join(context.stateDir, 'etc')).catch(() => [])).filter((e) => e.kind === 'directory' && /^[0-9a-f]{32}$/.test(e.name)).map((e) => e.name);
-    const shared: [SharedKind, string[], ReadonlySet<string>, string[], (key: string) => Promise<void>][] = [
-      ['views', viewKeys, context.liveViews, report.views, (key) => removeStoreView(views, key)],
-      ['etc', etcKeys, context.liveEtc, report.etc, (key) => removeTree(join(context.stateDir, 'etc', key))],
-    ];
-    for (const [kind, keys, live, removed, remove] of shared) {
-      for (const key of keys) {
-        if (live.has(key)) continue;
-        const owners = await sharedOwners(context.stateDir, kind, key);
-        if (!owners.includes(nodeId)) {
-          leftAlone(join(context.stateDir, kind, key), owners.length === 0 ? 'it carries no owner mark of this plugin' : `it is used by Nomad node(s) ${owners.map((o) => JSON.stringify(o)).join(', ')}`);
-          continue;
-        }
-        if (await unmarkShared(context.stateDir, kind, key, nodeId)) {
-          await remove(key);
-          removed.push(key);
-        }
+  const views = join(context.stateDir, 'views');
+  const viewKeys = await listStoreViews(views).catch(() => []);
+  const etcKeys = (await listEntries(join(context.stateDir, 'etc')).catch(() => [])).filter((e) => e.kind === 'directory' && /^[0-9a-f]{32}$/.test(e.name)).map((e) => e.name);
+  const shared: [SharedKind, string[], string[], (key: string) => Promise<void>][] = [
+    ['views', viewKeys, report.views, (key) => removeStoreView(views, key)],
+    ['etc', etcKeys, report.etc, (key) => removeTree(join(context.stateDir, 'etc', key))],
+  ];
+  for (const [kind, keys, removed, remove] of shared) {
+    for (const key of keys) {
+      const owners = await sharedOwners(context.stateDir, kind, key);
+      if (!owners.includes(nodeId)) {
+        leftAlone(join(context.stateDir, kind, key), owners.length === 0 ? 'it carries no owner mark of this plugin' : `it is used by Nomad node(s) ${owners.map((o) => JSON.stringify(o)).join(', ')}`);
+        continue;
       }
+      // under the key's lock, and only while no task of this process holds it
+      await context.shared.removeUnheld(kind, key, async () => {
+        if (!(await unmarkShared(context.stateDir, kind, key, nodeId))) return;
+        await remove(key);
+        removed.push(key);
+      });
     }
   }
   return report;

@@ -13,7 +13,7 @@ import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which
 import { removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
 import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
 import { lookupUser, type HostUser } from '../host/users.js';
-import { ensureSharedFiles, makeDir, readFile } from '../host/task-files.js';
+import { ensureSharedFiles, makeDir, readFile, sharedFilesKey } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { ClosureCache } from '../nix/closure-cache.js';
@@ -32,6 +32,7 @@ import { DRIVER_CGROUP_PARENT, nomadTaskCgroup, taskCgroupLocation, type TaskCgr
 import { createTaskCgroup, type TaskCgroup } from '../cgroup/task-cgroup.js';
 import { processInCgroup } from '../cgroup/membership.js';
 import { CleanupStack } from './cleanup-stack.js';
+import type { SharedKind } from './shared-resources.js';
 import { taskCapabilities } from './privileges.js';
 import { checkMountRequests, resolveMounts } from './volumes.js';
 import { checkedInstallable } from './local-flake.js';
@@ -44,8 +45,13 @@ export interface StartContext {
   readonly logger: Logger;
   /** Publishes a task event (shown in `nomad alloc status`). */
   readonly event: (message: string) => void;
-  /** Removes a shared store view or /etc dir unless another live task uses it. */
-  readonly releaseShared: (kind: 'views' | 'etc', key: string) => Promise<void>;
+  /**
+   * Holds a shared store view or /etc dir for this task from now on, while `create` makes it
+   * or finds it made (under the key's lock: driver/shared-resources.ts).
+   */
+  readonly acquireShared: <T>(kind: SharedKind, key: string, create: () => Promise<T>) => Promise<T>;
+  /** Lets go of it; the last holder's release removes it. */
+  readonly releaseShared: (kind: SharedKind, key: string) => Promise<void>;
   /** Directories known to be searchable by a uid:gid (see unsearchableAncestor). */
   readonly searchable: Set<string>;
   /** Creates the driver's own directories (once per configuration). */
@@ -194,10 +200,16 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     //    driver's dirs must be traversable (not readable) by unprivileged task users, whose
     //    bwrap binds the view and the task's /etc from here.
     await context.ensureDirs();
-    const viewKey = storeViewKey(realised.closure);
+    //    Held from here (before it is made or found) until the task is destroyed, so no other
+    //    task's exit or failed start removes it while this one starts or runs; marked as this
+    //    node's before it is made, so another client's sweep on a shared state_dir leaves it.
+    const closure = realised.closure;
+    const viewKey = storeViewKey(closure);
     cleanup.push('release store view', () => context.releaseShared('views', viewKey));
-    await markShared(config.state_dir, 'views', viewKey, who);
-    const view = await ensureStoreView(join(config.state_dir, 'views'), realised.closure);
+    const view = await context.acquireShared('views', viewKey, async () => {
+      await markShared(config.state_dir, 'views', viewKey, who);
+      return ensureStoreView(join(config.state_dir, 'views'), closure);
+    });
     mark('view');
     if (view.built) {
       const how = view.method === 'private-mount-namespace' ? ' (in a private mount namespace: the store is a read-only bind mount)' : '';
@@ -218,7 +230,8 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     );
     const dns = chooseDns({ ...(request.dns === undefined ? {} : { nomad: request.dns }), hostResolvConf: hostResolvConf ?? '', systemdResolvConf: systemdResolvConf ?? '' });
     // tasks with the same user, hostname and DNS share one generated /etc (written once)
-    const etc = await ensureSharedFiles(join(config.state_dir, 'etc'), renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns }));
+    const etcFiles = renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns });
+    const etc = await context.acquireShared('etc', sharedFilesKey(etcFiles), () => ensureSharedFiles(join(config.state_dir, 'etc'), etcFiles));
     cleanup.push('release /etc files', () => context.releaseShared('etc', etc.key));
     await markShared(config.state_dir, 'etc', etc.key, who);
     const etcDir = etc.dir;

@@ -60,14 +60,28 @@ export function watchFile(path: string): { next(): Promise<void>; close(): void 
   };
 }
 
+/** The key (directory name) ensureSharedFiles gives `files`: 32 hex digits of sha256 over the sorted entries. */
+export function sharedFilesKey(files: Readonly<Record<string, string>>): string {
+  const entries = Object.entries(files).sort(([a], [b]) => a.localeCompare(b));
+  return createHash('sha256').update(JSON.stringify(entries)).digest('hex').slice(0, 32);
+}
+
+/**
+ * The key of an entry of a shared-files root: `<key>` itself, or `.tmp-<key>-<random>` being
+ * written; undefined for anything else.
+ */
+export function sharedFilesKeyOf(name: string): string | undefined {
+  const match = /^(?:([0-9a-f]{32})|\.tmp-([0-9a-f]{32})-[0-9a-f]+)$/.exec(name);
+  return match?.[1] ?? match?.[2];
+}
+
 /**
  * A directory under `root` holding exactly `files` (mode 0644), shared by every caller with
  * the same content: named by the content's hash, written once (temp dir + rename), reused
  * after. Returns its key (the directory name).
  */
 export async function ensureSharedFiles(root: string, files: Readonly<Record<string, string>>): Promise<{ dir: string; key: string }> {
-  const entries = Object.entries(files).sort(([a], [b]) => a.localeCompare(b));
-  const key = createHash('sha256').update(JSON.stringify(entries)).digest('hex').slice(0, 32);
+  const key = sharedFilesKey(files);
   const dir = join(root, key);
   if (await stat(dir).then(() => true, () => false)) return { dir, key };
   const temp = join(root, `.tmp-${key}-${randomBytes(6).toString('hex')}`);

@@ -98,6 +98,25 @@ describe('store views', () => {
     assert.deepEqual(readdirSync(viewsDir).sort(), [view.key, `${view.key}.complete`]);
   });
 
+  it('prunes only the leftovers whose view key the guard lets go (a start holding that key keeps its build)', async () => {
+    const viewsDir = join(tempDir(), 'views');
+    const view = await ensureStoreView(viewsDir, closureOf());
+    const other = '0123456789abcdef0123456789abcdef';
+    mkdirSync(join(viewsDir, `.tmp-${view.key}-00aa11`));
+    writeFileSync(join(viewsDir, `${other}.complete`), '');
+    mkdirSync(join(viewsDir, `.trash-${other}-00bb22`));
+    const asked: string[] = [];
+    const removed = await pruneStoreViewLeftovers(viewsDir, async (key, remove) => {
+      asked.push(key);
+      if (key === view.key) return false;
+      await remove();
+      return true;
+    });
+    assert.deepEqual(asked.sort(), [view.key, other, other].sort());
+    assert.deepEqual(removed, [`.trash-${other}-00bb22`, `${other}.complete`]);
+    assert.deepEqual(readdirSync(viewsDir).sort(), [`.tmp-${view.key}-00aa11`, view.key, `${view.key}.complete`]);
+  });
+
   it('refuses a views directory inside the store', async () => {
     const fix = "fix: set the plugin's state_dir to an absolute directory outside /nix/store on the same file system (e.g. /nix/var/lib/nomad-driver-nix)";
     await assert.rejects(ensureStoreView('/nix/store/views', []), {

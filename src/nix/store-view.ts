@@ -150,9 +150,14 @@ export async function listStoreViews(viewsDir: string): Promise<string[]> {
 
 /**
  * Removes what interrupted builds and removals left in `viewsDir` (`.tmp-*`, `.trash-*`, markers
- * without a view). Only safe while no ensureStoreView runs, e.g. when the plugin starts.
+ * without a view) and returns their names. Each entry belongs to one view key; `guard` runs its
+ * removal (default: at once) and may refuse it, e.g. while a start holds that key (the driver
+ * passes its SharedResources lock, so no ensureStoreView of that key runs meanwhile).
  */
-export async function pruneStoreViewLeftovers(viewsDir: string): Promise<string[]> {
+export async function pruneStoreViewLeftovers(
+  viewsDir: string,
+  guard: (key: string, remove: () => Promise<void>) => Promise<boolean> = async (_key, remove) => (await remove(), true),
+): Promise<string[]> {
   const entries = await listEntries(viewsDir);
   const dirs = new Set(entries.filter((e) => e.kind === 'directory').map((e) => e.name));
   const leftovers = entries
@@ -160,6 +165,14 @@ export async function pruneStoreViewLeftovers(viewsDir: string): Promise<string[
       e.name.startsWith('.tmp-') || e.name.startsWith('.trash-') || (e.name.endsWith(MARKER_SUFFIX) && !dirs.has(e.name.slice(0, -MARKER_SUFFIX.length))),
     )
     .map((e) => e.name);
-  await Promise.all(leftovers.map((name) => removeTree(join(viewsDir, name))));
-  return leftovers.sort();
+  const removed = await Promise.all(
+    leftovers.map(async (name) => ((await guard(leftoverKey(name), () => removeTree(join(viewsDir, name)))) ? [name] : [])),
+  );
+  return removed.flat().sort();
+}
+
+/** The view key an entry of the views dir belongs to: `.tmp-<key>-<rand>`, `.trash-<key>-<rand>`, `<key>.complete`. */
+function leftoverKey(name: string): string {
+  const bare = name.replace(/^\.(tmp|trash)-/, '').replace(/-[0-9a-f]+$/, '');
+  return bare.endsWith(MARKER_SUFFIX) ? bare.slice(0, -MARKER_SUFFIX.length) : bare;
 }

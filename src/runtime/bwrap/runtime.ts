@@ -8,18 +8,21 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
-import { childPids, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
+import { childPids, executableOf, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { initIsOurs, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { createFile, openForWriting, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs } from './argv.js';
+import { missingInterpreter } from '../interpreter.js';
 import { HOST_PATH } from '../process-spec.js';
 import { renderBwrapExec, type BwrapExecTools } from './exec.js';
 import { parseBwrapStatus } from './status.js';
 
 const STATUS_FILE = 'bwrap-status.json';
+/** What the diagnostic second setup runs (sandboxFailure): no such program exists in any sandbox. */
+const PROBE_PROGRAM = '/nomad-driver-nix-sandbox-probe';
 const STATUS_FD = 3;
 const BLOCK_FD = 4;
 
@@ -67,20 +70,7 @@ export class BwrapRuntime implements Runtime {
       openForWriting(request.stderrPath),
       createFile(statusPath),
     ]);
-    const { uid, gid } = request.process;
-    let program = this.bwrapPath;
-    let argv = args;
-    if (request.networkNamespace !== undefined) {
-      if (this.nsenterPath === undefined) {
-        throw failure('launch task', `nsenter is not on the agent's PATH, and the group's network namespace ${request.networkNamespace} must be joined with it`, {
-          code: 'failed_precondition',
-          fix: 'install util-linux on the client',
-        });
-      }
-      program = this.nsenterPath;
-      argv = [`--net=${request.networkNamespace}`, ...(asRoot ? [] : ['--setuid', String(uid), '--setgid', String(gid)]), '--', this.bwrapPath, ...args];
-    }
-    const asUser = asRoot || program !== this.bwrapPath ? {} : { uid, gid };
+    const { program, argv, asUser } = this.command(request, args);
     let child;
     try {
       child = spawn(program, argv, {
@@ -106,15 +96,10 @@ export class BwrapRuntime implements Runtime {
     );
     const exited = exitedRaw.then(async ({ code, signal }) => exitStatusOf(await readStatus(statusPath), code, signal));
 
-    // bwrap reports the sandbox init's pid once the sandbox is set up; a setup error exits first
+    // bwrap reports the sandbox init's pid as soon as it cloned it; the init then sets up the
+    // mounts and waits on the block fd. A setup error makes it exit without running the command.
     const initPid = await waitForValue(statusPath, async () => (await readStatus(statusPath)).childPid, exitedRaw);
-    if (initPid === undefined) {
-      const { code } = await exitedRaw;
-      throw failure('launch task', `bwrap exited with code ${code} before starting the command`, {
-        code: 'failed_precondition',
-        fix: 'see `nomad alloc logs -stderr` for bubblewrap\'s message',
-      });
-    }
+    if (initPid === undefined) throw await this.sandboxFailure(request, exitedRaw);
     const processes = bwrapProcesses(
       { pid, pidStartTime: processStartTime(pid) ?? 0, initPid, initStartTime: processStartTime(initPid) ?? 0 },
       request.stateDir,
@@ -128,11 +113,79 @@ export class BwrapRuntime implements Runtime {
     try {
       await cgroup.join(initPid);
     } catch (error) {
+      // a sandbox that died while it was set up cannot join: its own error is the cause
+      if (await endedWithoutCommand(exitedRaw, statusPath, 2_000)) throw await this.sandboxFailure(request, exitedRaw);
       await task.kill();
       throw error;
     }
     block?.end('1');
+    // the task is started once its command runs: the init's child is no longer bwrap (or
+    // bwrap exited after the command ran); bwrap exiting without the command's exit code
+    // means the command never ran (bwrap could not execute it)
+    if ((await commandStarted(initPid, exitedRaw)) === 'exited' && (await readStatus(statusPath)).exitCode === undefined) {
+      throw await this.sandboxFailure(request, exitedRaw);
+    }
     return task;
+  }
+
+  /** How bwrap is started for `request`: directly as the task user, or through nsenter into Nomad's network namespace. */
+  private command(request: LaunchRequest, args: readonly string[]): { program: string; argv: string[]; asUser: { uid?: number; gid?: number } } {
+    const { uid, gid } = request.process;
+    const asRoot = uid === 0;
+    if (request.networkNamespace === undefined) return { program: this.bwrapPath, argv: [...args], asUser: asRoot ? {} : { uid, gid } };
+    if (this.nsenterPath === undefined) {
+      throw failure('launch task', `nsenter is not on the agent's PATH, and the group's network namespace ${request.networkNamespace} must be joined with it`, {
+        code: 'failed_precondition',
+        fix: 'install util-linux on the client',
+      });
+    }
+    const argv = [`--net=${request.networkNamespace}`, ...(asRoot ? [] : ['--setuid', String(uid), '--setgid', String(gid)]), '--', this.bwrapPath, ...args];
+    return { program: this.nsenterPath, argv, asUser: {} };
+  }
+
+  /**
+   * The error of a sandbox that ended before its command ran. bwrap's own message went to the
+   * task's stderr (Nomad's log pipe, which the plugin cannot read and `nomad alloc logs` does
+   * not show for a task that never started), so the same sandbox is set up once more with a
+   * program that cannot exist in it, and bwrap's message from that run is the cause: a setup
+   * error again (`bwrap: Can't find source path …`), or, when the setup succeeds now, the
+   * failed exec of the command itself (its `#!` interpreter missing from the closure, say).
+   */
+  private async sandboxFailure(request: LaunchRequest, exitedRaw: Promise<{ code: number | null; signal: NodeJS.Signals | null }>): Promise<Error> {
+    const { code, signal } = await exitedRaw;
+    const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
+    const probe = await this.probe(request).catch(() => undefined);
+    const [command] = request.process.argv;
+    const fix = "check the task's closure and the plugin's state_dir; bubblewrap's message is also the first line of the task's stderr log";
+    if (probe === undefined) {
+      return failure('launch task', `bubblewrap ${how} before the command ran, and a second setup of its sandbox gave no message`, { code: 'failed_precondition', fix });
+    }
+    if (probe.includes(PROBE_PROGRAM)) {
+      const interpreter = await missingInterpreter(request.plan, command ?? '');
+      const why = interpreter === undefined ? '' : ` (its "#!" interpreter ${interpreter} is not in the task's closure)`;
+      return failure('launch task', `bubblewrap set up the sandbox but could not execute the command ${command}${why}: bwrap ${how}`, {
+        code: 'failed_precondition',
+        fix: interpreter === undefined ? fix : `make ${interpreter} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`,
+      });
+    }
+    return failure('launch task', `bubblewrap ${how} while setting up the sandbox, before the command ran: ${probe}`, { code: 'failed_precondition', fix });
+  }
+
+  /** bwrap's stderr (its error lines) when it sets up `request`'s sandbox to run a program that does not exist there. */
+  private async probe(request: LaunchRequest): Promise<string> {
+    const args = renderBwrapArgs(request.plan, { ...request.process, argv: [PROBE_PROGRAM] }, { statusFd: STATUS_FD, shareNet: true, asRoot: request.process.uid === 0 });
+    const { program, argv, asUser } = this.command(request, args);
+    const child = spawn(program, argv, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env: {}, ...asUser });
+    const chunks: Buffer[] = [];
+    child.stderr?.on('data', (chunk: Buffer) => chunks.push(chunk));
+    child.stdio[STATUS_FD]?.on('data', () => undefined);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await new Promise((resolve) => child.once('close', resolve));
+    clearTimeout(timer);
+    const lines = Buffer.concat(chunks).toString('utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+    const message = lines.filter((l) => /^(bwrap|nsenter):/.test(l)).join('; ');
+    if (message === '') throw new Error('no message');
+    return message;
   }
 }
 
@@ -177,6 +230,34 @@ export async function recoverBwrapTask(record: RecoveryRecord, bwrapPath: string
 function killOwned(processes: TaskProcesses): void {
   if (initIsOurs(processes)) signalProcess(processes.initPid, 'SIGKILL');
   if (monitorIsOurs(processes)) signalProcess(processes.pid, 'SIGKILL');
+}
+
+/**
+ * Resolves 'running' once the sandbox init's child runs a program other than bwrap (the
+ * command was executed), 'exited' when bwrap exited first. Polls /proc every 1–10 ms; after
+ * `timeoutMs` a sandbox that is still there counts as running.
+ */
+async function commandStarted(initPid: number, exitedRaw: Promise<unknown>, timeoutMs = 10_000): Promise<'running' | 'exited'> {
+  let exited = false;
+  void exitedRaw.then(() => (exited = true));
+  // the init is bwrap until it dies; gone already (unreadable), bwrap's own exit tells
+  const bwrap = executableOf(initPid);
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
+    if (exited) return 'exited';
+    const ran = bwrap !== undefined && childPids(initPid).some((pid) => {
+      const exe = executableOf(pid);
+      return exe !== undefined && exe !== bwrap;
+    });
+    if (ran || Date.now() > deadline) return 'running';
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+/** True when bwrap exits within `graceMs` without having run the command (no exit code in its status). */
+async function endedWithoutCommand(exitedRaw: Promise<unknown>, statusPath: string, graceMs: number): Promise<boolean> {
+  const ended = await Promise.race([exitedRaw.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs).unref())]);
+  return ended && (await readStatus(statusPath)).exitCode === undefined;
 }
 
 async function readStatus(path: string) {

@@ -19,6 +19,7 @@ import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, Re
 import { execArgs, renderExecProcess } from './exec.js';
 import { CONFIG_FILE, EXIT_FILE, LOG_FILE, PID_FILE, ROOTFS_DIR, monitorArgs, parseExitFile, parsePidFile, runcLogErrors } from './monitor.js';
 import { renderOciConfig } from './oci-config.js';
+import { missingInterpreter } from '../interpreter.js';
 
 export interface RuncRuntimeOptions {
   readonly runcPath: string;
@@ -39,6 +40,17 @@ export class RuncRuntime implements Runtime {
 
   async launch(request: LaunchRequest): Promise<LaunchedTask> {
     const { runcPath, initPath, runcRoot, shellPath } = this.options;
+    // tini's failed exec of the command is only its exit 127 and a line in the task's stderr,
+    // which cannot be told from the command's own 127: the one cause the closure decides is
+    // checked before the container starts
+    const [command = ''] = request.process.argv;
+    const interpreter = await missingInterpreter(request.plan, command);
+    if (interpreter !== undefined) {
+      throw failure('launch task', `the command ${command} cannot be executed in the container: its "#!" interpreter ${interpreter} is not in the task's closure`, {
+        code: 'failed_precondition',
+        fix: `make ${interpreter} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`,
+      });
+    }
     const bundle = request.stateDir;
     const containerId = request.key;
     const { config, rootfsEntries } = renderOciConfig(request.plan, request.process, {
