@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
+import { killMonitor, LAUNCH_REPORT_TIMEOUT_MS, sameProcess, waitForValue, watchDetachedExit, watchSpawned } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { createFile, openForWriting, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
@@ -41,6 +41,8 @@ export class BwrapRuntime implements Runtime {
   constructor(
     private readonly bwrapPath: string,
     private readonly nsenterPath: string | undefined,
+    /** How long a launch waits for bwrap's report of the sandbox's pid. */
+    private readonly reportTimeoutMs = LAUNCH_REPORT_TIMEOUT_MS,
   ) {}
 
   async launch(request: LaunchRequest): Promise<LaunchedTask> {
@@ -73,6 +75,7 @@ export class BwrapRuntime implements Runtime {
     }
     const asUser = asRoot || program !== this.bwrapPath ? {} : { uid, gid };
     let child;
+    let monitor;
     try {
       child = spawn(program, argv, {
         detached: true, // own session and process group: survives the plugin, gets no terminal signals
@@ -81,27 +84,37 @@ export class BwrapRuntime implements Runtime {
         env: {}, // bwrap's own environment; the task gets only --setenv values
         ...asUser,
       });
+      // before any await: a bwrap that fails at once must not exit unheard
+      monitor = watchSpawned(child);
     } finally {
       await Promise.all([stdout.close(), stderr.close(), status.close()]);
     }
     const pid = child.pid;
     if (pid === undefined) {
-      const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+      const error = await monitor.spawnError;
       throw failure('launch task', `cannot run ${program}: ${error.message}`, { code: 'failed_precondition', fix: 'install bubblewrap or set runtime = "runc"' });
     }
     child.unref();
     // bwrap may exit before reading the block fd: an EPIPE there is not the plugin's crash
     child.stdio[BLOCK_FD]?.on('error', () => undefined);
-    const exitedRaw = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
-    );
+    const exitedRaw = monitor.exited;
     const exited = exitedRaw.then(async ({ code, signal }) => exitStatusOf(await readStatus(statusPath), code, signal));
 
     // bwrap reports the sandbox init's pid once the sandbox is set up; a setup error exits first
-    const initPid = await waitForValue(statusPath, async () => (await readStatus(statusPath)).childPid, exitedRaw);
+    let initPid;
+    try {
+      initPid = await waitForValue(statusPath, async () => (await readStatus(statusPath)).childPid, exitedRaw, {
+        ms: this.reportTimeoutMs,
+        what: `bubblewrap (pid ${pid}) neither reported the sandbox's pid in ${STATUS_FILE} nor exited`,
+        fix: 'check that bubblewrap works on the client (bwrap --ro-bind / / true) and see the plugin log',
+      });
+    } catch (error) {
+      await killMonitor(pid, exitedRaw);
+      throw error;
+    }
     if (initPid === undefined) {
-      const { code } = await exitedRaw;
-      throw failure('launch task', `bwrap exited with code ${code} before starting the command`, {
+      const { code, signal } = await exitedRaw;
+      throw failure('launch task', `bwrap exited with ${code === null ? `signal ${signal}` : `code ${code}`} before starting the command`, {
         code: 'failed_precondition',
         fix: 'see `nomad alloc logs -stderr` for bubblewrap\'s message',
       });
@@ -113,7 +126,8 @@ export class BwrapRuntime implements Runtime {
     try {
       await cgroup.join(initPid);
     } catch (error) {
-      await task.kill();
+      task.killAll();
+      await killMonitor(pid, exitedRaw);
       throw error;
     }
     block?.end('1');
@@ -200,7 +214,7 @@ class BwrapTask implements LaunchedTask {
   }
 
   /** SIGKILL to the sandbox's init ends its pid namespace, so every task process dies with it. */
-  private killAll(): void {
+  killAll(): void {
     if (sameProcess(this.initPid, this.initStartTime)) signalProcess(this.initPid, 'SIGKILL');
     if (sameProcess(this.pid, this.pidStartTime)) signalProcess(this.pid, 'SIGKILL');
   }

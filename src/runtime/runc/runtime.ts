@@ -11,7 +11,7 @@ import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
 import { processStartTime, signalProcess } from '../../host/proc.js';
-import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
+import { killMonitor, LAUNCH_REPORT_TIMEOUT_MS, sameProcess, waitForValue, watchDetachedExit, watchSpawned } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { openForWriting, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
@@ -60,28 +60,40 @@ export class RuncRuntime implements Runtime {
 
     const [stdout, stderr] = await Promise.all([openForWriting(request.stdoutPath), openForWriting(request.stderrPath)]);
     let child;
+    let monitor;
     try {
       child = spawn(shellPath, monitorArgs(runcPath, runcRoot, bundle, containerId), {
         detached: true, // own session: survives the plugin, gets no terminal signals
         stdio: ['ignore', stdout.fd, stderr.fd],
         env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
       });
+      // before any await: a monitor that fails at once must not exit unheard
+      monitor = watchSpawned(child);
     } finally {
       await Promise.all([stdout.close(), stderr.close()]);
     }
     const pid = child.pid;
     if (pid === undefined) {
-      const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+      const error = await monitor.spawnError;
       throw failure('launch task', `cannot run ${shellPath}: ${error.message}`, { code: 'failed_precondition', fix: 'install a POSIX shell at /bin/sh on the client' });
     }
     child.unref();
-    const monitorExited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
-    );
+    const monitorExited = monitor.exited;
     const exited = monitorExited.then(async ({ code }) => exitStatusOf(await readExitCode(bundle), code));
 
     // runc writes the container init's pid file once the container started
-    const initPid = await waitForValue(bundle, () => readPid(bundle), monitorExited);
+    let initPid;
+    try {
+      initPid = await waitForValue(bundle, () => readPid(bundle), monitorExited, {
+        ms: LAUNCH_REPORT_TIMEOUT_MS,
+        what: `runc (monitor pid ${pid}) neither wrote the container's pid file ${PID_FILE} nor exited`,
+        fix: 'check that runc works on the client and see the plugin log for runc\'s messages',
+      });
+    } catch (error) {
+      await killMonitor(pid, monitorExited);
+      await this.deleteContainer(containerId);
+      throw error;
+    }
     if (initPid === undefined) {
       await monitorExited;
       const errors = runcLogErrors(await readFile(join(bundle, LOG_FILE), 'utf8').catch(() => ''));
