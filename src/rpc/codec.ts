@@ -26,7 +26,7 @@ import type { TaskUsage } from '../driver/driver.js';
 import type { TaskStats } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStats.js';
 import type { CPUUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/CPUUsage.js';
 import type { MemoryUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/MemoryUsage.js';
-import { failure } from '../errors.js';
+import { failure, quote } from '../errors.js';
 import type { ExitStatus } from '../runtime/runtime.js';
 
 /** Our HclSpec has exactly the message's shape (oneof `block` plus the chosen member). */
@@ -168,6 +168,25 @@ function checkTaskLimits(task: TaskConfig__Output, driverConfig: unknown, what: 
     args: list(config.args),
   });
   if (violation !== undefined) throw limitFailure(what, violation);
+  // strings that reach paths, argv or env cannot hold NUL (the kernel's string terminator)
+  const strings: [string, unknown][] = [
+    ...Object.entries({ id: task.id, name: task.name, alloc_id: task.alloc_id, user: task.user, alloc_dir: task.alloc_dir, stdout_path: task.stdout_path, stderr_path: task.stderr_path }),
+    ...task.mounts.flatMap((m, i): [string, unknown][] => [[`mounts[${i}].task_path`, m.task_path], [`mounts[${i}].host_path`, m.host_path]]),
+    ...task.devices.flatMap((d, i): [string, unknown][] => [[`devices[${i}].task_path`, d.task_path], [`devices[${i}].host_path`, d.host_path]]),
+    ...Object.entries(task.env).flatMap(([key, value]): [string, unknown][] => [[`env key ${quote(key)}`, key], [`env.${key}`, value]]),
+    ...['command', 'flake', 'store_path', 'work_dir'].map((key): [string, unknown] => [`config.${key}`, config[key]]),
+    ...list(config.args).map((arg, i): [string, unknown] => [`config.args[${i}]`, arg]),
+    ...list(config.packages).map((p, i): [string, unknown] => [`config.packages[${i}]`, p]),
+  ];
+  for (const [field, value] of strings) {
+    if (typeof value === 'string' && value.includes('\0')) {
+      throw failure(what, `${field.length > 80 ? `${field.slice(0, 80)}…` : field} contains a NUL character`, { code: 'invalid_argument', fix: 'remove the NUL character (\\0) from it' });
+    }
+  }
+  // the task's name is its directory in the alloc dir
+  if (task.name === '' || task.name === '.' || task.name === '..' || task.name.includes('/')) {
+    throw failure(what, `name ${quote(task.name)} is not a single path segment`, { code: 'invalid_argument', fix: 'this is a bug in the caller: Nomad task names are directory names' });
+  }
 }
 
 /**

@@ -86,9 +86,16 @@ export function decodeRecoverable(statusBytes: Uint8Array): boolean | undefined 
  */
 export const STATUS_MESSAGE_MAX_CHARS = 4096;
 
+/** `text` with every lone UTF-16 surrogate replaced by U+FFFD. */
+export function wellFormed(text: string): string {
+  return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+}
+
 /** The gRPC error object for any thrown value; its message bounded (STATUS_MESSAGE_MAX_CHARS). */
 export function toGrpcError(error: unknown): Partial<grpc.StatusObject> {
-  const message = truncate(errorMessage(error), STATUS_MESSAGE_MAX_CHARS);
+  // well-formed: grpc-js percent-encodes the message into a trailer, and a lone surrogate
+  // (e.g. from JSON.parse's message about a cut emoji) makes that throw: the call never answered
+  const message = wellFormed(truncate(errorMessage(error), STATUS_MESSAGE_MAX_CHARS));
   if (!isDriverError(error)) return { code: grpc.status.INTERNAL, details: message };
   const code = CODES[error.code];
   if (code !== grpc.status.FAILED_PRECONDITION) return { code, details: message };

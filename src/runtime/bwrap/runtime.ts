@@ -11,7 +11,7 @@ import { failure } from '../../errors.js';
 import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { killMonitor, LAUNCH_REPORT_TIMEOUT_MS, sameProcess, waitForValue, watchDetachedExit, watchSpawned } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { createFile, openForWriting, readFile } from '../../host/task-files.js';
+import { createFile, openLogSinks, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs } from './argv.js';
@@ -55,11 +55,11 @@ export class BwrapRuntime implements Runtime {
       asRoot,
       blockFd: BLOCK_FD,
     });
-    const [stdout, stderr, status] = await Promise.all([
-      openForWriting(request.stdoutPath),
-      openForWriting(request.stderrPath),
-      createFile(statusPath),
-    ]);
+    const [stdout, stderr] = await openLogSinks(request.stdoutPath, request.stderrPath);
+    const status = await createFile(statusPath).catch(async (error: unknown) => {
+      await Promise.all([stdout.close(), stderr.close()]);
+      throw error;
+    });
     const { uid, gid } = request.process;
     let program = this.bwrapPath;
     let argv = args;
@@ -126,9 +126,18 @@ export class BwrapRuntime implements Runtime {
     try {
       await cgroup.join(initPid);
     } catch (error) {
+      // the sandbox's init is gone when its setup failed (e.g. a bind source is missing):
+      // that is bwrap's failure, reported as such, not the cgroup's
+      const initGone = !sameProcess(initPid, task.initStartTime);
       task.killAll();
       await killMonitor(pid, exitedRaw);
-      throw error;
+      if (!initGone) throw error;
+      const { code, signal } = await Promise.race([exitedRaw, Promise.resolve({ code: null, signal: 'SIGKILL' as NodeJS.Signals })]);
+      throw failure('launch task', `bwrap exited with ${code === null ? `signal ${signal}` : `code ${code}`} before starting the command`, {
+        code: 'failed_precondition',
+        fix: 'see `nomad alloc logs -stderr` for bubblewrap\'s message',
+        cause: error,
+      });
     }
     block?.end('1');
     return task;

@@ -13,7 +13,7 @@ import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } 
 import { processStartTime, signalProcess } from '../../host/proc.js';
 import { killMonitor, LAUNCH_REPORT_TIMEOUT_MS, sameProcess, waitForValue, watchDetachedExit, watchSpawned } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { openForWriting, readFile } from '../../host/task-files.js';
+import { openLogSinks, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { execArgs, renderExecProcess } from './exec.js';
@@ -58,7 +58,7 @@ export class RuncRuntime implements Runtime {
     }
     await writeTextFile(join(bundle, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
 
-    const [stdout, stderr] = await Promise.all([openForWriting(request.stdoutPath), openForWriting(request.stderrPath)]);
+    const [stdout, stderr] = await openLogSinks(request.stdoutPath, request.stderrPath);
     let child;
     let monitor;
     try {
