@@ -34,6 +34,24 @@ export const INPUT_LIMITS = {
   driverStateBytes: 1024 * 1024,
 } as const;
 
+/** The rows of the README's "Input limits" table (test/readme.test.ts checks they are there). */
+export function inputLimitRows(): string[] {
+  const kib = (bytes: number) => (bytes >= 1024 * 1024 ? `${bytes / (1024 * 1024)} MiB` : `${bytes / 1024} KiB`);
+  const L = INPUT_LIMITS;
+  return [
+    `| one gRPC message (any call) | ${kib(L.messageBytes)} | RESOURCE_EXHAUSTED from gRPC, before decoding |`,
+    `| task \`config {}\` or plugin config, msgpack-encoded | ${kib(L.configBytes)} | |`,
+    `| nesting of a config value, or of driver_state JSON | ${L.depth} levels | |`,
+    `| any string (an arg, an env \`KEY=value\`, a config value) | ${L.stringChars} characters | Linux's MAX_ARG_STRLEN |`,
+    `| \`command\`, \`flake\`, \`store_path\`, \`work_dir\`, each of \`packages\`; alloc dir, log, mount and device paths | ${L.pathChars} characters | PATH_MAX |`,
+    `| task id, name, alloc id, job, group, namespace, user | ${L.nameChars} characters | |`,
+    `| entries of any list (\`args\`, \`packages\`, mounts, devices, DNS) | ${L.listItems} | |`,
+    `| entries of any map (\`env\`, a config block) | ${L.mapEntries} | |`,
+    `| \`args\` and \`env\` together | ${kib(L.commandLineBytes)} | below Linux's ARG_MAX |`,
+    `| RecoverTask's driver_state | ${kib(L.driverStateBytes)} | |`,
+  ];
+}
+
 /** What went over a limit: the field (a dotted path), how big it was, the limit and its unit. */
 export interface LimitViolation {
   readonly field: string;
