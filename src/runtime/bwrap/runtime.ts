@@ -55,11 +55,17 @@ export class BwrapRuntime implements Runtime {
       asRoot,
       blockFd: BLOCK_FD,
     });
-    const [stdout, stderr] = await openLogSinks(request.stdoutPath, request.stderrPath);
-    const status = await createFile(statusPath).catch(async (error: unknown) => {
-      await Promise.all([stdout.close(), stderr.close()]);
-      throw error;
-    });
+    // all three at once; whatever opened is closed again when another failed
+    const [sinks, statusFile] = await Promise.allSettled([openLogSinks(request.stdoutPath, request.stderrPath), createFile(statusPath)]);
+    if (sinks.status === 'rejected' || statusFile.status === 'rejected') {
+      await Promise.all([
+        ...(sinks.status === 'fulfilled' ? sinks.value.map((handle) => handle.close().catch(() => undefined)) : []),
+        statusFile.status === 'fulfilled' ? statusFile.value.close().catch(() => undefined) : undefined,
+      ]);
+      throw sinks.status === 'rejected' ? sinks.reason : (statusFile as PromiseRejectedResult).reason;
+    }
+    const [stdout, stderr] = sinks.value;
+    const status = statusFile.value;
     const { uid, gid } = request.process;
     let program = this.bwrapPath;
     let argv = args;
