@@ -65,16 +65,43 @@ export function errorMessage(value: unknown): string {
 /** Nomad's own text for an unknown task id (plugins/drivers/errors.go); kept verbatim. */
 export const TASK_NOT_FOUND_MESSAGE = 'task not found for given id';
 
-/** Quotes a user-supplied value for an error message, the way the rest of the messages do. */
+/** At most this many characters of a user-supplied value appear in a message (quote()). */
+export const QUOTE_MAX_CHARS = 200;
+
+/**
+ * `text` itself when it has at most `max` characters (UTF-16 code units), else its first `max`
+ * characters, an ellipsis and the full length: `abc… (200000 characters)`. A surrogate pair is
+ * never split. Pure.
+ */
+export function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1; // keep a surrogate pair whole
+  return `${text.slice(0, end)}… (${text.length} characters)`;
+}
+
+/**
+ * Quotes a user-supplied value for an error message, the way the rest of the messages do: a
+ * string as JSON, an object as its JSON. Bounded: a value longer than QUOTE_MAX_CHARS is cut
+ * there, with an ellipsis and its full length (`"aaaa…" (200000 characters)`), so a huge
+ * job-controlled value never makes a huge gRPC status or log line.
+ */
 export function quote(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') {
+    if (value.length <= QUOTE_MAX_CHARS) return JSON.stringify(value);
+    return `${JSON.stringify(truncate(value, QUOTE_MAX_CHARS).replace(/… \(\d+ characters\)$/, '…'))} (${value.length} characters)`;
+  }
   if (value === null || value === undefined) return String(value);
+  let text: string;
   if (typeof value === 'object') {
     try {
-      return JSON.stringify(value);
+      text = JSON.stringify(value) ?? String(value);
     } catch {
-      return String(value);
+      text = String(value);
     }
+  } else {
+    text = String(value);
   }
-  return String(value);
+  return truncate(text, QUOTE_MAX_CHARS);
 }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { renderReadmeTables } from '../src/config/render-docs.js';
+import { inputLimitRows } from '../src/config/input-limits.js';
 
 const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
 
@@ -18,5 +19,9 @@ describe('README', () => {
     assert.equal(commands[1], './scripts/test.sh');
     const ci = readFileSync(fileURLToPath(new URL('../../.ci/run', import.meta.url)), 'utf8');
     assert.match(ci, /\.\/scripts\/test\.sh/);
+  });
+
+  it('lists the input limits the edge enforces (src/config/input-limits.ts), each as a row', () => {
+    for (const row of inputLimitRows()) assert.ok(readme.includes(`${row}\n`), `README lacks the row: ${row}`);
   });
 });

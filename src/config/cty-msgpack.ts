@@ -2,10 +2,12 @@
  * Decodes the msgpack encoding of a cty value, which is how Nomad sends both the plugin
  * config (SetConfig.msgpack_config) and each task's config (TaskConfig.msgpack_driver_config):
  * objects and maps are msgpack maps, lists/sets/tuples arrays, numbers ints, float64 or decimal
- * strings, absent attributes nil. Pure: no I/O.
+ * strings, absent attributes nil. Sizes and nesting are bounded (input-limits.ts) before
+ * anything is decoded. Pure: no I/O.
  */
 import { Unpackr } from 'msgpackr';
 import { errorMessage, failure } from '../errors.js';
+import { INPUT_LIMITS, limitFailure, msgpackLimitViolation } from './input-limits.js';
 
 const unpackr = new Unpackr({ mapsAsObjects: true, useRecords: false, int64AsType: 'number' });
 
@@ -15,6 +17,15 @@ const unpackr = new Unpackr({ mapsAsObjects: true, useRecords: false, int64AsTyp
  */
 export function decodeCtyMsgpack(bytes: Uint8Array, what: string): unknown {
   if (bytes.length === 0) return null;
+  // sizes and nesting first, without decoding: a huge or deep value never reaches the decoder
+  const over = msgpackLimitViolation(bytes, what, {
+    bytes: INPUT_LIMITS.configBytes,
+    depth: INPUT_LIMITS.depth,
+    stringChars: INPUT_LIMITS.stringChars,
+    listItems: INPUT_LIMITS.listItems,
+    mapEntries: INPUT_LIMITS.mapEntries,
+  });
+  if (over !== undefined) throw limitFailure(`decode ${what}`, over);
   let value: unknown;
   try {
     value = unpackr.unpack(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));

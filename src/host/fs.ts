@@ -4,6 +4,7 @@
  * callers care about (a rename onto an existing directory) as a value, not an exception.
  */
 import { chmod, lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { failure, quote } from '../errors.js';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -177,7 +178,13 @@ export async function unsearchableAncestor(
     dir = part === '' ? '/' : `${dir === '/' ? '' : dir}/${part}`;
     const memo = `${uid}:${gid}:${dir}`;
     if (known.has(memo)) continue;
-    const info = await stat(dir);
+    const info = await stat(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT' && error.code !== 'ENOTDIR') throw error;
+      throw failure('reach directory', `${quote(path)}: ${quote(dir)} does not exist`, {
+        code: 'failed_precondition',
+        fix: 'create it: Nomad creates the task directories before StartTask, and a volume\'s source must exist on the client',
+      });
+    });
     const bit = info.uid === uid ? 0o100 : info.gid === gid ? 0o010 : 0o001;
     if ((info.mode & bit) === 0) return { dir, mode: info.mode & 0o7777 };
     known.add(memo);

@@ -3,6 +3,7 @@ import { constants, watch } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { failure, quote } from '../errors.js';
 
 /**
  * Creates `dir` (and parents) with `mode` (0755: unprivileged task users can traverse it).
@@ -25,6 +26,24 @@ export async function writeFiles(dir: string, files: Readonly<Record<string, str
  */
 export async function openForWriting(path: string): Promise<FileHandle> {
   return open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_NOCTTY);
+}
+
+/**
+ * Opens Nomad's two log sinks for a task (openForWriting). When either cannot be opened, the
+ * other is closed again and the error is a `failed_precondition` DriverError naming the field.
+ */
+export async function openLogSinks(stdoutPath: string, stderrPath: string): Promise<[FileHandle, FileHandle]> {
+  const opened = await Promise.allSettled([openForWriting(stdoutPath), openForWriting(stderrPath)]);
+  const failedAt = opened.findIndex((result) => result.status === 'rejected');
+  if (failedAt === -1) return opened.map((result) => (result as PromiseFulfilledResult<FileHandle>).value) as [FileHandle, FileHandle];
+  await Promise.all(opened.map((result) => (result.status === 'fulfilled' ? result.value.close().catch(() => undefined) : undefined)));
+  const error = (opened[failedAt] as PromiseRejectedResult).reason as NodeJS.ErrnoException;
+  const [field, path] = failedAt === 0 ? ['stdout_path', stdoutPath] : ['stderr_path', stderrPath];
+  throw failure('open the task\'s log', `${field} ${quote(path)}: ${error.code ?? error.message}`, {
+    code: 'failed_precondition',
+    fix: 'this is a bug in the caller: Nomad creates the log FIFOs before StartTask',
+    cause: error,
+  });
 }
 
 /** Creates (truncates) a file for a child's status output and returns the handle. */

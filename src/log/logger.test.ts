@@ -58,6 +58,22 @@ describe('logger', () => {
     for (const line of lines) assert.deepEqual(hclogLineProblems(line), [], line);
   });
 
+  it('bounds every line: long messages, string fields, object fields and the number of fields', () => {
+    const { logger, lines, parsed } = capture();
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 40; i += 1) many[`f${String(i).padStart(2, '0')}`] = 'v';
+    logger.warn('m'.repeat(3000), { err: 'e'.repeat(16 * 1024 * 1024), plan: { args: Array.from({ length: 1000 }, () => 'arg') } });
+    logger.info('many', many);
+    for (const line of lines) assert.deepEqual(hclogLineProblems(line), [], line.slice(0, 200));
+    const [first, second] = parsed();
+    assert.equal(first?.['@message'], `${'m'.repeat(2048)}… (3000 characters)`);
+    assert.equal(first?.err, `${'e'.repeat(2048)}… (16777216 characters)`);
+    assert.equal(first?.plan, `${JSON.stringify({ args: Array.from({ length: 1000 }, () => 'arg') }).slice(0, 2048)}… (6010 characters)`);
+    assert.ok((lines[0]?.length ?? 0) < 7000, `line of ${lines[0]?.length} characters`);
+    assert.deepEqual(Object.keys(second ?? {}).filter((k) => k.startsWith('f')), [...Object.keys(many).slice(0, 24), 'fields_dropped']);
+    assert.equal(second?.fields_dropped, 16);
+  });
+
   it('takes the initial level from NOMAD_DRIVER_NIX_LOG_LEVEL', () => {
     assert.equal(levelFromEnv({ NOMAD_DRIVER_NIX_LOG_LEVEL: 'TRACE' }, 'info'), 'trace');
     assert.equal(levelFromEnv({ NOMAD_DRIVER_NIX_LOG_LEVEL: 'loud' }, 'info'), 'info');

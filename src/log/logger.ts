@@ -12,7 +12,8 @@
 import { writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger as PinoLogger } from 'pino';
-import { formatTimestamp, isLevel, levelRank, sanitizeFields, toHclogLevel, type Level } from './hclog-format.js';
+import { truncate } from '../errors.js';
+import { formatTimestamp, isLevel, levelRank, LOG_FIELD_MAX_CHARS, sanitizeFields, toHclogLevel, type Level } from './hclog-format.js';
 
 /** Field names used across the plugin; one spelling each (podman mixes task/taskID/taskid). */
 export interface LogFields {
@@ -109,7 +110,7 @@ function wrap(base: PinoLogger, control: LevelControl, bindings: LogFields): Log
   const logger = base.child(bindings);
   const emit = (level: Level) => (message: string, fields?: LogFields) => {
     if (levelRank(level) < levelRank(control.level)) return;
-    logger[level](fields ?? {}, message);
+    logger[level](fields ?? {}, truncate(message, LOG_FIELD_MAX_CHARS));
   };
   return {
     trace: emit('trace'),

@@ -8,6 +8,7 @@ import { chmodSync, chownSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NixDriver } from '../driver/driver.js';
+import { INPUT_LIMITS } from '../config/input-limits.js';
 import { failure } from '../errors.js';
 import { resolveGroupId } from '../host/unix-group.js';
 import type { Logger } from '../log/logger.js';
@@ -43,7 +44,8 @@ export async function servePlugin(options: ServeOptions): Promise<PluginServer> 
   const { driver, logger, env } = options;
   const protos = loadProtos();
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': -1,
+    // bounded input: a bigger message fails with RESOURCE_EXHAUSTED before it is decoded
+    'grpc.max_receive_message_length': INPUT_LIMITS.messageBytes,
     'grpc.max_send_message_length': -1,
   });
   server.addService(protos.grpc.health.v1.Health.service, createHealthHandlers());

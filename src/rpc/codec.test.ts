@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { TaskConfig__Output } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskConfig.js';
-import { fromProtoTaskConfig } from './codec.js';
+import { Packr } from 'msgpackr';
+import { checkDriverStateLimits, fromProtoTaskConfig } from './codec.js';
 
 /** A TaskConfig as proto-loader decodes it (defaults filled in). */
 function taskConfig(fields: Partial<TaskConfig__Output>): TaskConfig__Output {
@@ -28,5 +29,41 @@ describe('fromProtoTaskConfig', () => {
     const request = fromProtoTaskConfig(taskConfig({ node_id: '0b6c7a1e-1111-4222-8333-444455556666', node_name: 'client-1' }));
     assert.equal(request.nodeId, '0b6c7a1e-1111-4222-8333-444455556666');
     assert.equal(request.nodeName, 'client-1');
+  });
+});
+
+describe('input limits at the edge (fromProtoTaskConfig, checkDriverStateLimits)', () => {
+  const packr = new Packr({ useRecords: false });
+  const rejects = (fields: Partial<TaskConfig__Output>, message: string) =>
+    assert.throws(() => fromProtoTaskConfig(taskConfig(fields)), { name: 'DriverError', code: 'invalid_argument', message });
+  const config = (value: unknown) => ({ msgpack_driver_config: packr.pack(value) });
+
+  it('accepts a task at its limits', () => {
+    const request = fromProtoTaskConfig(taskConfig({ ...config({ command: 'c'.repeat(4096), args: Array.from({ length: 1024 }, () => 'a') }), env: { K: 'v'.repeat(131_070) } }));
+    assert.equal((request.driverConfig as { args: string[] }).args.length, 1024);
+  });
+
+  it('names the field, its size, the limit and the fix', () => {
+    rejects(config({ command: 'c'.repeat(200_000) }), 'failed to decode task config: command has 200000 characters, more than the limit of 131072; fix: shorten command to at most 131072 characters (pass large data as a file, e.g. an artifact or template, not inline)');
+    rejects(config({ command: 'c'.repeat(5000) }), 'failed to start task: config.command has 5000 characters, more than the limit of 4096; fix: shorten config.command to at most 4096 characters (pass large data as a file, e.g. an artifact or template, not inline)');
+    rejects(config({ flake: `path:/x#${'a'.repeat(4100)}` }), 'failed to start task: config.flake has 4108 characters, more than the limit of 4096; fix: shorten config.flake to at most 4096 characters (pass large data as a file, e.g. an artifact or template, not inline)');
+    rejects(config({ packages: ['/nix/store/a', 'p'.repeat(4097)] }), 'failed to start task: config.packages[1] has 4097 characters, more than the limit of 4096; fix: shorten config.packages[1] to at most 4096 characters (pass large data as a file, e.g. an artifact or template, not inline)');
+    rejects(config({ args: Array.from({ length: 1025 }, () => 'a') }), 'failed to decode task config: args has 1025 entries, more than the limit of 1024; fix: shorten args to at most 1024 entries (pass large data as a file, e.g. an artifact or template, not inline)');
+    rejects(config({ args: Array.from({ length: 10 }, () => 'a'.repeat(120_000)) }), 'failed to decode task config: task config has 1200059 bytes, more than the limit of 1048576; fix: shorten task config to at most 1048576 bytes (pass large data as a file, e.g. an artifact or template, not inline)');
+    rejects({ env: { BIG: 'v'.repeat(131_070) } }, 'failed to start task: env.BIG has 131074 characters, more than the limit of 131072; fix: shorten env.BIG to at most 131072 characters (pass large data as a file, e.g. an artifact or template, not inline)');
+    rejects({ env: Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`K${i}`, 'v'.repeat(120_000)])) }, "failed to start task: the command line (args and env) has 1200040 bytes, more than the limit of 1048576; fix: shorten the command line (args and env) to at most 1048576 bytes (pass large data as a file, e.g. an artifact or template, not inline)");
+    rejects({ alloc_dir: `/${'d'.repeat(5000)}` }, 'failed to start task: alloc_dir has 5001 characters, more than the limit of 4096; fix: shorten alloc_dir to at most 4096 characters (pass large data as a file, e.g. an artifact or template, not inline)');
+    rejects({ id: 'i'.repeat(2000) }, 'failed to start task: id has 2000 characters, more than the limit of 1024; fix: shorten id to at most 1024 characters (pass large data as a file, e.g. an artifact or template, not inline)');
+  });
+
+  it('refuses deep nesting before decoding it (10,000 levels: no stack overflow)', () => {
+    const deep = Buffer.concat([Buffer.from([0x81, 0xa4, ...Buffer.from('args')]), Buffer.alloc(10_000, 0x91), Buffer.from([0xc0])]);
+    rejects({ msgpack_driver_config: deep }, `failed to decode task config: args[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]… is nested more than 32 levels deep; fix: flatten args[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]…; the driver accepts values nested at most 32 levels deep`);
+  });
+
+  it('bounds RecoverTask driver_state: size and JSON nesting', () => {
+    assert.throws(() => checkDriverStateLimits(Buffer.alloc(2 * 1024 * 1024, 0x20)), { code: 'invalid_argument', message: 'failed to recover task: driver_state has 2097152 bytes, more than the limit of 1048576; fix: shorten driver_state to at most 1048576 bytes (pass large data as a file, e.g. an artifact or template, not inline)' });
+    assert.throws(() => checkDriverStateLimits(Buffer.from('['.repeat(100_000))), { code: 'invalid_argument', message: 'failed to recover task: driver_state is nested more than 32 levels deep; fix: flatten driver_state; the driver accepts values nested at most 32 levels deep' });
+    checkDriverStateLimits(Buffer.from(JSON.stringify({ a: [[{ b: '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[' }]] })));
   });
 });

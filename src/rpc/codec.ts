@@ -19,13 +19,14 @@ import type { TaskConfig__Output } from '../gen/hashicorp/nomad/plugins/drivers/
 import type { ExitResult } from '../gen/hashicorp/nomad/plugins/drivers/proto/ExitResult.js';
 import type { TaskStatus } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStatus.js';
 import { decodeCtyMsgpack } from '../config/cty-msgpack.js';
+import { INPUT_LIMITS, jsonDepth, limitFailure, taskFieldViolation } from '../config/input-limits.js';
 import type { ResourceRequest, TaskHandle, TaskRequest } from '../driver/task.js';
 import { encodePersistedTask } from '../driver/persisted-task.js';
 import type { TaskUsage } from '../driver/driver.js';
 import type { TaskStats } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStats.js';
 import type { CPUUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/CPUUsage.js';
 import type { MemoryUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/MemoryUsage.js';
-import { failure } from '../errors.js';
+import { failure, quote } from '../errors.js';
 import type { ExitStatus } from '../runtime/runtime.js';
 
 /** Our HclSpec has exactly the message's shape (oneof `block` plus the chosen member). */
@@ -102,7 +103,10 @@ export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined,
   if (task === null || task === undefined) {
     throw failure('start task', 'the request has no task', { code: 'invalid_argument', fix: 'this is a bug in the caller' });
   }
+  const what = options.withDriverConfig === false ? 'recover task' : 'start task';
   const dns = task.dns;
+  const driverConfig = options.withDriverConfig === false ? undefined : decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config');
+  checkTaskLimits(task, driverConfig, what);
   return {
     id: task.id,
     name: task.name,
@@ -117,7 +121,7 @@ export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined,
     allocDir: task.alloc_dir,
     stdoutPath: task.stdout_path,
     stderrPath: task.stderr_path,
-    driverConfig: options.withDriverConfig === false ? undefined : decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config'),
+    driverConfig,
     mounts: task.mounts.map((m) => ({ taskPath: m.task_path, hostPath: m.host_path, readOnly: m.readonly, propagationMode: m.propagation_mode })),
     devices: task.devices.map((d) => ({ taskPath: d.task_path, hostPath: d.host_path, permissions: d.cgroup_permissions })),
     networkNamespace:
@@ -128,6 +132,75 @@ export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined,
         : { servers: [...dns.servers], searches: [...dns.searches], options: [...dns.options] },
     resources: fromProtoResources(task.resources),
   };
+}
+
+/**
+ * The task's fields within INPUT_LIMITS (config/input-limits.ts), before anything uses them;
+ * an `invalid_argument` DriverError naming the first field over its limit otherwise. The
+ * decoded config's command-line fields are checked here too: its strings and lists are
+ * bounded by the msgpack scan, the paths and the whole command line here.
+ */
+function checkTaskLimits(task: TaskConfig__Output, driverConfig: unknown, what: string): void {
+  const config = (typeof driverConfig === 'object' && driverConfig !== null ? driverConfig : {}) as Record<string, unknown>;
+  const text = (value: unknown) => (typeof value === 'string' ? value : '');
+  const list = (value: unknown) => (Array.isArray(value) ? value : []);
+  const dns = task.dns;
+  const violation = taskFieldViolation({
+    names: { id: task.id, name: task.name, alloc_id: task.alloc_id, job_name: task.job_name, task_group_name: task.task_group_name, namespace: task.namespace, user: task.user },
+    lists: { mounts: task.mounts, devices: task.devices, 'dns.servers': dns?.servers ?? [], 'dns.searches': dns?.searches ?? [], 'dns.options': dns?.options ?? [] },
+    paths: {
+      alloc_dir: task.alloc_dir,
+      stdout_path: task.stdout_path,
+      stderr_path: task.stderr_path,
+      'network_isolation_spec.path': task.network_isolation_spec?.path ?? '',
+      'mounts.task_path': task.mounts.map((m) => m.task_path),
+      'mounts.host_path': task.mounts.map((m) => m.host_path),
+      'devices.task_path': task.devices.map((d) => d.task_path),
+      'devices.host_path': task.devices.map((d) => d.host_path),
+      'dns.servers': dns?.servers ?? [],
+      'dns.searches': dns?.searches ?? [],
+      'dns.options': dns?.options ?? [],
+      'config.command': text(config.command),
+      'config.flake': text(config.flake),
+      'config.store_path': text(config.store_path),
+      'config.work_dir': text(config.work_dir),
+      'config.packages': list(config.packages).map(text),
+    },
+    env: task.env,
+    args: list(config.args),
+  });
+  if (violation !== undefined) throw limitFailure(what, violation);
+  // strings that reach paths, argv or env cannot hold NUL (the kernel's string terminator)
+  const strings: [string, unknown][] = [
+    ...Object.entries({ id: task.id, name: task.name, alloc_id: task.alloc_id, user: task.user, alloc_dir: task.alloc_dir, stdout_path: task.stdout_path, stderr_path: task.stderr_path }),
+    ...task.mounts.flatMap((m, i): [string, unknown][] => [[`mounts[${i}].task_path`, m.task_path], [`mounts[${i}].host_path`, m.host_path]]),
+    ...task.devices.flatMap((d, i): [string, unknown][] => [[`devices[${i}].task_path`, d.task_path], [`devices[${i}].host_path`, d.host_path]]),
+    ...Object.entries(task.env).flatMap(([key, value]): [string, unknown][] => [[`env key ${quote(key)}`, key], [`env.${key}`, value]]),
+    ...['command', 'flake', 'store_path', 'work_dir'].map((key): [string, unknown] => [`config.${key}`, config[key]]),
+    ...list(config.args).map((arg, i): [string, unknown] => [`config.args[${i}]`, arg]),
+    ...list(config.packages).map((p, i): [string, unknown] => [`config.packages[${i}]`, p]),
+  ];
+  for (const [field, value] of strings) {
+    if (typeof value === 'string' && value.includes('\0')) {
+      throw failure(what, `${field.length > 80 ? `${field.slice(0, 80)}…` : field} contains a NUL character`, { code: 'invalid_argument', fix: 'remove the NUL character (\\0) from it' });
+    }
+  }
+  // the task's name is its directory in the alloc dir
+  if (task.name === '' || task.name === '.' || task.name === '..' || task.name.includes('/')) {
+    throw failure(what, `name ${quote(task.name)} is not a single path segment`, { code: 'invalid_argument', fix: 'this is a bug in the caller: Nomad task names are directory names' });
+  }
+}
+
+/**
+ * RecoverTask's driver_state within its limits (size, JSON nesting) before the persisted-task
+ * decoder reads it; an `invalid_argument` DriverError otherwise.
+ */
+export function checkDriverStateLimits(driverState: Uint8Array): void {
+  if (driverState.length > INPUT_LIMITS.driverStateBytes) {
+    throw limitFailure('recover task', { field: 'driver_state', size: driverState.length, limit: INPUT_LIMITS.driverStateBytes, unit: 'bytes' });
+  }
+  const depth = jsonDepth(Buffer.from(driverState.buffer, driverState.byteOffset, driverState.byteLength).toString('utf8'), INPUT_LIMITS.depth);
+  if (depth > INPUT_LIMITS.depth) throw limitFailure('recover task', { field: 'driver_state', size: depth, limit: INPUT_LIMITS.depth, unit: 'levels' });
 }
 
 /** TaskConfig.Resources → what the driver limits the task to; undefined when Nomad sent none. */

@@ -10,6 +10,7 @@ import type { DriverHandlers } from '../gen/hashicorp/nomad/plugins/drivers/prot
 import type { Logger } from '../log/logger.js';
 import { TASK_HANDLE_VERSION } from '../version.js';
 import {
+  checkDriverStateLimits,
   durationMs,
   encodeDriverState,
   fromProtoTaskConfig,
@@ -74,6 +75,7 @@ export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverH
      */
     RecoverTask: unary(logger, 'RecoverTask', async (request) => {
       const taskId = request.handle?.config?.id ?? request.task_id;
+      checkDriverStateLimits(request.handle?.driver_state ?? new Uint8Array());
       await driver.recoverTask(taskId, request.handle?.driver_state ?? new Uint8Array(), () =>
         fromProtoTaskConfig(request.handle?.config, { withDriverConfig: false }),
       );

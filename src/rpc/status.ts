@@ -11,7 +11,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import jspb from 'google-protobuf';
-import { errorMessage, isDriverError, type ErrorCode } from '../errors.js';
+import { errorMessage, isDriverError, truncate, type ErrorCode } from '../errors.js';
 
 const CODES: Readonly<Record<ErrorCode, grpc.status>> = {
   invalid_argument: grpc.status.INVALID_ARGUMENT,
@@ -78,9 +78,24 @@ export function decodeRecoverable(statusBytes: Uint8Array): boolean | undefined 
   return undefined;
 }
 
-/** The gRPC error object for any thrown value. */
+/**
+ * At most this many characters of an error message go into a status (the grpc-message
+ * trailer): some clients drop trailers of more than a few KiB, and the message then never
+ * reaches `nomad alloc status`. Messages quote values bounded (errors.ts quote()); this is the
+ * backstop for any other text.
+ */
+export const STATUS_MESSAGE_MAX_CHARS = 4096;
+
+/** `text` with every lone UTF-16 surrogate replaced by U+FFFD. */
+export function wellFormed(text: string): string {
+  return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+}
+
+/** The gRPC error object for any thrown value; its message bounded (STATUS_MESSAGE_MAX_CHARS). */
 export function toGrpcError(error: unknown): Partial<grpc.StatusObject> {
-  const message = errorMessage(error);
+  // well-formed: grpc-js percent-encodes the message into a trailer, and a lone surrogate
+  // (e.g. from JSON.parse's message about a cut emoji) makes that throw: the call never answered
+  const message = wellFormed(truncate(errorMessage(error), STATUS_MESSAGE_MAX_CHARS));
   if (!isDriverError(error)) return { code: grpc.status.INTERNAL, details: message };
   const code = CODES[error.code];
   if (code !== grpc.status.FAILED_PRECONDITION) return { code, details: message };

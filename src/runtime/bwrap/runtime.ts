@@ -9,9 +9,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { childPids, executableOf, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { initIsOurs, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, type TaskProcesses } from '../detached-exit.js';
+import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { createFile, openForWriting, readFile } from '../../host/task-files.js';
+import { createFile, openLogSinks, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs } from './argv.js';
@@ -53,6 +53,8 @@ export class BwrapRuntime implements Runtime {
   constructor(
     private readonly bwrapPath: string,
     private readonly nsenterPath: string | undefined,
+    /** How long a launch waits for bwrap's report of the sandbox's pid. */
+    private readonly reportTimeoutMs = LAUNCH_REPORT_TIMEOUT_MS,
   ) {}
 
   async launch(request: LaunchRequest): Promise<LaunchedTask> {
@@ -65,13 +67,20 @@ export class BwrapRuntime implements Runtime {
       asRoot,
       blockFd: BLOCK_FD,
     });
-    const [stdout, stderr, status] = await Promise.all([
-      openForWriting(request.stdoutPath),
-      openForWriting(request.stderrPath),
-      createFile(statusPath),
-    ]);
+    // all three at once; whatever opened is closed again when another failed
+    const [sinks, statusFile] = await Promise.allSettled([openLogSinks(request.stdoutPath, request.stderrPath), createFile(statusPath)]);
+    if (sinks.status === 'rejected' || statusFile.status === 'rejected') {
+      await Promise.all([
+        ...(sinks.status === 'fulfilled' ? sinks.value.map((handle) => handle.close().catch(() => undefined)) : []),
+        statusFile.status === 'fulfilled' ? statusFile.value.close().catch(() => undefined) : undefined,
+      ]);
+      throw sinks.status === 'rejected' ? sinks.reason : (statusFile as PromiseRejectedResult).reason;
+    }
+    const [stdout, stderr] = sinks.value;
+    const status = statusFile.value;
     const { program, argv, asUser } = this.command(request, args);
     let child;
+    let monitor;
     try {
       child = spawn(program, argv, {
         detached: true, // own session and process group: survives the plugin, gets no terminal signals
@@ -80,25 +89,35 @@ export class BwrapRuntime implements Runtime {
         env: {}, // bwrap's own environment; the task gets only --setenv values
         ...asUser,
       });
+      // before any await: a bwrap that fails at once must not exit unheard
+      monitor = watchSpawned(child);
     } finally {
       await Promise.all([stdout.close(), stderr.close(), status.close()]);
     }
     const pid = child.pid;
     if (pid === undefined) {
-      const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+      const error = await monitor.spawnError;
       throw failure('launch task', `cannot run ${program}: ${error.message}`, { code: 'failed_precondition', fix: 'install bubblewrap or set runtime = "runc"' });
     }
     child.unref();
     // bwrap may exit before reading the block fd: an EPIPE there is not the plugin's crash
     child.stdio[BLOCK_FD]?.on('error', () => undefined);
-    const exitedRaw = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
-    );
+    const exitedRaw = monitor.exited;
     const exited = exitedRaw.then(async ({ code, signal }) => exitStatusOf(await readStatus(statusPath), code, signal));
 
     // bwrap reports the sandbox init's pid as soon as it cloned it; the init then sets up the
     // mounts and waits on the block fd. A setup error makes it exit without running the command.
-    const initPid = await waitForValue(statusPath, async () => (await readStatus(statusPath)).childPid, exitedRaw);
+    let initPid;
+    try {
+      initPid = await waitForValue(statusPath, async () => (await readStatus(statusPath)).childPid, exitedRaw, {
+        ms: this.reportTimeoutMs,
+        what: `bubblewrap (pid ${pid}) neither reported the sandbox's pid in ${STATUS_FILE} nor exited`,
+        fix: 'check that bubblewrap works on the client (bwrap --ro-bind / / true) and see the plugin log',
+      });
+    } catch (error) {
+      await killMonitor(pid, exitedRaw);
+      throw error;
+    }
     if (initPid === undefined) throw await this.sandboxFailure(request, exitedRaw);
     const processes = bwrapProcesses(
       { pid, pidStartTime: processStartTime(pid) ?? 0, initPid, initStartTime: processStartTime(initPid) ?? 0 },
@@ -116,6 +135,7 @@ export class BwrapRuntime implements Runtime {
       // a sandbox that died while it was set up cannot join: its own error is the cause
       if (await endedWithoutCommand(exitedRaw, statusPath, 2_000)) throw await this.sandboxFailure(request, exitedRaw);
       await task.kill();
+      await killMonitor(pid, exitedRaw);
       throw error;
     }
     block?.end('1');

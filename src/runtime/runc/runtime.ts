@@ -11,9 +11,9 @@ import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
 import { commandLineOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { initIsOurs, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, type TaskProcesses } from '../detached-exit.js';
+import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { openForWriting, readFile } from '../../host/task-files.js';
+import { openLogSinks, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { execArgs, renderExecProcess } from './exec.js';
@@ -70,30 +70,42 @@ export class RuncRuntime implements Runtime {
     }
     await writeTextFile(join(bundle, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
 
-    const [stdout, stderr] = await Promise.all([openForWriting(request.stdoutPath), openForWriting(request.stderrPath)]);
+    const [stdout, stderr] = await openLogSinks(request.stdoutPath, request.stderrPath);
     let child;
+    let monitor;
     try {
       child = spawn(shellPath, monitorArgs(runcPath, runcRoot, bundle, containerId), {
         detached: true, // own session: survives the plugin, gets no terminal signals
         stdio: ['ignore', stdout.fd, stderr.fd],
         env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
       });
+      // before any await: a monitor that fails at once must not exit unheard
+      monitor = watchSpawned(child);
     } finally {
       await Promise.all([stdout.close(), stderr.close()]);
     }
     const pid = child.pid;
     if (pid === undefined) {
-      const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+      const error = await monitor.spawnError;
       throw failure('launch task', `cannot run ${shellPath}: ${error.message}`, { code: 'failed_precondition', fix: 'install a POSIX shell at /bin/sh on the client' });
     }
     child.unref();
-    const monitorExited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
-    );
+    const monitorExited = monitor.exited;
     const exited = monitorExited.then(async ({ code }) => exitStatusOf(await readExitCode(bundle), code));
 
     // runc writes the container init's pid file once the container started
-    const initPid = await waitForValue(bundle, () => readPid(bundle), monitorExited);
+    let initPid;
+    try {
+      initPid = await waitForValue(bundle, () => readPid(bundle), monitorExited, {
+        ms: LAUNCH_REPORT_TIMEOUT_MS,
+        what: `runc (monitor pid ${pid}) neither wrote the container's pid file ${PID_FILE} nor exited`,
+        fix: 'check that runc works on the client and see the plugin log for runc\'s messages',
+      });
+    } catch (error) {
+      await killMonitor(pid, monitorExited);
+      await this.deleteContainer(containerId);
+      throw error;
+    }
     if (initPid === undefined) {
       await monitorExited;
       const errors = runcLogErrors(await readFile(join(bundle, LOG_FILE), 'utf8').catch(() => ''));
