@@ -27,6 +27,25 @@ export async function openForWriting(path: string): Promise<FileHandle> {
   return open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_NOCTTY);
 }
 
+/**
+ * Gives an opened log FIFO to `uid` (its group stays), so a task running as that user can open
+ * it again by name (/dev/stdout, /proc/self/fd/1): reopening a descriptor checks the file's own
+ * mode, and Nomad's FIFOs are root's, 0600. runc does the same for a container's stdio
+ * (libcontainer fixStdioPermissions). Anything but a FIFO (/dev/null, a file) is left alone,
+ * and so is a FIFO when chown fails: the task still writes through its inherited descriptors.
+ * Returns whether the FIFO is now the user's.
+ */
+export async function giveFifoTo(handle: FileHandle, uid: number): Promise<boolean> {
+  try {
+    const info = await handle.stat();
+    if (!info.isFIFO()) return false;
+    if (info.uid !== uid) await handle.chown(uid, info.gid);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Creates (truncates) a file for a child's status output and returns the handle. */
 export async function createFile(path: string): Promise<FileHandle> {
   return open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);

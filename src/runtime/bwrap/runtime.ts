@@ -1,9 +1,11 @@
 /**
  * Runs tasks with bubblewrap. bwrap is started detached (own session) and as the task user
  * (so the task is that host uid, not a faked one; root only when the task user is root), with
- * stdout/stderr opened straight on Nomad's log FIFOs — the plugin is not in the log path and
- * the task never holds the plugin's own stdio — and `--json-status-fd` on a per-task file, so
- * the sandbox's pid and the exit code are on disk even when the plugin is not running.
+ * stdout/stderr opened straight on Nomad's log FIFOs, given to the task user so the task can
+ * reopen them by name (/dev/stdout) — the plugin is not in the log path, so logs keep flowing
+ * while it is down, and the task never holds the plugin's own stdio — and `--json-status-fd`
+ * on a per-task file, so the sandbox's pid and the exit code are on disk even when the plugin
+ * is not running.
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -11,7 +13,7 @@ import { failure } from '../../errors.js';
 import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { createFile, openForWriting, readFile } from '../../host/task-files.js';
+import { createFile, giveFifoTo, openForWriting, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs } from './argv.js';
@@ -59,6 +61,8 @@ export class BwrapRuntime implements Runtime {
       createFile(statusPath),
     ]);
     const { uid, gid } = request.process;
+    // the task opens them by name too (/dev/stdout, /proc/self/fd/2): make them its user's
+    if (!asRoot) await Promise.all([giveFifoTo(stdout, uid), giveFifoTo(stderr, uid)]);
     let program = this.bwrapPath;
     let argv = args;
     if (request.networkNamespace !== undefined) {
