@@ -239,8 +239,9 @@ function checkDevice(field: string, device: DeviceBind, earlier: readonly string
 /**
  * Plans the root of one task: the closure read-only at /nix/store, Nomad's task directories
  * read-write, the synthesized /etc read-only, private /proc, /dev and /tmp, the validated extra
- * mounts, the FHS links (/bin/sh, /usr/bin/env) into the closure, the devices below /dev, and finally the root tmpfs itself remounted read-only (the binds, /proc, /dev and /tmp
- * are separate mounts and keep their own modes). Called by StartTask after the store view and
+ * mounts, the FHS links (/bin/sh, /usr/bin/env) into the closure, the devices below /dev, and
+ * finally the root tmpfs itself remounted read-only (the binds, /proc, /dev and /tmp are
+ * separate mounts and keep their own modes). Called by StartTask after the store view and
  * the etc directory exist; throws an `invalid_argument` DriverError naming the bad field.
  */
 export function planRoot(input: RootPlanInput): RootPlan {
