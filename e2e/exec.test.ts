@@ -100,9 +100,12 @@ for (const runtime of RUNTIMES) describe(`nomad alloc exec (${runtime})`, { time
   });
 
   it('runs as the task user, in the task\'s root and cwd, with the task\'s environment', () => {
-    const result = allocExec(allocId, ['sh', '-c', 'id -u; id -g; pwd; echo $NOMAD_ALLOC_ID; ls /nix/store; ls /']);
+    const result = allocExec(allocId, ['sh', '-c', 'id -u; id -g; pwd; echo $NOMAD_ALLOC_ID; echo "$HOME|$USER|$LOGNAME"; ls /nix/store; ls /']);
     assert.equal(result.status, 0, result.stderr);
-    assert.deepEqual(result.stdout.trim().split('\n'), ['65534', '65534', '/local', allocId, busybox.slice('/nix/store/'.length), 'alloc', 'dev', 'etc', 'local', 'nix', 'proc', 'secrets', 'tmp']);
+    assert.deepEqual(result.stdout.trim().split('\n'), [
+      '65534', '65534', '/local', allocId, '/local|nobody|nobody', busybox.slice('/nix/store/'.length),
+      'alloc', 'bin', 'dev', 'etc', 'local', 'nix', 'proc', 'secrets', 'tmp', 'usr',
+    ]);
   });
 
   it('runs in the task\'s cgroup and pid namespace, and is killed when Nomad ends the session', async () => {

@@ -93,7 +93,7 @@ for (const runtime of RUNTIMES) describe(`recovery through a non-dev Nomad agent
   });
 
   it(`${TASKS} running tasks survive a SIGKILLed plugin: Nomad relaunches it and every task is recovered with the same pid, logs flowing`, async () => {
-    const job = runJob(agent, nixJobHcl({ id: 'fleet', type: 'service', count: TASKS, config: sh('i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done') }));
+    const job = runJob(agent, nixJobHcl({ id: 'fleet', type: 'service', count: TASKS, config: sh('i=0; while true; do echo tick $i > /dev/stdout; i=$((i+1)); sleep 1; done') }));
     await agent.waitFor(`${TASKS} running allocations`, async () => ((await runningAllocs(job)).length === TASKS ? true : undefined), 300_000);
     await agent.waitFor(`${TASKS} task records`, async () => (records().length === TASKS ? true : undefined), 60_000);
     const before = new Map(records().map((r) => [r.taskId, r.initPid]));
@@ -116,7 +116,7 @@ for (const runtime of RUNTIMES) describe(`recovery through a non-dev Nomad agent
     assert.deepEqual(after, before, 'the same tasks with the same processes');
     for (const pid of after.values()) assert.ok(isAlive(pid), `task process ${pid} alive`);
     assert.equal((await runningAllocs(job)).length, TASKS);
-    // logs keep flowing: the task writes into Nomad's log pipes itself
+    // logs keep flowing: the task writes into Nomad's log pipes itself (opened by name, /dev/stdout)
     const [first] = await runningAllocs(job);
     assert.ok(first !== undefined);
     const ticks = () => (allocLogs(agent, first.ID, 'main').match(/tick \d+/g) ?? []).length;

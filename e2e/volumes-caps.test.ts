@@ -122,6 +122,21 @@ for (const runtime of RUNTIMES) describe(`volumes and capabilities through Nomad
     await noLeftovers(alloc.ID);
   });
 
+  it('a read-write volume mounted at the task user\'s own home is its HOME and passwd home, where `cd ~` writes to the volume', async () => {
+    // www-data's home on the client is /var/www
+    const job = runJob(agent, nixJobHcl({
+      id: 'home-volume',
+      groupExtra: groupVolume('shared'),
+      taskExtra: volumeMount('shared', '/var/www') + '      user = "www-data"\n',
+      config: sh('echo "$HOME|$USER"; cd ~ && echo kept > .home-test && pwd; grep "^www-data:" /etc/passwd | busybox cut -d: -f6'),
+    }));
+    const alloc = await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the task to finish');
+    assert.equal(alloc.ClientStatus, 'complete', eventMessages(alloc, 'main') + allocLogs(agent, alloc.ID, 'main', true));
+    assert.equal(await logsWith(alloc.ID, 'main', /^\/var\/www\n\/var\/www\n$/m), '/var/www|www-data\n/var/www\n/var/www\n');
+    assert.equal(readFileSync(join(volumes, 'shared', '.home-test'), 'utf8'), 'kept\n');
+    await noLeftovers(alloc.ID);
+  });
+
   it('cap_add outside the plugin\'s allow_caps fails with a clear message in `nomad alloc status` and leaves nothing behind', async () => {
     const job = runJob(agent, nixJobHcl({ id: 'bad-cap', config: sh('true', '        cap_add = ["SYS_ADMIN"]'), taskExtra: '      user = "root"\n' }));
     const alloc = await waitForAlloc(agent, job, (a) => a.ClientStatus === 'failed', 'the task to fail');

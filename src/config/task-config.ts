@@ -64,6 +64,12 @@ export const taskConfigFields = {
     example: 'cap_drop = ["ALL"]',
     check: (value) => capabilityListProblem('cap_drop', value, { allowAll: true }),
   }),
+  fhs_links: field({
+    type: 'bool',
+    default: true,
+    doc: 'Give the task `/bin/sh` and `/usr/bin/env` as symlinks to the first `sh` and `env` on its PATH (main output, then `packages`) that lie inside its closure, never the host\'s: glibc\'s `system()` and `popen()` run `/bin/sh`, scripts start with `#!/usr/bin/env`. A closure without them gets no link. Off, the root has no path outside its mounts.',
+    example: 'fhs_links = false',
+  }),
 } as const;
 
 export type TaskConfig = Decoded<typeof taskConfigFields>;

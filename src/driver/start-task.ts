@@ -21,7 +21,7 @@ import { realise, type NixTools } from '../nix/realise.js';
 import { ensureStoreView, storeViewKey } from '../nix/store-view.js';
 import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
-import { planRoot } from '../rootfs/plan.js';
+import { planRoot, taskHome } from '../rootfs/plan.js';
 import type { LaunchedTask, ProcessSpec, Runtime } from '../runtime/runtime.js';
 import { writeJsonFileAtomic } from '../host/fs.js';
 import { PERSISTED_TASK_VERSION, storedPersistedTask, type PersistedTask } from './persisted-task.js';
@@ -36,7 +36,7 @@ import type { SharedKind } from './shared-resources.js';
 import { taskCapabilities } from './privileges.js';
 import { checkMountRequests, resolveMounts } from './volumes.js';
 import { checkedInstallable } from './local-flake.js';
-import { binDirs, resolveCommand, validateTaskConfig } from './task-request.js';
+import { binDirs, fhsLinks, resolveCommand, taskEnvironment, validateTaskConfig } from './task-request.js';
 import { TaskHandle, taskKey, type TaskRequest } from './task.js';
 
 export interface StartContext {
@@ -230,7 +230,8 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     );
     const dns = chooseDns({ ...(request.dns === undefined ? {} : { nomad: request.dns }), hostResolvConf: hostResolvConf ?? '', systemdResolvConf: systemdResolvConf ?? '' });
     // tasks with the same user, hostname and DNS share one generated /etc (written once)
-    const etcFiles = renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home: '/local' }, hostname: host, dns });
+    const home = taskHome(user.home, extraMounts);
+    const etcFiles = renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home }, hostname: host, dns });
     const etc = await context.acquireShared('etc', sharedFilesKey(etcFiles), () => ensureSharedFiles(join(config.state_dir, 'etc'), etcFiles));
     cleanup.push('release /etc files', () => context.releaseShared('etc', etc.key));
     await markShared(config.state_dir, 'etc', etc.key, who);
@@ -279,8 +280,9 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
       extraMounts,
       devices,
       protectedHostDirs: [await resolveExisting(config.state_dir)],
+      fhsLinks: fhsLinks(taskConfig.fhs_links, realised, { isExecutable, realPath: realPathOf }),
     });
-    const env: Record<string, string> = { PATH: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), ...request.env };
+    const env = taskEnvironment({ path: binDirs(realised.mainOutput, realised.packageOutputs).join(':'), userName: user.name, home }, request.env);
     const taskProcess: ProcessSpec = {
       argv: [command, ...taskConfig.args],
       env,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decodeTaskConfig } from '../config/task-config.js';
-import { resolveCommand, storePathProblem, validateTaskConfig, type CommandLookup } from './task-request.js';
+import { fhsLinks, resolveCommand, storePathProblem, taskEnvironment, validateTaskConfig, type CommandLookup } from './task-request.js';
 
 const BB = '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox';
 const APP = '/nix/store/1d5qxwzrvkx6pjyk0gnaavz0cqnvzxq3-app';
@@ -84,5 +84,38 @@ describe('command resolution', () => {
     assert.throws(() => resolveCommand('', { ...outputs, mainOutput: BB }, lookup), /has 2 programs \(busybox, sh\)/);
     const single = { ...lookup, list: (dir: string) => (dir === `${APP}/bin` ? ['web'] : []) };
     assert.equal(resolveCommand('', outputs, single), `${APP}/bin/web`);
+  });
+});
+
+describe('FHS links', () => {
+  const COREUTILS = '/nix/store/2h4sxwzrvkx6pjyk0gnaavz0cqnvzxq3-coreutils';
+  const files = new Map<string, string>([
+    [`${APP}/bin/sh`, '/bin/dash'], // a link out of the closure: never linked
+    [`${BB}/bin/sh`, `${BB}/bin/busybox`],
+    [`${BB}/bin/env`, `${BB}/bin/busybox`],
+    [`${COREUTILS}/bin/env`, `${COREUTILS}/bin/coreutils`],
+  ]);
+  const lookup = { isExecutable: (p: string) => files.has(p), realPath: (p: string) => files.get(p) };
+
+  it('links /bin/sh and /usr/bin/env to the first sh and env on PATH that lie in the closure', () => {
+    assert.deepEqual(fhsLinks(true, { mainOutput: APP, packageOutputs: [COREUTILS, BB], closure: [APP, BB, COREUTILS] }, lookup), [
+      { path: '/bin/sh', linkTarget: `${BB}/bin/sh` },
+      { path: '/usr/bin/env', linkTarget: `${COREUTILS}/bin/env` },
+    ]);
+  });
+
+  it('links nothing the closure lacks, and nothing when fhs_links is false', () => {
+    assert.deepEqual(fhsLinks(true, { mainOutput: APP, packageOutputs: [], closure: [APP, BB] }, lookup), []);
+    assert.deepEqual(fhsLinks(true, { mainOutput: APP, packageOutputs: [COREUTILS], closure: [APP, COREUTILS] }, lookup), [{ path: '/usr/bin/env', linkTarget: `${COREUTILS}/bin/env` }]);
+    assert.deepEqual(fhsLinks(false, { mainOutput: BB, packageOutputs: [], closure: [BB] }, lookup), []);
+    assert.equal(decodeTaskConfig({ store_path: BB }).fhs_links, true);
+  });
+});
+
+describe('task environment', () => {
+  it('sets PATH, HOME, USER and LOGNAME; Nomad\'s variables and the job\'s env win', () => {
+    const base = { path: `${APP}/bin:${BB}/bin`, userName: 'app', home: '/local' };
+    assert.deepEqual(taskEnvironment(base, { NOMAD_TASK_DIR: '/local' }), { PATH: `${APP}/bin:${BB}/bin`, HOME: '/local', USER: 'app', LOGNAME: 'app', NOMAD_TASK_DIR: '/local' });
+    assert.deepEqual(taskEnvironment(base, { HOME: '/alloc', USER: 'someone' }), { PATH: `${APP}/bin:${BB}/bin`, HOME: '/alloc', USER: 'someone', LOGNAME: 'app' });
   });
 });

@@ -8,6 +8,7 @@ import type { TaskConfig } from '../config/task-config.js';
 import { failure, quote } from '../errors.js';
 import { parseFlakeInstallable } from '../nix/flake-ref.js';
 import { NIX_STORE_DIR, absolutePathProblem, isWithin } from '../paths.js';
+import { FHS_LINK_PATHS, type FhsLink } from '../rootfs/plan.js';
 
 const WHERE = `the task's config { ... } block`;
 
@@ -136,4 +137,42 @@ export function resolveCommand(
     throw invalid(`command ${quote(command)} resolves to ${real}, outside the task's closure`, 'point command at a program inside the closure');
   }
   return candidate;
+}
+
+/**
+ * The links at /bin/sh and /usr/bin/env (rootfs/plan.ts FHS_LINK_PATHS): each to the first `sh`
+ * or `env` on the task's PATH (the main output's bin/, then each package's, as binDirs orders
+ * them) that is an executable file whose real path, symlinks followed, lies inside the closure,
+ * i.e. the program a shell of the task would run for `sh` or `env`. A closure without one gets
+ * no link; a program from the host is never linked. Empty when the task's `fhs_links` is false.
+ */
+export function fhsLinks(
+  enabled: boolean,
+  outputs: { readonly mainOutput: string; readonly packageOutputs: readonly string[]; readonly closure: readonly string[] },
+  lookup: Pick<CommandLookup, 'isExecutable' | 'realPath'>,
+): FhsLink[] {
+  if (!enabled) return [];
+  const inClosure = (p: string) => outputs.closure.some((root) => isWithin(p, root));
+  const dirs = binDirs(outputs.mainOutput, outputs.packageOutputs);
+  return FHS_LINK_PATHS.flatMap((path) => {
+    const name = path.slice(path.lastIndexOf('/') + 1);
+    const program = dirs.map((dir) => `${dir}/${name}`).find((candidate) => {
+      const real = lookup.realPath(candidate);
+      return inClosure(candidate) && real !== undefined && inClosure(real) && lookup.isExecutable(candidate);
+    });
+    return program === undefined ? [] : [{ path, linkTarget: program }];
+  });
+}
+
+/**
+ * The task command's environment: PATH of the closure's bin directories, and HOME, USER and
+ * LOGNAME of the task user (as Nomad's exec driver sets them since hashicorp/nomad#25859 and
+ * #26703), HOME being its home inside the task (rootfs/plan.ts taskHome); then Nomad's
+ * variables and the job's `env`, which win over all four.
+ */
+export function taskEnvironment(
+  base: { readonly path: string; readonly userName: string; readonly home: string },
+  taskEnv: Readonly<Record<string, string>>,
+): Record<string, string> {
+  return { PATH: base.path, HOME: base.home, USER: base.userName, LOGNAME: base.userName, ...taskEnv };
 }

@@ -41,9 +41,28 @@ export async function openLogSinks(stdoutPath: string, stderrPath: string): Prom
   const [field, path] = failedAt === 0 ? ['stdout_path', stdoutPath] : ['stderr_path', stderrPath];
   throw failure('open the task\'s log', `${field} ${quote(path)}: ${error.code ?? error.message}`, {
     code: 'failed_precondition',
-    fix: 'this is a bug in the caller: Nomad creates the log FIFOs before StartTask',
+    fix: "Nomad creates the task's log FIFOs before StartTask: check the client's alloc dir and log (logmon), then restart the allocation",
     cause: error,
   });
+}
+
+/**
+ * Gives an opened log FIFO to `uid` (its group stays), so a task running as that user can open
+ * it again by name (/dev/stdout, /proc/self/fd/1): reopening a descriptor checks the file's own
+ * mode, and Nomad's FIFOs are root's, 0600. runc does the same for a container's stdio
+ * (libcontainer fixStdioPermissions). Anything but a FIFO (/dev/null, a file) is left alone,
+ * and so is a FIFO when chown fails: the task still writes through its inherited descriptors.
+ * Returns whether the FIFO is now the user's.
+ */
+export async function giveFifoTo(handle: FileHandle, uid: number): Promise<boolean> {
+  try {
+    const info = await handle.stat();
+    if (!info.isFIFO()) return false;
+    if (info.uid !== uid) await handle.chown(uid, info.gid);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Creates (truncates) a file for a child's status output and returns the handle. */

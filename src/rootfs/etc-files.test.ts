@@ -53,6 +53,13 @@ describe('renderEtcFiles', () => {
     assert.equal(shared.group, 'root:x:0:\nnogroup:x:65534:\n');
   });
 
+  it('gives root or nobody as the task user its home in the task, keeping the other entry as it is', () => {
+    const root = renderEtcFiles({ ...INPUT, user: { name: 'root', uid: 0, gid: 0, home: '/local' } });
+    assert.equal(root.passwd, 'root:x:0:0:root:/local:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n');
+    const nobody = renderEtcFiles({ ...INPUT, user: { name: 'nobody', uid: 65534, gid: 65534, home: '/local' } });
+    assert.equal(nobody.passwd, 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/local:/usr/sbin/nologin\n');
+  });
+
   it('omits empty search and options lines, and a duplicate localhost', () => {
     const files = renderEtcFiles({ user: INPUT.user, hostname: 'localhost', dns: { servers: ['9.9.9.9'], searches: [], options: [] } });
     assert.equal(files['resolv.conf'], '# Written by nomad-driver-nix for this task.\nnameserver 9.9.9.9\n');

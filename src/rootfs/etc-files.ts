@@ -15,7 +15,10 @@ export interface EtcUser {
 }
 
 export interface EtcInput {
-  /** The user the task runs as (Nomad's task `user`, or the plugin's default). */
+  /**
+   * The user the task runs as (Nomad's task `user`, or the plugin's default), with its home
+   * inside the task (rootfs/plan.ts taskHome), which its passwd entry gets.
+   */
   readonly user: EtcUser;
   readonly hostname: string;
   readonly dns: DnsConfig;
@@ -80,7 +83,10 @@ function validate(input: EtcInput): void {
 const lines = (rows: readonly string[]): string => rows.map((row) => `${row}\n`).join('');
 
 function renderPasswd(user: EtcUser): string {
-  const rows = ['root:x:0:0:root:/root:/bin/sh', `nobody:x:${NOBODY_ID}:${NOBODY_ID}:nobody:/nonexistent:${NOLOGIN}`];
+  // the task user's entry carries its home in the task (getpwuid() callers such as ssh read it,
+  // not $HOME), also when the task user is root or nobody
+  const home = (name: string, otherwise: string) => (user.name === name ? user.home : otherwise);
+  const rows = [`root:x:0:0:root:${home('root', '/root')}:/bin/sh`, `nobody:x:${NOBODY_ID}:${NOBODY_ID}:nobody:${home('nobody', '/nonexistent')}:${NOLOGIN}`];
   if (user.name !== 'root' && user.name !== 'nobody') {
     rows.push(`${user.name}:x:${user.uid}:${user.gid}:${user.name}:${user.home}:/bin/sh`);
   }

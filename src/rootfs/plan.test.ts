@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { planRoot, type RootPlanInput } from './plan.js';
+import { planRoot, taskHome, type RootPlanInput } from './plan.js';
 
 const INPUT: RootPlanInput = {
   storeView: '/var/lib/nomad-driver-nix/views/a1b2',
@@ -42,6 +42,68 @@ describe('planRoot', () => {
       { kind: 'bind', source: '/srv/scratch', target: '/tmp/scratch' },
       { kind: 'remount-ro', target: '/' },
     ]);
+  });
+
+  it('links /bin/sh and /usr/bin/env in the root\'s tmpfs with their parent directories, before it turns read-only', () => {
+    const ops = planRoot({
+      ...INPUT,
+      fhsLinks: [
+        { path: '/bin/sh', linkTarget: '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox/bin/sh' },
+        { path: '/usr/bin/env', linkTarget: '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox/bin/env' },
+      ],
+    }).ops;
+    assert.deepEqual(ops.slice(-6), [
+      { kind: 'dir', target: '/bin' },
+      { kind: 'symlink', linkTarget: '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox/bin/sh', target: '/bin/sh' },
+      { kind: 'dir', target: '/usr' },
+      { kind: 'dir', target: '/usr/bin' },
+      { kind: 'symlink', linkTarget: '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox/bin/env', target: '/usr/bin/env' },
+      { kind: 'remount-ro', target: '/' },
+    ]);
+  });
+
+  it('leaves out an FHS link that a volume covers or would be mounted on', () => {
+    const sh = { path: '/bin/sh', linkTarget: '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox/bin/sh' } as const;
+    const env = { path: '/usr/bin/env', linkTarget: '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox/bin/env' } as const;
+    const kinds = (target: string) =>
+      planRoot({ ...INPUT, fhsLinks: [sh, env], extraMounts: [{ source: '/srv/x', target, readOnly: false }] })
+        .ops.filter((op) => op.kind === 'dir' || op.kind === 'symlink')
+        .map((op) => op.target);
+    assert.deepEqual(kinds('/usr'), ['/bin', '/bin/sh']);
+    assert.deepEqual(kinds('/bin/sh'), ['/usr', '/usr/bin', '/usr/bin/env']);
+    assert.deepEqual(kinds('/usr/lib'), ['/bin', '/bin/sh', '/usr', '/usr/bin', '/usr/bin/env']);
+  });
+
+  it('links only the FHS paths, once each, to a path below /nix/store', () => {
+    const target = '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox/bin/sh';
+    fails(
+      { ...INPUT, fhsLinks: [{ path: '/etc/passwd' as '/bin/sh', linkTarget: target }] },
+      'failed to plan task root: fhsLinks[0].path "/etc/passwd" is not one of /bin/sh, /usr/bin/env; fix: link only the FHS paths the driver provides',
+    );
+    fails(
+      { ...INPUT, fhsLinks: [{ path: '/bin/sh', linkTarget: target }, { path: '/bin/sh', linkTarget: target }] },
+      'failed to plan task root: fhsLinks[1].path "/bin/sh" is linked twice; fix: link each path once',
+    );
+    fails(
+      { ...INPUT, fhsLinks: [{ path: '/bin/sh', linkTarget: '/bin/busybox' }] },
+      'failed to plan task root: fhsLinks[0].linkTarget "/bin/busybox" is not below /nix/store; fix: link to a program of the task\'s closure',
+    );
+    fails(
+      { ...INPUT, fhsLinks: [{ path: '/bin/sh', linkTarget: '/nix/store/../../bin/sh' }] },
+      'failed to plan task root: fhsLinks[0].linkTarget "/nix/store/../../bin/sh" contains a ".." segment; fix: link to a program of the task\'s closure',
+    );
+  });
+
+  it('the task user\'s home: its own when the task can write there (a task dir, /tmp, a read-write volume), else /local', () => {
+    assert.equal(taskHome('/nonexistent'), '/local');
+    assert.equal(taskHome('/root'), '/local');
+    assert.equal(taskHome('/'), '/local');
+    assert.equal(taskHome('/dev'), '/local');
+    assert.equal(taskHome('/tmp'), '/tmp');
+    assert.equal(taskHome('/alloc'), '/alloc');
+    assert.equal(taskHome('/home/app', [{ source: '/srv/home-app', target: '/home/app', readOnly: false }]), '/home/app');
+    assert.equal(taskHome('/home/app', [{ source: '/srv/home-app', target: '/home/app', readOnly: true }]), '/local');
+    assert.equal(taskHome('/home/app/sub', [{ source: '/srv/home-app', target: '/home/app', readOnly: false }]), '/local');
   });
 
   it('rejects host paths that are not absolute and normalised, naming the field and value', () => {

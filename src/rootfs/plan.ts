@@ -84,6 +84,45 @@ export interface RootPlanInput {
    */
   readonly protectedHostDirs?: readonly string[];
   readonly devices?: readonly DeviceBind[];
+  /**
+   * Symlinks at the two FHS paths every Unix program assumes (FHS_LINK_PATHS), each to a
+   * program of the task's closure; see fhsLinks in driver/task-request.ts for how they are
+   * chosen. A link a volume would cover or contain is left out: the volume wins.
+   */
+  readonly fhsLinks?: readonly FhsLink[];
+}
+
+/**
+ * The only paths outside the plan's mounts the root gets: glibc's system() and popen() run
+ * `/bin/sh` (_PATH_BSHELL), and scripts start with `#!/usr/bin/env …`. NixOS keeps exactly these
+ * two FHS paths for the same reason (its `environment.binsh` and `environment.usrbinenv`).
+ */
+export const FHS_LINK_PATHS = ['/bin/sh', '/usr/bin/env'] as const;
+export type FhsLinkPath = (typeof FHS_LINK_PATHS)[number];
+
+/** A link at an FHS path to a program of the closure (an absolute path below /nix/store). */
+export interface FhsLink {
+  readonly path: FhsLinkPath;
+  readonly linkTarget: string;
+}
+
+/** The task's writable directories the plan always mounts: Nomad's task dirs and /tmp. */
+export const WRITABLE_TARGETS: readonly string[] = ['/alloc', '/local', '/secrets', '/tmp'];
+
+/** The home directory of every task user whose own home is not a writable directory of the task. */
+export const DEFAULT_TASK_HOME = '/local';
+
+/**
+ * The task user's home inside the task (its HOME and its /etc/passwd entry): the user's own
+ * home (from the host's passwd) when the task's root has it as a writable directory, i.e. it is
+ * one of WRITABLE_TARGETS or the target of a read-write extra mount (a volume mounted at the
+ * home); otherwise /local, the task's own directory. The host's home directories are never in
+ * a closure-only root, and a home that does not exist or is read-only breaks `cd ~`, git and
+ * ssh, so it is not kept just because it exists (/, /dev or /bin would).
+ */
+export function taskHome(hostHome: string, extraMounts: readonly ExtraMount[] = []): string {
+  const writable = [...WRITABLE_TARGETS, ...extraMounts.filter((m) => !m.readOnly).map((m) => m.target)];
+  return writable.includes(hostHome) ? hostHome : DEFAULT_TASK_HOME;
 }
 
 /** Targets the plan itself owns; an extra mount on, above or below one would shadow it. */
@@ -150,6 +189,26 @@ function checkExtraSource(field: string, source: string, protectedDirs: readonly
   }
 }
 
+function checkFhsLinks(links: readonly FhsLink[]): void {
+  const seen = new Set<string>();
+  for (const [index, link] of links.entries()) {
+    const field = `fhsLinks[${index}]`;
+    if (!(FHS_LINK_PATHS as readonly string[]).includes(link.path)) throw invalid(`${field}.path ${quote(link.path)} is not one of ${FHS_LINK_PATHS.join(', ')}`, 'link only the FHS paths the driver provides');
+    if (seen.has(link.path)) throw invalid(`${field}.path ${quote(link.path)} is linked twice`, 'link each path once');
+    seen.add(link.path);
+    const problem = absolutePathProblem(link.linkTarget);
+    if (problem !== undefined || !isWithin(link.linkTarget, NIX_STORE_DIR) || link.linkTarget === NIX_STORE_DIR) {
+      throw invalid(`${field}.linkTarget ${quote(link.linkTarget)} ${problem ?? `is not below ${NIX_STORE_DIR}`}`, 'link to a program of the task\'s closure');
+    }
+  }
+}
+
+/** The parent directories of `path` below /, outermost first: /usr/bin/env → /usr, /usr/bin. */
+function parentDirs(path: string): string[] {
+  const segments = path.split('/').slice(1, -1);
+  return segments.map((_, i) => `/${segments.slice(0, i + 1).join('/')}`);
+}
+
 function checkDevice(field: string, device: DeviceBind, earlier: readonly string[]): void {
   const fix = 'reserve a device node below /dev (a device plugin\'s device spec: host_path and task_path below /dev)';
   for (const [name, path] of [['source', device.source], ['target', device.target]] as const) {
@@ -180,8 +239,9 @@ function checkDevice(field: string, device: DeviceBind, earlier: readonly string
 /**
  * Plans the root of one task: the closure read-only at /nix/store, Nomad's task directories
  * read-write, the synthesized /etc read-only, private /proc, /dev and /tmp, the validated extra
- * mounts, the devices below /dev, and finally the root tmpfs itself remounted read-only (the binds, /proc, /dev and /tmp
- * are separate mounts and keep their own modes). Called by StartTask after the store view and
+ * mounts, the FHS links (/bin/sh, /usr/bin/env) into the closure, the devices below /dev, and
+ * finally the root tmpfs itself remounted read-only (the binds, /proc, /dev and /tmp are
+ * separate mounts and keep their own modes). Called by StartTask after the store view and
  * the etc directory exist; throws an `invalid_argument` DriverError naming the bad field.
  */
 export function planRoot(input: RootPlanInput): RootPlan {
@@ -194,6 +254,7 @@ export function planRoot(input: RootPlanInput): RootPlan {
   checkHostPath('allocDir', input.allocDir);
   checkTaskName(input.taskName);
   checkHostPath('etcDir', input.etcDir);
+  checkFhsLinks(input.fhsLinks ?? []);
 
   const taskDir = `${input.allocDir}/${input.taskName}`;
   const ops: MountOp[] = [
@@ -213,6 +274,19 @@ export function planRoot(input: RootPlanInput): RootPlan {
     checkExtraTarget(`extraMounts[${index}].target`, mount.target, extraTargets);
     extraTargets.push(mount.target);
     ops.push({ kind: mount.readOnly ? 'ro-bind' : 'bind', source: mount.source, target: mount.target });
+  }
+
+  // the FHS links, in the root's own tmpfs (with their parent directories, which runc creates
+  // one by one); none that a volume covers, or that would put a volume's mount point on a link
+  const dirs = new Set<string>();
+  for (const link of input.fhsLinks ?? []) {
+    if (extraTargets.some((target) => isWithin(link.path, target) || isWithin(target, link.path))) continue;
+    for (const dir of parentDirs(link.path)) {
+      if (dirs.has(dir)) continue;
+      dirs.add(dir);
+      ops.push({ kind: 'dir', target: dir });
+    }
+    ops.push({ kind: 'symlink', linkTarget: link.linkTarget, target: link.path });
   }
 
   const deviceTargets: string[] = [];

@@ -1,9 +1,11 @@
 /**
  * Runs tasks with bubblewrap. bwrap is started detached (own session) and as the task user
  * (so the task is that host uid, not a faked one; root only when the task user is root), with
- * stdout/stderr opened straight on Nomad's log FIFOs — the plugin is not in the log path and
- * the task never holds the plugin's own stdio — and `--json-status-fd` on a per-task file, so
- * the sandbox's pid and the exit code are on disk even when the plugin is not running.
+ * stdout/stderr opened straight on Nomad's log FIFOs, given to the task user so the task can
+ * reopen them by name (/dev/stdout) — the plugin is not in the log path, so logs keep flowing
+ * while it is down, and the task never holds the plugin's own stdio — and `--json-status-fd`
+ * on a per-task file, so the sandbox's pid and the exit code are on disk even when the plugin
+ * is not running.
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -11,7 +13,7 @@ import { failure } from '../../errors.js';
 import { childPids, executableOf, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { createFile, openLogSinks, readFile } from '../../host/task-files.js';
+import { createFile, giveFifoTo, openLogSinks, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs } from './argv.js';
@@ -78,6 +80,8 @@ export class BwrapRuntime implements Runtime {
     }
     const [stdout, stderr] = sinks.value;
     const status = statusFile.value;
+    // the task opens them by name too (/dev/stdout, /proc/self/fd/2): make them its user's
+    if (!asRoot) await Promise.all([giveFifoTo(stdout, request.process.uid), giveFifoTo(stderr, request.process.uid)]);
     const { program, argv, asUser } = this.command(request, args);
     let child;
     let monitor;
