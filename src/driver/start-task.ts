@@ -100,7 +100,7 @@ export async function flakeSandboxHost(config: PluginConfig, nix: string, pathEn
   const flakeDirs = config.allow_local_flakes.map((dir) => realPathOf(dir)).filter((dir): dir is string => dir !== undefined);
   const home = join(config.state_dir, 'nix-home');
   await ensureDirectory(home, 0o700);
-  return { bwrap, rootEntries, home, flakeDirs, nix: realPathOf(nix) ?? nix };
+  return { bwrap, rootEntries, home, flakeDirs, nix: realPathOf(nix) ?? nix, env: process.env };
 }
 
 /** The host user the task runs as: its `user`, else nobody; root only with allow_root. */

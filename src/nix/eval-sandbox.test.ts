@@ -12,6 +12,7 @@ const HOST: FlakeSandboxHost = {
   home: '/var/lib/nomad-driver-nix/nix-home',
   flakeDirs: ['/srv/flakes', '/tmp/e2e-flakes'],
   nix: '/usr/bin/nix',
+  env: { PATH: '/opt/x/bin', NOMAD_TOKEN: 'secret', VAULT_TOKEN: 'secret', https_proxy: 'http://proxy:3128', NIX_SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt' },
 };
 
 const ETC = ETC_ENTRIES.flatMap((path) => ['--ro-bind-try', path, path]);
@@ -31,17 +32,29 @@ describe('flakeSandboxArgv', () => {
       '--ro-bind', '/srv/flakes', '/srv/flakes',
       '--ro-bind', '/tmp/e2e-flakes', '/tmp/e2e-flakes',
       '--bind', '/var/lib/nomad-driver-nix/nix-home', '/var/lib/nomad-driver-nix/nix-home',
+      '--clearenv',
+      '--setenv', 'PATH', '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin',
       '--setenv', 'HOME', '/var/lib/nomad-driver-nix/nix-home',
       '--setenv', 'XDG_CACHE_HOME', '/var/lib/nomad-driver-nix/nix-home/.cache',
       '--setenv', 'TMPDIR', '/tmp',
+      '--setenv', 'https_proxy', 'http://proxy:3128',
+      '--setenv', 'NIX_SSL_CERT_FILE', '/etc/ssl/certs/ca-certificates.crt',
       '--chdir', '/',
       '--', '/bin/sh', '-c', 'mount -t proc -o nosuid,nodev,noexec proc /proc && exec "$@"', 'nix-flake-sandbox',
       '/usr/bin/nix', 'build', '--', 'path:/srv/flakes/web#web',
     ]);
   });
 
+  it('gives Nix an empty environment but for PATH, HOME, the cache, TMPDIR, proxies and TLS trust: no agent tokens', () => {
+    const argv = flakeSandboxArgv(HOST, ['build']);
+    assert.ok(argv.indexOf('--clearenv') < argv.indexOf('--setenv'));
+    assert.equal(argv.includes('NOMAD_TOKEN'), false);
+    assert.equal(argv.includes('VAULT_TOKEN'), false);
+    assert.equal(argv.includes('/opt/x/bin'), false);
+  });
+
   it('lists from /etc no secrets: not shadow, gshadow, ssl/private, sudoers, nor Nomad\'s config', () => {
-    for (const path of ['/etc/shadow', '/etc/gshadow', '/etc/ssl', '/etc/ssl/private', '/etc/sudoers', '/etc/nomad.d', '/etc']) {
+    for (const path of ['/etc/shadow', '/etc/gshadow', '/etc/ssl', '/etc/ssl/private', '/etc/sudoers', '/etc/nomad.d', '/etc', '/etc/nix', '/etc/nix/netrc']) {
       assert.equal((ETC_ENTRIES as readonly string[]).includes(path), false, path);
     }
   });

@@ -16,7 +16,9 @@
  *   - `/nix` read-write: the store, its database, temporary roots, the daemon socket;
  *   - `/usr` read-only, and `/bin`, `/sbin`, `/lib*` as on the host (symlinks or read-only);
  *   - from `/etc` only what Nix, git and the resolver read (ETC_ENTRIES): no `shadow`, no
- *     `ssl/private`, no Nomad or plugin configuration;
+ *     `ssl/private`, no Nomad or plugin configuration, and from `/etc/nix` only `nix.conf` and
+ *     `registry.json` (not `netrc`: whatever the process can read, a flake can copy; so
+ *     `nix.conf` itself must hold no secret such as `access-tokens`);
  *   - a fresh `/tmp` (tmpfs; Nix's build directories are there, in memory);
  *   - `home` read-write as HOME and `$HOME/.cache` (Nix's fetcher cache of remote flakes);
  *   - each `allow_local_flakes` directory read-only, at its resolved path (the only local
@@ -53,17 +55,33 @@ export interface FlakeSandboxHost {
   readonly flakeDirs: readonly string[];
   /** Resolved path of the `nix` binary; its directory is shown when outside /usr and /nix. */
   readonly nix: string;
+  /** The caller's environment; only PASS_ENV variables reach Nix (pickEnv). */
+  readonly env: Readonly<Record<string, string | undefined>>;
 }
+
+/**
+ * The only variables of the plugin's environment Nix gets (bwrap starts from an empty one):
+ * proxies and TLS trust for fetching. Nomad's or Vault's tokens in the agent's environment stay
+ * out (Nix could otherwise be made to copy `/proc/self/environ`).
+ */
+export const PASS_ENV = ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY', 'all_proxy', 'ALL_PROXY', 'NIX_SSL_CERT_FILE', 'SSL_CERT_FILE'] as const;
+
+/** PATH inside the sandbox. */
+export const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
 
 /** The entries of `/` the sandbox recreates when the host has them. */
 export const ROOT_ENTRIES = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'] as const;
 
 /**
- * The only `/etc` entries shown (read-only, each only when the host has it): users and groups
+ * The only `/etc` entries shown (read-only, each only when the host has it): the dynamic
+ * loader's cache (without it each of Nix's libraries is searched for: +40 ms per start), users and groups
  * (build users, `getpwuid`), name resolution, Nix's own config and registry, TLS trust anchors
  * (`ssl/certs` only: `ssl/private` holds keys), git's system config and the time zone.
  */
 export const ETC_ENTRIES = [
+  '/etc/ld.so.cache',
+  '/etc/ld.so.conf',
+  '/etc/ld.so.conf.d',
   '/etc/passwd',
   '/etc/group',
   '/etc/nsswitch.conf',
@@ -73,7 +91,8 @@ export const ETC_ENTRIES = [
   '/etc/gai.conf',
   '/etc/services',
   '/etc/protocols',
-  '/etc/nix',
+  '/etc/nix/nix.conf',
+  '/etc/nix/registry.json',
   '/etc/ssl/certs',
   '/etc/ca-certificates',
   '/etc/pki/tls/certs',
@@ -87,8 +106,8 @@ export const PROC_PRELUDE = 'mount -t proc -o nosuid,nodev,noexec proc /proc && 
 
 /**
  * The argv that runs `nix <args…>` in the sandbox: `[bwrap, …options, '--', '/bin/sh', '-c',
- * PROC_PRELUDE, 'nix-flake-sandbox', nix, …args]`. Environment: HOME, XDG_CACHE_HOME and
- * TMPDIR are set; everything else is inherited from the caller.
+ * PROC_PRELUDE, 'nix-flake-sandbox', nix, …args]`. Environment: PATH (SANDBOX_PATH), HOME,
+ * XDG_CACHE_HOME, TMPDIR, and the PASS_ENV variables the caller has; nothing else.
  */
 export function flakeSandboxArgv(host: FlakeSandboxHost, nixArgs: readonly string[]): string[] {
   return [host.bwrap, ...flakeSandboxOptions(host), '--', '/bin/sh', '-c', PROC_PRELUDE, 'nix-flake-sandbox', host.nix, ...nixArgs];
@@ -117,6 +136,11 @@ export function flakeSandboxOptions(host: FlakeSandboxHost): string[] {
   if (!['/usr', '/nix'].some((top) => nixDir === top || nixDir.startsWith(`${top}/`))) args.push('--ro-bind', nixDir, nixDir);
   for (const dir of host.flakeDirs) args.push('--ro-bind', dir, dir);
   args.push('--bind', host.home, host.home);
-  args.push('--setenv', 'HOME', host.home, '--setenv', 'XDG_CACHE_HOME', `${host.home}/.cache`, '--setenv', 'TMPDIR', '/tmp', '--chdir', '/');
+  args.push('--clearenv', '--setenv', 'PATH', SANDBOX_PATH, '--setenv', 'HOME', host.home, '--setenv', 'XDG_CACHE_HOME', `${host.home}/.cache`, '--setenv', 'TMPDIR', '/tmp');
+  for (const name of PASS_ENV) {
+    const value = host.env[name];
+    if (value !== undefined) args.push('--setenv', name, value);
+  }
+  args.push('--chdir', '/');
   return args;
 }
