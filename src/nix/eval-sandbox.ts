@@ -61,10 +61,10 @@ export interface FlakeSandboxHost {
 
 /**
  * The only variables of the plugin's environment Nix gets (bwrap starts from an empty one):
- * proxies and TLS trust for fetching. Nomad's or Vault's tokens in the agent's environment stay
+ * which store to use (as for the plugin's nix-store calls), proxies and TLS trust for fetching. Nomad's or Vault's tokens in the agent's environment stay
  * out (Nix could otherwise be made to copy `/proc/self/environ`).
  */
-export const PASS_ENV = ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY', 'all_proxy', 'ALL_PROXY', 'NIX_SSL_CERT_FILE', 'SSL_CERT_FILE'] as const;
+export const PASS_ENV = ['NIX_REMOTE', 'http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY', 'all_proxy', 'ALL_PROXY', 'NIX_SSL_CERT_FILE', 'SSL_CERT_FILE'] as const;
 
 /** PATH inside the sandbox. */
 export const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
