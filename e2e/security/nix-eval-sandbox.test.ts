@@ -72,7 +72,7 @@ for (const runtime of RUNTIMES) describe(`a job's flake cannot copy the client's
   /** New store paths since the test started that hold the secret. */
   const storeCopies = () => readdirSync('/nix/store').filter((name) => !storeBefore.has(name)).flatMap((name) => filesWith(join('/nix/store', name), secret));
 
-  /** A flake in the allowed directory whose `x` evaluates `body` (Nix) with `sys` in scope. */
+  /** A flake in the allowed directory with `inputs`, whose `x` is a derivation with `src = <src>` (Nix expressions). */
   function writeFlake(inputs: string, args: string, src: string): string {
     const dir = e2eFlakeDir();
     cleanup.push(dir);
