@@ -5,8 +5,8 @@
  *
  * Why: Nix runs as root and copies whatever a flake's evaluation names into the world-readable
  * store, before any check can refuse it. Pure evaluation refuses path literals and
- * `builtins.getEnv`, but not a flake input `{ url = "path:/root/x"; flake = false; }` nor
- * `builtins.fetchTree { type = "path"; path = "/root/x"; narHash = <wrong>; }`, which Nix 2.8
+ * `builtins.getEnv`, but not a flake input `{ url = "path:/srv/private"; flake = false; }` nor
+ * `builtins.fetchTree { type = "path"; path = "/srv/private"; narHash = <wrong>; }`, which Nix 2.8
  * copies before it checks the hash (the error even prints the real hash); `restrict-eval`
  * stops neither (measured). So the process must not see what the job may not read: inside,
  * such a path does not exist and Nix fails with `getting status of '<path>': No such file or

@@ -213,11 +213,11 @@ describe('realise helpers', () => {
 
   it('explains a host path the flake sandbox hides', () => {
     const what = 'realise flake "path:/srv/f#x"';
-    const text = "getting status of '/root/keys': No such file or directory";
+    const text = "getting status of '/srv/keys': No such file or directory";
     const error = hiddenPathFailure(what, text);
     assert.equal(error?.code, 'invalid_argument');
     assert.equal(error?.message,
-      `failed to realise flake "path:/srv/f#x": getting status of '/root/keys': No such file or directory (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; "/root/keys" is not among them or does not exist); fix: fetch the flake's inputs from the network (github:, git+https:, https:) or from a directory listed in the client's allow_local_flakes`);
+      `failed to realise flake "path:/srv/f#x": getting status of '/srv/keys': No such file or directory (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; "/srv/keys" is not among them or does not exist); fix: fetch the flake's inputs from the network (github:, git+https:, https:) or from a directory listed in the client's allow_local_flakes`);
     assert.equal(hiddenPathFailure(what, "builder for '/nix/store/a.drv' failed"), undefined);
   });
 });
