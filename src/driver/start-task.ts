@@ -10,7 +10,7 @@ import { decodeTaskConfig } from '../config/task-config.js';
 import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
 import { errorMessage, failure, isDriverError, quote } from '../errors.js';
 import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
-import { removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
+import { ensureDirectory, entryKind, removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
 import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
 import { lookupUser, type HostUser } from '../host/users.js';
 import { ensureSharedFiles, makeDir, readFile, sharedFilesKey } from '../host/task-files.js';
@@ -18,6 +18,7 @@ import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { ClosureCache } from '../nix/closure-cache.js';
 import { realise, type NixTools } from '../nix/realise.js';
+import { ROOT_ENTRIES, type FlakeSandboxHost, type RootEntry } from '../nix/eval-sandbox.js';
 import { ensureStoreView, storeViewKey } from '../nix/store-view.js';
 import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
@@ -81,6 +82,33 @@ export function nixTools(config: PluginConfig, pathEnv: string | undefined): Nix
     return ['--option', name, value];
   });
   return { nix: find('nix'), nixStore: find('nix-store'), extraOptions };
+}
+
+/**
+ * The host as the flake sandbox (nix/eval-sandbox.ts) needs it: bwrap found like the
+ * runtime's (on the agent's PATH), the entries of / that hold programs, the resolved
+ * allow_local_flakes, and Nix's HOME `<state_dir>/nix-home` (created, root-only). Throws a
+ * `failed_precondition` DriverError when bwrap is missing: flakes are never built unsandboxed.
+ */
+export async function flakeSandboxHost(config: PluginConfig, nix: string, pathEnv: string | undefined): Promise<FlakeSandboxHost> {
+  const bwrap = findExecutable('bwrap', { pathEnv: pathEnv ?? '' });
+  if (bwrap === undefined) {
+    throw failure('build flake', "bwrap not found on the agent's PATH: flakes are evaluated and built only inside a bubblewrap sandbox that hides the client's files", {
+      code: 'failed_precondition',
+      fix: 'install bubblewrap on the client, or build the closure elsewhere and set store_path',
+    });
+  }
+  const rootEntries: RootEntry[] = [];
+  for (const path of ROOT_ENTRIES) {
+    const kind = await entryKind(path);
+    const target = kind === 'symlink' ? realPathOf(path) : undefined;
+    if (target !== undefined) rootEntries.push({ path, kind: 'symlink', target });
+    else if (kind === 'directory') rootEntries.push({ path, kind: 'directory' });
+  }
+  const flakeDirs = config.allow_local_flakes.map((dir) => realPathOf(dir)).filter((dir): dir is string => dir !== undefined);
+  const home = join(config.state_dir, 'nix-home');
+  await ensureDirectory(home, 0o700);
+  return { bwrap, rootEntries, home, flakeDirs, nix: realPathOf(nix) ?? nix, env: process.env };
 }
 
 /** The host user the task runs as: its `user`, else nobody; root only with allow_root. */
@@ -183,7 +211,8 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     // 2. the closure: realised (built or substituted), held by a GC root before anything uses it
     let realised = await context.closures.lookup(closureRequest);
     if (realised === undefined) {
-      const tools = nixTools(config, process.env.PATH);
+      const plain = nixTools(config, process.env.PATH);
+      const tools = closureRequest.flake === undefined ? plain : { ...plain, flakeSandbox: await flakeSandboxHost(config, plain.nix, process.env.PATH) };
       context.event(closureRequest.flake !== undefined ? `Building flake ${closureRequest.flake}` : `Realising ${closureRequest.storePath}`);
       realised = await realise(tools, closureRequest, { onProgress: context.event });
       await context.closures.remember(closureRequest, realised);

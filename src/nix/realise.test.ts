@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { buildWithBusybox, busyboxPath, makeFlake, NO_SUBSTITUTERS } from '../../test/support/nix-fixtures.js';
 import { DriverError } from '../errors.js';
-import { failedDerivation, firstFlakeOutput, flakeBuildArgs, flakeFailure, realise, type NixTools } from './realise.js';
+import { failedDerivation, firstFlakeOutput, flakeBuildArgs, flakeFailure, hiddenPathFailure, realise, type NixTools } from './realise.js';
 
 const TOOLS: NixTools = { nix: 'nix', nixStore: 'nix-store', extraOptions: NO_SUBSTITUTERS };
 const nonce = () => randomBytes(6).toString('hex');
@@ -209,5 +209,15 @@ describe('realise helpers', () => {
     const evalError = flakeFailure(what, 'path:/x#a', 'undefined variable \'foo\' at /nix/store/x-source/flake.nix:3:5');
     assert.equal(evalError.code, 'failed_precondition');
     assert.equal(evalError.message, `failed to realise flake "path:/x#a": undefined variable 'foo' at /nix/store/x-source/flake.nix:3:5; fix: run nix build "path:/x#a" on the client to see the whole error`);
+  });
+
+  it('explains a host path the flake sandbox hides', () => {
+    const what = 'realise flake "path:/srv/f#x"';
+    const text = "getting status of '/srv/keys': No such file or directory";
+    const error = hiddenPathFailure(what, text);
+    assert.equal(error?.code, 'invalid_argument');
+    assert.equal(error?.message,
+      `failed to realise flake "path:/srv/f#x": getting status of '/srv/keys': No such file or directory (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; "/srv/keys" is not among them or does not exist); fix: fetch the flake's inputs from the network (github:, git+https:, https:) or from a directory listed in the client's allow_local_flakes`);
+    assert.equal(hiddenPathFailure(what, "builder for '/nix/store/a.drv' failed"), undefined);
   });
 });

@@ -37,6 +37,7 @@
 import { failure, quote, type DriverError } from '../errors.js';
 import { runStreaming } from '../host/stream-command.js';
 import { NIX_STORE_DIR } from '../paths.js';
+import { flakeSandboxArgv, type FlakeSandboxHost } from './eval-sandbox.js';
 import { parseFlakeInstallable } from './flake-ref.js';
 import { NixLogCollector, throttle } from './progress.js';
 
@@ -48,6 +49,13 @@ export interface NixTools {
   readonly nixStore: string;
   /** Appended to every command's options, e.g. `['--option', 'substituters', '']`. */
   readonly extraOptions: readonly string[];
+  /**
+   * Where `nix build` of a flake runs: in this bubblewrap view of the host (eval-sandbox.ts),
+   * so a flake cannot copy host files into the store. The driver always sets it; absent (unit
+   * tests of this module only) Nix runs directly. `nix-store` commands run outside: they get
+   * validated output paths only and evaluate nothing.
+   */
+  readonly flakeSandbox?: FlakeSandboxHost;
 }
 
 /** What a task asks for: exactly one of `flake` and `storePath`, plus extra store paths. */
@@ -171,8 +179,10 @@ async function runNix(ctx: Context, file: string, args: readonly string[], what:
 async function buildFlake(ctx: Context, flake: string): Promise<string> {
   const what = `realise flake ${quote(flake)}`;
   const args = flakeBuildArgs(ctx.tools, flake);
-  const run = await runNix(ctx, ctx.tools.nix, args, what);
-  if (!run.ok) throw flakeFailure(what, flake, run.text);
+  const sandbox = ctx.tools.flakeSandbox;
+  const [file = ctx.tools.nix, ...argv] = sandbox === undefined ? [ctx.tools.nix, ...args] : flakeSandboxArgv(sandbox, args);
+  const run = await runNix(ctx, file, argv, what);
+  if (!run.ok) throw (sandbox === undefined ? undefined : hiddenPathFailure(what, run.text)) ?? flakeFailure(what, flake, run.text);
   const output = firstFlakeOutput(run.stdout);
   if (output === undefined) {
     throw failure(what, `nix build printed no output path (stdout: ${quote(run.stdout.slice(0, 200))})`, { code: 'internal' });
@@ -221,6 +231,20 @@ export function flakeFailure(what: string, flake: string, text: string): DriverE
       drv === undefined
         ? `run nix build ${quote(flake)} on the client to see the whole error`
         : `fix the build of ${drv} (its whole log: nix-store --read-log ${drv})`,
+  });
+}
+
+/**
+ * The error for a sandboxed build that named a host path the sandbox does not show (a flake
+ * input `path:/…`, `builtins.fetchTree { type = "path"; … }`): Nix says `getting status of
+ * '<path>': No such file or directory`. Undefined for other failures.
+ */
+export function hiddenPathFailure(what: string, text: string): DriverError | undefined {
+  const path = /getting status of '(\/[^']*)': No such file or directory/.exec(text)?.[1];
+  if (path === undefined) return undefined;
+  return failure(what, `${text} (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; ${quote(path)} is not among them or does not exist)`, {
+    code: 'invalid_argument',
+    fix: "fetch the flake's inputs from the network (github:, git+https:, https:) or from a directory listed in the client's allow_local_flakes",
   });
 }
 
