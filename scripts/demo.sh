@@ -15,8 +15,10 @@ export NOMAD_ADDR="http://127.0.0.1:$PORT"
 stop_demo() {
   if [ -f "$DEMO_DIR/agent.pid" ] && kill -0 "$(cat "$DEMO_DIR/agent.pid")" 2>/dev/null; then
     # tasks outlive the agent by design: stop the jobs first
-    for job in $("$NOMAD" job status 2>/dev/null | awk 'NR>1 {print $1}'); do "$NOMAD" job stop -purge "$job" >/dev/null 2>&1 || true; done
-    sleep 2
+    if [ -n "$NOMAD" ]; then
+      for job in $("$NOMAD" job status 2>/dev/null | awk 'NR>1 {print $1}'); do "$NOMAD" job stop -purge "$job" >/dev/null 2>&1 || true; done
+      sleep 2
+    fi
     echo "stopping the demo agent (pid $(cat "$DEMO_DIR/agent.pid"))"
     kill -INT "$(cat "$DEMO_DIR/agent.pid")"
     for _ in $(seq 1 60); do kill -0 "$(cat "$DEMO_DIR/agent.pid")" 2>/dev/null || break; sleep 0.5; done
@@ -24,11 +26,16 @@ stop_demo() {
   rm -f "$DEMO_DIR/agent.pid"
 }
 
-NOMAD="$(bash e2e/build-nomad.sh 2>/dev/null || true)"
+# the Nomad binary if it is built; `stop` builds nothing (the demo agent ran it, so it is)
+NOMAD="$(bash e2e/build-nomad.sh --cached 2>/dev/null || true)"
 if [ "${1:-}" = "stop" ]; then stop_demo; exit 0; fi
 
+# installs what is missing and says what it does: Debian packages, Nix's build users, npm
+# packages, the plugin, Nomad (built from source the first time: several minutes); not Consul,
+# which only the tests use
+echo "== installing what is missing (scripts/setup.sh; the first run takes about 10 minutes) =="
 bash scripts/setup.sh
-NOMAD="$(bash e2e/build-nomad.sh)"
+NOMAD="$(bash e2e/build-nomad.sh --cached)"
 stop_demo
 mkdir -p "$DEMO_DIR"
 chmod 0711 "$DEMO_DIR"
