@@ -79,8 +79,11 @@ create() {
     command -v node >/dev/null || die "FRESH_DEBIAN_NODE=host but the host has no node"
     log "copying the host's Node.js $(node --version) (package nodejs) in"
     # regular files and symlinks of the package, not its directories (those exist or are made)
-    dpkg -L nodejs | while read -r f; do [ -f "$f" ] || [ -L "$f" ] && printf '%s\n' "$f"; done |
+    dpkg -L nodejs | while read -r f; do if [ -f "$f" ] || [ -L "$f" ]; then printf '%s\n' "$f"; fi; done |
       tar -C / -cf - --no-recursion -T - | tar -C "$ROOT" -xf -
+    # npm as it is now (it may have been updated after the package was installed)
+    rm -rf "$ROOT/usr/lib/node_modules/npm"
+    cp -a /usr/lib/node_modules/npm "$ROOT/usr/lib/node_modules/npm"
   fi
   log "cloning $REPO (HEAD: $(git -C "$REPO" log -1 --format='%h %s')) to $CLONE"
   git clone --quiet "$REPO" "$ROOT$CLONE"

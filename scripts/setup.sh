@@ -85,9 +85,14 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# dpkg's own lines (hundreds) go to a log; the heartbeat shows it is working
 install_packages() {
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+  local apt_log="${TMPDIR:-/tmp}/nomad-driver-nix-setup-apt.log"
+  if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; } >"$apt_log" 2>&1; then
+    tail -n 20 "$apt_log" >&2
+    log "apt-get failed; its output: $apt_log"
+    return 1
+  fi
 }
 if [ "${#missing[@]}" -gt 0 ]; then
   step "installing Debian packages (about 1-2 min): ${missing[*]}" install_packages "${missing[@]}"
