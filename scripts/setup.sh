@@ -41,7 +41,7 @@ step() {
   log "$what"
   "$@" >&2 &
   pid=$!
-  while ! wait_for "$pid" 30; do log "  … still at it ($(elapsed $start))"; done
+  while ! wait_for "$pid" 30; do log "  … ${what%% (*}: still running ($(elapsed $start) so far)"; done
   wait "$pid" || rc=$?
   if [ "$rc" -ne 0 ]; then log "  failed after $(elapsed $start) (exit $rc)"; return "$rc"; fi
   log "  done in $(elapsed $start)"
