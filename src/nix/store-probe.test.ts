@@ -86,4 +86,22 @@ describe('createNixStoreProbe (real files, fake nix)', () => {
       `Nix cannot read its settings: failed to run ${nix} --extra-experimental-features nix-command show-config --json: exited with code 1: error: bad nix.conf; fix: correct the client's nix.conf or the plugin's nix_options`,
     );
   });
+
+  it('asks `nix config show` when `nix show-config` is not there', async () => {
+    const nix = join(dir, 'nix-config-show');
+    writeFileSync(
+      nix,
+      `#!/bin/sh
+case "$*" in
+  *show-config*) echo "error: 'show-config' is not a recognised command" >&2; exit 1 ;;
+  *"config show --json"*) echo '{"store":{"value":"auto"},"build-users-group":{"value":""}}' ;;
+  *) exit 1 ;;
+esac
+`,
+    );
+    chmodSync(nix, 0o755);
+    const facts = await createNixStoreProbe({ env: {} })(nix, [], 0);
+    assert.ok(!('problem' in facts));
+    assert.deepEqual(facts.settings, { store: 'auto', buildUsersGroup: '', autoAllocateUids: false });
+  });
 });

@@ -58,9 +58,17 @@ export function createNixStoreProbe(probeEnv: NixStoreProbeEnv): NixStoreProbe {
       env.NIX_CONFIG, env.NIX_REMOTE, env.NIX_STORE_DIR, env.NIX_STATE_DIR,
     ]);
     if (cached !== undefined && cached.key === key && now() - cached.at < ttl) return cached.settings;
-    const args = ['--extra-experimental-features', 'nix-command', 'show-config', '--json', ...extraOptions];
+    const args = (command: readonly string[]) => ['--extra-experimental-features', 'nix-command', ...command, '--json', ...extraOptions];
     try {
-      const { stdout } = await runCommand(nix, args, { timeoutMs: 10_000 });
+      // `show-config`: Nix 2.4 … (a deprecated alias of `config show` since 2.20); `config show`
+      // for an implementation that dropped the alias
+      const { stdout } = await runCommand(nix, args(['show-config']), { timeoutMs: 10_000 }).catch(async (error: unknown) => {
+        try {
+          return await runCommand(nix, args(['config', 'show']), { timeoutMs: 10_000 });
+        } catch {
+          throw error;
+        }
+      });
       const parsed = parseNixSettings(stdout);
       if (parsed === undefined) {
         return { problem: `${nix} show-config --json printed no "store" and "build-users-group" settings; fix: point nix_bin at a Nix 2.4 or newer` };
