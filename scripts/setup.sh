@@ -65,7 +65,9 @@ packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containerne
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 if [ "$(node_major)" -lt 20 ]; then
   # only when the distribution's Node.js is new enough (Debian 12 has 18, Debian 13 has 20)
-  candidate="$(apt-cache policy nodejs 2>/dev/null | sed -n 's/^ *Candidate: \([0-9]*\).*/\1/p')"
+  nodejs_candidate() { apt-cache policy nodejs 2>/dev/null | sed -n 's/^ *Candidate: \([0-9]*\).*/\1/p'; }
+  candidate="$(nodejs_candidate)"
+  if [ -z "$candidate" ]; then as_root apt-get update -qq >&2; candidate="$(nodejs_candidate)"; fi
   if [ "${candidate:-0}" -lt 20 ] 2>/dev/null; then
     die "Node.js >= 20 is required, found $(node --version 2>/dev/null || echo none), and apt offers ${candidate:-no} nodejs; install Node.js 20 or newer first (e.g. NodeSource's nodejs package, or nodejs.org), then run this again"
   fi
