@@ -60,6 +60,15 @@ done
 echo
 echo "== driver status (nomad node status -self -verbose) =="
 "$NOMAD" node status -self -verbose 2>/dev/null | grep -E '^nix |driver\.nix' || true
+# an unhealthy driver gets no jobs: say why instead of waiting for the web job
+NIX_HEALTH="$("$NOMAD" node status -self -json 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const d=(JSON.parse(s).Drivers||{}).nix||{};console.log(d.Healthy?"healthy":(d.HealthDescription||"not fingerprinted"))})' || true)"
+if [ "$NIX_HEALTH" != "healthy" ]; then
+  echo
+  echo "the nix driver is unhealthy, so Nomad places no nix jobs on this node:"
+  echo "  $NIX_HEALTH"
+  echo "fix that, then run ./scripts/demo.sh again (agent log: $DEMO_DIR/agent.log)"
+  exit 1
+fi
 echo
 echo
 echo "== running examples/web.nomad.hcl: a web server built by Nix on this client =="
