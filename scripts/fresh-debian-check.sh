@@ -93,6 +93,9 @@ create() {
 
 mount_all() {
   [ -d "$ROOT/etc" ] || die "no chroot at $ROOT; run: $0 create"
+  # "/" must be a mount point, as on a machine: Nix's sandbox makes it private (mount(2) on a
+  # plain directory fails: "unable to make '/' private: Invalid argument")
+  mounted "$ROOT" || mount --bind "$ROOT" "$ROOT"
   mounted "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
   if ! mounted "$ROOT/sys"; then mount --rbind /sys "$ROOT/sys"; mount --make-rslave "$ROOT/sys"; fi
   if ! mounted "$ROOT/dev"; then mount --rbind /dev "$ROOT/dev"; mount --make-rslave "$ROOT/dev"; fi
