@@ -27,7 +27,8 @@
 #   - Locally added CA certificates (/usr/local/share/ca-certificates) and the CA variables
 #     NODE_EXTRA_CA_CERTS / SSL_CERT_FILE / CURL_CA_BUNDLE / GIT_SSL_CAINFO, for networks whose
 #     TLS goes through a proxy with its own CA.
-#   - The kernel, /proc, /sys (with the cgroup hierarchies) and /dev: a chroot shares them.
+#   - The kernel, /proc, /sys (with the cgroup hierarchies), /dev and the network: a chroot
+#     shares them. (It is entered as a mount namespace whose root is the chroot, see mount_all.)
 # Nothing else: no Nix store, no npm cache, no Go module cache, no prebuilt Nomad.
 #
 # Environment:
@@ -91,21 +92,42 @@ create() {
   log "created $ROOT"
 }
 
+# The chroot runs in a mount namespace of its own whose root is the chroot (pivot_root), not
+# under chroot(2): the kernel refuses to create user namespaces from a chrooted process, and
+# bubblewrap (the default runtime) starts every task in one. The namespace is kept in
+# "$NS/mnt" (a bind mount of it) between commands; its mounts (the chroot on itself so "/" is
+# a mount point, /proc, /sys with the cgroup hierarchies, /dev, a tmpfs /run, and Go) are not
+# seen by the host, and go away with it.
+NS="$ROOT.ns"
+
+ns_ready() { [ -e "$NS/mnt" ] && mounted "$NS/mnt"; }
+
 mount_all() {
   [ -d "$ROOT/etc" ] || die "no chroot at $ROOT; run: $0 create"
-  # "/" must be a mount point, as on a machine: Nix's sandbox makes it private (mount(2) on a
-  # plain directory fails: "unable to make '/' private: Invalid argument")
-  mounted "$ROOT" || mount --bind "$ROOT" "$ROOT"
-  mounted "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
-  if ! mounted "$ROOT/sys"; then mount --rbind /sys "$ROOT/sys"; mount --make-rslave "$ROOT/sys"; fi
-  if ! mounted "$ROOT/dev"; then mount --rbind /dev "$ROOT/dev"; mount --make-rslave "$ROOT/dev"; fi
-  mounted "$ROOT/run" || mount -t tmpfs -o mode=0755 tmpfs "$ROOT/run"
-  if [ "$GO_FROM" = host ] && ! mounted "$ROOT/usr/local/go"; then
+  ns_ready && return 0
+  if [ "$GO_FROM" = host ]; then
     [ -x /usr/local/go/bin/go ] || die "FRESH_DEBIAN_GO=host but the host has no /usr/local/go"
     mkdir -p "$ROOT/usr/local/go"
-    mount --bind /usr/local/go "$ROOT/usr/local/go"
-    mount -o remount,bind,ro "$ROOT/usr/local/go"
   fi
+  mkdir -p "$NS" "$ROOT/.oldroot"
+  mounted "$NS" || { mount --bind "$NS" "$NS"; mount --make-private "$NS"; }
+  touch "$NS/mnt"
+  unshare --mount="$NS/mnt" --propagation=private true
+  nsenter --mount="$NS/mnt" /bin/sh -euc '
+    root=$1 go=$2
+    mount --bind "$root" "$root"
+    mount -t proc proc "$root/proc"
+    mount --rbind /sys "$root/sys"
+    mount --rbind /dev "$root/dev"
+    mount -t tmpfs -o mode=0755 tmpfs "$root/run"
+    if [ "$go" = host ]; then
+      mount --bind /usr/local/go "$root/usr/local/go"
+      mount -o remount,bind,ro "$root/usr/local/go"
+    fi
+    cd "$root"
+    pivot_root . .oldroot
+    exec /bin/umount -l /.oldroot
+  ' sh "$ROOT" "$GO_FROM"
 }
 
 # inside CMD: runs a bash command line in the clone, with a clean environment
@@ -118,40 +140,39 @@ inside() {
   for v in NODE_EXTRA_CA_CERTS SSL_CERT_FILE CURL_CA_BUNDLE GIT_SSL_CAINFO; do
     [ -z "${!v:-}" ] || env+=("$v=${!v}")
   done
-  chroot "$ROOT" /usr/bin/env -i "${env[@]}" /bin/bash -c "cd $CLONE && $1"
+  # setns(2) into the namespace puts us at its root: the chroot
+  nsenter --mount="$NS/mnt" /usr/bin/env -i "${env[@]}" /bin/bash -c "cd $CLONE && $1"
 }
 
-# processes whose root is the chroot (the demo agent, the plugin, nix builds); tasks run in
-# their own root and are stopped by `demo.sh stop` (which stops the jobs first)
-chroot_pids() {
-  local p r
+# processes in the namespace (the demo agent, the plugin, nix builds, tasks that kept it)
+ns_pids() {
+  local want p
+  want="$(stat -L -c %i "$NS/mnt")"
   for p in /proc/[0-9]*; do
-    r="$(readlink "$p/root" 2>/dev/null)" || continue
-    case "$r" in "$ROOT" | "$ROOT"/*) printf '%s\n' "${p#/proc/}" ;; esac
+    [ "$(stat -L -c %i "$p/ns/mnt" 2>/dev/null)" = "$want" ] && printf '%s\n' "${p#/proc/}"
   done
+  return 0
 }
 
 stop_all() {
   [ -d "$ROOT/etc" ] || return 0
-  if [ -x "$ROOT$CLONE/scripts/demo.sh" ] && [ -f "$ROOT/var/lib/nomad-driver-nix-demo/agent.pid" ]; then
-    inside './scripts/demo.sh stop' || true
+  if ns_ready; then
+    if [ -f "$ROOT/var/lib/nomad-driver-nix-demo/agent.pid" ]; then inside './scripts/demo.sh stop' || true; fi
+    local pids
+    pids="$(ns_pids)"
+    if [ -n "$pids" ]; then
+      log "stopping processes left in the chroot's namespace: $(echo $pids)"
+      kill -TERM $pids 2>/dev/null || true
+      sleep 3
+      pids="$(ns_pids)"
+      [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+    fi
+    umount "$NS/mnt"
   fi
-  local pids
-  pids="$(chroot_pids)"
-  if [ -n "$pids" ]; then
-    log "stopping processes left in the chroot: $(echo $pids)"
-    kill -TERM $pids 2>/dev/null || true
-    sleep 3
-    pids="$(chroot_pids)"
-    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
-  fi
-  # every mount below the chroot, deepest first (the agent's secrets tmpfs, /sys, /dev, …)
-  local m
-  for m in $(awk -v r="$ROOT" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r | uniq); do
-    umount "$m" 2>/dev/null || umount -l "$m"
-  done
+  if mounted "$NS"; then umount "$NS"; fi
+  rm -rf "$NS"
   if awk -v r="$ROOT" '$5 == r || index($5, r "/") == 1' /proc/self/mountinfo | grep -q .; then
-    die "mounts below $ROOT remain"
+    die "mounts below $ROOT remain on the host"
   fi
 }
 
@@ -169,7 +190,7 @@ case "${1:-}" in
   demo) demo ;;
   run) shift; [ "$#" -gt 0 ] || die "usage: $0 run CMD..."; timed "run $*" inside "$*" ;;
   stop) stop_all ;;
-  destroy) stop_all; rm -rf --one-file-system "$ROOT"; log "removed $ROOT" ;;
+  destroy) stop_all; rm -rf --one-file-system "$ROOT" "$TIMES"; log "removed $ROOT" ;;
   all) create; demo; stop_all; rm -rf --one-file-system "$ROOT" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
