@@ -6,10 +6,11 @@
 #
 #   scripts/fresh-debian-check.sh create          make the chroot (mmdebstrap, ~1-3 min)
 #   scripts/fresh-debian-check.sh update          bring the clone to this checkout's HEAD
-#   scripts/fresh-debian-check.sh demo            ./scripts/demo.sh inside, then ./scripts/demo.sh stop
+#   scripts/fresh-debian-check.sh demo            ./scripts/demo.sh inside, again (warm), then
+#                                                 ./scripts/demo.sh stop; each timed
 #   scripts/fresh-debian-check.sh run CMD...      any command inside, in the clone (e.g.
 #                                                 node --test dist/e2e/plugin-loading.test.js)
-#   scripts/fresh-debian-check.sh stop            stop what runs inside, unmount everything
+#   scripts/fresh-debian-check.sh stop            stop what runs inside, drop its mount namespace
 #   scripts/fresh-debian-check.sh destroy         stop, then delete the chroot
 #   scripts/fresh-debian-check.sh all             create, demo, destroy
 #
@@ -32,7 +33,8 @@
 #     TLS goes through a proxy with its own CA.
 #   - The kernel, /proc, /sys (with the cgroup hierarchies), /dev and the network: a chroot
 #     shares them. (It is entered as a mount namespace whose root is the chroot, see mount_all.)
-# Nothing else: no Nix store, no npm cache, no Go module cache, no prebuilt Nomad.
+# Nothing else: no Nix store, no npm cache, no Go module cache, no prebuilt Nomad (unless
+# FRESH_DEBIAN_NOMAD_CACHE=host).
 #
 # Environment:
 #   FRESH_DEBIAN_ROOT     where the chroot lives (default /var/tmp/fresh-deb12; not in the repo)
@@ -54,7 +56,7 @@ CLONE=/root/nomad-driver-nix
 
 log() { printf 'fresh-debian: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-[ "$(id -u)" -eq 0 ] || die "run as root (mmdebstrap, chroot and mounts need it)"
+[ "$(id -u)" -eq 0 ] || die "run as root (mmdebstrap, namespaces and mounts need it)"
 case "$ROOT" in /|/var|/var/tmp|/tmp|"") die "FRESH_DEBIAN_ROOT=$ROOT is not a dedicated directory" ;; esac
 
 # timed NAME CMD...: runs CMD, prints and records how long it took
