@@ -6,6 +6,7 @@
  * change, and for at most a minute (nix.conf may `include` other files); the rest are a few
  * stat/access calls, a group lookup and, for a daemon store, one connect.
  */
+import { homedir } from 'node:os';
 import { runCommand } from '../host/exec.js';
 import { dirState, exists, fileState, readWritable, socketAccepts } from '../host/fs-probe.js';
 import { groupMembers } from '../host/unix-group.js';
@@ -31,7 +32,7 @@ export type NixStoreProbe = (
 function confFiles(env: NixStoreProbeEnv['env']): string[] {
   const files = [`${env.NIX_CONF_DIR ?? '/etc/nix'}/nix.conf`];
   if (env.NIX_USER_CONF_FILES !== undefined) return [...files, ...env.NIX_USER_CONF_FILES.split(':')];
-  const home = env.XDG_CONFIG_HOME ?? `${env.HOME ?? '/root'}/.config`;
+  const home = env.XDG_CONFIG_HOME ?? `${env.HOME ?? homedir()}/.config`;
   const dirs = [home, ...(env.XDG_CONFIG_DIRS ?? '/etc/xdg').split(':')];
   return [...files, ...dirs.map((d) => `${d}/nix/nix.conf`)];
 }
