@@ -11,6 +11,8 @@
 #                            modules (api, sdk, …), see step 2 below; default: the pins known
 #                            to build the default version, else the versions go.mod requires
 #
+# Usage: … --cached                    -> prints the path if it is built, else exits 1 (builds nothing)
+#
 # stdout: ONLY the absolute path of the binary (last line). Progress goes to stderr.
 # The binary lives at "$CACHE/consul-$CONSUL_VERSION/consul"; if it is there and
 # `consul version` runs, we exit immediately (warm path, ~tens of ms).

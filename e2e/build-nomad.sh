@@ -9,6 +9,8 @@
 #   NOMAD_API_VERSION        optional: force the github.com/hashicorp/nomad/api module
 #                            version used for the nested ./api module (see below)
 #
+# Usage: … --cached                    -> prints the path if it is built, else exits 1 (builds nothing)
+#
 # stdout: ONLY the absolute path of the binary (last line). Progress goes to stderr.
 # The binary lives at "$CACHE/nomad-$NOMAD_VERSION/nomad"; if it is there and
 # `nomad version` runs, we exit immediately (warm path, ~tens of ms).

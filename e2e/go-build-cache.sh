@@ -3,7 +3,8 @@
 #
 # After sourcing: log/die are defined; CACHE, OUT_DIR ("$CACHE/$TOOL-$TOOL_VERSION") and
 # BIN ("$OUT_DIR/$TOOL") are set. When a working binary is cached, its path is printed and
-# the caller exits 0 right here (warm path, no Go, no lock). Otherwise the caller holds the
+# the caller exits 0 right here (warm path, no Go, no lock); with the caller's argument
+# `--cached` it exits 1 when there is none, building nothing. Otherwise the caller holds the
 # build lock, stale scratch dirs are gone, WORK is a fresh scratch dir inside OUT_DIR (so the
 # final `mv` to $BIN is an atomic rename; removed on exit), the shell is in WORK, and Go is
 # set up hermetically:
@@ -31,6 +32,10 @@ cached_ok() {
 if cached_ok; then
   printf '%s\n' "$BIN"
   exit 0
+fi
+# `build-<tool>.sh --cached`: only look (e.g. `demo.sh stop`): no binary, no build, exit 1
+if [[ "${1:-}" == --cached ]]; then
+  exit 1
 fi
 
 command -v go >/dev/null 2>&1 || die "go toolchain not found on PATH"

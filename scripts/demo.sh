@@ -15,8 +15,10 @@ export NOMAD_ADDR="http://127.0.0.1:$PORT"
 stop_demo() {
   if [ -f "$DEMO_DIR/agent.pid" ] && kill -0 "$(cat "$DEMO_DIR/agent.pid")" 2>/dev/null; then
     # tasks outlive the agent by design: stop the jobs first
-    for job in $("$NOMAD" job status 2>/dev/null | awk 'NR>1 {print $1}'); do "$NOMAD" job stop -purge "$job" >/dev/null 2>&1 || true; done
-    sleep 2
+    if [ -n "$NOMAD" ]; then
+      for job in $("$NOMAD" job status 2>/dev/null | awk 'NR>1 {print $1}'); do "$NOMAD" job stop -purge "$job" >/dev/null 2>&1 || true; done
+      sleep 2
+    fi
     echo "stopping the demo agent (pid $(cat "$DEMO_DIR/agent.pid"))"
     kill -INT "$(cat "$DEMO_DIR/agent.pid")"
     for _ in $(seq 1 60); do kill -0 "$(cat "$DEMO_DIR/agent.pid")" 2>/dev/null || break; sleep 0.5; done
@@ -24,11 +26,16 @@ stop_demo() {
   rm -f "$DEMO_DIR/agent.pid"
 }
 
-NOMAD="$(bash e2e/build-nomad.sh 2>/dev/null || true)"
+# the Nomad binary if it is built; `stop` builds nothing (the demo agent ran it, so it is)
+NOMAD="$(bash e2e/build-nomad.sh --cached 2>/dev/null || true)"
 if [ "${1:-}" = "stop" ]; then stop_demo; exit 0; fi
 
+# installs what is missing and says what it does: Debian packages, Nix's build users, npm
+# packages, the plugin, Nomad (built from source the first time: several minutes); not Consul,
+# which only the tests use
+echo "== installing what is missing (scripts/setup.sh; the first run takes about 10 minutes) =="
 bash scripts/setup.sh
-NOMAD="$(bash e2e/build-nomad.sh)"
+NOMAD="$(bash e2e/build-nomad.sh --cached)"
 stop_demo
 mkdir -p "$DEMO_DIR"
 chmod 0711 "$DEMO_DIR"
@@ -54,6 +61,15 @@ done
 echo
 echo "== driver status (nomad node status -self -verbose) =="
 "$NOMAD" node status -self -verbose 2>/dev/null | grep -E '^nix |driver\.nix' || true
+# an unhealthy driver gets no jobs: say why instead of waiting for the web job
+NIX_HEALTH="$("$NOMAD" node status -self -json 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const d=(JSON.parse(s).Drivers||{}).nix||{};console.log(d.Healthy?"healthy":(d.HealthDescription||"not fingerprinted"))})' || true)"
+if [ "$NIX_HEALTH" != "healthy" ]; then
+  echo
+  echo "the nix driver is unhealthy, so Nomad places no nix jobs on this node:"
+  echo "  $NIX_HEALTH"
+  echo "fix that, then run ./scripts/demo.sh again (agent log: $DEMO_DIR/agent.log)"
+  exit 1
+fi
 echo
 echo
 echo "== running examples/web.nomad.hcl: a web server built by Nix on this client =="

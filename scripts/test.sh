@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
-bash scripts/setup.sh
+bash scripts/setup.sh --with-consul  # Consul: the script-check tests
 exec node scripts/run-tests.mjs dist/src dist/test dist/e2e "$@"

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { storeKind } from '../nix/store-health.js';
 import { evaluateFingerprint, fingerprintChanged, type HostFacts } from './fingerprint.js';
 
 const healthy: HostFacts = {
@@ -34,6 +35,33 @@ describe('fingerprint', () => {
       'the plugin runs as uid 1000, not root, and cannot build task roots, enter cgroups or run tasks as other users; fix: run the Nomad client agent as root; and nix not found on the agent\'s PATH; fix: install Nix; and runc not found on the agent\'s PATH; fix: install runc; and no usable cgroups: no cgroup hierarchy found',
     );
     assert.equal(fp.attributes['driver.nix.runtime']?.value, 'runc');
+  });
+
+  it('is unhealthy when Nix cannot build: no build users group (Debian nix-bin without setup)', () => {
+    const fp = evaluateFingerprint({
+      ...healthy,
+      nixStore: {
+        euid: 0,
+        settings: { store: 'auto', buildUsersGroup: 'nixbld', autoAllocateUids: false },
+        store: storeKind('auto'),
+        stateDirAccessible: true,
+        storeDir: { kind: 'dir', writable: true },
+        stateDir: { kind: 'dir', writable: true },
+        dbDir: { kind: 'dir', writable: true },
+        dbFile: { kind: 'file', writable: true },
+        buildGroup: { kind: 'missing' },
+      },
+    });
+    assert.equal(fp.health, 'unhealthy');
+    assert.match(fp.description, /^Nix cannot build: the group "nixbld" named by build-users-group does not exist \(Nix running as root without a daemon runs every build as one of that group's members\); fix: create the group and build users in it as Nix's installer does/);
+    // the attributes stay: Nomad shows what was found next to the problem
+    assert.deepEqual(fp.attributes['driver.nix.nix_version'], { kind: 'string', value: '2.8.0' });
+  });
+
+  it('is unhealthy when Nix cannot read its settings', () => {
+    const fp = evaluateFingerprint({ ...healthy, nixStore: { problem: 'Nix cannot read its settings: boom; fix: correct the client\'s nix.conf or the plugin\'s nix_options' } });
+    assert.equal(fp.health, 'unhealthy');
+    assert.equal(fp.description, 'Nix cannot read its settings: boom; fix: correct the client\'s nix.conf or the plugin\'s nix_options');
   });
 
   it('notices changes', () => {

@@ -4,6 +4,7 @@
  * missing and how to fix it. Nomad schedules `driver = "nix"` tasks only on nodes where this is
  * HEALTHY. Pure: no I/O.
  */
+import { nixStoreProblems, type NixStoreFacts } from '../nix/store-health.js';
 import { PLUGIN_VERSION } from '../version.js';
 
 export type AttributeValue =
@@ -28,6 +29,11 @@ export interface HostFacts {
     | { readonly found: true; readonly name: string; readonly version: string }
     | { readonly found: false; readonly name: string; readonly problem: string };
   readonly cgroups: { readonly version: 'v1' | 'v2' | undefined; readonly problem: string | undefined };
+  /**
+   * What every realisation needs (nix/store-health.ts): the facts, or why they could not be
+   * gathered. Absent when nix itself was not found.
+   */
+  readonly nixStore?: NixStoreFacts | { readonly problem: string };
 }
 
 const str = (value: string): AttributeValue => ({ kind: 'string', value });
@@ -52,6 +58,10 @@ export function evaluateFingerprint(facts: HostFacts): Fingerprint {
     attributes['driver.nix.nix_implementation'] = str(facts.nix.implementation);
   } else {
     problems.push(facts.nix.problem);
+  }
+  if (facts.nixStore !== undefined) {
+    if ('problem' in facts.nixStore) problems.push(facts.nixStore.problem);
+    else problems.push(...nixStoreProblems(facts.nixStore));
   }
   if (facts.runtime.found) {
     attributes['driver.nix.runtime_version'] = str(facts.runtime.version);

@@ -4,8 +4,9 @@
  * until the binary file changes.
  */
 import { detectCgroups } from '../cgroup/detect.js';
-import type { PluginConfig } from '../config/plugin-config.js';
 import { fileIdentity } from '../host/which.js';
+import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
+import { createNixStoreProbe } from '../nix/store-probe.js';
 import { probeNix, type NixProbe } from '../nix/version.js';
 import { findRuncInit } from '../runtime/runc/init.js';
 import { probeRuntime, type RuntimeProbe } from '../runtime/version.js';
@@ -18,6 +19,16 @@ export interface ProbeEnvironment {
   readonly euid: () => number;
   readonly cgroupRoot?: string;
   readonly mountinfoPath?: string;
+  /** The plugin's environment, as the nix commands it runs get it (default: process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** `--option name value` for each of the plugin's nix_options, as every nix command gets them. */
+export function nixOptionArgs(config: PluginConfig): string[] {
+  return config.nix_options.flatMap((line) => {
+    const [name, value] = parseNixOption(line) ?? ['', ''];
+    return ['--option', name, value];
+  });
 }
 
 /** A HostProbe for the real host, with its own version cache. */
@@ -25,6 +36,7 @@ export function createHostProbe(env: ProbeEnvironment): HostProbe {
   const cache = new Map<string, { identity: string; result: NixProbe | RuntimeProbe }>();
   /** Where each binary was found last time; its file identity validates the cached version. */
   const lastPath = new Map<string, string>();
+  const nixStore = createNixStoreProbe({ env: env.env ?? process.env });
 
   async function cached<T extends NixProbe | RuntimeProbe>(key: string, path: string | undefined, run: () => Promise<T>): Promise<T> {
     const identity = path === undefined ? undefined : fileIdentity(path);
@@ -47,9 +59,11 @@ export function createHostProbe(env: ProbeEnvironment): HostProbe {
     ]);
     if (nix.found) lastPath.set(`nix:${config.nix_bin}`, nix.path);
     if (runtime.found) lastPath.set(`runtime:${config.runtime}`, runtime.path);
+    const euid = env.euid();
+    const store = nix.found ? await nixStore(nix.path, nixOptionArgs(config), euid) : undefined;
     const init = config.runtime === 'runc' ? findRuncInit(config.runc_init, env.pathEnv) : undefined;
     return {
-      euid: env.euid(),
+      euid,
       nix: nix.found
         ? { found: true, path: nix.path, implementation: nix.version.implementation, version: nix.version.version }
         : nix,
@@ -60,6 +74,7 @@ export function createHostProbe(env: ProbeEnvironment): HostProbe {
             ? { found: true, name: runtime.name, version: runtime.version }
             : runtime,
       cgroups: { version: cgroups.version, problem: cgroups.problem },
+      ...(store === undefined ? {} : { nixStore: store }),
     };
   };
 }
