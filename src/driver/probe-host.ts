@@ -7,6 +7,7 @@ import { detectCgroups } from '../cgroup/detect.js';
 import type { PluginConfig } from '../config/plugin-config.js';
 import { fileIdentity } from '../host/which.js';
 import { probeNix, type NixProbe } from '../nix/version.js';
+import { findExecHelper } from '../runtime/bwrap/helper.js';
 import { findRuncInit } from '../runtime/runc/init.js';
 import { probeRuntime, type RuntimeProbe } from '../runtime/version.js';
 import type { HostFacts } from './fingerprint.js';
@@ -47,7 +48,8 @@ export function createHostProbe(env: ProbeEnvironment): HostProbe {
     ]);
     if (nix.found) lastPath.set(`nix:${config.nix_bin}`, nix.path);
     if (runtime.found) lastPath.set(`runtime:${config.runtime}`, runtime.path);
-    const init = config.runtime === 'runc' ? findRuncInit(config.runc_init, env.pathEnv) : undefined;
+    // the runtime's static helper: runc's init, bubblewrap's exec helper
+    const init = config.runtime === 'runc' ? findRuncInit(config.runc_init, env.pathEnv) : config.runtime === 'bwrap' ? findExecHelper() : undefined;
     return {
       euid: env.euid(),
       nix: nix.found

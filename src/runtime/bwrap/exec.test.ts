@@ -9,7 +9,7 @@ import { JOIN_CGROUP_SCRIPT, SANE_TERMINAL, TERMINAL_SCRIPT, renderBwrapExec, sh
 
 const TOOLS: BwrapExecTools = {
   sh: '/bin/sh',
-  env: '/usr/bin/env',
+  helper: '/opt/driver/dist/native/nix-exec',
   setpriv: '/usr/bin/setpriv',
   nsenter: '/usr/bin/nsenter',
   unshare: '/usr/bin/unshare',
@@ -28,19 +28,41 @@ const SPEC: ExecSpec = {
 };
 
 const INNER = [
-  '/bin/sh', '-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '2', '/sys/fs/cgroup/memory/nomad/a1.web/cgroup.procs', '/sys/fs/cgroup/pids/nomad/a1.web/cgroup.procs',
-  '/usr/bin/env', '-i', '--', 'NOMAD_TASK_NAME=web', 'PATH=/nix/store/abc-busybox/bin',
+  '/bin/sh', '-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/opt/driver/dist/native/nix-exec', '2', '/sys/fs/cgroup/memory/nomad/a1.web/cgroup.procs', '/sys/fs/cgroup/pids/nomad/a1.web/cgroup.procs',
   '/usr/bin/setpriv', '--no-new-privs',
   '/usr/bin/nsenter', '--target', '4242',
   '--user', '--mount', '--uts', '--ipc', '--net', '--pid', '--cgroup',
-  '--root', `--wd=${join('/proc/4242', 'root', 'local')}`,
+  '--root', '--wd=/proc/4242/root',
   '--setuid', '65534', '--setgid', '65534',
-  '--', '/nix/store/abc-busybox/bin/sh', '-c', 'echo hi; exit 4',
+  // inside the task: the helper (fd 3), the cwd, the environment as data, the command
+  '--', '/proc/self/fd/3', '/local', '2', 'NOMAD_TASK_NAME=web', 'PATH=/nix/store/abc-busybox/bin',
+  '/nix/store/abc-busybox/bin/sh', '-c', 'echo hi; exit 4',
 ];
 
+/** Where the task's values may appear in INNER: only after nsenter's `--`, the helper's arguments. */
+const HELPER_START = INNER.indexOf('/proc/self/fd/3');
+
 describe('renderBwrapExec', () => {
-  it('joins the cgroup, then enters every namespace of the task as its user with exactly its environment', () => {
+  it('joins the cgroup, then enters every namespace of the task as its user; the helper sets its environment inside', () => {
     assert.deepEqual(renderBwrapExec(4242, SPEC, TOOLS), { file: '/bin/sh', args: INNER.slice(1), env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  });
+
+  it('gives no task variable and no task path to a host process: env fixed, cwd and environment only as the helper\'s arguments', () => {
+    const spec: ExecSpec = {
+      ...SPEC,
+      env: { PATH: '/nix/store/abc-busybox/bin', LD_PRELOAD: '/local/evil.so', LD_LIBRARY_PATH: '/local' },
+      cwd: '/local/wd',
+    };
+    const terminal = renderBwrapExec(4242, { ...spec, tty: true }, TOOLS);
+    assert.deepEqual(terminal.env, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', SHELL: '/bin/sh' });
+    const command = renderBwrapExec(4242, spec, TOOLS);
+    assert.deepEqual(command.env, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
+    const argv = [command.file, ...command.args];
+    const start = argv.indexOf('/proc/self/fd/3');
+    const host = argv.slice(0, start);
+    assert.ok(!host.some((arg) => arg.includes('LD_') || arg.includes('/local')), `host-side argv: ${host.join(' ')}`);
+    assert.ok(host.includes('--wd=/proc/4242/root'), 'nsenter changes to the task root itself, no path below it');
+    assert.deepEqual(argv.slice(start), ['/proc/self/fd/3', '/local/wd', '3', 'LD_LIBRARY_PATH=/local', 'LD_PRELOAD=/local/evil.so', 'PATH=/nix/store/abc-busybox/bin', ...SPEC.argv]);
   });
 
   it('runs a terminal command under script in a private mount namespace whose /dev leads into the task', () => {
@@ -53,6 +75,7 @@ describe('renderBwrapExec', () => {
     const line = command.args[10] ?? '';
     const words = spawnSync('/bin/sh', ['-c', `for w in ${line}; do printf '%s\\0' "$w"; done`], { encoding: 'utf8' }).stdout.split('\0').slice(0, -1);
     assert.deepEqual(words, [...INNER.slice(0, 2), `${SANE_TERMINAL}\n${JOIN_CGROUP_SCRIPT}`, ...INNER.slice(3)]);
+    assert.equal(words.indexOf('/proc/self/fd/3'), HELPER_START);
   });
 
   it('refuses a root task: nothing could hold a joining process to the task\'s capabilities', () => {
@@ -89,9 +112,10 @@ describe('JOIN_CGROUP_SCRIPT', () => {
       const [a, b] = [join(dir, 'a'), join(dir, 'b')];
       writeFileSync(a, '');
       writeFileSync(b, '');
-      const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '2', a, b, '/bin/sh', '-c', 'echo $$'], { encoding: 'utf8' });
+      const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', '2', a, b, '/bin/sh', '-c', 'echo $$; readlink /proc/self/fd/3'], { encoding: 'utf8' });
       assert.equal(result.status, 0, result.stderr);
-      const pid = result.stdout.trim();
+      const [pid, fd3] = result.stdout.trim().split('\n');
+      assert.equal(fd3, '/etc/hostname', 'the helper is open as fd 3');
       assert.equal(readFileSync(a, 'utf8').trim(), pid);
       assert.equal(readFileSync(b, 'utf8').trim(), pid);
     } finally {
@@ -100,8 +124,14 @@ describe('JOIN_CGROUP_SCRIPT', () => {
   });
 
   it('exits 125 with a message when a file cannot be written', () => {
-    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '1', '/nonexistent/cgroup.procs', '/bin/true'], { encoding: 'utf8' });
+    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', '1', '/nonexistent/cgroup.procs', '/bin/true'], { encoding: 'utf8' });
     assert.equal(result.status, 125);
     assert.match(result.stderr, /failed to exec in task: cannot join the task cgroup through \/nonexistent\/cgroup.procs/);
+  });
+
+  it('exits 125 with a message when the helper cannot be opened', () => {
+    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/nonexistent/nix-exec', '0', '/bin/true'], { encoding: 'utf8' });
+    assert.equal(result.status, 125);
+    assert.match(result.stderr, /failed to exec in task: cannot open \/nonexistent\/nix-exec/);
   });
 });
