@@ -7,6 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { failure } from '../../errors.js';
 import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
@@ -14,14 +15,16 @@ import { signalThenKill } from '../stop.js';
 import { createFile, openForWriting, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
-import { renderBwrapArgs } from './argv.js';
+import { renderBwrapArgs, splitArgsForFd } from './argv.js';
 import { HOST_PATH } from '../process-spec.js';
 import { renderBwrapExec, type BwrapExecTools } from './exec.js';
+import { findExecHelper } from './helper.js';
 import { parseBwrapStatus } from './status.js';
 
 const STATUS_FILE = 'bwrap-status.json';
 const STATUS_FD = 3;
 const BLOCK_FD = 4;
+const ARGS_FD = 5;
 
 export class BwrapRuntime implements Runtime {
   readonly name = 'bwrap';
@@ -47,20 +50,14 @@ export class BwrapRuntime implements Runtime {
     const statusPath = join(request.stateDir, STATUS_FILE);
     const asRoot = request.process.uid === 0;
     const cgroup = request.cgroup;
-    const args = renderBwrapArgs(request.plan, request.process, {
-      statusFd: STATUS_FD,
-      shareNet: true,
-      asRoot,
-      blockFd: BLOCK_FD,
-    });
-    const [stdout, stderr, status] = await Promise.all([
-      openForWriting(request.stdoutPath),
-      openForWriting(request.stderrPath),
-      createFile(statusPath),
-    ]);
+    const { argv: bwrapArgv, data: argsData } = splitArgsForFd(
+      renderBwrapArgs(request.plan, request.process, { statusFd: STATUS_FD, shareNet: true, asRoot, blockFd: BLOCK_FD }),
+      request.process.argv,
+      ARGS_FD,
+    );
     const { uid, gid } = request.process;
     let program = this.bwrapPath;
-    let argv = args;
+    let argv = bwrapArgv;
     if (request.networkNamespace !== undefined) {
       if (this.nsenterPath === undefined) {
         throw failure('launch task', `nsenter is not on the agent's PATH, and the group's network namespace ${request.networkNamespace} must be joined with it`, {
@@ -69,29 +66,48 @@ export class BwrapRuntime implements Runtime {
         });
       }
       program = this.nsenterPath;
-      argv = [`--net=${request.networkNamespace}`, ...(asRoot ? [] : ['--setuid', String(uid), '--setgid', String(gid)]), '--', this.bwrapPath, ...args];
+      // nsenter runs as root: its environment is the fixed empty one below, the task's
+      // variables are bwrap's --setenv data (on ARGS_FD), which nsenter never interprets
+      argv = [`--net=${request.networkNamespace}`, ...(asRoot ? [] : ['--setuid', String(uid), '--setgid', String(gid)]), '--', this.bwrapPath, ...bwrapArgv];
     }
+    const [stdout, stderr, status] = await Promise.all([
+      openForWriting(request.stdoutPath),
+      openForWriting(request.stderrPath),
+      createFile(statusPath),
+    ]);
     const asUser = asRoot || program !== this.bwrapPath ? {} : { uid, gid };
     let child;
     try {
       child = spawn(program, argv, {
         detached: true, // own session and process group: survives the plugin, gets no terminal signals
-        // fd 4: a pipe bwrap waits on before the command starts (cgroup placement, below)
-        stdio: ['ignore', stdout.fd, stderr.fd, status.fd, 'pipe'],
+        // fd 4: a pipe bwrap waits on before the command starts (cgroup placement, below);
+        // fd 5: a pipe bwrap reads its options from (splitArgsForFd)
+        stdio: ['ignore', stdout.fd, stderr.fd, status.fd, 'pipe', 'pipe'],
         env: {}, // bwrap's own environment; the task gets only --setenv values
         ...asUser,
       });
     } finally {
       await Promise.all([stdout.close(), stderr.close(), status.close()]);
     }
+    const pipes = child.stdio as readonly unknown[];
+    const block = pipes[BLOCK_FD] as Writable | null;
+    const argsPipe = pipes[ARGS_FD] as Writable | null;
+    // bwrap may exit before reading the block or args fd: an EPIPE there is not the plugin's crash
+    block?.on('error', () => undefined);
+    argsPipe?.on('error', () => undefined);
+    /** Closes the plugin's ends of both pipes now (a failed start), not when they are collected. */
+    const closePipes = () => {
+      block?.destroy();
+      argsPipe?.destroy();
+    };
     const pid = child.pid;
     if (pid === undefined) {
       const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+      closePipes();
       throw failure('launch task', `cannot run ${program}: ${error.message}`, { code: 'failed_precondition', fix: 'install bubblewrap or set runtime = "runc"' });
     }
     child.unref();
-    // bwrap may exit before reading the block fd: an EPIPE there is not the plugin's crash
-    child.stdio[BLOCK_FD]?.on('error', () => undefined);
+    argsPipe?.end(argsData);
     const exitedRaw = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       child.once('exit', (code, signal) => resolve({ code, signal })),
     );
@@ -101,6 +117,7 @@ export class BwrapRuntime implements Runtime {
     const initPid = await waitForValue(statusPath, async () => (await readStatus(statusPath)).childPid, exitedRaw);
     if (initPid === undefined) {
       const { code } = await exitedRaw;
+      closePipes();
       throw failure('launch task', `bwrap exited with code ${code} before starting the command`, {
         code: 'failed_precondition',
         fix: 'see `nomad alloc logs -stderr` for bubblewrap\'s message',
@@ -109,10 +126,10 @@ export class BwrapRuntime implements Runtime {
     const task = new BwrapTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited);
     // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
     // command, which inherits the cgroup (the bwrap monitor itself stays outside)
-    const block = child.stdio[BLOCK_FD] as NodeJS.WritableStream | null;
     try {
       await cgroup.join(initPid);
     } catch (error) {
+      closePipes();
       await task.kill();
       throw error;
     }
@@ -207,9 +224,8 @@ class BwrapTask implements LaunchedTask {
 }
 
 /** Where each exec tool comes from, for the error when one is missing. */
-const EXEC_TOOL_PACKAGES: Readonly<Record<keyof BwrapExecTools, string>> = {
+const EXEC_TOOL_PACKAGES: Readonly<Record<Exclude<keyof BwrapExecTools, 'helper'>, string>> = {
   sh: 'a POSIX shell (dash)',
-  env: 'coreutils',
   setpriv: 'util-linux',
   nsenter: 'util-linux',
   unshare: 'util-linux',
@@ -219,11 +235,16 @@ const EXEC_TOOL_PACKAGES: Readonly<Record<keyof BwrapExecTools, string>> = {
 /** The host programs an exec needs, from the agent's PATH and the standard dirs; a clear error for the first one missing. */
 function findExecTools(tty: boolean): BwrapExecTools {
   const pathEnv = `${process.env.PATH ?? ''}:${HOST_PATH}`;
-  const find = (name: keyof BwrapExecTools, needed = true): string => {
+  const find = (name: keyof typeof EXEC_TOOL_PACKAGES, needed = true): string => {
     const path = findExecutable(name, { pathEnv });
     if (path !== undefined) return path;
     if (!needed) return name;
     throw failure('exec in task', `${name} is not on the agent's PATH`, { code: 'failed_precondition', fix: `install ${EXEC_TOOL_PACKAGES[name]} on the client` });
   };
-  return { sh: find('sh'), env: find('env'), setpriv: find('setpriv'), nsenter: find('nsenter'), unshare: find('unshare', tty), script: find('script', tty) };
+  const helper = findExecHelper();
+  if (!helper.found) {
+    const [cause, fix] = helper.problem.split('; fix: ');
+    throw failure('exec in task', cause ?? helper.problem, { code: 'failed_precondition', ...(fix === undefined ? {} : { fix }) });
+  }
+  return { sh: find('sh'), helper: helper.path, setpriv: find('setpriv'), nsenter: find('nsenter'), unshare: find('unshare', tty), script: find('script', tty) };
 }
