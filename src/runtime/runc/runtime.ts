@@ -120,7 +120,7 @@ export class RuncRuntime implements Runtime {
   /** `runc delete --force` when runc's state of the container is still there (--keep, or its monitor was killed). */
   private async deleteContainer(containerId: string): Promise<void> {
     if ((await entryKind(join(this.options.runcRoot, containerId))) === undefined) return;
-    await runCommand(this.options.runcPath, ['--root', this.options.runcRoot, 'delete', '--force', containerId], { timeoutMs: 30_000 }).catch(() => undefined);
+    await runCommand(this.options.runcPath, ['--root', this.options.runcRoot, 'delete', '--force', containerId], { timeoutMs: 30_000, env: { PATH: HOST_PATH }, cleanEnv: true }).catch(() => undefined);
   }
 }
 
