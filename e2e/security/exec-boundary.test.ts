@@ -131,9 +131,14 @@ for (const runtime of RUNTIMES) describe(`exec boundary (${runtime})`, { timeout
   }
 
   const preload = () => `${fixture}/lib/mark.so`;
+  /** Forgets the records of earlier tests, so each test answers for its own exec only. */
+  const clearMarks = () => {
+    for (const name of readdirSync(marks)) rmSync(join(marks, name));
+  };
   const sleep = () => `sleep ${1_000_000 + randomInt(8_000_000)}`;
 
   it('(a) LD_PRELOAD from the job env is loaded by no host process during an exec, and reaches the command', async () => {
+    clearMarks();
     const allocId = await running(`preload-env-${runtime}`, `exec ${sleep()}`, { taskExtra: `      env {\n        LD_PRELOAD = ${hcl(preload())}\n      }\n` });
     const result = allocExec(allocId, ['sh', '-c', 'echo "$LD_PRELOAD"']);
     assert.equal(result.status, 0, result.stderr);
@@ -142,6 +147,7 @@ for (const runtime of RUNTIMES) describe(`exec boundary (${runtime})`, { timeout
   });
 
   it('(b) LD_PRELOAD the task put into its own environment (exec env …) is loaded by no host process during an exec', async () => {
+    clearMarks();
     const allocId = await running(`preload-self-${runtime}`, `exec env LD_PRELOAD=${preload()} ${sleep()}`);
     const result = allocExec(allocId, ['sh', '-c', 'echo "$LD_PRELOAD"']);
     assert.equal(result.status, 0, result.stderr);

@@ -6,6 +6,7 @@
  * the sandbox's pid and the exit code are on disk even when the plugin is not running.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { failure } from '../../errors.js';
@@ -134,7 +135,41 @@ export class BwrapRuntime implements Runtime {
       throw error;
     }
     block?.end('1');
+    await commandStarted(initPid, exitedRaw);
     return task;
+  }
+}
+
+/** The longest launch waits for the sandbox's init to exec the command (commandStarted). */
+const COMMAND_START_WAIT_MS = 5_000;
+
+/**
+ * Resolves once the sandbox's init has a child that exec'd the command (its command line is no
+ * longer bwrap's), or bwrap exited, or after COMMAND_START_WAIT_MS. bwrap builds the root and
+ * forks the command only after the block fd released it, so without this wait an exec right
+ * after StartTask could find a half-built root or a child still holding bwrap's empty
+ * environment instead of the task's.
+ */
+async function commandStarted(initPid: number, exited: Promise<unknown>): Promise<void> {
+  const cmdline = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+    } catch {
+      return undefined;
+    }
+  };
+  let done = false;
+  void exited.then(() => (done = true));
+  const deadline = Date.now() + COMMAND_START_WAIT_MS;
+  while (!done && Date.now() < deadline) {
+    const init = cmdline(initPid);
+    if (init === undefined) return;
+    const started = childPids(initPid).some((pid) => {
+      const own = cmdline(pid);
+      return own !== undefined && own !== init;
+    });
+    if (started) return;
+    await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }
 
