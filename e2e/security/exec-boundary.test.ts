@@ -15,9 +15,9 @@
  * The fixture is built with this machine's gcc and added to the store with `nix-store --add`.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -153,6 +153,31 @@ for (const runtime of RUNTIMES) describe(`exec boundary (${runtime})`, { timeout
     assert.equal(result.status, 0, result.stderr);
     assert.equal(result.stdout, `${preload()}\n`, 'the exec gets the running command\'s environment');
     assert.deepEqual(readdirSync(marks), [], 'mark.so ran in a host process');
+  });
+
+  it('no task variable or argument is in a host process\'s command line while an exec runs', async () => {
+    const secret = `secret-${randomInt(1_000_000_000)}`;
+    const allocId = await running(`secret-${runtime}`, `exec ${sleep()}`, { taskExtra: `      env {\n        TOKEN = ${hcl(secret)}\n      }\n` });
+    const marker = `marker-${randomInt(1_000_000_000)}`;
+    const child = spawn(nomadBinary(), ['alloc', 'exec', allocId, 'sh', '-c', `echo "$TOKEN"; sleep 30 # ${marker}`], { env: { ...process.env, NOMAD_ADDR: agent.address }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await agent.waitFor('the exec\'d command', async () => (out.includes(secret) ? true : undefined));
+      const hostSide = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
+        try {
+          const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+          // the exec'd command's own argv and the nomad CLI's carry the marker, by design
+          const expected = cmdline.startsWith(`${busybox}/bin/sh\0`) || cmdline.startsWith(`${nomadBinary()}\0`);
+          return cmdline.includes(secret) || (cmdline.includes(marker) && !expected) ? [cmdline.replace(/\0/g, ' ')] : [];
+        } catch {
+          return [];
+        }
+      });
+      assert.deepEqual(hostSide, []);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   const TASK_ROOT = ['alloc', 'dev', 'etc', 'local', 'nix', 'proc', 'secrets', 'tmp'];

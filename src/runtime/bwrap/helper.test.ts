@@ -6,13 +6,22 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { EXEC_HELPER_PATH, findExecHelper } from './helper.js';
 
-/** Runs the built helper (npm run build compiles native/nix-exec.c) with an extra open fd 3 and a host environment it must drop. */
-function runHelper(args: readonly string[], cwd = '/') {
-  const fd = openSync('/etc/hostname', 'r');
+/**
+ * Runs the built helper (npm run build compiles native/nix-exec.c) as the driver does, with
+ * `fields` as its spec on fd 4, an extra open fd 3 and a host environment it must drop.
+ */
+function runHelper(fields: readonly string[], cwd = '/') {
+  const dir = mkdtempSync(join(tmpdir(), 'nix-exec-spec-'));
+  const specFile = join(dir, 'spec');
+  writeFileSync(specFile, fields.map((f) => `${f}\0`).join(''));
+  const extra = openSync('/etc/hostname', 'r');
+  const spec = openSync(specFile, 'r');
   try {
-    return spawnSync(EXEC_HELPER_PATH, args, { cwd, encoding: 'utf8', env: { LD_PRELOAD: '', HOST_ONLY: '1' }, stdio: ['ignore', 'pipe', 'pipe', fd] });
+    return spawnSync(EXEC_HELPER_PATH, ['4'], { cwd, encoding: 'utf8', env: { LD_PRELOAD: '', HOST_ONLY: '1' }, stdio: ['ignore', 'pipe', 'pipe', extra, spec] });
   } finally {
-    closeSync(fd);
+    closeSync(extra);
+    closeSync(spec);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -39,7 +48,7 @@ describe('nix-exec (native/nix-exec.c)', () => {
     const lines = result.stdout.trim().split('\n');
     assert.deepEqual(lines.filter((l) => l.includes('=')).sort(), ['A=b c', 'PATH=/usr/bin:/bin', 'PWD=/etc']);
     assert.ok(lines.includes('/etc'));
-    // ls itself holds one fd (3) for the directory it lists: no inherited fd 3 (that would be /etc/hostname)
+    // ls itself holds one fd (3) for the directory it lists: no inherited fd 3 (/etc/hostname) or 4 (the spec)
     const fds = lines.filter((l) => /^\d+$/.test(l));
     assert.deepEqual(fds, ['0', '1', '2', '3']);
     const ls = runHelper(['/', '1', 'PATH=/usr/bin:/bin', 'readlink', '/proc/self/fd/3']);
@@ -74,6 +83,10 @@ describe('nix-exec (native/nix-exec.c)', () => {
       assert.equal(cwd.status, 125);
       assert.match(cwd.stderr, /^failed to exec in task: cannot change to the task's working directory "\/nonexistent": No such file or directory; fix: /);
       assert.equal(runHelper(['/', 'x', '/bin/true']).status, 125);
+      assert.equal(runHelper([]).status, 125);
+      const noFd = spawnSync(EXEC_HELPER_PATH, ['/', '0', '/bin/true'], { encoding: 'utf8' });
+      assert.equal(noFd.status, 125);
+      assert.match(noFd.stderr, /^failed to exec in task: nix-exec needs <spec fd>; fix: /);
       assert.equal(runHelper(['/', '5', 'A=1', '/bin/true']).status, 125);
       assert.equal(runHelper(['/', '1', 'NOEQUALS', '/bin/true']).status, 125);
     } finally {

@@ -6,10 +6,12 @@
  * the sandbox's pid and the exit code are on disk even when the plugin is not running.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { failure } from '../../errors.js';
+import { removeFile, writeTextFile } from '../../host/fs.js';
 import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
@@ -18,7 +20,7 @@ import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs, splitArgsForFd } from './argv.js';
 import { HOST_PATH } from '../process-spec.js';
-import { renderBwrapExec, type BwrapExecTools } from './exec.js';
+import { helperSpec, renderBwrapExec, type BwrapExecTools } from './exec.js';
 import { findExecHelper } from './helper.js';
 import { parseBwrapStatus } from './status.js';
 
@@ -124,7 +126,7 @@ export class BwrapRuntime implements Runtime {
         fix: 'see `nomad alloc logs -stderr` for bubblewrap\'s message',
       });
     }
-    const task = new BwrapTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited);
+    const task = new BwrapTask(pid, processStartTime(pid) ?? 0, initPid, processStartTime(initPid) ?? 0, new Date(), exited, request.stateDir);
     // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
     // command, which inherits the cgroup (the bwrap monitor itself stays outside)
     try {
@@ -184,7 +186,7 @@ export async function recoverBwrapTask(record: RecoveryRecord): Promise<Launched
     });
   }
   const exited = watchDetachedExit(record.pid, record.pidStartTime, recorded).then((code) => exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null));
-  return new BwrapTask(record.pid, record.pidStartTime, record.initPid, record.initStartTime, record.startedAt, exited);
+  return new BwrapTask(record.pid, record.pidStartTime, record.initPid, record.initStartTime, record.startedAt, exited, record.stateDir);
 }
 
 async function readStatus(path: string) {
@@ -219,6 +221,8 @@ class BwrapTask implements LaunchedTask {
     readonly initStartTime: number,
     readonly startedAt: Date,
     readonly exited: Promise<ExitStatus>,
+    /** The task's state dir (root-only): exec spec files go there. */
+    private readonly stateDir: string,
   ) {}
 
   /**
@@ -246,9 +250,16 @@ class BwrapTask implements LaunchedTask {
   /** bwrap keeps no state of its own beyond the status file in the task's state dir. */
   async dispose(): Promise<void> {}
 
-  /** nsenter and friends from util-linux join the sandbox from outside (runtime/bwrap/exec.ts). */
+  /**
+   * nsenter and friends from util-linux join the sandbox from outside (runtime/bwrap/exec.ts);
+   * the helper's spec (cwd, environment, command) goes in a 0600 file of the task's state dir,
+   * which the exec's shell opens and removes (cleanup removes it when the shell never ran).
+   */
   async execCommand(spec: ExecSpec): Promise<HostCommand> {
-    return renderBwrapExec(this.initPid, spec, findExecTools(spec.tty));
+    const specFile = join(this.stateDir, `exec-${randomBytes(6).toString('hex')}.spec`);
+    const command = renderBwrapExec(this.initPid, spec, findExecTools(spec.tty), specFile);
+    await writeTextFile(specFile, helperSpec(spec), 0o600);
+    return { ...command, cleanup: () => removeFile(specFile) };
   }
 
   /** SIGKILL to the sandbox's init ends its pid namespace, so every task process dies with it. */
