@@ -32,6 +32,19 @@ export async function createFile(path: string): Promise<FileHandle> {
   return open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
 }
 
+/**
+ * Opens every file of `opens` (each a function returning the opened handle); when any open
+ * fails, closes the ones that succeeded before rethrowing the first error, so a failed start
+ * leaves no descriptor for the garbage collector to find.
+ */
+export async function openAll(opens: readonly (() => Promise<FileHandle>)[]): Promise<FileHandle[]> {
+  const results = await Promise.allSettled(opens.map((openOne) => openOne()));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed === undefined) return results.map((r) => (r as PromiseFulfilledResult<FileHandle>).value);
+  await Promise.all(results.map((r) => (r.status === 'fulfilled' ? r.value.close().catch(() => undefined) : undefined)));
+  throw failed.reason;
+}
+
 export { readFile } from 'node:fs/promises';
 
 /** Change notifications for one file: `next()` resolves at the next change (or error). */

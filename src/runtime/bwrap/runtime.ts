@@ -9,13 +9,14 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { failure } from '../../errors.js';
 import { removeFile, writeTextFile } from '../../host/fs.js';
 import { childPids, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { createFile, openForWriting, readFile } from '../../host/task-files.js';
+import { createFile, openAll, openForWriting, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs, splitArgsForFd } from './argv.js';
@@ -73,11 +74,12 @@ export class BwrapRuntime implements Runtime {
       // variables are bwrap's --setenv data (on ARGS_FD), which nsenter never interprets
       argv = [`--net=${request.networkNamespace}`, ...(asRoot ? [] : ['--setuid', String(uid), '--setgid', String(gid)]), '--', this.bwrapPath, ...bwrapArgv];
     }
-    const [stdout, stderr, status] = await Promise.all([
-      openForWriting(request.stdoutPath),
-      openForWriting(request.stderrPath),
-      createFile(statusPath),
-    ]);
+    // all or none: a failed open closes the others (openAll)
+    const [stdout, stderr, status] = (await openAll([
+      () => openForWriting(request.stdoutPath),
+      () => openForWriting(request.stderrPath),
+      () => createFile(statusPath),
+    ])) as [FileHandle, FileHandle, FileHandle];
     const asUser = asRoot || program !== this.bwrapPath ? {} : { uid, gid };
     let child;
     try {

@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
@@ -13,7 +14,7 @@ import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } 
 import { processStartTime, signalProcess } from '../../host/proc.js';
 import { sameProcess, waitForValue, watchDetachedExit } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { openForWriting, readFile } from '../../host/task-files.js';
+import { openAll, openForWriting, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { execArgs, renderExecProcess } from './exec.js';
@@ -58,7 +59,8 @@ export class RuncRuntime implements Runtime {
     }
     await writeTextFile(join(bundle, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
 
-    const [stdout, stderr] = await Promise.all([openForWriting(request.stdoutPath), openForWriting(request.stderrPath)]);
+    // all or none: a failed open closes the other (openAll)
+    const [stdout, stderr] = (await openAll([() => openForWriting(request.stdoutPath), () => openForWriting(request.stderrPath)])) as [FileHandle, FileHandle];
     let child;
     try {
       child = spawn(shellPath, monitorArgs(runcPath, runcRoot, bundle, containerId), {
