@@ -27,7 +27,6 @@
  * Build: cc -static -O2 -o nix-exec nix-exec.c (scripts/make-plugin-dir.mjs does it).
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>

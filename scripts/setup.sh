@@ -4,7 +4,8 @@
 #   - Debian packages: nix-bin, bubblewrap, runc, busybox-static, util-linux, iproute2,
 #     containernetworking-plugins, tini, golang-github-opencontainers-specs-dev (the OCI
 #     runtime-spec JSON schema the unit tests validate config.json against), ca-certificates,
-#     curl, g++, make and python3 (node-gyp compiles node-pty, which has no Linux prebuilds),
+#     curl, g++, make and python3 (node-gyp compiles node-pty, which has no Linux prebuilds;
+#     g++ brings gcc and the static libc that `npm run build` compiles native/nix-exec.c with),
 #     and Node.js >= 20 / Go when missing;
 #   - the npm packages (npm install, at the locked versions);
 #   - a Nomad agent built from the Go module proxy (e2e/build-nomad.sh, cached outside the repo);

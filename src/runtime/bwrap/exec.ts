@@ -24,7 +24,7 @@
  * the spec and become an environment only inside the task, after the last privileged step. A
  * task variable such as LD_PRELOAD therefore never reaches a root process, and no task
  * variable or argument is in a host command line (which every host user can read).
-
+ *
  * A terminal has to come from the task's own devpts instance (bwrap mounts a new one at
  * /dev/pts): ttyname() inside the task looks the terminal up under /dev/pts, so one from the
  * host's /dev/pts makes `tty` say "not a tty". The plugin cannot open the task's /dev/ptmx
