@@ -4,7 +4,8 @@
 #   - Debian packages: nix-bin, bubblewrap, runc, busybox-static, util-linux, iproute2,
 #     containernetworking-plugins, tini, golang-github-opencontainers-specs-dev (the OCI
 #     runtime-spec JSON schema the unit tests validate config.json against), ca-certificates,
-#     curl, g++, make and python3 (node-gyp compiles node-pty, which has no Linux prebuilds),
+#     curl, g++, make and python3 (node-gyp compiles node-pty, which has no Linux prebuilds;
+#     g++ brings gcc and the static libc that `npm run build` compiles native/nix-exec.c with),
 #     and Node.js when it is missing (Debian 12's is too old: install Node.js >= 20 first);
 #   - Nix's build users: the group build-users-group names (nixbld) with members nixbld1..32,
 #     as Nix's own installer creates them (Debian's nix-bin creates none, and Nix running as

@@ -5,7 +5,7 @@
  */
 import { defaultPluginConfig, parseDurationMs, type PluginConfig } from '../config/plugin-config.js';
 import { DriverError, TASK_NOT_FOUND_MESSAGE, errorMessage, failure, quote } from '../errors.js';
-import { executableKind, findExecutable } from '../host/which.js';
+import { executableKindInRoot, findExecutable } from '../host/which.js';
 import { runInTask, startInTask, type ExecSession } from '../host/exec-in-task.js';
 import { firstChild, pathInRootOf, processStartTime, readEnviron, realUidOf } from '../host/proc.js';
 import { processInCgroup } from '../cgroup/membership.js';
@@ -611,7 +611,8 @@ export class NixDriver {
         environ: commandPid === undefined ? undefined : readEnviron(commandPid),
         cgroupProcsFiles: handle.cgroup === undefined ? [] : await handle.cgroup.procsFiles(),
       },
-      (taskPath) => executableKind(pathInRootOf(initPid, taskPath)),
+      // resolved as inside the task: an absolute symlink there must not lead to the host's files
+      (taskPath) => executableKindInRoot(pathInRootOf(initPid, ''), taskPath),
     );
   }
 }

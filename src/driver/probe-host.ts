@@ -8,6 +8,7 @@ import { fileIdentity } from '../host/which.js';
 import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
 import { createNixStoreProbe } from '../nix/store-probe.js';
 import { probeNix, type NixProbe } from '../nix/version.js';
+import { findExecHelper } from '../runtime/bwrap/helper.js';
 import { findRuncInit } from '../runtime/runc/init.js';
 import { probeRuntime, type RuntimeProbe } from '../runtime/version.js';
 import type { HostFacts } from './fingerprint.js';
@@ -61,7 +62,8 @@ export function createHostProbe(env: ProbeEnvironment): HostProbe {
     if (runtime.found) lastPath.set(`runtime:${config.runtime}`, runtime.path);
     const euid = env.euid();
     const store = nix.found ? await nixStore(nix.path, nixOptionArgs(config), euid) : undefined;
-    const init = config.runtime === 'runc' ? findRuncInit(config.runc_init, env.pathEnv) : undefined;
+    // the runtime's static helper: runc's init, bubblewrap's exec helper
+    const init = config.runtime === 'runc' ? findRuncInit(config.runc_init, env.pathEnv) : config.runtime === 'bwrap' ? findExecHelper() : undefined;
     return {
       euid,
       nix: nix.found

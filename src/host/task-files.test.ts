@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { constants } from 'node:fs';
-import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtemp, open, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { giveFifoTo } from './task-files.js';
+import { createFile, giveFifoTo, openAll } from './task-files.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -49,5 +49,36 @@ describe('giveFifoTo', { skip: isRoot ? false : 'chown needs root' }, () => {
       await devNull.close();
     }
     assert.equal((await stat('/dev/null')).uid, 0);
+  });
+});
+
+describe('openAll', () => {
+  it('returns every handle when every open succeeds', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nix-open-all-'));
+    try {
+      const handles = await openAll([() => createFile(join(dir, 'a')), () => createFile(join(dir, 'b'))]);
+      assert.equal(handles.length, 2);
+      assert.ok(handles.every((h) => h.fd >= 0));
+      await Promise.all(handles.map((h) => h.close()));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('closes the handles that opened when another open fails, and rethrows its error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nix-open-all-'));
+    try {
+      let opened: FileHandle | undefined;
+      await assert.rejects(
+        openAll([
+          async () => (opened = await createFile(join(dir, 'a'))),
+          () => open(join(dir, 'missing', 'b'), 'r'),
+        ]),
+        { code: 'ENOENT' },
+      );
+      assert.equal(opened?.fd, -1, 'closed now, not when collected');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

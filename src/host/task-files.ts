@@ -29,21 +29,19 @@ export async function openForWriting(path: string): Promise<FileHandle> {
 }
 
 /**
- * Opens Nomad's two log sinks for a task (openForWriting). When either cannot be opened, the
- * other is closed again and the error is a `failed_precondition` DriverError naming the field.
+ * Openers of Nomad's two log sinks for a task (openForWriting), for openAll: a sink that cannot
+ * be opened is a `failed_precondition` DriverError naming its field.
  */
-export async function openLogSinks(stdoutPath: string, stderrPath: string): Promise<[FileHandle, FileHandle]> {
-  const opened = await Promise.allSettled([openForWriting(stdoutPath), openForWriting(stderrPath)]);
-  const failedAt = opened.findIndex((result) => result.status === 'rejected');
-  if (failedAt === -1) return opened.map((result) => (result as PromiseFulfilledResult<FileHandle>).value) as [FileHandle, FileHandle];
-  await Promise.all(opened.map((result) => (result.status === 'fulfilled' ? result.value.close().catch(() => undefined) : undefined)));
-  const error = (opened[failedAt] as PromiseRejectedResult).reason as NodeJS.ErrnoException;
-  const [field, path] = failedAt === 0 ? ['stdout_path', stdoutPath] : ['stderr_path', stderrPath];
-  throw failure('open the task\'s log', `${field} ${quote(path)}: ${error.code ?? error.message}`, {
-    code: 'failed_precondition',
-    fix: "Nomad creates the task's log FIFOs before StartTask: check the client's alloc dir and log (logmon), then restart the allocation",
-    cause: error,
-  });
+export function logSinkOpeners(stdoutPath: string, stderrPath: string): [() => Promise<FileHandle>, () => Promise<FileHandle>] {
+  const opener = (field: string, path: string) => () =>
+    openForWriting(path).catch((error: NodeJS.ErrnoException) => {
+      throw failure('open the task\'s log', `${field} ${quote(path)}: ${error.code ?? error.message}`, {
+        code: 'failed_precondition',
+        fix: "Nomad creates the task's log FIFOs before StartTask: check the client's alloc dir and log (logmon), then restart the allocation",
+        cause: error,
+      });
+    });
+  return [opener('stdout_path', stdoutPath), opener('stderr_path', stderrPath)];
 }
 
 /**
@@ -68,6 +66,19 @@ export async function giveFifoTo(handle: FileHandle, uid: number): Promise<boole
 /** Creates (truncates) a file for a child's status output and returns the handle. */
 export async function createFile(path: string): Promise<FileHandle> {
   return open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+}
+
+/**
+ * Opens every file of `opens` (each a function returning the opened handle); when any open
+ * fails, closes the ones that succeeded before rethrowing the first error, so a failed start
+ * leaves no descriptor for the garbage collector to find.
+ */
+export async function openAll(opens: readonly (() => Promise<FileHandle>)[]): Promise<FileHandle[]> {
+  const results = await Promise.allSettled(opens.map((openOne) => openOne()));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed === undefined) return results.map((r) => (r as PromiseFulfilledResult<FileHandle>).value);
+  await Promise.all(results.map((r) => (r.status === 'fulfilled' ? r.value.close().catch(() => undefined) : undefined)));
+  throw failed.reason;
 }
 
 export { readFile } from 'node:fs/promises';

@@ -1,5 +1,5 @@
 /** Finds executables the way a shell does: an absolute path as given, else the PATH dirs. */
-import { accessSync, closeSync, constants, openSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, lstatSync, openSync, readSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** True when `path` is a regular file (symlinks followed) that we may execute. */
@@ -106,4 +106,62 @@ export function executableKind(path: string): ExecutableKind {
     return 'missing';
   }
   return isExecutable(path) ? 'executable' : 'not-executable';
+}
+
+/** Most symlinks followed in one path, as the kernel allows (MAXSYMLINKS). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * `taskPath` resolved inside the directory tree `root` (e.g. /proc/<pid>/root, a task's root
+ * seen from the host) as the kernel resolves it for a process chrooted there: an absolute
+ * symlink starts again at `root`, `..` never climbs above it. Returns the host path of the
+ * result (no symlink left in it), or undefined when a component is missing or the links loop.
+ * A plain stat of `${root}${taskPath}` would follow an absolute link in the task (`x -> /`)
+ * to the HOST's root. The tree may change while it is walked: use the result for answers
+ * about the task (is there a program here), never to open or run a host file.
+ */
+export function resolveInRoot(rootDir: string, taskPath: string): string | undefined {
+  const root = rootDir.replace(/\/+$/, '');
+  const split = (path: string) => path.split('/').filter((part) => part !== '' && part !== '.');
+  let pending = split(taskPath);
+  let resolved: string[] = [];
+  let links = 0;
+  while (pending.length > 0) {
+    const [part, ...rest] = pending as [string, ...string[]];
+    pending = rest;
+    if (part === '..') {
+      resolved.pop();
+      continue;
+    }
+    const hostPath = `${root}/${[...resolved, part].join('/')}`;
+    let target: string | undefined;
+    try {
+      if (!lstatSync(hostPath).isSymbolicLink()) {
+        resolved.push(part);
+        continue;
+      }
+      target = readlinkSync(hostPath);
+    } catch {
+      return undefined;
+    }
+    if (++links > MAX_SYMLINKS) return undefined;
+    if (target.startsWith('/')) resolved = [];
+    pending = [...split(target), ...pending];
+  }
+  return `${root}/${resolved.join('/')}`;
+}
+
+/** executableKind of `taskPath` in the tree `root`, its symlinks resolved inside that tree (resolveInRoot). */
+export function executableKindInRoot(root: string, taskPath: string): ExecutableKind {
+  const hostPath = resolveInRoot(root, taskPath);
+  if (hostPath === undefined) return 'missing';
+  try {
+    const stat = lstatSync(hostPath);
+    if (stat.isSymbolicLink()) return 'not-executable'; // replaced while we looked
+    if (!stat.isFile()) return 'not-executable';
+    accessSync(hostPath, constants.X_OK);
+    return 'executable';
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'not-executable';
+  }
 }

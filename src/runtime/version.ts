@@ -1,6 +1,7 @@
 /** Finds the configured task runtime (bubblewrap or runc) and its version. */
 import { runCommand } from '../host/exec.js';
 import { findExecutable } from '../host/which.js';
+import { HOST_PATH } from './process-spec.js';
 
 export type RuntimeProbe =
   | { readonly found: true; readonly name: string; readonly path: string; readonly version: string }
@@ -22,7 +23,7 @@ export async function probeRuntime(name: string, pathEnv: string | undefined): P
   const hint = INSTALL_HINT[name] ?? `install ${name}`;
   if (path === undefined) return { found: false, name, problem: `${name} not found on the agent's PATH; fix: ${hint}` };
   try {
-    const { stdout } = await runCommand(path, ['--version'], { timeoutMs: 10_000 });
+    const { stdout } = await runCommand(path, ['--version'], { timeoutMs: 10_000, env: { PATH: HOST_PATH }, cleanEnv: true });
     const version = parseRuntimeVersion(stdout);
     if (version === undefined) return { found: false, name, problem: `${path} --version printed ${JSON.stringify(stdout.slice(0, 80))}; fix: ${hint}` };
     return { found: true, name, path, version };

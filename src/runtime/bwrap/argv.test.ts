@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { planRoot } from '../../rootfs/plan.js';
-import { renderBwrapArgs, type BwrapOptions, type ProcessSpec } from './argv.js';
+import { renderBwrapArgs, splitArgsForFd, type BwrapOptions, type ProcessSpec } from './argv.js';
 
 const PLAN = planRoot({ storeView: '/var/lib/nix-driver/views/v1', allocDir: '/opt/nomad/alloc/a1', taskName: 'web', etcDir: '/var/lib/nix-driver/etc/a1-web' });
 
@@ -142,5 +142,23 @@ describe('renderBwrapArgs', () => {
     fails({ ...PROCESS, capabilities: ['CAP_NET_ADMIN'] }, USER, 'failed to render bwrap arguments: capabilities CAP_NET_ADMIN were requested for uid 1000; fix: run the task as root (allow_root) to grant capabilities under bubblewrap, use runc, or remove them');
     fails({ ...PROCESS, uid: 0, capabilities: ['net_admin'] }, { ...USER, asRoot: true }, 'failed to render bwrap arguments: capability "net_admin" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name');
     fails({ ...PROCESS, uid: 0, gid: 0 }, USER, `failed to render bwrap arguments: asRoot false does not match uid 0; ${fix}`);
+  });
+});
+
+describe('splitArgsForFd', () => {
+  it('moves every option (env, host mount paths) into the data bwrap reads; its argv is only --args FD and the command', () => {
+    const args = renderBwrapArgs(PLAN, PROCESS, USER);
+    const { argv, data } = splitArgsForFd(args, PROCESS.argv, 5);
+    assert.deepEqual(argv, ['--args', '5', '--', '/nix/store/abc-web/bin/web', '-p', '8080']);
+    const options = data.toString('utf8').split('\0');
+    assert.equal(options.pop(), '', 'every option NUL-terminated');
+    assert.deepEqual([...options, ...argv.slice(2)], args);
+    assert.ok(!argv.some((arg) => arg.includes('/opt/nomad') || arg.includes('/var/lib/nix-driver') || arg.includes('NOMAD_TASK_NAME')));
+  });
+
+  it('refuses arguments that do not end with the command, and a NUL inside an option', () => {
+    assert.throws(() => splitArgsForFd(['--proc', '/proc', '/bin/x'], ['/bin/x'], 5), { code: 'internal' });
+    assert.throws(() => splitArgsForFd(['--setenv', 'A', 'x\0y', '--', '/bin/x'], ['/bin/x'], 5), { code: 'invalid_argument', message: /contains a NUL byte/ });
+    assert.throws(() => splitArgsForFd(['--', '/bin/x'], ['/bin/x'], 2), { code: 'invalid_argument' });
   });
 });

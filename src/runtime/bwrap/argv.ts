@@ -127,3 +127,24 @@ export function renderBwrapArgs(plan: RootPlan, process: ProcessSpec, options: B
   args.push('--', ...process.argv);
   return args;
 }
+
+/**
+ * renderBwrapArgs' result split for `--args FD`: every option (the task's environment, the
+ * host paths of its mounts, the status fds) becomes NUL-terminated data bwrap reads from
+ * `argsFd`, and bwrap's own argv is only `--args FD -- command…`. bwrap's argv is what the
+ * sandbox's init shows as /proc/1/cmdline inside the task, and every host user in `ps`: the
+ * host paths of the state dir and the task dirs stay out of the task's sight, the task's
+ * environment out of the host's process list. bwrap reads the data before it sets up
+ * anything and closes the descriptor, so the task never holds it.
+ */
+export function splitArgsForFd(args: readonly string[], command: readonly string[], argsFd: number): { argv: string[]; data: Buffer } {
+  const optionCount = args.length - command.length - 1;
+  if (optionCount < 0 || args[optionCount] !== '--' || command.some((arg, i) => args[optionCount + 1 + i] !== arg)) {
+    throw failure(WHAT, 'the arguments do not end with `--` and the command', { code: 'internal' });
+  }
+  if (!Number.isSafeInteger(argsFd) || argsFd < 3) throw invalid(`argsFd ${quote(argsFd)} is not a descriptor number of 3 or more`, "pass a descriptor of 3 or more; 0-2 are the task's stdio");
+  const options = args.slice(0, optionCount);
+  const withNul = options.find((option) => option.includes('\0'));
+  if (withNul !== undefined) throw invalid(`bwrap argument ${quote(withNul)} contains a NUL byte`, 'remove the NUL byte');
+  return { argv: ['--args', String(argsFd), ...args.slice(optionCount)], data: Buffer.from(options.map((option) => `${option}\0`).join(''), 'utf8') };
+}

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { ExecSpec } from '../runtime.js';
-import { JOIN_CGROUP_SCRIPT, SANE_TERMINAL, TERMINAL_SCRIPT, renderBwrapExec, shellQuote, type BwrapExecTools } from './exec.js';
+import { JOIN_CGROUP_SCRIPT, SANE_TERMINAL, TERMINAL_SCRIPT, helperSpec, renderBwrapExec, shellQuote, type BwrapExecTools } from './exec.js';
 
 const TOOLS: BwrapExecTools = {
   sh: '/bin/sh',
-  env: '/usr/bin/env',
+  helper: '/opt/driver/dist/native/nix-exec',
   setpriv: '/usr/bin/setpriv',
   nsenter: '/usr/bin/nsenter',
   unshare: '/usr/bin/unshare',
@@ -27,24 +27,43 @@ const SPEC: ExecSpec = {
   cgroupProcsFiles: ['/sys/fs/cgroup/memory/nomad/a1.web/cgroup.procs', '/sys/fs/cgroup/pids/nomad/a1.web/cgroup.procs'],
 };
 
+const SPEC_FILE = '/var/lib/nix-driver/tasks/a1-web/exec-0123456789ab.spec';
+
 const INNER = [
-  '/bin/sh', '-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '2', '/sys/fs/cgroup/memory/nomad/a1.web/cgroup.procs', '/sys/fs/cgroup/pids/nomad/a1.web/cgroup.procs',
-  '/usr/bin/env', '-i', '--', 'NOMAD_TASK_NAME=web', 'PATH=/nix/store/abc-busybox/bin',
+  '/bin/sh', '-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/opt/driver/dist/native/nix-exec', SPEC_FILE, '2', '/sys/fs/cgroup/memory/nomad/a1.web/cgroup.procs', '/sys/fs/cgroup/pids/nomad/a1.web/cgroup.procs',
   '/usr/bin/setpriv', '--no-new-privs',
   '/usr/bin/nsenter', '--target', '4242',
   '--user', '--mount', '--uts', '--ipc', '--net', '--pid', '--cgroup',
-  '--root', `--wd=${join('/proc/4242', 'root', 'local')}`,
+  '--root', '--wd=/proc/4242/root',
   '--setuid', '65534', '--setgid', '65534',
-  '--', '/nix/store/abc-busybox/bin/sh', '-c', 'echo hi; exit 4',
+  // inside the task: the helper (fd 3), reading its spec from fd 4
+  '--', '/proc/self/fd/3', '4',
 ];
 
 describe('renderBwrapExec', () => {
-  it('joins the cgroup, then enters every namespace of the task as its user with exactly its environment', () => {
-    assert.deepEqual(renderBwrapExec(4242, SPEC, TOOLS), { file: '/bin/sh', args: INNER.slice(1), env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  it('joins the cgroup, then enters every namespace of the task as its user; the helper sets its environment inside', () => {
+    assert.deepEqual(renderBwrapExec(4242, SPEC, TOOLS, SPEC_FILE), { file: '/bin/sh', args: INNER.slice(1), env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  });
+
+  it('gives no task variable, argument or path to a host process: env fixed, cwd, environment and command only in the spec', () => {
+    const spec: ExecSpec = {
+      ...SPEC,
+      env: { PATH: '/nix/store/abc-busybox/bin', LD_PRELOAD: '/local/evil.so', LD_LIBRARY_PATH: '/local' },
+      cwd: '/local/wd',
+    };
+    const terminal = renderBwrapExec(4242, { ...spec, tty: true }, TOOLS, SPEC_FILE);
+    assert.deepEqual(terminal.env, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', SHELL: '/bin/sh' });
+    const command = renderBwrapExec(4242, spec, TOOLS, SPEC_FILE);
+    assert.deepEqual(command.env, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
+    for (const argv of [[command.file, ...command.args], [terminal.file, ...terminal.args]]) {
+      assert.ok(!argv.some((arg) => arg.includes('LD_') || arg.includes('/local') || arg.includes('echo hi')), `host-side argv: ${argv.join(' ')}`);
+      assert.ok(argv.some((arg) => arg.includes('--wd=/proc/4242/root')), 'nsenter changes to the task root itself, no path below it');
+    }
+    assert.equal(helperSpec(spec), ['/local/wd', '3', 'LD_LIBRARY_PATH=/local', 'LD_PRELOAD=/local/evil.so', 'PATH=/nix/store/abc-busybox/bin', ...SPEC.argv].map((f) => `${f}\0`).join(''));
   });
 
   it('runs a terminal command under script in a private mount namespace whose /dev leads into the task', () => {
-    const command = renderBwrapExec(4242, { ...SPEC, tty: true }, TOOLS);
+    const command = renderBwrapExec(4242, { ...SPEC, tty: true }, TOOLS, SPEC_FILE);
     assert.equal(command.file, '/usr/bin/unshare');
     assert.deepEqual(command.args.slice(0, 9), ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', TERMINAL_SCRIPT, 'nix-exec-tty', '4242']);
     assert.equal(command.args[9], '/usr/bin/script');
@@ -56,7 +75,7 @@ describe('renderBwrapExec', () => {
   });
 
   it('refuses a root task: nothing could hold a joining process to the task\'s capabilities', () => {
-    assert.throws(() => renderBwrapExec(4242, { ...SPEC, uid: 0, gid: 0 }, TOOLS), {
+    assert.throws(() => renderBwrapExec(4242, { ...SPEC, uid: 0, gid: 0 }, TOOLS, SPEC_FILE), {
       name: 'DriverError',
       code: 'failed_precondition',
       message: /^failed to exec in task: the task runs as root under bubblewrap, .*; fix: run root tasks you exec into with runtime = "runc"/,
@@ -64,11 +83,11 @@ describe('renderBwrapExec', () => {
   });
 
   it('validates the spec like a task process', () => {
-    assert.throws(() => renderBwrapExec(4242, { ...SPEC, argv: ['sh'] }, TOOLS), {
+    assert.throws(() => renderBwrapExec(4242, { ...SPEC, argv: ['sh'] }, TOOLS, SPEC_FILE), {
       code: 'invalid_argument',
       message: 'failed to exec in task: argv[0] "sh" is not an absolute path; fix: resolve the command to an absolute path inside the task root',
     });
-    assert.throws(() => renderBwrapExec(0, SPEC, TOOLS), { code: 'internal' });
+    assert.throws(() => renderBwrapExec(0, SPEC, TOOLS, SPEC_FILE), { code: 'internal' });
   });
 });
 
@@ -89,9 +108,14 @@ describe('JOIN_CGROUP_SCRIPT', () => {
       const [a, b] = [join(dir, 'a'), join(dir, 'b')];
       writeFileSync(a, '');
       writeFileSync(b, '');
-      const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '2', a, b, '/bin/sh', '-c', 'echo $$'], { encoding: 'utf8' });
+      const spec = join(dir, 'exec.spec');
+      writeFileSync(spec, 'spec\0');
+      const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', spec, '2', a, b, '/bin/sh', '-c', 'echo $$; readlink /proc/self/fd/3; cat <&4'], { encoding: 'utf8' });
       assert.equal(result.status, 0, result.stderr);
-      const pid = result.stdout.trim();
+      const [pid, fd3, fd4] = result.stdout.trim().split('\n');
+      assert.equal(fd3, '/etc/hostname', 'the helper is open as fd 3');
+      assert.equal(fd4, 'spec\0', 'the spec is open as fd 4');
+      assert.equal(existsSync(spec), false, 'the spec file is removed once open');
       assert.equal(readFileSync(a, 'utf8').trim(), pid);
       assert.equal(readFileSync(b, 'utf8').trim(), pid);
     } finally {
@@ -100,8 +124,14 @@ describe('JOIN_CGROUP_SCRIPT', () => {
   });
 
   it('exits 125 with a message when a file cannot be written', () => {
-    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '1', '/nonexistent/cgroup.procs', '/bin/true'], { encoding: 'utf8' });
+    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', '/etc/hostname', '1', '/nonexistent/cgroup.procs', '/bin/true'], { encoding: 'utf8' });
     assert.equal(result.status, 125);
     assert.match(result.stderr, /failed to exec in task: cannot join the task cgroup through \/nonexistent\/cgroup.procs/);
+  });
+
+  it('exits 125 with a message when the helper cannot be opened', () => {
+    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/nonexistent/nix-exec', '/etc/hostname', '0', '/bin/true'], { encoding: 'utf8' });
+    assert.equal(result.status, 125);
+    assert.match(result.stderr, /failed to exec in task: cannot open \/nonexistent\/nix-exec or \/etc\/hostname/);
   });
 });

@@ -5,13 +5,25 @@
  * bubblewrap cannot start a process in a sandbox it already built, so the task is joined from
  * outside with util-linux, the way `docker exec` joins a container:
  * - a host shell writes its pid to the task cgroup's cgroup.procs first, so the command and
- *   everything it forks count against the task's limits;
- * - `env -i` gives the command exactly the task's environment;
+ *   everything it forks count against the task's limits, opens the static helper
+ *   (native/nix-exec.c) as fd 3 and the spec file (helperSpec: cwd, environment, command;
+ *   written by the adapter, mode 0600) as fd 4, and removes that file;
  * - `setpriv --no-new-privs`, as bwrap sets it for the task;
  * - `nsenter` enters the task's user, mount, pid, ipc, uts, net and cgroup namespaces, chroots
- *   to the task's root, changes to its cwd and becomes the task user. Entering the user
- *   namespace bwrap made for the task (which maps only the task's uid) and becoming that uid
- *   leaves the command no capability: the kernel clears them at its execve.
+ *   to the task's root, changes to that root (never to a path the task can change: it would
+ *   be resolved on the host) and becomes the task user. Entering the user namespace bwrap
+ *   made for the task (which maps only the task's uid) and becoming that uid leaves the
+ *   command no capability: the kernel clears them at its execve;
+ * - nsenter execs the helper as /proc/self/fd/3 (the task's /proc: the open host file, which
+ *   is no file of the task's root). The helper reads the spec from fd 4, closes every fd
+ *   above 2, changes to the task's cwd inside the task's root, sets exactly the task's
+ *   environment and execs the command.
+ *
+ * Every host process of that chain (sh, setpriv, nsenter, and unshare/script for a terminal)
+ * runs as root with the fixed environment of HostCommand.env: the task's variables travel in
+ * the spec and become an environment only inside the task, after the last privileged step. A
+ * task variable such as LD_PRELOAD therefore never reaches a root process, and no task
+ * variable or argument is in a host command line (which every host user can read).
  *
  * A terminal has to come from the task's own devpts instance (bwrap mounts a new one at
  * /dev/pts): ttyname() inside the task looks the terminal up under /dev/pts, so one from the
@@ -26,10 +38,11 @@ import { failure } from '../../errors.js';
 import { HOST_PATH, validateProcessSpec } from '../process-spec.js';
 import type { ExecSpec, HostCommand } from '../runtime.js';
 
-/** Absolute host paths of the programs a bwrap exec needs (util-linux, coreutils, a POSIX sh). */
+/** Absolute host paths of the programs a bwrap exec needs (util-linux, a POSIX sh, the helper). */
 export interface BwrapExecTools {
   readonly sh: string;
-  readonly env: string;
+  /** The statically linked native/nix-exec, run inside the task. */
+  readonly helper: string;
   readonly setpriv: string;
   readonly nsenter: string;
   /** Only for terminals. */
@@ -40,16 +53,27 @@ export interface BwrapExecTools {
 
 const WHAT = 'exec in task';
 
+/** The descriptor the helper is opened as, and the path nsenter execs it by inside the task. */
+export const HELPER_FD = 3;
+export const HELPER_IN_TASK = `/proc/self/fd/${HELPER_FD}`;
+/** The descriptor the helper reads its spec from. */
+export const SPEC_FD = 4;
+
 /**
- * `sh -c JOIN_CGROUP nix-exec <n> <procs file>… <command…>`: joins the cgroup by writing its
- * own pid to each file, then becomes the command (same pid, so it stays in the cgroup).
+ * `sh -c JOIN_CGROUP nix-exec <helper> <spec file> <n> <procs file>… <command…>`: joins the
+ * cgroup by writing its own pid to each file, opens the helper as fd 3 and the spec as fd 4,
+ * removes the spec file (the fd keeps it), then becomes the command (same pid, so it stays
+ * in the cgroup).
  */
 export const JOIN_CGROUP_SCRIPT = [
-  'n=$1; shift',
+  'helper=$1; spec=$2; n=$3; shift 3',
   'while [ "$n" -gt 0 ]; do',
   '  echo $$ > "$1" || { echo "failed to exec in task: cannot join the task cgroup through $1" >&2; exit 125; }',
   '  shift; n=$((n - 1))',
   'done',
+  // `command`: a failed redirection of a special builtin would end the shell with 2
+  `command exec ${HELPER_FD}< "$helper" ${SPEC_FD}< "$spec" || { echo "failed to exec in task: cannot open $helper or $spec" >&2; exit 125; }`,
+  'rm -f "$spec"',
   'exec "$@"',
 ].join('\n');
 
@@ -80,8 +104,10 @@ export function nsenterArgs(initPid: number, spec: ExecSpec): string[] {
   return [
     '--target', String(initPid),
     '--user', '--mount', '--uts', '--ipc', '--net', '--pid', '--cgroup',
-    // the task's root; the cwd is opened before entering, so through the task's root too
-    '--root', `--wd=/proc/${initPid}/root${spec.cwd}`,
+    // the task's root, and as the directory the root itself: nsenter opens --wd on the host,
+    // so a path the task can change (work_dir, a symlink in it) must never be there; the
+    // helper changes to spec.cwd inside the task
+    '--root', `--wd=/proc/${initPid}/root`,
     '--setuid', String(spec.uid), '--setgid', String(spec.gid),
   ];
 }
@@ -93,15 +119,23 @@ export function nsenterArgs(initPid: number, spec: ExecSpec): string[] {
  */
 export const SANE_TERMINAL = 'stty sane || exit 125';
 
-/** The whole command run on the host, terminal or not: cgroup, environment, no_new_privs, namespaces. */
-export function innerArgv(initPid: number, spec: ExecSpec, tools: BwrapExecTools): string[] {
+/**
+ * The helper's spec (native/nix-exec.c), the content of the spec file: `<cwd> <n>
+ * NAME=VALUE… <argv…>`, each NUL-terminated. The task's environment is data here; it becomes
+ * the command's environment only inside the task. Validated specs hold no NUL (process-spec.ts).
+ */
+export function helperSpec(spec: ExecSpec): string {
   const env = Object.keys(spec.env).sort().map((name) => `${name}=${spec.env[name] ?? ''}`);
+  return [spec.cwd, String(env.length), ...env, ...spec.argv].map((field) => `${field}\0`).join('');
+}
+
+/** The whole command run on the host, terminal or not: cgroup, helper and spec fds, no_new_privs, namespaces, helper. */
+export function innerArgv(initPid: number, spec: ExecSpec, tools: BwrapExecTools, specFile: string): string[] {
   const join = spec.tty ? `${SANE_TERMINAL}\n${JOIN_CGROUP_SCRIPT}` : JOIN_CGROUP_SCRIPT;
   return [
-    tools.sh, '-c', join, 'nix-exec', String(spec.cgroupProcsFiles.length), ...spec.cgroupProcsFiles,
-    tools.env, '-i', '--', ...env,
+    tools.sh, '-c', join, 'nix-exec', tools.helper, specFile, String(spec.cgroupProcsFiles.length), ...spec.cgroupProcsFiles,
     tools.setpriv, '--no-new-privs',
-    tools.nsenter, ...nsenterArgs(initPid, spec), '--', ...spec.argv,
+    tools.nsenter, ...nsenterArgs(initPid, spec), '--', HELPER_IN_TASK, String(SPEC_FD),
   ];
 }
 
@@ -112,7 +146,7 @@ export function innerArgv(initPid: number, spec: ExecSpec, tools: BwrapExecTools
  * which nothing on the host can apply to a process joining it from outside; it would keep
  * every capability.
  */
-export function renderBwrapExec(initPid: number, spec: ExecSpec, tools: BwrapExecTools): HostCommand {
+export function renderBwrapExec(initPid: number, spec: ExecSpec, tools: BwrapExecTools, specFile: string): HostCommand {
   validateProcessSpec(WHAT, spec);
   if (!Number.isSafeInteger(initPid) || initPid <= 0) {
     throw failure(WHAT, `the sandbox init pid ${String(initPid)} is not a positive whole number`, { code: 'internal' });
@@ -123,7 +157,7 @@ export function renderBwrapExec(initPid: number, spec: ExecSpec, tools: BwrapExe
       fix: 'run root tasks you exec into with runtime = "runc", which applies the task\'s capabilities and seccomp filter to exec\'d commands too, or run the task as an unprivileged user',
     });
   }
-  const inner = innerArgv(initPid, spec, tools);
+  const inner = innerArgv(initPid, spec, tools, specFile);
   if (!spec.tty) {
     const [file, ...args] = inner as [string, ...string[]];
     return { file, args, env: { PATH: HOST_PATH } };

@@ -8,23 +8,30 @@
  * is not running.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
+import { removeFile, writeTextFile } from '../../host/fs.js';
 import { childPids, executableOf, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { createFile, giveFifoTo, openLogSinks, readFile } from '../../host/task-files.js';
+import { createFile, giveFifoTo, logSinkOpeners, openAll, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
-import { renderBwrapArgs } from './argv.js';
+import { renderBwrapArgs, splitArgsForFd } from './argv.js';
 import { missingInterpreter } from '../interpreter.js';
 import { HOST_PATH } from '../process-spec.js';
-import { renderBwrapExec, type BwrapExecTools } from './exec.js';
+import { helperSpec, renderBwrapExec, type BwrapExecTools } from './exec.js';
+import { findExecHelper } from './helper.js';
 import { parseBwrapStatus } from './status.js';
 
 const STATUS_FILE = 'bwrap-status.json';
 /** What the diagnostic second setup runs (sandboxFailure): no such program exists in any sandbox. */
 const PROBE_PROGRAM = '/nomad-driver-nix-sandbox-probe';
+/** bwrap reads its options from this pipe (`--args`), so none shows in /proc/<pid>/cmdline, the task's PID 1 included. */
+const ARGS_FD = 5;
 const STATUS_FD = 3;
 const BLOCK_FD = 4;
 
@@ -63,33 +70,24 @@ export class BwrapRuntime implements Runtime {
     const statusPath = join(request.stateDir, STATUS_FILE);
     const asRoot = request.process.uid === 0;
     const cgroup = request.cgroup;
-    const args = renderBwrapArgs(request.plan, request.process, {
-      statusFd: STATUS_FD,
-      shareNet: true,
-      asRoot,
-      blockFd: BLOCK_FD,
-    });
-    // all three at once; whatever opened is closed again when another failed
-    const [sinks, statusFile] = await Promise.allSettled([openLogSinks(request.stdoutPath, request.stderrPath), createFile(statusPath)]);
-    if (sinks.status === 'rejected' || statusFile.status === 'rejected') {
-      await Promise.all([
-        ...(sinks.status === 'fulfilled' ? sinks.value.map((handle) => handle.close().catch(() => undefined)) : []),
-        statusFile.status === 'fulfilled' ? statusFile.value.close().catch(() => undefined) : undefined,
-      ]);
-      throw sinks.status === 'rejected' ? sinks.reason : (statusFile as PromiseRejectedResult).reason;
-    }
-    const [stdout, stderr] = sinks.value;
-    const status = statusFile.value;
+    const { argv: bwrapArgv, data: argsData } = splitArgsForFd(
+      renderBwrapArgs(request.plan, request.process, { statusFd: STATUS_FD, shareNet: true, asRoot, blockFd: BLOCK_FD }),
+      request.process.argv,
+      ARGS_FD,
+    );
+    // all or none: a failed open closes the others (openAll)
+    const [stdout, stderr, status] = (await openAll([...logSinkOpeners(request.stdoutPath, request.stderrPath), () => createFile(statusPath)])) as [FileHandle, FileHandle, FileHandle];
     // the task opens them by name too (/dev/stdout, /proc/self/fd/2): make them its user's
     if (!asRoot) await Promise.all([giveFifoTo(stdout, request.process.uid), giveFifoTo(stderr, request.process.uid)]);
-    const { program, argv, asUser } = this.command(request, args);
+    const { program, argv, asUser } = this.command(request, bwrapArgv);
     let child;
     let monitor;
     try {
       child = spawn(program, argv, {
         detached: true, // own session and process group: survives the plugin, gets no terminal signals
-        // fd 4: a pipe bwrap waits on before the command starts (cgroup placement, below)
-        stdio: ['ignore', stdout.fd, stderr.fd, status.fd, 'pipe'],
+        // fd 4: a pipe bwrap waits on before the command starts (cgroup placement, below);
+        // fd 5: a pipe bwrap reads its options from (splitArgsForFd)
+        stdio: ['ignore', stdout.fd, stderr.fd, status.fd, 'pipe', 'pipe'],
         env: {}, // bwrap's own environment; the task gets only --setenv values
         ...asUser,
       });
@@ -98,14 +96,25 @@ export class BwrapRuntime implements Runtime {
     } finally {
       await Promise.all([stdout.close(), stderr.close(), status.close()]);
     }
+    const pipes = child.stdio as readonly unknown[];
+    const block = pipes[BLOCK_FD] as Writable | null;
+    const argsPipe = pipes[ARGS_FD] as Writable | null;
+    // bwrap may exit before reading the block or args fd: an EPIPE there is not the plugin's crash
+    block?.on('error', () => undefined);
+    argsPipe?.on('error', () => undefined);
+    /** Closes the plugin's ends of both pipes now (a failed start), not when they are collected. */
+    const closePipes = () => {
+      block?.destroy();
+      argsPipe?.destroy();
+    };
     const pid = child.pid;
     if (pid === undefined) {
       const error = await monitor.spawnError;
+      closePipes();
       throw failure('launch task', `cannot run ${program}: ${error.message}`, { code: 'failed_precondition', fix: 'install bubblewrap or set runtime = "runc"' });
     }
     child.unref();
-    // bwrap may exit before reading the block fd: an EPIPE there is not the plugin's crash
-    child.stdio[BLOCK_FD]?.on('error', () => undefined);
+    argsPipe?.end(argsData);
     const exitedRaw = monitor.exited;
     const exited = exitedRaw.then(async ({ code, signal }) => exitStatusOf(await readStatus(statusPath), code, signal));
 
@@ -119,23 +128,27 @@ export class BwrapRuntime implements Runtime {
         fix: 'check that bubblewrap works on the client (bwrap --ro-bind / / true) and see the plugin log',
       });
     } catch (error) {
+      closePipes();
       await killMonitor(pid, exitedRaw);
       throw error;
     }
-    if (initPid === undefined) throw await this.sandboxFailure(request, exitedRaw);
+    if (initPid === undefined) {
+      closePipes();
+      throw await this.sandboxFailure(request, exitedRaw);
+    }
     const processes = bwrapProcesses(
       { pid, pidStartTime: processStartTime(pid) ?? 0, initPid, initStartTime: processStartTime(initPid) ?? 0 },
       request.stateDir,
       cgroup.contains,
       this.bwrapPath,
     );
-    const task = new BwrapTask(processes, new Date(), exited);
+    const task = new BwrapTask(processes, new Date(), exited, request.stateDir);
     // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
     // command, which inherits the cgroup (the bwrap monitor itself stays outside)
-    const block = child.stdio[BLOCK_FD] as NodeJS.WritableStream | null;
     try {
       await cgroup.join(initPid);
     } catch (error) {
+      closePipes();
       // a sandbox that died while it was set up cannot join: its own error is the cause
       if (await endedWithoutCommand(exitedRaw, statusPath, 2_000)) throw await this.sandboxFailure(request, exitedRaw);
       await task.kill();
@@ -197,7 +210,7 @@ export class BwrapRuntime implements Runtime {
 
   /** bwrap's stderr (its error lines) when it sets up `request`'s sandbox to run a program that does not exist there. */
   private async probe(request: LaunchRequest): Promise<string> {
-    const args = renderBwrapArgs(request.plan, { ...request.process, argv: [PROBE_PROGRAM] }, { statusFd: STATUS_FD, shareNet: true, asRoot: request.process.uid === 0 });
+    const args = renderBwrapArgs(request.plan, { ...request.process, argv: [PROBE_PROGRAM], env: {} }, { statusFd: STATUS_FD, shareNet: true, asRoot: request.process.uid === 0 });
     const { program, argv, asUser } = this.command(request, args);
     const child = spawn(program, argv, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env: {}, ...asUser });
     const chunks: Buffer[] = [];
@@ -247,7 +260,7 @@ export async function recoverBwrapTask(record: RecoveryRecord, bwrapPath: string
     });
   }
   const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) => exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null));
-  return new BwrapTask(processes, record.startedAt, exited);
+  return new BwrapTask(processes, record.startedAt, exited, record.stateDir);
 }
 
 /** SIGKILL to the sandbox's init (its pid namespace dies with it) and the monitor, each only when provably the task's. */
@@ -318,6 +331,8 @@ class BwrapTask implements LaunchedTask {
     private readonly processes: TaskProcesses,
     readonly startedAt: Date,
     readonly exited: Promise<ExitStatus>,
+    /** The task's state dir (root-only): exec spec files go there. */
+    private readonly stateDir: string,
   ) {
     this.pid = processes.pid;
     this.pidStartTime = processes.pidStartTime;
@@ -350,9 +365,16 @@ class BwrapTask implements LaunchedTask {
   /** bwrap keeps no state of its own beyond the status file in the task's state dir. */
   async dispose(): Promise<void> {}
 
-  /** nsenter and friends from util-linux join the sandbox from outside (runtime/bwrap/exec.ts). */
+  /**
+   * nsenter and friends from util-linux join the sandbox from outside (runtime/bwrap/exec.ts);
+   * the helper's spec (cwd, environment, command) goes in a 0600 file of the task's state dir,
+   * which the exec's shell opens and removes (cleanup removes it when the shell never ran).
+   */
   async execCommand(spec: ExecSpec): Promise<HostCommand> {
-    return renderBwrapExec(this.initPid, spec, findExecTools(spec.tty));
+    const specFile = join(this.stateDir, `exec-${randomBytes(6).toString('hex')}.spec`);
+    const command = renderBwrapExec(this.initPid, spec, findExecTools(spec.tty), specFile);
+    await writeTextFile(specFile, helperSpec(spec), 0o600);
+    return { ...command, cleanup: () => removeFile(specFile) };
   }
 
   /** SIGKILL to the sandbox's init ends its pid namespace, so every task process dies with it. */
@@ -362,9 +384,8 @@ class BwrapTask implements LaunchedTask {
 }
 
 /** Where each exec tool comes from, for the error when one is missing. */
-const EXEC_TOOL_PACKAGES: Readonly<Record<keyof BwrapExecTools, string>> = {
+const EXEC_TOOL_PACKAGES: Readonly<Record<Exclude<keyof BwrapExecTools, 'helper'>, string>> = {
   sh: 'a POSIX shell (dash)',
-  env: 'coreutils',
   setpriv: 'util-linux',
   nsenter: 'util-linux',
   unshare: 'util-linux',
@@ -374,11 +395,16 @@ const EXEC_TOOL_PACKAGES: Readonly<Record<keyof BwrapExecTools, string>> = {
 /** The host programs an exec needs, from the agent's PATH and the standard dirs; a clear error for the first one missing. */
 function findExecTools(tty: boolean): BwrapExecTools {
   const pathEnv = `${process.env.PATH ?? ''}:${HOST_PATH}`;
-  const find = (name: keyof BwrapExecTools, needed = true): string => {
+  const find = (name: keyof typeof EXEC_TOOL_PACKAGES, needed = true): string => {
     const path = findExecutable(name, { pathEnv });
     if (path !== undefined) return path;
     if (!needed) return name;
     throw failure('exec in task', `${name} is not on the agent's PATH`, { code: 'failed_precondition', fix: `install ${EXEC_TOOL_PACKAGES[name]} on the client` });
   };
-  return { sh: find('sh'), env: find('env'), setpriv: find('setpriv'), nsenter: find('nsenter'), unshare: find('unshare', tty), script: find('script', tty) };
+  const helper = findExecHelper();
+  if (!helper.found) {
+    const [cause, fix] = helper.problem.split('; fix: ');
+    throw failure('exec in task', cause ?? helper.problem, { code: 'failed_precondition', ...(fix === undefined ? {} : { fix }) });
+  }
+  return { sh: find('sh'), helper: helper.path, setpriv: find('setpriv'), nsenter: find('nsenter'), unshare: find('unshare', tty), script: find('script', tty) };
 }

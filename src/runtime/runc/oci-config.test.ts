@@ -137,6 +137,8 @@ describe('renderOciConfig', () => {
     assert.deepEqual(seccomp.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
     const denied = seccomp.syscalls.filter((r) => r.action === 'SCMP_ACT_ERRNO').flatMap((r) => r.names);
     for (const name of ['unshare', 'setns', 'mount', 'init_module', 'kexec_load', 'bpf', 'keyctl', 'clone', 'clone3']) assert.ok(denied.includes(name), name);
+    // io_uring's operations run in kernel workers seccomp never sees (refused by default as in Docker)
+    for (const name of ['io_uring_setup', 'io_uring_enter', 'io_uring_register']) assert.ok(denied.includes(name), name);
     assert.deepEqual(render(PROCESS, { ...OPTIONS, arch: 'arm64' }).config.linux.seccomp.architectures, ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM']);
   });
 

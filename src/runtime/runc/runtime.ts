@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
@@ -13,7 +14,7 @@ import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } 
 import { commandLineOf, processStartTime, signalProcess } from '../../host/proc.js';
 import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
-import { openLogSinks, readFile } from '../../host/task-files.js';
+import { logSinkOpeners, openAll, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { execArgs, renderExecProcess } from './exec.js';
@@ -70,7 +71,8 @@ export class RuncRuntime implements Runtime {
     }
     await writeTextFile(join(bundle, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
 
-    const [stdout, stderr] = await openLogSinks(request.stdoutPath, request.stderrPath);
+    // all or none: a failed open closes the other (openAll)
+    const [stdout, stderr] = (await openAll(logSinkOpeners(request.stdoutPath, request.stderrPath))) as [FileHandle, FileHandle];
     let child;
     let monitor;
     try {
@@ -174,7 +176,7 @@ export class RuncRuntime implements Runtime {
   /** `runc delete --force` when runc's state of the container is still there (--keep, or its monitor was killed). */
   private async deleteContainer(containerId: string): Promise<void> {
     if ((await entryKind(join(this.options.runcRoot, containerId))) === undefined) return;
-    await runCommand(this.options.runcPath, ['--root', this.options.runcRoot, 'delete', '--force', containerId], { timeoutMs: 30_000 }).catch(() => undefined);
+    await runCommand(this.options.runcPath, ['--root', this.options.runcRoot, 'delete', '--force', containerId], { timeoutMs: 30_000, env: { PATH: HOST_PATH }, cleanEnv: true }).catch(() => undefined);
   }
 }
 
