@@ -7,7 +7,7 @@
  * on a per-task file, so the sandbox's pid and the exit code are on disk even when the plugin
  * is not running.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { removeFile, writeTextFile } from '../../host/fs.js';
 import { childPids, executableOf, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type TaskProcesses } from '../detached-exit.js';
+import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type SpawnedMonitor, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { createFile, giveFifoTo, logSinkOpeners, openAll, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
@@ -80,8 +80,8 @@ export class BwrapRuntime implements Runtime {
     // the task opens them by name too (/dev/stdout, /proc/self/fd/2): make them its user's
     if (!asRoot) await Promise.all([giveFifoTo(stdout, request.process.uid), giveFifoTo(stderr, request.process.uid)]);
     const { program, argv, asUser } = this.command(request, bwrapArgv);
-    let child;
-    let monitor;
+    let child: ChildProcess;
+    let monitor: SpawnedMonitor;
     try {
       child = spawn(program, argv, {
         detached: true, // own session and process group: survives the plugin, gets no terminal signals
@@ -120,7 +120,7 @@ export class BwrapRuntime implements Runtime {
 
     // bwrap reports the sandbox init's pid as soon as it cloned it; the init then sets up the
     // mounts and waits on the block fd. A setup error makes it exit without running the command.
-    let initPid;
+    let initPid: number | undefined;
     try {
       initPid = await waitForValue(statusPath, async () => (await readStatus(statusPath)).childPid, exitedRaw, {
         ms: this.reportTimeoutMs,

@@ -4,7 +4,7 @@
  * (runc/monitor.ts) runs `runc run` in the foreground so the exit code is on disk even when
  * the plugin is not running. runc starts as root and switches to the task user itself.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
 import { commandLineOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type TaskProcesses } from '../detached-exit.js';
+import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type SpawnedMonitor, type TaskProcesses } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { logSinkOpeners, openAll, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
@@ -73,8 +73,8 @@ export class RuncRuntime implements Runtime {
 
     // all or none: a failed open closes the other (openAll)
     const [stdout, stderr] = (await openAll(logSinkOpeners(request.stdoutPath, request.stderrPath))) as [FileHandle, FileHandle];
-    let child;
-    let monitor;
+    let child: ChildProcess;
+    let monitor: SpawnedMonitor;
     try {
       child = spawn(shellPath, monitorArgs(runcPath, runcRoot, bundle, containerId), {
         detached: true, // own session: survives the plugin, gets no terminal signals
@@ -96,7 +96,7 @@ export class RuncRuntime implements Runtime {
     const exited = monitorExited.then(async ({ code }) => exitStatusOf(await readExitCode(bundle), code));
 
     // runc writes the container init's pid file once the container started
-    let initPid;
+    let initPid: number | undefined;
     try {
       initPid = await waitForValue(bundle, () => readPid(bundle), monitorExited, {
         ms: LAUNCH_REPORT_TIMEOUT_MS,
