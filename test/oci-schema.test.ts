@@ -250,7 +250,9 @@ describe('OCI runtime-spec schema validator', () => {
       .find((p) => existsSync(p));
     const skip = runc === undefined ? 'runc is not installed' : false;
     const dirs: string[] = [];
-    after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+    after(() => {
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    });
 
     for (const flags of [[], ['--rootless']]) {
       it(`accepts what \`runc spec ${flags.join(' ')}\` generates`, { skip }, () => {

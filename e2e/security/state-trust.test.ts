@@ -75,7 +75,7 @@ for (const runtime of RUNTIMES) describe(`two Nomad clients sharing the default 
     const allocs = new Set<string>();
     for (const agent of agents) {
       const mine = (await agent.api<{ ID: string }[]>('/v1/allocations').catch(() => [])).map((a) => a.ID);
-      mine.forEach((id) => allocs.add(id));
+      for (const id of mine) allocs.add(id);
       await agent.stopAllJobs().catch(() => undefined);
       // DestroyTask removes the task's state from the shared dir: wait for it before the agent goes
       await agent.waitFor('the stopped tasks to be destroyed', async () => (mine.every((id) => recordOf(id) === undefined) ? true : undefined), 60_000).catch(() => undefined);

@@ -42,8 +42,11 @@ function expand(names: readonly string[]): Set<string> {
   const set = new Set<string>();
   for (const name of names) {
     const normal = normalizeCapability(name);
-    if (normal === ALL_CAPABILITIES) KNOWN_CAPABILITIES.forEach((c) => set.add(c));
-    else if (normal !== undefined) set.add(normal);
+    if (normal === ALL_CAPABILITIES) {
+      for (const c of KNOWN_CAPABILITIES) set.add(c);
+    } else if (normal !== undefined) {
+      set.add(normal);
+    }
   }
   return set;
 }

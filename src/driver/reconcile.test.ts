@@ -25,7 +25,9 @@ const VIEW_UNMARKED = '33333333333333333333333333333333';
 const ETC_A = '44444444444444444444444444444444';
 
 const roots: string[] = [];
-after(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
+after(() => {
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
 
 function record(stateRoot: string, allocId: string, nodeId: string): PersistedTask {
   const taskId = `${allocId}/main/t1`;

@@ -50,7 +50,9 @@ describe('hardlink trees', () => {
     dirs.push(dir);
     return dir;
   };
-  after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
 
   it('recreates directories and symlinks and hardlinks files', async () => {
     const root = tempDir();

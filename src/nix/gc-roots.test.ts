@@ -16,7 +16,9 @@ describe('task GC roots', () => {
     dirs.push(dir);
     return dir;
   };
-  after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
 
   it('writes one symlink per path into the entry', async () => {
     const dir = tempDir();

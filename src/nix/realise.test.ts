@@ -30,7 +30,9 @@ describe('realise', () => {
     dirs.push(dir);
     return dir;
   };
-  after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
 
   it('rejects a request with both or neither of flake and store path', async () => {
     const both = await rejection(realise(TOOLS, { flake: 'path:/x#a', storePath: '/nix/store/x', packages: [] }));

@@ -323,7 +323,7 @@ async function requisites(ctx: Context, paths: readonly string[]): Promise<strin
   });
   if (result.exitCode !== 0) {
     const log = new NixLogCollector();
-    result.stderrTail.forEach((l) => log.add(l));
+    for (const l of result.stderrTail) log.add(l);
     const cause = log.failureText() ?? (result.timedOut ? `timed out after ${QUERY_TIMEOUT_MS} ms` : `nix-store exited with code ${result.exitCode}`);
     throw failure(`list the closure of ${paths.map((p) => quote(p)).join(', ')}`, cause, { code: 'failed_precondition' });
   }

@@ -23,7 +23,9 @@ describe('store views', () => {
     dirs.push(dir);
     return dir;
   };
-  after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
   const closureOf = () => requisites(buildWithBusybox('view-web', 'mkdir -p $out/bin; ln -s $busybox/bin/httpd $out/bin/web; echo web > $out/web.txt'));
 
   it('keys a closure by the sha256 of its sorted paths', () => {

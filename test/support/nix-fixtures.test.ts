@@ -10,7 +10,9 @@ const requisites = (path: string) => execFileSync('nix-store', ['--query', '--re
 
 describe('nix fixtures', () => {
   const dirs: string[] = [];
-  after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
 
   it('adds busybox to the store once, with its applets', () => {
     const path = busyboxPath();
