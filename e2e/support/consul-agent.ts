@@ -18,12 +18,16 @@ let consulPath: string | undefined;
 /** The Consul binary: $CONSUL_BIN, else built (or found in the cache) by e2e/build-consul.sh. */
 export function consulBinary(): string {
   if (consulPath !== undefined) return consulPath;
-  if (process.env.CONSUL_BIN !== undefined && process.env.CONSUL_BIN !== '') return (consulPath = process.env.CONSUL_BIN);
+  if (process.env.CONSUL_BIN !== undefined && process.env.CONSUL_BIN !== '') {
+    consulPath = process.env.CONSUL_BIN;
+    return consulPath;
+  }
   const result = spawnSync('bash', [join(REPO_ROOT, 'e2e', 'build-consul.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (result.status !== 0) throw new Error(`failed to build consul: e2e/build-consul.sh exited ${result.status}`);
   const path = result.stdout.trim().split('\n').pop() ?? '';
   if (!existsSync(path)) throw new Error(`failed to build consul: e2e/build-consul.sh printed ${JSON.stringify(path)}`);
-  return (consulPath = path);
+  consulPath = path;
+  return path;
 }
 
 /** One entry of Consul's /v1/health/checks/<service>. */

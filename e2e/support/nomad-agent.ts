@@ -21,12 +21,16 @@ let nomadPath: string | undefined;
 /** The Nomad binary: $NOMAD_BIN, else built (or found in the cache) by e2e/build-nomad.sh. */
 export function nomadBinary(): string {
   if (nomadPath !== undefined) return nomadPath;
-  if (process.env.NOMAD_BIN !== undefined && process.env.NOMAD_BIN !== '') return (nomadPath = process.env.NOMAD_BIN);
+  if (process.env.NOMAD_BIN !== undefined && process.env.NOMAD_BIN !== '') {
+    nomadPath = process.env.NOMAD_BIN;
+    return nomadPath;
+  }
   const result = spawnSync('bash', [join(REPO_ROOT, 'e2e', 'build-nomad.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (result.status !== 0) throw new Error(`failed to build nomad: e2e/build-nomad.sh exited ${result.status}`);
   const path = result.stdout.trim().split('\n').pop() ?? '';
   if (!existsSync(path)) throw new Error(`failed to build nomad: e2e/build-nomad.sh printed ${JSON.stringify(path)}`);
-  return (nomadPath = path);
+  nomadPath = path;
+  return path;
 }
 
 export async function freePort(): Promise<number> {

@@ -38,7 +38,10 @@ describe('runInTask', () => {
 
   it('runs the command\'s cleanup once it has exited', async () => {
     let cleaned = false;
-    await runInTask({ ...sh('true'), cleanup: async () => void (cleaned = true) }, { timeoutMs: 0 });
+    const cleanup = async () => {
+      cleaned = true;
+    };
+    await runInTask({ ...sh('true'), cleanup }, { timeoutMs: 0 });
     assert.equal(cleaned, true);
   });
 });

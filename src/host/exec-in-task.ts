@@ -253,7 +253,11 @@ export async function runInTask(command: ExecCommand, options: { readonly timeou
   const stderr = new Capture();
   const session = await startInTask(command, { tty: false, stdin: false, onStdout: (d) => stdout.add(d), onStderr: (d) => stderr.add(d) });
   let timedOut = false;
-  const timer = options.timeoutMs > 0 ? setTimeout(() => ((timedOut = true), session.kill()), options.timeoutMs) : undefined;
+  const onTimeout = () => {
+    timedOut = true;
+    session.kill();
+  };
+  const timer = options.timeoutMs > 0 ? setTimeout(onTimeout, options.timeoutMs) : undefined;
   try {
     const exit = await session.exited;
     return { ...exit, stdout: stdout.bytes(), stderr: stderr.bytes(), timedOut };

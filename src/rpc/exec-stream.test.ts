@@ -104,7 +104,11 @@ describe('execStreamHandler', () => {
   it('pauses the command\'s output while gRPC\'s buffer is full, and resumes on drain', async () => {
     const fake = fakeSession();
     let output: ExecOutput | undefined;
-    const driver = { startExec: async (_t: string, _c: readonly string[], _tty: boolean, out: ExecOutput) => ((output = out), fake.session) } as unknown as NixDriver;
+    const startExec = async (_t: string, _c: readonly string[], _tty: boolean, out: ExecOutput) => {
+      output = out;
+      return fake.session;
+    };
+    const driver = { startExec } as unknown as NixDriver;
     const call = new FakeCall();
     let full = true;
     const write = call.write.bind(call);
