@@ -81,7 +81,7 @@ describe('persisted task (driver_state)', () => {
   });
 
   it('refuses a cgroup that is not the one the driver would use for this task', () => {
-    const cgroup = (c: unknown, why: string) => fails({ ...STORED, cgroup: c }, new RegExp(`^failed to recover task: driver_state field cgroup ${escape(JSON.stringify(JSON.stringify(c)))} ${escape(why)} \\(not a cgroup of this task\\);`));
+    const cgroup = (c: unknown, why: string) => fails({ ...STORED, cgroup: c }, new RegExp(`^failed to recover task: driver_state field cgroup ${escapeRegExp(JSON.stringify(JSON.stringify(c)))} ${escapeRegExp(why)} \\(not a cgroup of this task\\);`));
     cgroup({ version: 'v1', root: '/sys/fs/cgroup', path: 'system.slice' }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main)`);
     cgroup({ version: 'v2', root: '/sys/fs/cgroup', path: 'nomad.slice/share.slice/other.main.scope' }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main.scope)`);
     cgroup({ version: 'v2', root: '/sys/fs/cgroup', path: `user.slice/${ALLOC}.main.scope` }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main.scope)`);
@@ -99,6 +99,6 @@ describe('persisted task (driver_state)', () => {
   });
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
