@@ -92,6 +92,10 @@ describe('flake installable grammar', () => {
       ['nixpkgs#', 'has the attribute path "", which is not NAME(.NAME)* (letters, digits, _ \' + - or "quoted")', FLAKE_FIX],
       ['#hello', 'has no flake reference before "#"', FLAKE_FIX],
       ['nix pkgs', 'contains a space or a control character', FLAKE_FIX],
+      ['nixpkgs#hello\u0000', 'contains a space or a control character', FLAKE_FIX],
+      ['github:o/r\u007f#x', 'contains a space or a control character', FLAKE_FIX],
+      ['nixpkgs#a\tb', 'contains a space or a control character', FLAKE_FIX],
+      ['nixpkgs\u00a0#x', 'contains a space or a control character', FLAKE_FIX],
       ['1nixpkgs#x', 'is not a flake reference: not a known type (github:, gitlab:, sourcehut:, git+https:, git+ssh:, https: tarball, path:, git+file:) nor a registry id such as "nixpkgs" or "nixpkgs/nixos-23.11"', FLAKE_FIX],
       ['x'.repeat(2049), 'is longer than 2048 characters', FLAKE_FIX],
     ];

@@ -101,7 +101,7 @@ export function parseFlakeInstallable(text: string): Parsed<FlakeInstallable> {
   if (text.length === 0) return fail('is empty');
   if (text.length > MAX_FLAKE_LENGTH) return fail(`is longer than ${MAX_FLAKE_LENGTH} characters`);
   if (text.startsWith('-')) return fail('starts with "-": Nix would read it as a command-line option, not a flake reference');
-  if (/[\s\x00-\x1f\x7f]/.test(text)) return fail('contains a space or a control character');
+  if (hasSpaceOrControl(text)) return fail('contains a space or a control character');
   const hash = text.indexOf('#');
   const ref = hash === -1 ? text : text.slice(0, hash);
   const attrPath = hash === -1 ? '' : text.slice(hash + 1);
@@ -110,6 +110,15 @@ export function parseFlakeInstallable(text: string): Parsed<FlakeInstallable> {
   }
   const source = parseFlakeRef(ref);
   return source.ok ? { ok: true, value: { source: source.value, attrPath } } : source;
+}
+
+/** Whether `text` has whitespace (`\s`) or an ASCII control character (U+0000-U+001F, U+007F). */
+function hasSpaceOrControl(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code <= 0x1f || code === 0x7f) return true;
+  }
+  return /\s/.test(text);
 }
 
 function parseFlakeRef(ref: string): Parsed<RemoteFlake | LocalFlake> {
