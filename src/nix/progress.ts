@@ -47,6 +47,7 @@ export type NixLogEntry =
   | { readonly action: 'msg'; readonly level: number; readonly message: string }
   | { readonly action: 'plain'; readonly text: string };
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: a terminal escape sequence starts with ESC (U+001B), the character this must match
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
 
 /** `text` without terminal colour codes. */
