@@ -156,7 +156,10 @@ export async function listStoreViews(viewsDir: string): Promise<string[]> {
  */
 export async function pruneStoreViewLeftovers(
   viewsDir: string,
-  guard: (key: string, remove: () => Promise<void>) => Promise<boolean> = async (_key, remove) => (await remove(), true),
+  guard: (key: string, remove: () => Promise<void>) => Promise<boolean> = async (_key, remove) => {
+    await remove();
+    return true;
+  },
 ): Promise<string[]> {
   const entries = await listEntries(viewsDir);
   const dirs = new Set(entries.filter((e) => e.kind === 'directory').map((e) => e.name));

@@ -112,7 +112,10 @@ describe('execStreamHandler', () => {
     const call = new FakeCall();
     let full = true;
     const write = call.write.bind(call);
-    call.write = (message) => (write(message), !full);
+    call.write = (message) => {
+      write(message);
+      return !full;
+    };
     execStreamHandler(driver, logger)(call as unknown as grpc.ServerDuplexStream<ExecTaskStreamingRequest__Output, ExecTaskStreamingResponse>);
     call.emit('data', frame({ setup: { task_id: 'a/web/1', command: ['yes'], tty: false } }));
     await new Promise((r) => setImmediate(r));
