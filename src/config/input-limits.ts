@@ -141,11 +141,11 @@ export function msgpackLimitViolation(bytes: Uint8Array, root: string, limits: {
     if ((type >= 0xc4 && type <= 0xc6) && length > limits.stringChars) return { field: plainPath(at) || root, size: length, limit: limits.stringChars, unit: 'bytes' };
     const top = stack.at(-1);
     // a string key of a map names the path of its value
-    if (top !== undefined && top.map && top.keyNext && strLength !== undefined) {
+    if (top?.map && top.keyNext && strLength !== undefined) {
       const end = Math.min(offset + header + strLength, bytes.length);
       const key = Buffer.from(bytes.buffer, bytes.byteOffset + offset + header, Math.max(0, end - offset - header)).toString('utf8');
       top.key = key.length > 64 ? `${key.slice(0, 64)}…` : key;
-    } else if (top !== undefined && top.map && top.keyNext) {
+    } else if (top?.map && top.keyNext) {
       top.key = '<key>';
     }
     offset += header + length;
@@ -155,7 +155,7 @@ export function msgpackLimitViolation(bytes: Uint8Array, root: string, limits: {
       if (stack.length + 1 > limits.depth) return { field: plainPath(at) || root, size: stack.length + 1, limit: limits.depth, unit: 'levels' };
       // its items follow; it fills its parent's slot once they are read
       // a path stays short, even 30 levels deep: its tail becomes an ellipsis
-      const path = top !== undefined && top.path.endsWith('…') ? top.path : at.length > 80 ? `${cutPath(plainPath(at), 80)}…` : plainPath(at);
+      const path = top?.path.endsWith('…') ? top.path : at.length > 80 ? `${cutPath(plainPath(at), 80)}…` : plainPath(at);
       if (container.count > 0) stack.push({ left: container.map ? container.count * 2 : container.count, map: container.map, keyNext: true, path, index: 0, key: '' });
       else finishValue(stack);
       continue;
