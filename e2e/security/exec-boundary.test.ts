@@ -180,7 +180,8 @@ for (const runtime of RUNTIMES) describe(`exec boundary (${runtime})`, { timeout
     }
   });
 
-  const TASK_ROOT = ['alloc', 'dev', 'etc', 'local', 'nix', 'proc', 'secrets', 'tmp'];
+  // (bin and usr hold the /bin/sh and /usr/bin/env links into the closure)
+  const TASK_ROOT = ['alloc', 'bin', 'dev', 'etc', 'local', 'nix', 'proc', 'secrets', 'tmp', 'usr'];
 
   it('(c) a work_dir symlink to / in the closure: the exec\'d command starts in the task\'s root, not the host\'s', async () => {
     const allocId = await running(`workdir-link-${runtime}`, `exec ${sleep()}`, { configExtra: `        work_dir   = ${hcl(`${fixture}/hostroot`)}\n` });

@@ -67,7 +67,8 @@ function probeScript(paths: { otherSecrets: string; otherStorePath: string }): s
     `p host-root-file test -e ${hostRootMarker}`,
     `p host-tmp-file test -e ${hostTmpMarker}`,
     'p host-etc-shadow test -e /etc/shadow',
-    'p host-usr test -e /usr/bin',
+    // /usr holds only the /usr/bin/env link into the closure, nothing of the host's /usr
+    'p host-usr sh -c "test -e /usr/lib || test -e /usr/share || test -e /usr/bin/id || test \\"$(ls /usr/bin)\\" != env"',
     'p nix-var test -e /nix/var',
     `p other-store-path test -e ${paths.otherStorePath}`,
     `p other-alloc-secrets test -e ${paths.otherSecrets}`,
