@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
 import { hcl, nixJobHcl, shConfig } from './support/job-hcl.js';
-import { allocLogs, eventMessages, isDead, runJob, taskState } from './support/jobs.js';
+import { allocLogs, eventMessages, isDead, nomad, runJob, taskState } from './support/jobs.js';
 import { childrenOf, isAlive, nomadBinary, NomadAgent, pluginPids } from './support/nomad-agent.js';
 import { killTasksOf } from './support/leftovers.js';
 import { RUNTIMES, type RuntimeName } from './support/task-agent.js';
@@ -174,11 +174,23 @@ for (const runtime of RUNTIMES) describe(`recovery through a non-dev Nomad agent
     assert.ok(isAlive(old.initPid), 'the task outlived the agent');
     agent = await NomadAgent.start({ persistent: true, pluginConfig: pluginConfig('5s'), restartOf: agent });
     await agent.nixDriver((d) => d.Healthy, 120_000);
-    const fresh = await agent.waitFor('Nomad to start the job again', async () => records().find((r) => r.taskId !== old.taskId), 120_000);
+    const newInstance = async () => records().find((r) => r.taskId !== old.taskId);
+    // Nomad 1.11 sometimes never restarts the allocation in place: the server still has its
+    // task as running, and the client's new task runner then waits at the lifecycle gate for
+    // good (a goroutine dump shows TaskRunner.Run parked on its start condition, before Task
+    // Setup, before any call to the driver). Stopping that allocation makes the scheduler place
+    // a replacement, which the client starts normally: the sweep's behaviour under test is the
+    // same either way (the old task is forgotten; the new instance must survive).
+    let fresh = await agent.waitFor('Nomad to start the job again', newInstance, 45_000).catch(() => undefined);
+    if (fresh === undefined) {
+      const [stuck] = await allocs(job);
+      if (stuck !== undefined) nomad(agent, ['alloc', 'stop', '-detach', stuck.ID]);
+      fresh = await agent.waitFor('Nomad to start a replacement of the stuck allocation', newInstance, 120_000);
+    }
     await agent.waitFor('the sweep to remove the forgotten task', async () => (records().some((r) => r.key === old.key) || isAlive(old.initPid) ? undefined : true), 60_000);
     assert.match(agent.log(), /removed what forgotten tasks left behind/);
     assert.deepEqual(readdirSync(gcRootsDir), [fresh.key], 'only the new instance keeps a GC root');
-    assert.ok(isAlive(fresh.initPid), 'the new instance (in the same Nomad cgroup) survives the sweep');
+    assert.ok(isAlive(fresh.initPid), 'the new instance (in the same Nomad cgroup, when Nomad restarted the allocation in place) survives the sweep');
     assert.equal((await runningAllocs(job)).length, 1);
   });
 });
