@@ -13,6 +13,7 @@
 import { NixDriver } from './driver/driver.js';
 import { createHostProbe } from './driver/probe-host.js';
 import { errorMessage } from './errors.js';
+import { resolveGroupId } from './host/unix-group.js';
 import { createLogger, levelFromEnv, stderrSink } from './log/logger.js';
 import { NOT_A_PROGRAM_MESSAGE, handshakeLine, hasMagicCookie, protocolVersionProblem } from './plugin/handshake.js';
 import { servePlugin, type PluginServer } from './plugin/server.js';
@@ -62,7 +63,7 @@ async function main(): Promise<void> {
   });
 
   const started = performance.now();
-  server = await servePlugin({ driver, logger, env: process.env, onControllerShutdown: () => exit('controller shutdown') });
+  server = await servePlugin({ driver, logger, env: process.env, resolveGroup: resolveGroupId, onControllerShutdown: () => exit('controller shutdown') });
   writeHandshake(handshakeLine(server.socketPath));
   logger.info('plugin started', { version: PLUGIN_VERSION, socket: server.socketPath, pid: process.pid, duration_ms: Math.round(performance.now() - started) });
 }

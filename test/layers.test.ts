@@ -81,6 +81,18 @@ describe('module layering', () => {
     assert.deepEqual(upward.map((e) => `${e.from} → ${e.to}`), []);
   });
 
+  it('lets rpc/ talk to driver/ only (and the leaves), and plugin/ do no host I/O through host/', () => {
+    const slips = all.filter((e) => {
+      if (e.to.startsWith('node:') || !e.to.endsWith('.ts')) return false;
+      const from = group(e.from);
+      const to = group(e.to);
+      if (from === 'rpc') return !(to === 'rpc' || to === 'driver' || to === 'gen' || LEAVES.has(to));
+      if (from === 'plugin') return to === 'host';
+      return false;
+    });
+    assert.deepEqual(slips.map((e) => `${e.from} → ${e.to}`), []);
+  });
+
   it('keeps protobuf and gRPC inside rpc/ and plugin/', () => {
     const leaks = all.filter(
       (e) => !PROTOCOL_LAYERS.has(group(e.from)) && (e.to.startsWith('gen/') || e.to.startsWith('@grpc/') || e.to === 'google-protobuf'),

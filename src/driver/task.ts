@@ -7,6 +7,9 @@ import type { TaskCgroup } from '../cgroup/task-cgroup.js';
 import type { ExitStatus, LaunchedTask, ProcessSpec } from '../runtime/runtime.js';
 import type { PersistedTask } from './persisted-task.js';
 
+/** How a task ended (the runtime's record, re-exported for rpc/, which talks to driver/ only). */
+export type { ExitStatus } from '../runtime/runtime.js';
+
 export interface DnsSettings {
   readonly servers: readonly string[];
   readonly searches: readonly string[];

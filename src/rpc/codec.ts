@@ -20,14 +20,13 @@ import type { ExitResult } from '../gen/hashicorp/nomad/plugins/drivers/proto/Ex
 import type { TaskStatus } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStatus.js';
 import { decodeCtyMsgpack } from '../config/cty-msgpack.js';
 import { INPUT_LIMITS, jsonDepth, limitFailure, taskFieldViolation } from '../config/input-limits.js';
-import type { ResourceRequest, TaskHandle, TaskRequest } from '../driver/task.js';
+import type { ExitStatus, ResourceRequest, TaskHandle, TaskRequest } from '../driver/task.js';
 import { encodePersistedTask } from '../driver/persisted-task.js';
 import type { TaskUsage } from '../driver/driver.js';
 import type { TaskStats } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStats.js';
 import type { CPUUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/CPUUsage.js';
 import type { MemoryUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/MemoryUsage.js';
 import { failure, quote } from '../errors.js';
-import type { ExitStatus } from '../runtime/runtime.js';
 
 /** Our HclSpec has exactly the message's shape (oneof `block` plus the chosen member). */
 export function toProtoSpec(spec: HclSpec): Spec {
