@@ -29,7 +29,7 @@ import { detectCgroups } from '../cgroup/detect.js';
 import type { CgroupVersion } from '../cgroup/limits.js';
 import { cpuUsage, type CpuUsage, type TaskCgroupStats } from '../cgroup/stats.js';
 import { nodeCompute } from '../host/cpu-info.js';
-import { TaskHandle, taskKey, type TaskRequest } from './task.js';
+import { TaskHandle, taskKey, type StartRequest, type TaskRequest } from './task.js';
 import { planExec } from './exec-task.js';
 import { isLevel, type Level } from '../log/hclog-format.js';
 import type { Logger } from '../log/logger.js';
@@ -267,7 +267,7 @@ export class NixDriver {
    * StartTask: realise the closure, build the task's root and launch it. Nomad keeps the
    * returned handle and calls WaitTask next. A second start of a known id fails.
    */
-  async startTask(request: TaskRequest): Promise<TaskHandle> {
+  async startTask(request: StartRequest): Promise<TaskHandle> {
     const key = taskKey(request.id);
     if (this.tasks.has(request.id) || this.starting.has(key)) {
       throw failure('start task', `task with ID ${quote(request.id)} already started`, { code: 'already_exists' });
