@@ -94,10 +94,7 @@ export interface StartRequest extends TaskRequest {
   readonly closure: ClosureRequest;
 }
 
-/** A stable, file-name-safe key for a task id (used for state dirs and GC roots). */
-export function taskKey(taskId: string): string {
-  return taskId.replace(/[^A-Za-z0-9._-]/g, '_');
-}
+export { taskKey } from './task-key.js';
 
 export type TaskState = 'running' | 'exited';
 
