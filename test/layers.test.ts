@@ -1,5 +1,5 @@
 /**
- * Enforces the module layering from DEVELOPERS.md on the source tree:
+ * Enforces the module layering of the README's "Development" section on the source tree:
  *   main → plugin → rpc → driver → {nix, rootfs, runtime, cgroup} → host
  * with errors, log, version, paths and config as leaves anyone may import. Nothing imports
  * upward; only rpc/ and plugin/ know protobuf and gRPC; only the I/O layers touch the

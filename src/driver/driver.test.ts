@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../../test/support/nix-fixtures.js';
 import { decodePluginConfig, type PluginConfig } from '../config/plugin-config.js';
 import { decodeTaskConfig } from '../config/task-config.js';
+import { INTERNAL_FIX } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import type { ExitStatus, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime/runtime.js';
 import { NixDriver } from './driver.js';
@@ -126,12 +127,12 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     });
     const driver = driverWith(runtime, config);
     const task = request();
-    await assert.rejects(driver.startTask(task), { name: 'DriverError', code: 'internal', message: 'failed to start task: launch failed' });
+    await assert.rejects(driver.startTask(task), { name: 'DriverError', code: 'internal', message: `failed to start task: launch failed; fix: ${INTERNAL_FIX}` });
     assert.equal(sawState, true, 'the failing step ran after the GC root, state dir, view and /etc dir were made');
     assert.deepEqual(leftovers(), NOTHING);
     assert.throws(() => driver.inspectTask(task.id), { code: 'not_found' });
     // the id was released: a retry fails in the same step, not as "already started"
-    await assert.rejects(driver.startTask(task), { message: 'failed to start task: launch failed' });
+    await assert.rejects(driver.startTask(task), { message: `failed to start task: launch failed; fix: ${INTERNAL_FIX}` });
     assert.equal(runtime.launches, 2);
   });
 
@@ -177,7 +178,7 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
       throw new Error('the task is gone');
     });
     const restarted = driverWith(gone, config);
-    await assert.rejects(restarted.recoverTask(task.id, encodePersistedTask(handle.persisted!), () => task), { message: 'the task is gone' });
+    await assert.rejects(restarted.recoverTask(task.id, encodePersistedTask(handle.persisted!), () => task), { code: 'internal', message: `failed to recover task: the task is gone; fix: ${INTERNAL_FIX}` });
     assert.equal(gone.recovers, 1);
     assert.throws(() => restarted.inspectTask(task.id), { code: 'not_found' });
     assert.deepEqual(leftovers(), NOTHING);

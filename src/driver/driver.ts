@@ -4,6 +4,7 @@
  * protobuf (rpc/ translates) nor which runtimes exist (main.ts passes them in); it owns the
  * plugin config, the task store, the shared-resource holds and the task-event hub.
  */
+import { asFailure } from '../errors.js';
 import { defaultPluginConfig, parseDurationMs, type PluginConfig } from '../config/plugin-config.js';
 import { isLevel, type Level } from '../log/hclog-format.js';
 import type { Logger } from '../log/logger.js';
@@ -166,7 +167,8 @@ export class NixDriver {
 
   /** RecoverTask (driver/recovery.ts): a task of an earlier plugin process, from its driver_state alone. */
   recoverTask(taskId: string, driverState: Uint8Array, request: () => TaskRequest): Promise<void> {
-    return recoverTask(taskId, driverState, request, { ...this.recoveryContext(), sweep: this.sweep, releaseShared: (kind, key, holder) => this.releaseShared(kind, key, holder) });
+    const context = { ...this.recoveryContext(), sweep: this.sweep, releaseShared: (kind: SharedKind, key: string, holder: string) => this.releaseShared(kind, key, holder) };
+    return failingAs('recover task', recoverTask(taskId, driverState, request, context));
   }
 
   /** The orphan sweep (driver/recovery.ts), now. */
@@ -186,7 +188,7 @@ export class NixDriver {
 
   /** StopTask (driver/stop-task.ts): kill_signal, then SIGKILL after `timeoutMs`; releases nothing. */
   async stopTask(taskId: string, signal: string, timeoutMs: number): Promise<void> {
-    await stopTask(this.tasks.get(taskId), signal, timeoutMs);
+    await failingAs('stop task', stopTask(this.tasks.get(taskId), signal, timeoutMs));
   }
 
   /** SignalTask (driver/stop-task.ts): `nomad alloc signal` (SIGKILL when no -s is given). */
@@ -197,7 +199,7 @@ export class NixDriver {
   /** DestroyTask (driver/stop-task.ts): after every exit and failed recovery; releases everything of the task. */
   destroyTask(taskId: string, force: boolean): Promise<void> {
     const releaseShared = (kind: SharedKind, key: string, holder: string) => this.releaseShared(kind, key, holder);
-    return destroyTask(this.tasks, taskId, force, { gcRootsDir: this.currentConfig.gc_roots_dir, logger: this.logger, releaseShared });
+    return failingAs('destroy task', destroyTask(this.tasks, taskId, force, { gcRootsDir: this.currentConfig.gc_roots_dir, logger: this.logger, releaseShared }));
   }
 
   /** InspectTask: the task's state and, once exited, its result. */
@@ -207,12 +209,12 @@ export class NixDriver {
 
   /** ExecTask (driver/exec.ts): script checks and template change scripts. */
   async execTask(taskId: string, command: readonly string[], timeoutMs: number): Promise<ExecResult> {
-    return execTask(this.tasks.get(taskId), command, timeoutMs, this.logger);
+    return failingAs('exec in task', execTask(this.tasks.get(taskId), command, timeoutMs, this.logger));
   }
 
   /** ExecTaskStreaming (driver/exec.ts): `nomad alloc exec`. */
   async startExec(taskId: string, command: readonly string[], tty: boolean, output: ExecOutput): Promise<ExecSession> {
-    return startExec(this.tasks.get(taskId), command, tty, output, this.logger);
+    return failingAs('exec in task', startExec(this.tasks.get(taskId), command, tty, output, this.logger));
   }
 
   /** Task `holder` lets go of a shared store view or /etc dir (driver/shared-release.ts). */
@@ -228,5 +230,14 @@ export class NixDriver {
       shared: this.shared,
       runtimeNamed: (name) => this.runtimes(name, 'recover task', this.currentConfig),
     };
+  }
+}
+
+/** `call`, its rejection a DriverError of `what` (errors.ts asFailure): no bare Error reaches Nomad. */
+async function failingAs<T>(what: string, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (error) {
+    throw asFailure(what, error);
   }
 }

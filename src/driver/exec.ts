@@ -3,7 +3,7 @@
  * ExecTaskStreaming (`nomad alloc exec`). The command gets the task's user, cwd, environment,
  * namespaces and cgroup (driver/exec-task.ts planExec); the runtime renders how to enter them.
  */
-import { failure, quote } from '../errors.js';
+import { INTERNAL_FIX, failure, quote } from '../errors.js';
 import { executableKind } from '../host/which.js';
 import { runInTask, startInTask, type ExecSession } from '../host/exec-in-task.js';
 import { firstChild, pathInRootOf, readEnviron } from '../host/proc.js';
@@ -82,7 +82,7 @@ export async function prepareExec(handle: TaskHandle, command: readonly string[]
     (persisted === undefined
       ? undefined
       : { argv: persisted.argv, env: handle.request.env, cwd: persisted.cwd, uid: persisted.user.uid, gid: persisted.user.gid, capabilities: persisted.capabilities });
-  if (launched === undefined) throw failure('exec in task', 'the task has no recorded process', { code: 'internal' });
+  if (launched === undefined) throw failure('exec in task', 'the task has no recorded process', { code: 'internal', fix: INTERNAL_FIX });
   const initPid = handle.launched.initPid;
   const commandPid = firstChild(initPid);
   return planExec(

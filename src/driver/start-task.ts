@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
-import { errorMessage, failure, isDriverError, quote } from '../errors.js';
+import { asFailure, failure, quote } from '../errors.js';
 import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
 import { ensureDirectory, entryKind, removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
 import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
@@ -363,7 +363,6 @@ export async function startTask(request: StartRequest, context: StartContext): P
     return adoptTask(request, launched, persisted, cgroup, taskProcess);
   } catch (error) {
     await cleanup.unwind(logger);
-    if (isDriverError(error)) throw error;
-    throw failure('start task', errorMessage(error), { code: 'internal', cause: error });
+    throw asFailure('start task', error);
   }
 }

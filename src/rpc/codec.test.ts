@@ -32,6 +32,17 @@ describe('fromProtoTaskConfig', () => {
   });
 });
 
+describe('the verb of a TaskConfig failure', () => {
+  it('names the call: RecoverTask fails to recover the task, not to start it', () => {
+    assert.throws(() => fromProtoTaskConfig(undefined, { withDriverConfig: false }), {
+      name: 'DriverError',
+      code: 'invalid_argument',
+      message: 'failed to recover task: the request has no task; fix: use a Nomad client of version 1.8 or newer: it sends the task with the request',
+    });
+    assert.throws(() => fromProtoStartTask(null), { message: 'failed to start task: the request has no task; fix: use a Nomad client of version 1.8 or newer: it sends the task with the request' });
+  });
+});
+
 describe('input limits at the edge (fromProtoTaskConfig, checkDriverStateLimits)', () => {
   const packr = new Packr({ useRecords: false });
   const rejects = (fields: Partial<TaskConfig__Output>, message: string) =>

@@ -27,7 +27,7 @@ import type { TaskUsage } from '../driver/driver.js';
 import type { TaskStats } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStats.js';
 import type { CPUUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/CPUUsage.js';
 import type { MemoryUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/MemoryUsage.js';
-import { failure, quote } from '../errors.js';
+import { INTERNAL_FIX, failure, quote } from '../errors.js';
 
 /** Our HclSpec has exactly the message's shape (oneof `block` plus the chosen member). */
 export function toProtoSpec(spec: HclSpec): Spec {
@@ -117,7 +117,7 @@ export function fromProtoStartTask(task: TaskConfig__Output | null | undefined):
 
 function decodeTask(task: TaskConfig__Output | null | undefined, what: 'start task' | 'recover task'): { request: TaskRequest; driverConfig: unknown } {
   if (task === null || task === undefined) {
-    throw failure(what, 'the request has no task', { code: 'invalid_argument', fix: 'this is a bug in the caller' });
+    throw failure(what, 'the request has no task', { code: 'invalid_argument', fix: 'use a Nomad client of version 1.8 or newer: it sends the task with the request' });
   }
   const dns = task.dns;
   const driverConfig = what === 'recover task' ? undefined : decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config');
@@ -202,7 +202,7 @@ function checkTaskLimits(task: TaskConfig__Output, driverConfig: unknown, what: 
   }
   // the task's name is its directory in the alloc dir
   if (task.name === '' || task.name === '.' || task.name === '..' || task.name.includes('/')) {
-    throw failure(what, `name ${quote(task.name)} is not a single path segment`, { code: 'invalid_argument', fix: 'this is a bug in the caller: Nomad task names are directory names' });
+    throw failure(what, `name ${quote(task.name)} is not a single path segment`, { code: 'invalid_argument', fix: 'name the task with one path segment (no "/", not "." or ".."): it is the task\'s directory in the allocation' });
   }
 }
 
@@ -311,6 +311,6 @@ export function toTaskStats(taskId: string, usage: TaskUsage): TaskStats {
 
 /** The opaque driver_state Nomad persists in its handle (versioned JSON, driver/persisted-task.ts). */
 export function encodeDriverState(handle: TaskHandle): Buffer {
-  if (handle.persisted === undefined) throw failure('start task', 'the task has no persisted state', { code: 'internal' });
+  if (handle.persisted === undefined) throw failure('start task', 'the task has no persisted state', { code: 'internal', fix: INTERNAL_FIX });
   return encodePersistedTask(handle.persisted);
 }

@@ -23,7 +23,7 @@ export interface BwrapOptions {
    * every capability is dropped explicitly (bwrap would otherwise leave the task the full set).
    * When false, bwrap is started as the task user and creates a user namespace that maps that
    * same host uid: `--uid` under a root-started bwrap would only look unprivileged, since the
-   * fake uid maps to host root (measured-facts.md, "Users, capabilities and environment").
+   * fake uid maps to host root (bubblewrap's own documentation of --uid; measured with bwrap 0.8).
    */
   readonly asRoot: boolean;
   /**
@@ -34,7 +34,7 @@ export interface BwrapOptions {
   readonly blockFd?: number;
 }
 
-const WHAT = 'render bwrap arguments';
+const WHAT = 'launch task';
 
 function invalid(cause: string, fix: string): Error {
   return failure(WHAT, cause, { code: 'invalid_argument', fix });
@@ -116,7 +116,7 @@ export function renderBwrapArgs(plan: RootPlan, process: ProcessSpec, options: B
   }
   // setsid(): without a controlling terminal the task cannot push input into one (TIOCSTI).
   args.push('--new-session');
-  // bwrap passes its own environment through; --setenv only adds (measured-facts.md).
+  // bwrap passes its own environment through; --setenv only adds (measured with bwrap 0.8).
   args.push('--clearenv');
   for (const name of Object.keys(process.env).sort()) args.push('--setenv', name, process.env[name] ?? '');
   args.push('--chdir', process.cwd);

@@ -243,7 +243,7 @@ export async function recoverBwrapTask(record: RecoveryRecord, bwrapPath: string
   if (!monitorIsOurs(processes) && (await recorded()) === undefined) {
     throw failure('recover task', `its bubblewrap process ${record.pid} is gone (or is not this task's bwrap) and recorded no exit status in ${statusPath}`, {
       code: 'not_found',
-      fix: 'none needed: Nomad starts the task again',
+      fix: "check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again",
     });
   }
   const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) => exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null));
