@@ -21,7 +21,7 @@ import type { HostProbe } from './probe-host.js';
 import { OrphanSweep, recoverTask, type RecoveryContext } from './recovery.js';
 import { releaseShared } from './shared-release.js';
 import { SharedResources, type SharedKind } from './shared-resources.js';
-import { startTask } from './start-task.js';
+import { startTask, type StartContext } from './start-task.js';
 import { destroyTask, signalTask, stopTask } from './stop-task.js';
 import type { StartRequest, TaskHandle, TaskRequest } from './task.js';
 import { taskStats, type TaskUsage } from './task-stats.js';
@@ -145,19 +145,7 @@ export class NixDriver {
   async startTask(request: StartRequest): Promise<TaskHandle> {
     const handle = await this.tasks.starts(request.id, async () => {
       this.sweep.learnNode(request);
-      return startTask(request, {
-        config: this.currentConfig,
-        runtime: this.runtimes(this.currentConfig.runtime, 'start task', this.currentConfig),
-        logger: this.logger.child({ task_id: request.id, alloc_id: request.allocId, task_name: request.name }),
-        event: (message) =>
-          this.events.publish({ taskId: request.id, allocId: request.allocId, taskName: request.name, timestamp: new Date(), message, annotations: {} }),
-        acquireShared: (kind, key, create) => this.shared.acquire(kind, key, request.id, create),
-        releaseShared: (kind, key) => this.releaseShared(kind, key, request.id),
-        searchable: this.host.searchable(),
-        closures: this.host.closureCache(this.currentConfig.state_dir),
-        ensureDirs: () => this.host.ensureDirs(this.currentConfig.state_dir),
-        cgroupVersion: () => this.host.cgroupVersion(),
-      });
+      return startTask(request, this.startContext(request));
     });
     void handle.exited.then((status) =>
       this.logger.info('task exited', { task_id: request.id, exit_code: status.exitCode, signal: status.signal, oom_killed: status.oomKilled }),
@@ -220,6 +208,23 @@ export class NixDriver {
   /** Task `holder` lets go of a shared store view or /etc dir (driver/shared-release.ts). */
   private releaseShared(kind: SharedKind, key: string, holder: string): Promise<void> {
     return releaseShared(this.shared, this.currentConfig.state_dir, () => this.sweep.nodeId, kind, key, holder);
+  }
+
+  /** What StartTask of `request` uses of the driver: the config, the runtime, holds, caches, events. */
+  private startContext(request: StartRequest): StartContext {
+    const config = this.currentConfig;
+    return {
+      config,
+      runtime: this.runtimes(config.runtime, 'start task', config),
+      logger: this.logger.child({ task_id: request.id, alloc_id: request.allocId, task_name: request.name }),
+      event: (message) => this.events.publish({ taskId: request.id, allocId: request.allocId, taskName: request.name, timestamp: new Date(), message, annotations: {} }),
+      acquireShared: (kind, key, create) => this.shared.acquire(kind, key, request.id, create),
+      releaseShared: (kind, key) => this.releaseShared(kind, key, request.id),
+      searchable: this.host.searchable(),
+      closures: this.host.closureCache(config.state_dir),
+      ensureDirs: () => this.host.ensureDirs(this.currentConfig.state_dir),
+      cgroupVersion: () => this.host.cgroupVersion(),
+    };
   }
 
   private recoveryContext(): RecoveryContext {

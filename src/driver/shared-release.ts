@@ -8,8 +8,9 @@ import type { SharedKind, SharedResources } from './shared-resources.js';
 /**
  * Task `holder` lets go of a shared store view or /etc dir; the last holder's release removes
  * it (driver/shared-resources.ts), unless another Nomad client of this host (a shared
- * state_dir; `nodeId` names this one's node when the removal runs) still marks it as its own. Holders count from the
- * start of StartTask or RecoverTask, not from the moment a task is registered.
+ * state_dir) still marks it as its own; `nodeId` gives this client's node when the removal
+ * runs. Holders count from the start of StartTask or RecoverTask, not from the moment a task
+ * is registered.
  */
 export async function releaseShared(shared: SharedResources, stateDir: string, nodeId: () => string, kind: SharedKind, key: string, holder: string): Promise<void> {
   await shared.release(kind, key, holder, async () => {
