@@ -47,6 +47,21 @@ export function failure(what: string, cause: string, options: FailureOptions = {
   return new DriverError(`failed to ${what}: ${cause}${fix}`, options);
 }
 
+/**
+ * The fix of an `internal` failure, which no input of the job or the plugin config caused: the
+ * plugin logs its context (the RPC, the task id and the error) in the Nomad client's log.
+ */
+export const INTERNAL_FIX = "find the nix plugin's lines about it in the Nomad client's log, mend what they name on the client, then restart the allocation (nomad alloc restart)";
+
+/**
+ * `error` as a failure of `what`: itself when it is a DriverError already, else an `internal`
+ * DriverError with its message and INTERNAL_FIX, so no bare Error reaches Nomad.
+ */
+export function asFailure(what: string, error: unknown): DriverError {
+  if (isDriverError(error)) return error;
+  return failure(what, errorMessage(error), { code: 'internal', fix: INTERNAL_FIX, cause: error });
+}
+
 export function isDriverError(value: unknown): value is DriverError {
   return value instanceof DriverError;
 }

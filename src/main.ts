@@ -13,6 +13,8 @@
 import { NixDriver } from './driver/driver.js';
 import { createHostProbe } from './driver/probe-host.js';
 import { errorMessage } from './errors.js';
+import { resolveGroupId } from './host/unix-group.js';
+import { hostRuntimes } from './runtime/select.js';
 import { createLogger, levelFromEnv, stderrSink } from './log/logger.js';
 import { NOT_A_PROGRAM_MESSAGE, handshakeLine, hasMagicCookie, protocolVersionProblem } from './plugin/handshake.js';
 import { servePlugin, type PluginServer } from './plugin/server.js';
@@ -41,6 +43,7 @@ async function main(): Promise<void> {
   const driver = new NixDriver({
     logger: logger.child({ '@module': `${PLUGIN_NAME}.driver` }),
     probe: createHostProbe({ pathEnv: process.env.PATH, euid: () => process.geteuid?.() ?? -1 }),
+    runtimes: hostRuntimes,
     setLogLevel: (level) => logger.setLevel(level),
   });
 
@@ -62,7 +65,7 @@ async function main(): Promise<void> {
   });
 
   const started = performance.now();
-  server = await servePlugin({ driver, logger, env: process.env, onControllerShutdown: () => exit('controller shutdown') });
+  server = await servePlugin({ driver, logger, env: process.env, resolveGroup: resolveGroupId, onControllerShutdown: () => exit('controller shutdown') });
   writeHandshake(handshakeLine(server.socketPath));
   logger.info('plugin started', { version: PLUGIN_VERSION, socket: server.socketPath, pid: process.pid, duration_ms: Math.round(performance.now() - started) });
 }

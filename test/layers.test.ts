@@ -1,5 +1,5 @@
 /**
- * Enforces the module layering from DEVELOPERS.md on the source tree:
+ * Enforces the module layering of the README's "Development" section on the source tree:
  *   main → plugin → rpc → driver → {nix, rootfs, runtime, cgroup} → host
  * with errors, log, version, paths and config as leaves anyone may import. Nothing imports
  * upward; only rpc/ and plugin/ know protobuf and gRPC; only the I/O layers touch the
@@ -79,6 +79,18 @@ describe('module layering', () => {
       return (RANK[to] ?? -1) <= (RANK[from] ?? 99) && !(RANK[to] === 4 && RANK[from] === 4);
     });
     assert.deepEqual(upward.map((e) => `${e.from} → ${e.to}`), []);
+  });
+
+  it('lets rpc/ talk to driver/ only (and the leaves), and plugin/ do no host I/O through host/', () => {
+    const slips = all.filter((e) => {
+      if (e.to.startsWith('node:') || !e.to.endsWith('.ts')) return false;
+      const from = group(e.from);
+      const to = group(e.to);
+      if (from === 'rpc') return !(to === 'rpc' || to === 'driver' || to === 'gen' || LEAVES.has(to));
+      if (from === 'plugin') return to === 'host';
+      return false;
+    });
+    assert.deepEqual(slips.map((e) => `${e.from} → ${e.to}`), []);
   });
 
   it('keeps protobuf and gRPC inside rpc/ and plugin/', () => {

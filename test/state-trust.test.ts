@@ -93,7 +93,7 @@ describe('RecoverTask with a crafted driver_state', { skip: isRoot ? false : 'ne
       const statusFile = join(sandbox.stateDir, 'tasks', stateKey(task.id), runtime === 'bwrap' ? 'bwrap-status.json' : 'exit.json');
       const what = runtime === 'bwrap' ? `its bubblewrap process ${sleep.pid} is gone (or is not this task's bwrap)` : `its runc monitor ${sleep.pid} is gone (or is not this task's monitor)`;
       await assert.rejects(recover(task, state), {
-        details: `failed to recover task: ${what} and recorded no exit status in ${statusFile}; fix: none needed: Nomad starts the task again`,
+        details: `failed to recover task: ${what} and recorded no exit status in ${statusFile}; fix: check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again`,
       });
       await call(plugin.clients.driver, 'DestroyTask', { task_id: task.id, force: true });
       await new Promise((r) => setTimeout(r, 200));

@@ -32,7 +32,7 @@ export function decodeCtyMsgpack(bytes: Uint8Array, what: string): unknown {
   } catch (error) {
     throw failure(`decode ${what}`, `invalid msgpack: ${errorMessage(error)}`, {
       code: 'invalid_argument',
-      fix: 'this is a bug in the caller (Nomad sends cty msgpack); report it with the agent version',
+      fix: 'use a Nomad client of version 1.8 or newer: it sends the config block as cty msgpack',
     });
   }
   const unknownAt = findUnknown(value, '');

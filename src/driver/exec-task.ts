@@ -10,7 +10,7 @@
  * and the environment the task's command was started with, read from its process so it holds
  * after a plugin restart too (the launch-time environment when that process is gone).
  */
-import { failure, quote } from '../errors.js';
+import { INTERNAL_FIX, failure, quote } from '../errors.js';
 import { absolutePathProblem } from '../paths.js';
 import type { ExecutableKind } from '../host/which.js';
 import type { ExecSpec, ProcessSpec } from '../runtime/runtime.js';
@@ -110,7 +110,7 @@ export function planExec(input: ExecInput, kind: (taskPath: string) => Executabl
   const { launched } = input;
   const env = execEnvironment(input.environ, launched.env, input.tty);
   const cwdProblem = absolutePathProblem(launched.cwd);
-  if (cwdProblem !== undefined) throw failure('exec in task', `the task's working directory ${quote(launched.cwd)} ${cwdProblem}`, { code: 'internal' });
+  if (cwdProblem !== undefined) throw failure('exec in task', `the task's working directory ${quote(launched.cwd)} ${cwdProblem}`, { code: 'internal', fix: INTERNAL_FIX });
   const resolved = resolveExecCommand(name, env.PATH ?? '', launched.cwd, kind);
   if (!resolved.found) return { failed: resolved };
   return {

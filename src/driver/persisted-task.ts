@@ -11,7 +11,7 @@ import type { TaskCgroupLocation } from '../cgroup/placement.js';
 import { taskCgroupProblem } from '../cgroup/placement.js';
 import type { RootPlan } from '../rootfs/plan.js';
 import { absolutePathProblem } from '../paths.js';
-import { taskKey } from './task.js';
+import { taskKey } from './task-key.js';
 
 /**
  * Version 3 stores no host path of the driver's own: the state dir is derived from the

@@ -6,9 +6,8 @@
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { decodeTaskConfig } from '../config/task-config.js';
 import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
-import { errorMessage, failure, isDriverError, quote } from '../errors.js';
+import { asFailure, failure, quote } from '../errors.js';
 import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
 import { ensureDirectory, entryKind, removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
 import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
@@ -37,8 +36,8 @@ import type { SharedKind } from './shared-resources.js';
 import { taskCapabilities } from './privileges.js';
 import { checkMountRequests, resolveMounts } from './volumes.js';
 import { checkedInstallable } from './local-flake.js';
-import { binDirs, fhsLinks, resolveCommand, taskEnvironment, validateTaskConfig } from './task-request.js';
-import { TaskHandle, taskKey, type TaskRequest } from './task.js';
+import { binDirs, fhsLinks, resolveCommand, taskEnvironment } from './task-request.js';
+import { TaskHandle, taskKey, type StartRequest, type TaskRequest } from './task.js';
 
 export interface StartContext {
   readonly config: PluginConfig;
@@ -178,7 +177,7 @@ export function adoptTask(request: TaskRequest, launched: LaunchedTask, persiste
   return new TaskHandle(request, launched, resources, { exited, persisted, ...(cgroup === undefined ? {} : { cgroup }), ...(process === undefined ? {} : { process }) });
 }
 
-export async function startTask(request: TaskRequest, context: StartContext): Promise<TaskHandle> {
+export async function startTask(request: StartRequest, context: StartContext): Promise<TaskHandle> {
   const { config, logger } = context;
   const cleanup = new CleanupStack();
   const key = taskKey(request.id);
@@ -186,9 +185,8 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
   const steps: Record<string, number> = {};
   const mark = (step: string) => (steps[step] = Math.round((performance.now() - started) * 10) / 10);
   try {
-    // 1. the config block: types (schema), then cross-field rules and paths
-    const taskConfig = decodeTaskConfig(request.driverConfig);
-    const validated = validateTaskConfig(taskConfig);
+    // 1. the config block (decoded and validated at the RPC edge), then what needs the host
+    const { config: taskConfig, closure: validated } = request;
     // a path:/git+file: flake only below allow_local_flakes, resolved (Nix gets the real path)
     const closureRequest =
       validated.flake === undefined
@@ -365,7 +363,6 @@ export async function startTask(request: TaskRequest, context: StartContext): Pr
     return adoptTask(request, launched, persisted, cgroup, taskProcess);
   } catch (error) {
     await cleanup.unwind(logger);
-    if (isDriverError(error)) throw error;
-    throw failure('start task', errorMessage(error), { code: 'internal', cause: error });
+    throw asFailure('start task', error);
   }
 }

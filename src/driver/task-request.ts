@@ -4,7 +4,7 @@
  * value and the fix; Nomad shows it in `nomad alloc status`. Pure: file-system facts come in
  * through the `CommandLookup` callbacks.
  */
-import type { TaskConfig } from '../config/task-config.js';
+import { decodeTaskConfig, type TaskConfig } from '../config/task-config.js';
 import { failure, quote } from '../errors.js';
 import { parseFlakeInstallable } from '../nix/flake-ref.js';
 import { NIX_STORE_DIR, absolutePathProblem, isWithin } from '../paths.js';
@@ -72,6 +72,17 @@ export function validateTaskConfig(config: TaskConfig): ClosureRequest {
     ...(hasFlake ? { flake: config.flake ?? '' } : { storePath: config.store_path ?? '' }),
     packages: config.packages,
   };
+}
+
+/**
+ * A task's `config {}` block (the decoded cty value) → its typed options (the schema,
+ * config/task-config.ts) and what to realise (validateTaskConfig). Called once, at the RPC
+ * edge (rpc/codec.ts fromProtoStartTask). Throws an `invalid_argument` DriverError naming the
+ * option, its value and the fix.
+ */
+export function decodeTaskSpec(raw: unknown): { readonly config: TaskConfig; readonly closure: ClosureRequest } {
+  const config = decodeTaskConfig(raw);
+  return { config, closure: validateTaskConfig(config) };
 }
 
 /** File-system questions command resolution asks of the host. */

@@ -6,6 +6,11 @@ import type { TaskCgroupLocation } from '../cgroup/placement.js';
 import type { TaskCgroup } from '../cgroup/task-cgroup.js';
 import type { ExitStatus, LaunchedTask, ProcessSpec } from '../runtime/runtime.js';
 import type { PersistedTask } from './persisted-task.js';
+import type { TaskConfig } from '../config/task-config.js';
+import type { ClosureRequest } from './task-request.js';
+
+/** How a task ended (the runtime's record, re-exported for rpc/, which talks to driver/ only). */
+export type { ExitStatus } from '../runtime/runtime.js';
 
 export interface DnsSettings {
   readonly servers: readonly string[];
@@ -47,7 +52,7 @@ export interface DeviceRequest {
   readonly permissions: string;
 }
 
-/** Nomad's TaskConfig, minus what the driver never reads. */
+/** Nomad's TaskConfig, minus what the driver never reads and the task's config block (StartRequest). */
 export interface TaskRequest {
   /** `<alloc_id>/<task_name>/<random>`, new on every (re)start. */
   readonly id: string;
@@ -68,8 +73,6 @@ export interface TaskRequest {
   readonly allocDir: string;
   readonly stdoutPath: string;
   readonly stderrPath: string;
-  /** The decoded cty value of the task's `config {}` block. */
-  readonly driverConfig: unknown;
   /** Nomad's DNS settings for the task (group network `dns` block or CNI result), if any. */
   readonly dns: DnsSettings | undefined;
   /** The network namespace Nomad made for the group (`bridge`, `cni/*`), if any. */
@@ -79,10 +82,19 @@ export interface TaskRequest {
   readonly devices: readonly DeviceRequest[];
 }
 
-/** A stable, file-name-safe key for a task id (used for state dirs and GC roots). */
-export function taskKey(taskId: string): string {
-  return taskId.replace(/[^A-Za-z0-9._-]/g, '_');
+/**
+ * StartTask's request: the task and its `config {}` block, decoded and validated once at the
+ * RPC edge (rpc/codec.ts fromProtoStartTask). RecoverTask's request has no block: recovery
+ * reads driver_state only.
+ */
+export interface StartRequest extends TaskRequest {
+  /** The block, typed by its schema (config/task-config.ts), defaults applied. */
+  readonly config: TaskConfig;
+  /** What to realise, by the block's cross-field rules (task-request.ts validateTaskConfig). */
+  readonly closure: ClosureRequest;
 }
+
+export { taskKey } from './task-key.js';
 
 export type TaskState = 'running' | 'exited';
 

@@ -34,7 +34,7 @@
  * Realising does not create a GC root: a garbage collection between this call and the caller's
  * gc-roots.ts entry could delete what was just realised. Add the root right after.
  */
-import { failure, quote, type DriverError } from '../errors.js';
+import { INTERNAL_FIX, failure, quote, type DriverError } from '../errors.js';
 import { runStreaming } from '../host/stream-command.js';
 import { NIX_STORE_DIR } from '../paths.js';
 import { flakeSandboxArgv, type FlakeSandboxHost } from './eval-sandbox.js';
@@ -185,7 +185,7 @@ async function buildFlake(ctx: Context, flake: string): Promise<string> {
   if (!run.ok) throw (sandbox === undefined ? undefined : hiddenPathFailure(what, run.text)) ?? flakeFailure(what, flake, run.text);
   const output = firstFlakeOutput(run.stdout);
   if (output === undefined) {
-    throw failure(what, `nix build printed no output path (stdout: ${quote(run.stdout.slice(0, 200))})`, { code: 'internal' });
+    throw failure(what, `nix build printed no output path (stdout: ${quote(run.stdout.slice(0, 200))})`, { code: 'internal', fix: INTERNAL_FIX });
   }
   return output;
 }

@@ -2,7 +2,7 @@
  * Store views: per closure, a directory holding hardlinked copies of exactly the closure's
  * store paths, so the runtime bind-mounts ONE directory read-only at /nix/store and a task
  * sees only its closure. One bind of a 2000-path view starts in 8 ms where 2000 per-path binds
- * take 1.8 s (measured-facts.md); hardlinks cost no data, only inodes' link counts.
+ * take 1.8 s (measured on the VM below); hardlinks cost no data, only inodes' link counts.
  *
  * Cost (bench/store-view.ts, 2-core Debian 12 VM whose disk makes every mkdir/link take
  * ~0.1-0.2 ms of kernel time): a cold view of 2000 paths (48k entries) took 8.4 s, 100 paths

@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import type { NixDriver } from '../driver/driver.js';
 import { INPUT_LIMITS } from '../config/input-limits.js';
 import { failure } from '../errors.js';
-import { resolveGroupId } from '../host/unix-group.js';
 import type { Logger } from '../log/logger.js';
 import { createBasePluginHandlers } from '../rpc/base-service.js';
 import { createDriverHandlers } from '../rpc/driver-service.js';
@@ -29,6 +28,11 @@ export interface ServeOptions {
   readonly env: NodeJS.ProcessEnv;
   /** Called when go-plugin's controller asks the plugin to exit. */
   readonly onControllerShutdown: () => void;
+  /**
+   * PLUGIN_UNIX_SOCKET_GROUP (a group name or number) → its gid, undefined when no such group;
+   * host I/O, so main.ts passes host/unix-group.ts resolveGroupId in.
+   */
+  readonly resolveGroup: (group: string) => number | undefined;
 }
 
 /** A fresh socket path `plugin<digits>` in the directory go-plugin would use. */
@@ -57,7 +61,7 @@ export async function servePlugin(options: ServeOptions): Promise<PluginServer> 
 
   const socketPath = chooseSocketPath(env);
   const group = env.PLUGIN_UNIX_SOCKET_GROUP;
-  const gid = group === undefined || group === '' ? undefined : resolveGroupId(group);
+  const gid = group === undefined || group === '' ? undefined : options.resolveGroup(group);
   if (group !== undefined && group !== '' && gid === undefined) {
     throw failure('listen on the plugin socket', `PLUGIN_UNIX_SOCKET_GROUP ${JSON.stringify(group)} is not a known group`, {
       fix: 'set it to an existing group name or a numeric gid, or unset it',

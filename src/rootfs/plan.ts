@@ -247,7 +247,7 @@ function checkDevice(field: string, device: DeviceBind, earlier: readonly string
 export function planRoot(input: RootPlanInput): RootPlan {
   checkHostPath('storeView', input.storeView);
   // The view must hold only the closure; /nix/store itself holds every path on the host, and
-  // Nix's GC deletes anything of ours placed inside it (measured-facts.md).
+  // Nix's GC deletes anything of ours placed inside it (measured with Nix 2.8).
   if (isWithin(input.storeView, NIX_STORE_DIR)) {
     throw invalid(`storeView ${quote(input.storeView)} lies inside ${NIX_STORE_DIR}`, 'build the closure view in a directory of the plugin\'s state dir');
   }

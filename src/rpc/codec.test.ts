@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { TaskConfig__Output } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskConfig.js';
 import { Packr } from 'msgpackr';
-import { checkDriverStateLimits, fromProtoTaskConfig } from './codec.js';
+import { checkDriverStateLimits, fromProtoStartTask, fromProtoTaskConfig } from './codec.js';
 
 /** A TaskConfig as proto-loader decodes it (defaults filled in). */
 function taskConfig(fields: Partial<TaskConfig__Output>): TaskConfig__Output {
@@ -32,6 +32,17 @@ describe('fromProtoTaskConfig', () => {
   });
 });
 
+describe('the verb of a TaskConfig failure', () => {
+  it('names the call: RecoverTask fails to recover the task, not to start it', () => {
+    assert.throws(() => fromProtoTaskConfig(undefined, { withDriverConfig: false }), {
+      name: 'DriverError',
+      code: 'invalid_argument',
+      message: 'failed to recover task: the request has no task; fix: use a Nomad client of version 1.8 or newer: it sends the task with the request',
+    });
+    assert.throws(() => fromProtoStartTask(null), { message: 'failed to start task: the request has no task; fix: use a Nomad client of version 1.8 or newer: it sends the task with the request' });
+  });
+});
+
 describe('input limits at the edge (fromProtoTaskConfig, checkDriverStateLimits)', () => {
   const packr = new Packr({ useRecords: false });
   const rejects = (fields: Partial<TaskConfig__Output>, message: string) =>
@@ -39,8 +50,9 @@ describe('input limits at the edge (fromProtoTaskConfig, checkDriverStateLimits)
   const config = (value: unknown) => ({ msgpack_driver_config: packr.pack(value) });
 
   it('accepts a task at its limits', () => {
-    const request = fromProtoTaskConfig(taskConfig({ ...config({ command: 'c'.repeat(4096), args: Array.from({ length: 1024 }, () => 'a') }), env: { K: 'v'.repeat(131_070) } }));
-    assert.equal((request.driverConfig as { args: string[] }).args.length, 1024);
+    const storePath = `/nix/store/${'a'.repeat(32)}-app`;
+    const request = fromProtoStartTask(taskConfig({ ...config({ store_path: storePath, command: 'c'.repeat(4096), args: Array.from({ length: 1024 }, () => 'a') }), env: { K: 'v'.repeat(131_070) } }));
+    assert.equal(request.config.args.length, 1024);
   });
 
   it('names the field, its size, the limit and the fix', () => {

@@ -20,14 +20,14 @@ import type { ExitResult } from '../gen/hashicorp/nomad/plugins/drivers/proto/Ex
 import type { TaskStatus } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStatus.js';
 import { decodeCtyMsgpack } from '../config/cty-msgpack.js';
 import { INPUT_LIMITS, jsonDepth, limitFailure, taskFieldViolation } from '../config/input-limits.js';
-import type { ResourceRequest, TaskHandle, TaskRequest } from '../driver/task.js';
+import type { ExitStatus, ResourceRequest, StartRequest, TaskHandle, TaskRequest } from '../driver/task.js';
+import { decodeTaskSpec } from '../driver/task-request.js';
 import { encodePersistedTask } from '../driver/persisted-task.js';
 import type { TaskUsage } from '../driver/driver.js';
 import type { TaskStats } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStats.js';
 import type { CPUUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/CPUUsage.js';
 import type { MemoryUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/MemoryUsage.js';
-import { failure, quote } from '../errors.js';
-import type { ExitStatus } from '../runtime/runtime.js';
+import { INTERNAL_FIX, failure, quote } from '../errors.js';
 
 /** Our HclSpec has exactly the message's shape (oneof `block` plus the chosen member). */
 export function toProtoSpec(spec: HclSpec): Spec {
@@ -95,19 +95,34 @@ export function toDriverTaskEvent(event: TaskEvent): DriverTaskEvent {
 }
 
 /**
- * TaskConfig → the driver's TaskRequest; the task's config block is decoded from cty msgpack.
- * RecoverTask's handle may come without that block (`withDriverConfig: false`): recovery
- * never reads it.
+ * TaskConfig → the driver's TaskRequest, its fields within INPUT_LIMITS. The task's config
+ * block is decoded from cty msgpack for the limits check only (StartTask's typed block comes
+ * from fromProtoStartTask); RecoverTask's handle may come without it (`withDriverConfig:
+ * false`): recovery never reads it.
  */
 export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined, options: { withDriverConfig?: boolean } = {}): TaskRequest {
+  return decodeTask(task, options.withDriverConfig === false ? 'recover task' : 'start task').request;
+}
+
+/**
+ * StartTask's TaskConfig → the driver's StartRequest: the task, and its config block decoded
+ * once, here, into typed options (schema) and what to realise (cross-field rules:
+ * driver/task-request.ts decodeTaskSpec). Throws an `invalid_argument` DriverError naming the
+ * field, its value and the fix; Nomad shows it in `nomad alloc status`.
+ */
+export function fromProtoStartTask(task: TaskConfig__Output | null | undefined): StartRequest {
+  const { request, driverConfig } = decodeTask(task, 'start task');
+  return { ...request, ...decodeTaskSpec(driverConfig) };
+}
+
+function decodeTask(task: TaskConfig__Output | null | undefined, what: 'start task' | 'recover task'): { request: TaskRequest; driverConfig: unknown } {
   if (task === null || task === undefined) {
-    throw failure('start task', 'the request has no task', { code: 'invalid_argument', fix: 'this is a bug in the caller' });
+    throw failure(what, 'the request has no task', { code: 'invalid_argument', fix: 'use a Nomad client of version 1.8 or newer: it sends the task with the request' });
   }
-  const what = options.withDriverConfig === false ? 'recover task' : 'start task';
   const dns = task.dns;
-  const driverConfig = options.withDriverConfig === false ? undefined : decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config');
+  const driverConfig = what === 'recover task' ? undefined : decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config');
   checkTaskLimits(task, driverConfig, what);
-  return {
+  const request: TaskRequest = {
     id: task.id,
     name: task.name,
     allocId: task.alloc_id,
@@ -121,7 +136,6 @@ export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined,
     allocDir: task.alloc_dir,
     stdoutPath: task.stdout_path,
     stderrPath: task.stderr_path,
-    driverConfig,
     mounts: task.mounts.map((m) => ({ taskPath: m.task_path, hostPath: m.host_path, readOnly: m.readonly, propagationMode: m.propagation_mode })),
     devices: task.devices.map((d) => ({ taskPath: d.task_path, hostPath: d.host_path, permissions: d.cgroup_permissions })),
     networkNamespace:
@@ -132,6 +146,7 @@ export function fromProtoTaskConfig(task: TaskConfig__Output | null | undefined,
         : { servers: [...dns.servers], searches: [...dns.searches], options: [...dns.options] },
     resources: fromProtoResources(task.resources),
   };
+  return { request, driverConfig };
 }
 
 /**
@@ -187,7 +202,7 @@ function checkTaskLimits(task: TaskConfig__Output, driverConfig: unknown, what: 
   }
   // the task's name is its directory in the alloc dir
   if (task.name === '' || task.name === '.' || task.name === '..' || task.name.includes('/')) {
-    throw failure(what, `name ${quote(task.name)} is not a single path segment`, { code: 'invalid_argument', fix: 'this is a bug in the caller: Nomad task names are directory names' });
+    throw failure(what, `name ${quote(task.name)} is not a single path segment`, { code: 'invalid_argument', fix: 'name the task with one path segment (no "/", not "." or ".."): it is the task\'s directory in the allocation' });
   }
 }
 
@@ -296,6 +311,6 @@ export function toTaskStats(taskId: string, usage: TaskUsage): TaskStats {
 
 /** The opaque driver_state Nomad persists in its handle (versioned JSON, driver/persisted-task.ts). */
 export function encodeDriverState(handle: TaskHandle): Buffer {
-  if (handle.persisted === undefined) throw failure('start task', 'the task has no persisted state', { code: 'internal' });
+  if (handle.persisted === undefined) throw failure('start task', 'the task has no persisted state', { code: 'internal', fix: INTERNAL_FIX });
   return encodePersistedTask(handle.persisted);
 }

@@ -13,6 +13,7 @@ import {
   checkDriverStateLimits,
   durationMs,
   encodeDriverState,
+  fromProtoStartTask,
   fromProtoTaskConfig,
   toDriverTaskEvent,
   exitMessage,
@@ -87,7 +88,7 @@ export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverH
      * failures must be gRPC errors, whose text Nomad shows in `nomad alloc status`.
      */
     StartTask: unary(logger, 'StartTask', async (request) => {
-      const handle = await driver.startTask(fromProtoTaskConfig(request.task));
+      const handle = await driver.startTask(fromProtoStartTask(request.task));
       return {
         handle: { version: TASK_HANDLE_VERSION, config: request.task ?? {}, state: 'RUNNING', driver_state: encodeDriverState(handle) },
       };

@@ -55,7 +55,7 @@ describe('task processes are verified before any signal', { skip: isRoot ? false
     const { record, pid } = await foreignRecord();
     const runtime = new BwrapRuntime(bwrap ?? '/usr/bin/bwrap', undefined);
     await assert.rejects(runtime.recover(record), {
-      message: `failed to recover task: its bubblewrap process ${pid} is gone (or is not this task's bwrap) and recorded no exit status in ${join(record.stateDir, 'bwrap-status.json')}; fix: none needed: Nomad starts the task again`,
+      message: `failed to recover task: its bubblewrap process ${pid} is gone (or is not this task's bwrap) and recorded no exit status in ${join(record.stateDir, 'bwrap-status.json')}; fix: check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again`,
     });
     runtime.killOrphan(record);
     await new Promise((r) => setTimeout(r, 100));
@@ -66,7 +66,7 @@ describe('task processes are verified before any signal', { skip: isRoot ? false
     const { record, pid } = await foreignRecord();
     const runtime = new RuncRuntime({ runcPath: findExecutable('runc', { pathEnv: process.env.PATH ?? '' }) ?? 'runc', initPath: '/usr/bin/tini-static', runcRoot: join(record.stateDir, 'runc'), shellPath: '/bin/sh' });
     await assert.rejects(runtime.recover(record), {
-      message: `failed to recover task: its runc monitor ${pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, 'exit.json')}; fix: none needed: Nomad starts the task again`,
+      message: `failed to recover task: its runc monitor ${pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, 'exit.json')}; fix: check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again`,
     });
     runtime.killOrphan(record);
     await new Promise((r) => setTimeout(r, 100));

@@ -67,7 +67,7 @@ describe('renderBwrapArgs', () => {
     const args = renderBwrapArgs(PLAN, PROCESS, { ...USER, blockFd: 4 });
     assert.deepEqual(args.slice(args.indexOf('--json-status-fd'), args.indexOf('--json-status-fd') + 4), ['--json-status-fd', '3', '--block-fd', '4']);
     assert.ok(!renderBwrapArgs(PLAN, PROCESS, USER).includes('--block-fd'));
-    fails(PROCESS, { ...USER, blockFd: 3 }, 'failed to render bwrap arguments: blockFd 3 is also the statusFd; fix: use two different descriptors');
+    fails(PROCESS, { ...USER, blockFd: 3 }, 'failed to launch task: blockFd 3 is also the statusFd; fix: use two different descriptors');
   });
 
   it('renders dir and symlink ops and never --die-with-parent, --uid or --unshare-all', () => {
@@ -105,43 +105,43 @@ describe('renderBwrapArgs', () => {
   });
 
   it('rejects a process it cannot render faithfully', () => {
-    fails({ ...PROCESS, argv: [] }, USER, 'failed to render bwrap arguments: argv is empty; fix: set the task\'s command');
+    fails({ ...PROCESS, argv: [] }, USER, 'failed to launch task: argv is empty; fix: set the task\'s command');
     fails(
       { ...PROCESS, argv: ['bin/web'] },
       USER,
-      'failed to render bwrap arguments: argv[0] "bin/web" is not an absolute path; fix: resolve the command to an absolute path inside the task root',
+      'failed to launch task: argv[0] "bin/web" is not an absolute path; fix: resolve the command to an absolute path inside the task root',
     );
     fails(
       { ...PROCESS, argv: ['/bin/web', 'a\0b'] },
       USER,
-      'failed to render bwrap arguments: argv[1] "a\\u0000b" contains a NUL byte; fix: remove the NUL byte from the task\'s args',
+      'failed to launch task: argv[1] "a\\u0000b" contains a NUL byte; fix: remove the NUL byte from the task\'s args',
     );
-    fails({ ...PROCESS, env: { 'A=B': 'x' } }, USER, 'failed to render bwrap arguments: env name "A=B" contains "="; fix: rename the variable in the task\'s env block');
-    fails({ ...PROCESS, env: { '': 'x' } }, USER, 'failed to render bwrap arguments: env name "" is empty; fix: rename the variable in the task\'s env block');
-    fails({ ...PROCESS, env: { 'A\0': 'x' } }, USER, 'failed to render bwrap arguments: env name "A\\u0000" contains a NUL byte; fix: rename the variable in the task\'s env block');
+    fails({ ...PROCESS, env: { 'A=B': 'x' } }, USER, 'failed to launch task: env name "A=B" contains "="; fix: rename the variable in the task\'s env block');
+    fails({ ...PROCESS, env: { '': 'x' } }, USER, 'failed to launch task: env name "" is empty; fix: rename the variable in the task\'s env block');
+    fails({ ...PROCESS, env: { 'A\0': 'x' } }, USER, 'failed to launch task: env name "A\\u0000" contains a NUL byte; fix: rename the variable in the task\'s env block');
     fails(
       { ...PROCESS, cwd: 'local' },
       USER,
-      'failed to render bwrap arguments: cwd "local" is not an absolute path; fix: set work_dir to an absolute path inside the task, e.g. "/local"',
+      'failed to launch task: cwd "local" is not an absolute path; fix: set work_dir to an absolute path inside the task, e.g. "/local"',
     );
     fails(
       { ...PROCESS, hostname: 'a b' },
       USER,
-      'failed to render bwrap arguments: hostname "a b" is not a host name of at most 64 letters, digits, "-" and "."; fix: set a valid hostname',
+      'failed to launch task: hostname "a b" is not a host name of at most 64 letters, digits, "-" and "."; fix: set a valid hostname',
     );
     fails(
       PROCESS,
       { ...USER, statusFd: 1 },
-      'failed to render bwrap arguments: statusFd 1 is not a descriptor number of 3 or more; fix: pass a descriptor of 3 or more; 0-2 are the task\'s stdio',
+      'failed to launch task: statusFd 1 is not a descriptor number of 3 or more; fix: pass a descriptor of 3 or more; 0-2 are the task\'s stdio',
     );
   });
 
   it('refuses asRoot that disagrees with the task uid', () => {
     const fix = 'fix: set asRoot exactly when the task user is root (uid 0)';
-    fails(PROCESS, { ...USER, asRoot: true }, `failed to render bwrap arguments: asRoot true does not match uid 1000; ${fix}`);
-    fails({ ...PROCESS, capabilities: ['CAP_NET_ADMIN'] }, USER, 'failed to render bwrap arguments: capabilities CAP_NET_ADMIN were requested for uid 1000; fix: run the task as root (allow_root) to grant capabilities under bubblewrap, use runc, or remove them');
-    fails({ ...PROCESS, uid: 0, capabilities: ['net_admin'] }, { ...USER, asRoot: true }, 'failed to render bwrap arguments: capability "net_admin" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name');
-    fails({ ...PROCESS, uid: 0, gid: 0 }, USER, `failed to render bwrap arguments: asRoot false does not match uid 0; ${fix}`);
+    fails(PROCESS, { ...USER, asRoot: true }, `failed to launch task: asRoot true does not match uid 1000; ${fix}`);
+    fails({ ...PROCESS, capabilities: ['CAP_NET_ADMIN'] }, USER, 'failed to launch task: capabilities CAP_NET_ADMIN were requested for uid 1000; fix: run the task as root (allow_root) to grant capabilities under bubblewrap, use runc, or remove them');
+    fails({ ...PROCESS, uid: 0, capabilities: ['net_admin'] }, { ...USER, asRoot: true }, 'failed to launch task: capability "net_admin" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name');
+    fails({ ...PROCESS, uid: 0, gid: 0 }, USER, `failed to launch task: asRoot false does not match uid 0; ${fix}`);
   });
 });
 

@@ -4,7 +4,7 @@
  * arguments passed to bubblewrap" (containers/bubblewrap:README.md), so every flag below says
  * why it is there. Pure: no I/O; the runtime adapter spawns bwrap with these arguments.
  */
-import { failure, quote } from '../../errors.js';
+import { failure, INTERNAL_FIX, quote } from '../../errors.js';
 import type { MountOp, RootPlan } from '../../rootfs/plan.js';
 import { validateProcessSpec, type ProcessSpec } from '../process-spec.js';
 
@@ -23,7 +23,7 @@ export interface BwrapOptions {
    * every capability is dropped explicitly (bwrap would otherwise leave the task the full set).
    * When false, bwrap is started as the task user and creates a user namespace that maps that
    * same host uid: `--uid` under a root-started bwrap would only look unprivileged, since the
-   * fake uid maps to host root (measured-facts.md, "Users, capabilities and environment").
+   * fake uid maps to host root (bubblewrap's own documentation of --uid; measured with bwrap 0.8).
    */
   readonly asRoot: boolean;
   /**
@@ -34,7 +34,7 @@ export interface BwrapOptions {
   readonly blockFd?: number;
 }
 
-const WHAT = 'render bwrap arguments';
+const WHAT = 'launch task';
 
 function invalid(cause: string, fix: string): Error {
   return failure(WHAT, cause, { code: 'invalid_argument', fix });
@@ -116,7 +116,7 @@ export function renderBwrapArgs(plan: RootPlan, process: ProcessSpec, options: B
   }
   // setsid(): without a controlling terminal the task cannot push input into one (TIOCSTI).
   args.push('--new-session');
-  // bwrap passes its own environment through; --setenv only adds (measured-facts.md).
+  // bwrap passes its own environment through; --setenv only adds (measured with bwrap 0.8).
   args.push('--clearenv');
   for (const name of Object.keys(process.env).sort()) args.push('--setenv', name, process.env[name] ?? '');
   args.push('--chdir', process.cwd);
@@ -140,7 +140,7 @@ export function renderBwrapArgs(plan: RootPlan, process: ProcessSpec, options: B
 export function splitArgsForFd(args: readonly string[], command: readonly string[], argsFd: number): { argv: string[]; data: Buffer } {
   const optionCount = args.length - command.length - 1;
   if (optionCount < 0 || args[optionCount] !== '--' || command.some((arg, i) => args[optionCount + 1 + i] !== arg)) {
-    throw failure(WHAT, 'the arguments do not end with `--` and the command', { code: 'internal' });
+    throw failure(WHAT, 'the arguments do not end with `--` and the command', { code: 'internal', fix: INTERNAL_FIX });
   }
   if (!Number.isSafeInteger(argsFd) || argsFd < 3) throw invalid(`argsFd ${quote(argsFd)} is not a descriptor number of 3 or more`, "pass a descriptor of 3 or more; 0-2 are the task's stdio");
   const options = args.slice(0, optionCount);

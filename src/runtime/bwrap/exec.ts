@@ -34,7 +34,7 @@
  * on it and relays it to its own terminal (the plugin's node-pty one), passing window-size
  * changes on. The command's exit status comes back through nsenter and `script --return`.
  */
-import { failure } from '../../errors.js';
+import { INTERNAL_FIX, failure } from '../../errors.js';
 import { HOST_PATH, validateProcessSpec } from '../process-spec.js';
 import type { ExecSpec, HostCommand } from '../runtime.js';
 
@@ -149,7 +149,7 @@ export function innerArgv(initPid: number, spec: ExecSpec, tools: BwrapExecTools
 export function renderBwrapExec(initPid: number, spec: ExecSpec, tools: BwrapExecTools, specFile: string): HostCommand {
   validateProcessSpec(WHAT, spec);
   if (!Number.isSafeInteger(initPid) || initPid <= 0) {
-    throw failure(WHAT, `the sandbox init pid ${String(initPid)} is not a positive whole number`, { code: 'internal' });
+    throw failure(WHAT, `the sandbox init pid ${String(initPid)} is not a positive whole number`, { code: 'internal', fix: INTERNAL_FIX });
   }
   if (spec.uid === 0) {
     throw failure(WHAT, 'the task runs as root under bubblewrap, and a command joining it from outside would keep every capability (bubblewrap limits a root task\'s capabilities only for the processes it starts itself)', {

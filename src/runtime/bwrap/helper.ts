@@ -8,7 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { quote } from '../../errors.js';
 import { elfInterpreter, isExecutable } from '../../host/which.js';
 
-export type HelperLookup = { readonly found: true; readonly path: string } | { readonly found: false; readonly problem: string };
+/** Found, or why not: `cause` and `fix` apart, and `problem` as `<cause>; fix: <fix>` (health descriptions). */
+export type HelperLookup =
+  | { readonly found: true; readonly path: string }
+  | { readonly found: false; readonly cause: string; readonly fix: string; readonly problem: string };
 
 /** dist/native/nix-exec, from dist/src/runtime/bwrap/helper.js. */
 export const EXEC_HELPER_PATH = fileURLToPath(new URL('../../../native/nix-exec', import.meta.url));
@@ -17,10 +20,9 @@ const FIX = 'install gcc and the static libc (Debian/Ubuntu: apt-get install gcc
 
 /** The helper at `path`, or the problem (with its fix) that makes bubblewrap tasks unable to exec. */
 export function findExecHelper(path: string = EXEC_HELPER_PATH): HelperLookup {
-  if (!isExecutable(path)) return { found: false, problem: `the exec helper ${quote(path)} is missing or not executable (nomad alloc exec, script checks and change scripts of bubblewrap tasks need it); fix: ${FIX}` };
+  const missing = (cause: string, fix: string): HelperLookup => ({ found: false, cause, fix, problem: `${cause}; fix: ${fix}` });
+  if (!isExecutable(path)) return missing(`the exec helper ${quote(path)} is missing or not executable (nomad alloc exec, script checks and change scripts of bubblewrap tasks need it)`, FIX);
   const interpreter = elfInterpreter(path);
-  if (interpreter !== undefined) {
-    return { found: false, problem: `the exec helper ${quote(path)} is dynamically linked (loader ${interpreter}) and cannot run inside a closure-only root; fix: ${FIX} with -static` };
-  }
+  if (interpreter !== undefined) return missing(`the exec helper ${quote(path)} is dynamically linked (loader ${interpreter}) and cannot run inside a closure-only root`, `${FIX} with -static`);
   return { found: true, path };
 }

@@ -256,7 +256,7 @@ export async function recoverBwrapTask(record: RecoveryRecord, bwrapPath: string
   if (!monitorIsOurs(processes) && (await recorded()) === undefined) {
     throw failure('recover task', `its bubblewrap process ${record.pid} is gone (or is not this task's bwrap) and recorded no exit status in ${statusPath}`, {
       code: 'not_found',
-      fix: 'none needed: Nomad starts the task again',
+      fix: "check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again",
     });
   }
   const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) => exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null));
@@ -403,8 +403,7 @@ function findExecTools(tty: boolean): BwrapExecTools {
   };
   const helper = findExecHelper();
   if (!helper.found) {
-    const [cause, fix] = helper.problem.split('; fix: ');
-    throw failure('exec in task', cause ?? helper.problem, { code: 'failed_precondition', ...(fix === undefined ? {} : { fix }) });
+    throw failure('exec in task', helper.cause, { code: 'failed_precondition', fix: helper.fix });
   }
   return { sh: find('sh'), helper: helper.path, setpriv: find('setpriv'), nsenter: find('nsenter'), unshare: find('unshare', tty), script: find('script', tty) };
 }

@@ -6,17 +6,22 @@
 import { quote } from '../../errors.js';
 import { elfInterpreter, findExecutable, isExecutable } from '../../host/which.js';
 
-export type InitLookup = { readonly found: true; readonly path: string } | { readonly found: false; readonly problem: string };
+/** Found, or why not: `cause` and `fix` apart, and `problem` as `<cause>; fix: <fix>` (health descriptions). */
+export type InitLookup =
+  | { readonly found: true; readonly path: string }
+  | { readonly found: false; readonly cause: string; readonly fix: string; readonly problem: string };
 
 const FIX = 'install tini-static (Debian/Ubuntu: apt-get install tini; NixOS: pkgsStatic.tini) or set runc_init in the plugin "nix" config to a statically linked init';
 
+const missing = (cause: string): InitLookup => ({ found: false, cause, fix: FIX, problem: `${cause}; fix: ${FIX}` });
+
 export function findRuncInit(configured: string, pathEnv: string | undefined): InitLookup {
   const path = configured !== '' ? configured : findExecutable('tini-static', { pathEnv: pathEnv ?? '' });
-  if (path === undefined) return { found: false, problem: `tini-static not found on the agent's PATH (runc tasks need a static init); fix: ${FIX}` };
-  if (!isExecutable(path)) return { found: false, problem: `runc_init ${quote(path)} is not an executable file; fix: ${FIX}` };
+  if (path === undefined) return missing("tini-static not found on the agent's PATH (runc tasks need a static init)");
+  if (!isExecutable(path)) return missing(`runc_init ${quote(path)} is not an executable file`);
   const interpreter = elfInterpreter(path);
   if (interpreter !== undefined) {
-    return { found: false, problem: `runc init ${quote(path)} is dynamically linked (loader ${interpreter}) and cannot run inside a closure-only root; fix: ${FIX}` };
+    return missing(`runc init ${quote(path)} is dynamically linked (loader ${interpreter}) and cannot run inside a closure-only root`);
   }
   return { found: true, path };
 }

@@ -150,7 +150,7 @@ describe('renderOciConfig', () => {
       { kind: 'symlink', path: '/bin/sh', linkTarget: '/nix/store/x-sh/bin/sh' },
     ]);
     const inside = { ops: [...ops.slice(0, -1), { kind: 'dir', target: '/tmp/x' } as const] };
-    fails(() => render(PROCESS, OPTIONS, inside), 'failed to render OCI config: dir "/tmp/x" lies inside a mount of the plan; fix: create /tmp/x before the mount that covers it, or outside it');
+    fails(() => render(PROCESS, OPTIONS, inside), 'failed to launch task: dir "/tmp/x" lies inside a mount of the plan; fix: create /tmp/x before the mount that covers it, or outside it');
   });
 
   it('folds a remount-ro of a mount into its options and refuses one of nothing', () => {
@@ -159,18 +159,18 @@ describe('renderOciConfig', () => {
     assert.deepEqual(alloc?.options, ['rbind', 'nosuid', 'nodev', 'ro']);
     fails(
       () => render(PROCESS, OPTIONS, { ops: [...PLAN.ops, { kind: 'remount-ro', target: '/nowhere' } as const] }),
-      'failed to render OCI config: remount-ro of "/nowhere" follows no mount at that target; fix: remount only a target the plan mounted before',
+      'failed to launch task: remount-ro of "/nowhere" follows no mount at that target; fix: remount only a target the plan mounted before',
     );
   });
 
   it('refuses what the schema would let through: relative paths, bad capability names, bad limits', () => {
-    fails(() => render({ ...PROCESS, cwd: 'local' }), 'failed to render OCI config: cwd "local" is not an absolute path; fix: set work_dir to an absolute path inside the task, e.g. "/local"');
-    fails(() => render({ ...PROCESS, uid: 0, capabilities: ['NET_ADMIN'] }), 'failed to render OCI config: capability "NET_ADMIN" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name');
-    fails(() => render(PROCESS, { ...OPTIONS, networkNamespace: 'netns/a1' }), 'failed to render OCI config: networkNamespace "netns/a1" is not an absolute path; fix: pass the path of Nomad\'s network namespace, e.g. /var/run/netns/<alloc id>');
-    fails(() => render(PROCESS, { ...OPTIONS, initPath: 'tini' }), 'failed to render OCI config: initPath "tini" is not an absolute path; fix: point the driver at a statically linked tini (Debian: tini-static)');
-    fails(() => render(PROCESS, { ...OPTIONS, cgroupsPath: '/' }), 'failed to render OCI config: cgroupsPath "/" is the root cgroup; fix: give the task a cgroup of its own');
-    fails(() => render(PROCESS, { ...OPTIONS, limits: { pidsLimit: -1 } }), 'failed to render OCI config: limits.pidsLimit -1 is not a positive integer; fix: set the task\'s pidsLimit to a positive whole number');
-    fails(() => render(PROCESS, { ...OPTIONS, limits: { cpusetCpus: '0;1' } }), 'failed to render OCI config: limits.cpusetCpus "0;1" is not a CPU list such as "0-1,3"; fix: reserve cores with the task\'s resources { cores = N }');
-    fails(() => render({ ...PROCESS, argv: [] }), 'failed to render OCI config: argv is empty; fix: set the task\'s command');
+    fails(() => render({ ...PROCESS, cwd: 'local' }), 'failed to launch task: cwd "local" is not an absolute path; fix: set work_dir to an absolute path inside the task, e.g. "/local"');
+    fails(() => render({ ...PROCESS, uid: 0, capabilities: ['NET_ADMIN'] }), 'failed to launch task: capability "NET_ADMIN" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name');
+    fails(() => render(PROCESS, { ...OPTIONS, networkNamespace: 'netns/a1' }), 'failed to launch task: networkNamespace "netns/a1" is not an absolute path; fix: pass the path of Nomad\'s network namespace, e.g. /var/run/netns/<alloc id>');
+    fails(() => render(PROCESS, { ...OPTIONS, initPath: 'tini' }), 'failed to launch task: initPath "tini" is not an absolute path; fix: point the driver at a statically linked tini (Debian: tini-static)');
+    fails(() => render(PROCESS, { ...OPTIONS, cgroupsPath: '/' }), 'failed to launch task: cgroupsPath "/" is the root cgroup; fix: give the task a cgroup of its own');
+    fails(() => render(PROCESS, { ...OPTIONS, limits: { pidsLimit: -1 } }), 'failed to launch task: limits.pidsLimit -1 is not a positive integer; fix: set the task\'s pidsLimit to a positive whole number');
+    fails(() => render(PROCESS, { ...OPTIONS, limits: { cpusetCpus: '0;1' } }), 'failed to launch task: limits.cpusetCpus "0;1" is not a CPU list such as "0-1,3"; fix: reserve cores with the task\'s resources { cores = N }');
+    fails(() => render({ ...PROCESS, argv: [] }), 'failed to launch task: argv is empty; fix: set the task\'s command');
   });
 });

@@ -45,7 +45,7 @@ export interface OciBundle {
   readonly rootfsEntries: readonly RootfsEntry[];
 }
 
-const WHAT = 'render OCI config';
+const WHAT = 'launch task';
 
 function invalid(cause: string, fix: string): Error {
   return failure(WHAT, cause, { code: 'invalid_argument', fix });

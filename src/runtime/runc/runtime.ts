@@ -149,7 +149,7 @@ export class RuncRuntime implements Runtime {
     if (!monitorIsOurs(processes) && (await recorded()) === undefined) {
       throw failure('recover task', `its runc monitor ${record.pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, EXIT_FILE)}`, {
         code: 'not_found',
-        fix: 'none needed: Nomad starts the task again',
+        fix: "check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again",
       });
     }
     const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) => exitStatusOf(code, null));
