@@ -37,8 +37,12 @@ async function main(): Promise<void> {
   console.log(`plugin start to handshake line, ${runs} runs (node ${process.version})`);
   console.log('| metric | p50 | p90 | max |');
   console.log('|---|---|---|---|');
-  console.log(`| exec → handshake (ms) | ${percentile(startups, 50).toFixed(0)} | ${percentile(startups, 90).toFixed(0)} | ${Math.max(...startups).toFixed(0)} |`);
-  console.log(`| idle RSS (MiB) | ${(percentile(rss, 50) / 1024).toFixed(1)} | ${(percentile(rss, 90) / 1024).toFixed(1)} | ${(Math.max(...rss) / 1024).toFixed(1)} |`);
+  console.log(
+    `| exec → handshake (ms) | ${percentile(startups, 50).toFixed(0)} | ${percentile(startups, 90).toFixed(0)} | ${Math.max(...startups).toFixed(0)} |`,
+  );
+  console.log(
+    `| idle RSS (MiB) | ${(percentile(rss, 50) / 1024).toFixed(1)} | ${(percentile(rss, 90) / 1024).toFixed(1)} | ${(Math.max(...rss) / 1024).toFixed(1)} |`,
+  );
 }
 
 void main();

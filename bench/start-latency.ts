@@ -49,7 +49,12 @@ function syntheticClosure(n: number): { main: string; closure: string[] } {
   }
   const leaves: string[] = [];
   for (let i = 0; i < leafDirs.length; i += 400) {
-    leaves.push(...execFileSync('nix-store', ['--add', ...leafDirs.slice(i, i + 400)], { encoding: 'utf8' }).trim().split('\n').filter((l) => l !== ''));
+    leaves.push(
+      ...execFileSync('nix-store', ['--add', ...leafDirs.slice(i, i + 400)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .filter((l) => l !== ''),
+    );
   }
   rmSync(work, { recursive: true, force: true });
   const chunks: string[][] = [];
@@ -66,8 +71,14 @@ function syntheticClosure(n: number): { main: string; closure: string[] } {
     PATH = "\${bb}/bin";
     ${refs}
   }`;
-  const main = execFileSync('nix-build', ['--no-out-link', ...NO_SUBSTITUTERS, '-E', expr], { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('\n').pop() ?? '';
-  const closure = execFileSync('nix-store', ['--query', '--requisites', main], { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('\n');
+  const main =
+    execFileSync('nix-build', ['--no-out-link', ...NO_SUBSTITUTERS, '-E', expr], { encoding: 'utf8', maxBuffer: 1 << 26 })
+      .trim()
+      .split('\n')
+      .pop() ?? '';
+  const closure = execFileSync('nix-store', ['--query', '--requisites', main], { encoding: 'utf8', maxBuffer: 1 << 26 })
+    .trim()
+    .split('\n');
   if (closure.length !== n) throw new Error(`synthetic closure has ${closure.length} paths, wanted ${n}`);
   writeFileSync(record, JSON.stringify({ main, closure }));
   return { main, closure };
@@ -151,7 +162,10 @@ async function configure(plugin: RunningPlugin, sandbox: TaskSandbox, runtime: '
 }
 
 async function main(): Promise<void> {
-  const sizes = process.argv.slice(2).map(Number).filter((n) => n > 2);
+  const sizes = process.argv
+    .slice(2)
+    .map(Number)
+    .filter((n) => n > 2);
   const runtimes = (process.env.BENCH_RUNTIMES ?? 'bwrap,runc').split(',');
   const bwrapRows: string[] = [];
   const runcRows: string[] = [];
@@ -171,9 +185,15 @@ async function main(): Promise<void> {
           const d = await measureDriver(plugin, sandbox, main, (viewDir) => {
             rawView = rawBwrap(['--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], 15);
             // what the driver runs: bwrap started as the task user (nobody) in a user namespace
-            rawViewUser = rawBwrap(['--unshare-user', '--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], 15, 65534);
+            rawViewUser = rawBwrap(
+              ['--unshare-user', '--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`],
+              15,
+              65534,
+            );
           });
-          bwrapRows.push(`| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${rawViewUser.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawViewUser).toFixed(2)}x | ${d.listed} |`);
+          bwrapRows.push(
+            `| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${rawViewUser.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawViewUser).toFixed(2)}x | ${d.listed} |`,
+          );
         } finally {
           sandbox.remove();
         }
@@ -182,12 +202,18 @@ async function main(): Promise<void> {
         const sandbox = taskSandbox();
         try {
           await configure(plugin, sandbox, 'runc');
-          const raw = rawRunc(closure.map((p) => ({ source: p, destination: p })), main, rawRuns);
+          const raw = rawRunc(
+            closure.map((p) => ({ source: p, destination: p })),
+            main,
+            rawRuns,
+          );
           let rawView = 0;
           const d = await measureDriver(plugin, sandbox, main, (viewDir) => {
             rawView = rawRunc([{ source: viewDir, destination: '/nix/store' }], main, 15);
           });
-          runcRows.push(`| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawView).toFixed(2)}x | ${d.listed} |`);
+          runcRows.push(
+            `| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawView).toFixed(2)}x | ${d.listed} |`,
+          );
         } finally {
           sandbox.remove();
         }
@@ -202,13 +228,17 @@ async function main(): Promise<void> {
   console.log('StartTask (or spawn) until `true` has run and exited; medians in ms');
   if (bwrapRows.length > 0) {
     console.log('\nruntime = "bwrap"\n');
-    console.log('| store paths | raw bwrap (root), --ro-bind per path | raw bwrap (root), one view bind | raw bwrap as nobody + userns, one view bind | driver cold | driver warm | warm / raw per-path | warm / raw as nobody | `ls /nix/store` inside |');
+    console.log(
+      '| store paths | raw bwrap (root), --ro-bind per path | raw bwrap (root), one view bind | raw bwrap as nobody + userns, one view bind | driver cold | driver warm | warm / raw per-path | warm / raw as nobody | `ls /nix/store` inside |',
+    );
     console.log('|---|---|---|---|---|---|---|---|---|');
     for (const row of bwrapRows) console.log(row);
   }
   if (runcRows.length > 0) {
     console.log('\nruntime = "runc"\n');
-    console.log('| store paths | raw `runc run`, bind per path | raw `runc run`, one view bind | driver cold | driver warm | warm / raw per-path | warm / raw view | `ls /nix/store` inside |');
+    console.log(
+      '| store paths | raw `runc run`, bind per path | raw `runc run`, one view bind | driver cold | driver warm | warm / raw per-path | warm / raw view | `ls /nix/store` inside |',
+    );
     console.log('|---|---|---|---|---|---|---|---|');
     for (const row of runcRows) console.log(row);
   }

@@ -56,7 +56,10 @@ interface ProcSample {
 function procSample(pid: number): ProcSample {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // fields after "(comm)": [0] = field 3 (state) … [11] utime (14), [12] stime, [13] cutime, [14] cstime, [17] num_threads (20)
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return {
     at: performance.now(),
@@ -219,7 +222,8 @@ function streamFigures(streams: readonly StatsStream[], w: WindowFigures): Strea
   let noCpuFields = 0;
   const erroredOrEnded: string[] = [];
   for (const s of streams) {
-    if (s.error !== undefined || s.ended) erroredOrEnded.push(`${s.taskId}: ${s.error === undefined ? 'ended' : `${grpcStatus[s.error.code]} ${s.error.details}`}`);
+    if (s.error !== undefined || s.ended)
+      erroredOrEnded.push(`${s.taskId}: ${s.error === undefined ? 'ended' : `${grpcStatus[s.error.code]} ${s.error.details}`}`);
     const within = s.samples.filter((r) => r.arrival >= w.startWall && r.arrival <= w.endWall);
     if (within.length === 0) streamsWithoutSamples += 1;
     inWindow += within.length;
@@ -355,7 +359,9 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
   const row = (taskCount: number, streamCount: number, w: WindowFigures, samplesPerS: string) =>
     rows.push(`| ${taskCount} | ${streamCount} | ${w.cpuPercent.toFixed(2)} | ${MiB(w.start.rssKiB)} | ${MiB(w.end.rssKiB)} | ${samplesPerS} |`);
   const windowNote = (label: string, w: WindowFigures) =>
-    lines.push(`- ${label}: RSS max ${MiB(w.rssMaxKiB)} MiB, threads ${w.start.threads}→${w.end.threads}, reaped-children CPU ${w.childCpuPercent.toFixed(2)} %, bench process CPU ${w.benchCpuPercent.toFixed(1)} %, loadavg at start ${w.loadavg}`);
+    lines.push(
+      `- ${label}: RSS max ${MiB(w.rssMaxKiB)} MiB, threads ${w.start.threads}→${w.end.threads}, reaped-children CPU ${w.childCpuPercent.toFixed(2)} %, bench process CPU ${w.benchCpuPercent.toFixed(1)} %, loadavg at start ${w.loadavg}`,
+    );
   try {
     await call(plugin.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(sandbox, { runtime }) });
     console.error(`[${runtime}] plugin pid ${pid}; idle window ${WINDOW_S} s`);
@@ -375,7 +381,9 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
     }
     const startAll = performance.now() - t0;
     const afterStart = procSample(pid);
-    lines.push(`- start ${TASKS} tasks sequentially: ${(startAll / 1000).toFixed(2)} s total; StartTask p50 ${percentile(startTimes, 50).toFixed(0)} ms, p90 ${percentile(startTimes, 90).toFixed(0)} ms, max ${Math.max(...startTimes).toFixed(0)} ms (first ${startTimes[0]?.toFixed(0)} ms); plugin RSS after ${MiB(afterStart.rssKiB)} MiB`);
+    lines.push(
+      `- start ${TASKS} tasks sequentially: ${(startAll / 1000).toFixed(2)} s total; StartTask p50 ${percentile(startTimes, 50).toFixed(0)} ms, p90 ${percentile(startTimes, 90).toFixed(0)} ms, max ${Math.max(...startTimes).toFixed(0)} ms (first ${startTimes[0]?.toFixed(0)} ms); plugin RSS after ${MiB(afterStart.rssKiB)} MiB`,
+    );
 
     // every task still running? (InspectTask)
     const notRunning: string[] = [];
@@ -399,19 +407,33 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
     const sf = streamFigures(streams, withStreams);
     row(TASKS, streams.length, withStreams, sf.samplesPerS.toFixed(1));
 
-    lines.push(`- samples in the ${WINDOW_S} s window: ${sf.inWindow} (${sf.samplesPerS.toFixed(2)}/s, expected ${TASKS}/s); streams without a sample: ${sf.streamsWithoutSamples}`);
-    lines.push(`- timestamp spacing per stream (ms): p50 ${percentile(sf.spacing, 50).toFixed(1)}, p99 ${percentile(sf.spacing, 99).toFixed(1)}, max ${sf.maxGap.toFixed(1)}; gaps > 1.5 s: ${sf.gapsOver1500}`);
-    lines.push(`- delivery delay, arrival − sample timestamp (ms): p50 ${percentile(sf.delays, 50).toFixed(1)}, p99 ${percentile(sf.delays, 99).toFixed(1)}, max ${Math.max(...sf.delays).toFixed(1)}`);
-    lines.push(`- sample values: memory.rss KiB min ${Math.min(...sf.memRssKiB).toFixed(0)} / p50 ${percentile(sf.memRssKiB, 50).toFixed(0)} / max ${Math.max(...sf.memRssKiB).toFixed(0)}; memory.usage KiB min ${Math.min(...sf.memUsageKiB).toFixed(0)} / p50 ${percentile(sf.memUsageKiB, 50).toFixed(0)}; cpu.percent p50 ${percentile(sf.cpuPercent, 50).toFixed(3)} max ${Math.max(...sf.cpuPercent).toFixed(3)}; rss=0: ${sf.zeroRss}, rss=usage=0: ${sf.zeroMemory}, wrong id: ${sf.badId}, no memory measured_fields: ${sf.noMemFields}, no cpu measured_fields: ${sf.noCpuFields}`);
+    lines.push(
+      `- samples in the ${WINDOW_S} s window: ${sf.inWindow} (${sf.samplesPerS.toFixed(2)}/s, expected ${TASKS}/s); streams without a sample: ${sf.streamsWithoutSamples}`,
+    );
+    lines.push(
+      `- timestamp spacing per stream (ms): p50 ${percentile(sf.spacing, 50).toFixed(1)}, p99 ${percentile(sf.spacing, 99).toFixed(1)}, max ${sf.maxGap.toFixed(1)}; gaps > 1.5 s: ${sf.gapsOver1500}`,
+    );
+    lines.push(
+      `- delivery delay, arrival − sample timestamp (ms): p50 ${percentile(sf.delays, 50).toFixed(1)}, p99 ${percentile(sf.delays, 99).toFixed(1)}, max ${Math.max(...sf.delays).toFixed(1)}`,
+    );
+    lines.push(
+      `- sample values: memory.rss KiB min ${Math.min(...sf.memRssKiB).toFixed(0)} / p50 ${percentile(sf.memRssKiB, 50).toFixed(0)} / max ${Math.max(...sf.memRssKiB).toFixed(0)}; memory.usage KiB min ${Math.min(...sf.memUsageKiB).toFixed(0)} / p50 ${percentile(sf.memUsageKiB, 50).toFixed(0)}; cpu.percent p50 ${percentile(sf.cpuPercent, 50).toFixed(3)} max ${Math.max(...sf.cpuPercent).toFixed(3)}; rss=0: ${sf.zeroRss}, rss=usage=0: ${sf.zeroMemory}, wrong id: ${sf.badId}, no memory measured_fields: ${sf.noMemFields}, no cpu measured_fields: ${sf.noCpuFields}`,
+    );
     const first = streams[0]?.first?.stats?.agg_resource_usage;
-    if (first !== undefined && first !== null) lines.push(`- one sample (first of stream 0): memory ${JSON.stringify(first.memory)}, cpu ${JSON.stringify(first.cpu)}`);
+    if (first !== undefined && first !== null)
+      lines.push(`- one sample (first of stream 0): memory ${JSON.stringify(first.memory)}, cpu ${JSON.stringify(first.cpu)}`);
     windowNote('idle window', idle);
     windowNote('baseline window', baseline);
     windowNote('streams window', withStreams);
-    if (sf.streamsWithoutSamples > 0 || sf.gapsOver1500 > 0) problems.push(`stream delivery: ${sf.streamsWithoutSamples} streams without samples, ${sf.gapsOver1500} gaps > 1.5 s`);
+    if (sf.streamsWithoutSamples > 0 || sf.gapsOver1500 > 0)
+      problems.push(`stream delivery: ${sf.streamsWithoutSamples} streams without samples, ${sf.gapsOver1500} gaps > 1.5 s`);
     if (sf.zeroMemory > 0 || sf.zeroRss > 0) problems.push(`memory zeros: rss=0 in ${sf.zeroRss} samples, rss=usage=0 in ${sf.zeroMemory}`);
-    if (sf.badId > 0 || sf.noMemFields > 0 || sf.noCpuFields > 0) problems.push(`sample fields: wrong id ${sf.badId}, no memory measured_fields ${sf.noMemFields}, no cpu measured_fields ${sf.noCpuFields}`);
-    if (sf.erroredOrEnded.length > 0) problems.push(`streams closed before cancel: ${sf.erroredOrEnded.slice(0, 5).join('; ')}${sf.erroredOrEnded.length > 5 ? ` (+${sf.erroredOrEnded.length - 5})` : ''}`);
+    if (sf.badId > 0 || sf.noMemFields > 0 || sf.noCpuFields > 0)
+      problems.push(`sample fields: wrong id ${sf.badId}, no memory measured_fields ${sf.noMemFields}, no cpu measured_fields ${sf.noCpuFields}`);
+    if (sf.erroredOrEnded.length > 0)
+      problems.push(
+        `streams closed before cancel: ${sf.erroredOrEnded.slice(0, 5).join('; ')}${sf.erroredOrEnded.length > 5 ? ` (+${sf.erroredOrEnded.length - 5})` : ''}`,
+      );
 
     // cancel the streams; each must close with CANCELLED
     for (const s of streams) s.call.cancel();
@@ -432,7 +454,9 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
     const leftProcs = processesMentioning([sandbox.allocDir, sandbox.stateDir]);
     let leftPids = [...taskPids].filter(alive);
     if (leftPids.length > 0) {
-      lines.push(`- task pids still there 0.5 s after the last DestroyTask: ${leftPids.length}, e.g. ${leftPids.slice(0, 3).map(describe).join(', ')}; their states: ${JSON.stringify(countBy(leftPids.map((p) => describe(p).split(' ')[1] ?? '?')))}`);
+      lines.push(
+        `- task pids still there 0.5 s after the last DestroyTask: ${leftPids.length}, e.g. ${leftPids.slice(0, 3).map(describe).join(', ')}; their states: ${JSON.stringify(countBy(leftPids.map((p) => describe(p).split(' ')[1] ?? '?')))}`,
+      );
       await sleep(5000);
       // an exited sandbox init whose parent (the bwrap monitor) exited first is reparented to
       // the host's pid 1 and is a zombie until that reaps it: dead, so not left over
@@ -441,9 +465,13 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
       leftPids = leftPids.filter((p) => describe(p).split(' ')[1] !== 'Z');
     }
     const leftCgroups = taskCgroupDirs(startedIds);
-    lines.push(`- after cleanup: state_dir/tasks ${leftTasks.length} entries, state_dir/views ${leftViews.length}, processes naming the sandbox ${leftProcs.length}, task pids alive (not zombies) ${leftPids.length} of ${taskPids.size}, task cgroups left ${leftCgroups.length}`);
+    lines.push(
+      `- after cleanup: state_dir/tasks ${leftTasks.length} entries, state_dir/views ${leftViews.length}, processes naming the sandbox ${leftProcs.length}, task pids alive (not zombies) ${leftPids.length} of ${taskPids.size}, task cgroups left ${leftCgroups.length}`,
+    );
     if (leftTasks.length > 0 || leftViews.length > 0 || leftProcs.length > 0 || leftPids.length > 0 || leftCgroups.length > 0) {
-      problems.push(`left after cleanup: tasks [${leftTasks.join(', ')}], views [${leftViews.join(', ')}], processes [${leftProcs.join('; ')}], pids [${leftPids.join(', ')}], cgroups [${leftCgroups.join(', ')}]`);
+      problems.push(
+        `left after cleanup: tasks [${leftTasks.join(', ')}], views [${leftViews.join(', ')}], processes [${leftProcs.join('; ')}], pids [${leftPids.join(', ')}], cgroups [${leftCgroups.join(', ')}]`,
+      );
     }
     assertAlive(plugin);
   } catch (error) {
@@ -452,7 +480,9 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
     for (const s of streams) s.call.cancel();
     // after a failure: force-destroy what is left (best effort)
     for (const task of tasks) {
-      await call(plugin.clients.driver, 'DestroyTask', { task_id: task.id, force: true }, 30_000).catch((e: unknown) => problems.push(`cleanup DestroyTask ${task.id}: ${String(e)}`));
+      await call(plugin.clients.driver, 'DestroyTask', { task_id: task.id, force: true }, 30_000).catch((e: unknown) =>
+        problems.push(`cleanup DestroyTask ${task.id}: ${String(e)}`),
+      );
     }
     if (process.env.BENCH_LOG_LEVEL !== undefined) for (const line of plugin.stderrLines) console.error(line);
     plugin.kill('SIGTERM');
@@ -462,13 +492,7 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
   }
   return {
     runtime,
-    lines: [
-      `| tasks | streams | plugin CPU % | RSS start MiB | RSS end MiB | samples/s |`,
-      `|---|---|---|---|---|---|`,
-      ...rows,
-      '',
-      ...lines,
-    ],
+    lines: [`| tasks | streams | plugin CPU % | RSS start MiB | RSS end MiB | samples/s |`, `|---|---|---|---|---|---|`, ...rows, '', ...lines],
     problems,
   };
 }
@@ -478,7 +502,9 @@ async function main(): Promise<void> {
   const busybox = busyboxPath();
   const results: RuntimeResult[] = [];
   for (const runtime of runtimes) results.push(await benchRuntime(runtime, busybox));
-  console.log(`stats overhead: ${TASKS} tasks (busybox \`sh -c 'exec sleep 3600'\`), TaskStats every 1 s, ${WINDOW_S} s windows; plugin CPU in % of one core (utime+stime / wall); node ${process.version}, ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores`);
+  console.log(
+    `stats overhead: ${TASKS} tasks (busybox \`sh -c 'exec sleep 3600'\`), TaskStats every 1 s, ${WINDOW_S} s windows; plugin CPU in % of one core (utime+stime / wall); node ${process.version}, ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores`,
+  );
   for (const r of results) {
     console.log(`\nruntime = "${r.runtime}"\n`);
     for (const line of r.lines) console.log(line);

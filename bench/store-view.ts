@@ -72,7 +72,9 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(base, 'view-bench-'));
   try {
     const entries = run('find', paths).split('\n').length;
-    console.log(`store view build, median of ${runs} runs (node ${process.version}); ${MAX} synthetic paths, ${entries} files/dirs/symlinks in all${addedMs > 0 ? `, added to the store in ${addedMs.toFixed(0)} ms` : ''}`);
+    console.log(
+      `store view build, median of ${runs} runs (node ${process.version}); ${MAX} synthetic paths, ${entries} files/dirs/symlinks in all${addedMs > 0 ? `, added to the store in ${addedMs.toFixed(0)} ms` : ''}`,
+    );
     console.log('');
     console.log('| store paths | entries | cold ensureStoreView (ms) | warm ensureStoreView (ms) | `cp -al` for reference (ms) | removeStoreView (ms) |');
     console.log('|---|---|---|---|---|---|');

@@ -18,8 +18,15 @@ let agent: NomadAgent;
 let busybox: string;
 
 const NIXOS_STORE = [
-  'unshare', '--mount', '--propagation', 'private', '--',
-  'sh', '-c', 'mount --bind /nix/store /nix/store && mount -o remount,bind,ro /nix/store && exec "$@"', 'nixos-store',
+  'unshare',
+  '--mount',
+  '--propagation',
+  'private',
+  '--',
+  'sh',
+  '-c',
+  'mount --bind /nix/store /nix/store && mount -o remount,bind,ro /nix/store && exec "$@"',
+  'nixos-store',
 ];
 
 before(() => {
@@ -27,31 +34,37 @@ before(() => {
   busybox = busyboxPath(); // realised outside: inside, the read-only store takes no new paths
 });
 
-for (const runtime of RUNTIMES) describe(`a NixOS-style read-only store bind mount (${runtime})`, { timeout: 300_000 }, () => {
-  before(async () => {
-    taskAgent = await startTaskAgent(`nixos-${runtime}`, { wrapper: NIXOS_STORE, runtime });
-    agent = taskAgent.agent;
-  });
+for (const runtime of RUNTIMES)
+  describe(`a NixOS-style read-only store bind mount (${runtime})`, { timeout: 300_000 }, () => {
+    before(async () => {
+      taskAgent = await startTaskAgent(`nixos-${runtime}`, { wrapper: NIXOS_STORE, runtime });
+      agent = taskAgent.agent;
+    });
 
-  after(async () => {
-    await taskAgent?.close();
-    taskAgent = undefined;
-  });
+    after(async () => {
+      await taskAgent?.close();
+      taskAgent = undefined;
+    });
 
-  it('the host namespace is untouched: /nix/store is not a mount point here', () => {
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]);
-    assert.ok(!mounts.includes('/nix/store'));
-  });
+    it('the host namespace is untouched: /nix/store is not a mount point here', () => {
+      const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .map((l) => l.split(' ')[4]);
+      assert.ok(!mounts.includes('/nix/store'));
+    });
 
-  it('runs a task from a store view built in a private mount namespace', async () => {
-    const job = runJob(agent, nixJobHcl({
-      id: 'nixos',
-      config: shConfig(busybox, 'ls /nix/store; echo ran'),
-    }));
-    const alloc = await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the task to finish');
-    const events = eventMessages(alloc, 'main');
-    assert.equal(alloc.ClientStatus, 'complete', events + allocLogs(agent, alloc.ID, 'main', true));
-    assert.match(events, /Prepared a store view of 1 store paths in \d+ ms \(in a private mount namespace: the store is a read-only bind mount\)/);
-    assert.equal(allocLogs(agent, alloc.ID, 'main'), `${busybox.slice('/nix/store/'.length)}\nran\n`);
+    it('runs a task from a store view built in a private mount namespace', async () => {
+      const job = runJob(
+        agent,
+        nixJobHcl({
+          id: 'nixos',
+          config: shConfig(busybox, 'ls /nix/store; echo ran'),
+        }),
+      );
+      const alloc = await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the task to finish');
+      const events = eventMessages(alloc, 'main');
+      assert.equal(alloc.ClientStatus, 'complete', events + allocLogs(agent, alloc.ID, 'main', true));
+      assert.match(events, /Prepared a store view of 1 store paths in \d+ ms \(in a private mount namespace: the store is a read-only bind mount\)/);
+      assert.equal(allocLogs(agent, alloc.ID, 'main'), `${busybox.slice('/nix/store/'.length)}\nran\n`);
+    });
   });
-});

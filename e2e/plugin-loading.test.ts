@@ -100,7 +100,10 @@ describe('a real Nomad agent with the nix plugin', { timeout: 600_000 }, () => {
       try {
         const { driver } = await a.nixDriver((d) => d.Detected);
         assert.equal(driver.Healthy, false);
-        assert.match(driver.HealthDescription, /nix not found on the agent's PATH; fix: install Nix \(Debian\/Ubuntu: apt-get install nix-bin\) or set nix_bin/);
+        assert.match(
+          driver.HealthDescription,
+          /nix not found on the agent's PATH; fix: install Nix \(Debian\/Ubuntu: apt-get install nix-bin\) or set nix_bin/,
+        );
         assert.equal(driver.Attributes?.['driver.nix'], 'true');
       } finally {
         await a.stop();

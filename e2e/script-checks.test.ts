@@ -45,96 +45,103 @@ const scriptCheckedService = (name: string, script: string) => `      service {
 
 const describeChecks = (checks: readonly ConsulCheck[]) => checks.map((c) => `${c.Name} [${c.Type}] ${c.Status}: ${c.Output.trim()}`).join('\n');
 
-for (const runtime of RUNTIMES) describe(`script checks through Nomad and Consul (${runtime})`, { timeout: 600_000 }, () => {
-  let consul: ConsulAgent | undefined;
-  let taskAgent: TaskAgent | undefined;
-  let agent: NomadAgent;
+for (const runtime of RUNTIMES)
+  describe(`script checks through Nomad and Consul (${runtime})`, { timeout: 600_000 }, () => {
+    let consul: ConsulAgent | undefined;
+    let taskAgent: TaskAgent | undefined;
+    let agent: NomadAgent;
 
-  before(async () => {
-    consul = await ConsulAgent.start();
-    taskAgent = await startTaskAgent(`checks-${runtime}`, { runtime, consulAddress: consul.httpAddress });
-    ({ agent } = taskAgent);
-    const { driver } = await agent.nixDriver((d) => d.Healthy);
-    assert.equal(driver.Attributes?.['driver.nix.runtime'], runtime, 'the agent runs the runtime under test');
-    // Nomad places consul services only on nodes that fingerprinted a Consul
-    const version = await agent.waitFor('the node to fingerprint consul', async () => {
-      const { node } = await agent.nixDriver();
-      return (node.Attributes as Record<string, string> | undefined)?.['consul.version'];
+    before(async () => {
+      consul = await ConsulAgent.start();
+      taskAgent = await startTaskAgent(`checks-${runtime}`, { runtime, consulAddress: consul.httpAddress });
+      ({ agent } = taskAgent);
+      const { driver } = await agent.nixDriver((d) => d.Healthy);
+      assert.equal(driver.Attributes?.['driver.nix.runtime'], runtime, 'the agent runs the runtime under test');
+      // Nomad places consul services only on nodes that fingerprinted a Consul
+      const version = await agent.waitFor('the node to fingerprint consul', async () => {
+        const { node } = await agent.nixDriver();
+        return (node.Attributes as Record<string, string> | undefined)?.['consul.version'];
+      });
+      assert.match(version, /^1\.\d+\.\d+/);
     });
-    assert.match(version, /^1\.\d+\.\d+/);
-  });
 
-  after(async () => {
-    await taskAgent?.close();
-    taskAgent = undefined;
-    await consul?.stop();
-    consul?.cleanup();
-    consul = undefined;
-  });
-
-  it('a script finding /local/ok makes its service healthy; a script exiting 2 makes its service critical; stop deregisters both and leaves nothing', async () => {
-    assert.ok(consul !== undefined && taskAgent !== undefined);
-    // the check has to run in the task: the host has no /local/ok
-    assert.equal(existsSync('/local/ok'), false);
-    const ok = `checked-ok-${runtime}`;
-    const failing = `checked-failing-${runtime}`;
-    const job = runJob(
-      agent,
-      nixJobHcl({
-        id: `script-checks-${runtime}`,
-        type: 'service',
-        config: sh('echo ready > /local/ok && exec sleep 1000000'),
-        taskExtra:
-          scriptCheckedService(ok, 'test -f /local/ok && echo "found /local/ok as uid $(id -u)"') +
-          scriptCheckedService(failing, 'echo failing on purpose; exit 2'),
-      }),
-    );
-    const alloc = await waitForAlloc(agent, job, (a) => isRunning(a, 'main'), 'the task to run');
-
-    const consulAgent = consul;
-    const [okCheck, failingCheck] = await consulAgent.waitFor(
-      'consul to report the ok check passing and the failing one critical, from their scripts',
-      async () => {
-        const [okChecks, failingChecks] = [await consulAgent.checks(ok), await consulAgent.checks(failing)];
-        const okCheck = okChecks.find((c) => c.Name === `${ok}-script`);
-        const failingCheck = failingChecks.find((c) => c.Name === `${failing}-script`);
-        // a TTL check starts critical: wait for the output of a script run
-        if (okCheck?.Status !== 'passing' || failingCheck?.Status !== 'critical' || !/failing on purpose/.test(failingCheck.Output)) return undefined;
-        return [okCheck, failingCheck] as const;
-      },
-      60_000,
-    ).catch(async (error: unknown) => {
-      const checks = [...(await consulAgent.checks(ok).catch(() => [])), ...(await consulAgent.checks(failing).catch(() => []))];
-      throw new Error(`${String(error)}\nchecks:\n${describeChecks(checks)}\ntask events:\n${eventMessages(alloc, 'main')}`);
+    after(async () => {
+      await taskAgent?.close();
+      taskAgent = undefined;
+      await consul?.stop();
+      consul?.cleanup();
+      consul = undefined;
     });
-    // Nomad runs script checks itself and reports them to Consul as TTL checks
-    assert.equal(okCheck.Type, 'ttl');
-    assert.equal(okCheck.ServiceName, ok);
-    assert.match(okCheck.Output, /found \/local\/ok as uid 65534/, 'the script ran in the task, as its user');
-    assert.equal(failingCheck.ServiceName, failing);
-    assert.match(failingCheck.Output, /failing on purpose/);
 
-    // the ok service stays healthy across further runs (a run every 2 s)
-    await new Promise((r) => setTimeout(r, 5_000));
-    assert.deepEqual(
-      (await consulAgent.checks(ok)).filter((c) => c.Name === `${ok}-script`).map((c) => c.Status),
-      ['passing'],
-    );
-    assert.deepEqual(
-      (await consulAgent.checks(failing)).filter((c) => c.Name === `${failing}-script`).map((c) => c.Status),
-      ['critical'],
-    );
+    it('a script finding /local/ok makes its service healthy; a script exiting 2 makes its service critical; stop deregisters both and leaves nothing', async () => {
+      assert.ok(consul !== undefined && taskAgent !== undefined);
+      // the check has to run in the task: the host has no /local/ok
+      assert.equal(existsSync('/local/ok'), false);
+      const ok = `checked-ok-${runtime}`;
+      const failing = `checked-failing-${runtime}`;
+      const job = runJob(
+        agent,
+        nixJobHcl({
+          id: `script-checks-${runtime}`,
+          type: 'service',
+          config: sh('echo ready > /local/ok && exec sleep 1000000'),
+          taskExtra:
+            scriptCheckedService(ok, 'test -f /local/ok && echo "found /local/ok as uid $(id -u)"') +
+            scriptCheckedService(failing, 'echo failing on purpose; exit 2'),
+        }),
+      );
+      const alloc = await waitForAlloc(agent, job, (a) => isRunning(a, 'main'), 'the task to run');
 
-    // -detach: the job's deployment never turns healthy (one of its checks is critical), so
-    // a monitored stop would report the cancelled deployment with exit 1
-    const stopped = nomad(agent, ['job', 'stop', '-detach', job]);
-    assert.equal(stopped.status, 0, stopped.stdout + stopped.stderr);
-    await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the service to stop');
-    await consulAgent.waitFor('nomad to deregister both services', async () => {
-      const services = await consulAgent.services();
-      return services.includes(ok) || services.includes(failing) ? undefined : true;
-    }, 30_000);
-    assert.deepEqual([...(await consulAgent.checks(ok)), ...(await consulAgent.checks(failing))], []);
-    assert.deepEqual(await waitForNoLeftovers(taskAgent, alloc.ID), []);
+      const consulAgent = consul;
+      const [okCheck, failingCheck] = await consulAgent
+        .waitFor(
+          'consul to report the ok check passing and the failing one critical, from their scripts',
+          async () => {
+            const [okChecks, failingChecks] = [await consulAgent.checks(ok), await consulAgent.checks(failing)];
+            const okCheck = okChecks.find((c) => c.Name === `${ok}-script`);
+            const failingCheck = failingChecks.find((c) => c.Name === `${failing}-script`);
+            // a TTL check starts critical: wait for the output of a script run
+            if (okCheck?.Status !== 'passing' || failingCheck?.Status !== 'critical' || !/failing on purpose/.test(failingCheck.Output)) return undefined;
+            return [okCheck, failingCheck] as const;
+          },
+          60_000,
+        )
+        .catch(async (error: unknown) => {
+          const checks = [...(await consulAgent.checks(ok).catch(() => [])), ...(await consulAgent.checks(failing).catch(() => []))];
+          throw new Error(`${String(error)}\nchecks:\n${describeChecks(checks)}\ntask events:\n${eventMessages(alloc, 'main')}`);
+        });
+      // Nomad runs script checks itself and reports them to Consul as TTL checks
+      assert.equal(okCheck.Type, 'ttl');
+      assert.equal(okCheck.ServiceName, ok);
+      assert.match(okCheck.Output, /found \/local\/ok as uid 65534/, 'the script ran in the task, as its user');
+      assert.equal(failingCheck.ServiceName, failing);
+      assert.match(failingCheck.Output, /failing on purpose/);
+
+      // the ok service stays healthy across further runs (a run every 2 s)
+      await new Promise((r) => setTimeout(r, 5_000));
+      assert.deepEqual(
+        (await consulAgent.checks(ok)).filter((c) => c.Name === `${ok}-script`).map((c) => c.Status),
+        ['passing'],
+      );
+      assert.deepEqual(
+        (await consulAgent.checks(failing)).filter((c) => c.Name === `${failing}-script`).map((c) => c.Status),
+        ['critical'],
+      );
+
+      // -detach: the job's deployment never turns healthy (one of its checks is critical), so
+      // a monitored stop would report the cancelled deployment with exit 1
+      const stopped = nomad(agent, ['job', 'stop', '-detach', job]);
+      assert.equal(stopped.status, 0, stopped.stdout + stopped.stderr);
+      await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the service to stop');
+      await consulAgent.waitFor(
+        'nomad to deregister both services',
+        async () => {
+          const services = await consulAgent.services();
+          return services.includes(ok) || services.includes(failing) ? undefined : true;
+        },
+        30_000,
+      );
+      assert.deepEqual([...(await consulAgent.checks(ok)), ...(await consulAgent.checks(failing))], []);
+      assert.deepEqual(await waitForNoLeftovers(taskAgent, alloc.ID), []);
+    });
   });
-});

@@ -22,14 +22,22 @@ function walk(dir, suffix) {
 }
 
 rmSync(outDir, { recursive: true, force: true });
-const protos = walk(protoDir, '.proto').map((p) => relative(protoDir, p)).sort();
+const protos = walk(protoDir, '.proto')
+  .map((p) => relative(protoDir, p))
+  .sort();
 execFileSync(
   process.execPath,
   [
     join(root, 'node_modules', '@grpc', 'proto-loader', 'build', 'bin', 'proto-loader-gen-types.js'),
-    '--keepCase', '--longs=Number', '--enums=String', '--defaults', '--oneofs',
-    '--grpcLib=@grpc/grpc-js', '--importFileExtension=.js',
-    `--includeDirs=${protoDir}`, `--outDir=${outDir}`,
+    '--keepCase',
+    '--longs=Number',
+    '--enums=String',
+    '--defaults',
+    '--oneofs',
+    '--grpcLib=@grpc/grpc-js',
+    '--importFileExtension=.js',
+    `--includeDirs=${protoDir}`,
+    `--outDir=${outDir}`,
     ...protos,
   ],
   { stdio: ['ignore', 'ignore', 'inherit'] },

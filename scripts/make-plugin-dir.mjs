@@ -37,5 +37,7 @@ if (compiled.status === 0) {
   console.log(`exec helper: ${helper}`);
 } else {
   rmSync(`${helper}.tmp`, { force: true });
-  console.warn(`warning: failed to compile ${helperSource} with ${cc} -static (${compiled.error?.message ?? `exit ${compiled.status}`}); fix: install gcc and the static libc (Debian: apt-get install gcc libc6-dev) and run npm run build again. Until then bubblewrap tasks cannot be exec'd into and the driver reports unhealthy with runtime = "bwrap".`);
+  console.warn(
+    `warning: failed to compile ${helperSource} with ${cc} -static (${compiled.error?.message ?? `exit ${compiled.status}`}); fix: install gcc and the static libc (Debian: apt-get install gcc libc6-dev) and run npm run build again. Until then bubblewrap tasks cannot be exec'd into and the driver reports unhealthy with runtime = "bwrap".`,
+  );
 }

@@ -51,7 +51,8 @@ export function failure(what: string, cause: string, options: FailureOptions = {
  * The fix of an `internal` failure, which no input of the job or the plugin config caused: the
  * plugin logs its context (the RPC, the task id and the error) in the Nomad client's log.
  */
-export const INTERNAL_FIX = "find the nix plugin's lines about it in the Nomad client's log, mend what they name on the client, then restart the allocation (nomad alloc restart)";
+export const INTERNAL_FIX =
+  "find the nix plugin's lines about it in the Nomad client's log, mend what they name on the client, then restart the allocation (nomad alloc restart)";
 
 /**
  * `error` as a failure of `what`: itself when it is a DriverError already, else an `internal`

@@ -41,6 +41,9 @@ describe('error grammar', () => {
   });
 
   it('gives every internal failure a fix', () => {
-    assert.deepEqual(lines(/code: 'internal'(?!.*fix)/).filter((line) => !line.startsWith('errors.ts:')), []);
+    assert.deepEqual(
+      lines(/code: 'internal'(?!.*fix)/).filter((line) => !line.startsWith('errors.ts:')),
+      [],
+    );
   });
 });

@@ -30,7 +30,8 @@ for (const runtime of ['bwrap', 'runc'] as const) {
     let sandbox: TaskSandbox;
     let plugin: RunningPlugin;
     let taskId: string;
-    const exec = (command: string[], seconds = 10) => call<unknown, ExecResponse>(plugin.clients.driver, 'ExecTask', { task_id: taskId, command, timeout: { seconds } }, 30_000);
+    const exec = (command: string[], seconds = 10) =>
+      call<unknown, ExecResponse>(plugin.clients.driver, 'ExecTask', { task_id: taskId, command, timeout: { seconds } }, 30_000);
 
     before(async () => {
       sandbox = taskSandbox();
@@ -68,7 +69,10 @@ for (const runtime of ['bwrap', 'runc'] as const) {
       const started = Date.now();
       await assert.rejects(exec(['sh', '-c', `${marker} & ${marker}`], 1), (e: grpc.ServiceError) => {
         assert.equal(e.code, grpc.status.DEADLINE_EXCEEDED);
-        assert.match(e.details, /^failed to exec in task: "sh -c sleep \d+ & sleep \d+" ran longer than its timeout of 1000 ms; its processes were killed; fix: /);
+        assert.match(
+          e.details,
+          /^failed to exec in task: "sh -c sleep \d+ & sleep \d+" ran longer than its timeout of 1000 ms; its processes were killed; fix: /,
+        );
         return true;
       });
       assert.ok(Date.now() - started < 5_000);
@@ -76,11 +80,15 @@ for (const runtime of ['bwrap', 'runc'] as const) {
       assert.equal(alive(marker), false, 'no process of the timed-out command is left');
     });
 
-    it('a root task\'s command runs as root with the task\'s capabilities (runc) or is refused (bwrap)', async () => {
+    it("a root task's command runs as root with the task's capabilities (runc) or is refused (bwrap)", async () => {
       const task = sandboxTask(sandbox, busyboxPath(), 'bin/sh', ['-c', 'exec sleep 3600']);
       await call(plugin.clients.driver, 'StartTask', { task: { ...task, user: 'root' } });
       try {
-        const request = { task_id: task.id, command: ['sh', '-c', 'id -u; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status'], timeout: { seconds: 10 } };
+        const request = {
+          task_id: task.id,
+          command: ['sh', '-c', 'id -u; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status'],
+          timeout: { seconds: 10 },
+        };
         if (runtime === 'runc') {
           const response = text(await call<unknown, ExecResponse>(plugin.clients.driver, 'ExecTask', request, 30_000));
           // Nomad's default set for root tasks (driver/privileges.ts), no_new_privs, the seccomp filter
@@ -88,7 +96,10 @@ for (const runtime of ['bwrap', 'runc'] as const) {
         } else {
           await assert.rejects(call(plugin.clients.driver, 'ExecTask', request, 30_000), (e: grpc.ServiceError) => {
             assert.equal(e.code, grpc.status.FAILED_PRECONDITION);
-            assert.match(e.details, /^failed to exec in task: the task runs as root under bubblewrap, .*; fix: run root tasks you exec into with runtime = "runc"/);
+            assert.match(
+              e.details,
+              /^failed to exec in task: the task runs as root under bubblewrap, .*; fix: run root tasks you exec into with runtime = "runc"/,
+            );
             return true;
           });
         }

@@ -46,7 +46,8 @@ describe('fuzzed StartTask, SetConfig and RecoverTask through the plugin socket'
       const request = { task_id: 'x', handle: { version: 1, config: { id: 'x', name: 'main' }, driver_state: Buffer.from('😀😀') } };
       await assert.rejects(call(plugin.clients.driver, 'RecoverTask', request, 10_000), {
         code: 3,
-        details: 'failed to recover task: driver_state is not JSON: Unexpected token \'\ufffd\', "😀😀" is not valid JSON; fix: the task cannot be recovered; Nomad destroys it and starts it again',
+        details:
+          'failed to recover task: driver_state is not JSON: Unexpected token \'\ufffd\', "😀😀" is not valid JSON; fix: the task cannot be recovered; Nomad destroys it and starts it again',
       });
     } finally {
       plugin.kill();

@@ -27,8 +27,7 @@ const RANK: Readonly<Record<string, number>> = {
 const LEAVES = new Set(['errors.ts', 'version.ts', 'paths.ts', 'log', 'config', 'types']);
 const PROTOCOL_LAYERS = new Set(['rpc', 'plugin']);
 const IO_MODULES = new Set(['node:fs', 'node:fs/promises', 'node:child_process', 'execa', 'node:net']);
-const IO_ALLOWED = (file: string) =>
-  /^(host|cgroup|runtime|plugin)\//.test(file) || ['main.ts', 'log/logger.ts', 'rpc/proto.ts'].includes(file);
+const IO_ALLOWED = (file: string) => /^(host|cgroup|runtime|plugin)\//.test(file) || ['main.ts', 'log/logger.ts', 'rpc/proto.ts'].includes(file);
 
 interface Edge {
   readonly from: string;
@@ -78,7 +77,10 @@ describe('module layering', () => {
       if (LEAVES.has(from)) return true; // leaves import only leaves
       return (RANK[to] ?? -1) <= (RANK[from] ?? 99) && !(RANK[to] === 4 && RANK[from] === 4);
     });
-    assert.deepEqual(upward.map((e) => `${e.from} → ${e.to}`), []);
+    assert.deepEqual(
+      upward.map((e) => `${e.from} → ${e.to}`),
+      [],
+    );
   });
 
   it('lets rpc/ talk to driver/ only (and the leaves), and plugin/ do no host I/O through host/', () => {
@@ -90,18 +92,27 @@ describe('module layering', () => {
       if (from === 'plugin') return to === 'host';
       return false;
     });
-    assert.deepEqual(slips.map((e) => `${e.from} → ${e.to}`), []);
+    assert.deepEqual(
+      slips.map((e) => `${e.from} → ${e.to}`),
+      [],
+    );
   });
 
   it('keeps protobuf and gRPC inside rpc/ and plugin/', () => {
     const leaks = all.filter(
       (e) => !PROTOCOL_LAYERS.has(group(e.from)) && (e.to.startsWith('gen/') || e.to.startsWith('@grpc/') || e.to === 'google-protobuf'),
     );
-    assert.deepEqual(leaks.map((e) => `${e.from} → ${e.to}`), []);
+    assert.deepEqual(
+      leaks.map((e) => `${e.from} → ${e.to}`),
+      [],
+    );
   });
 
   it('does file and process I/O only in host/, cgroup/, runtime/ and the process edges', () => {
     const leaks = all.filter((e) => !e.typeOnly && IO_MODULES.has(e.to) && !IO_ALLOWED(e.from));
-    assert.deepEqual(leaks.map((e) => `${e.from} → ${e.to}`), []);
+    assert.deepEqual(
+      leaks.map((e) => `${e.from} → ${e.to}`),
+      [],
+    );
   });
 });

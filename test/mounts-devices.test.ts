@@ -67,12 +67,15 @@ for (const runtime of ['bwrap', 'runc'] as const) {
     });
 
     it('binds a volume read-write and one read-only, as the unprivileged default user', async () => {
-      const { exitCode, stdout } = await run('id -u; echo written > /data/out && echo RW-OK; cat /ro/seed; echo x > /ro/new 2>/dev/null && echo RO-WRITTEN || echo RO-REFUSED', {
-        mounts: [
-          { task_path: '/data', host_path: join(volumes, 'rw'), readonly: false, propagation_mode: 'private' },
-          { task_path: '/ro', host_path: join(volumes, 'ro'), readonly: true, propagation_mode: '' },
-        ],
-      });
+      const { exitCode, stdout } = await run(
+        'id -u; echo written > /data/out && echo RW-OK; cat /ro/seed; echo x > /ro/new 2>/dev/null && echo RO-WRITTEN || echo RO-REFUSED',
+        {
+          mounts: [
+            { task_path: '/data', host_path: join(volumes, 'rw'), readonly: false, propagation_mode: 'private' },
+            { task_path: '/ro', host_path: join(volumes, 'ro'), readonly: true, propagation_mode: '' },
+          ],
+        },
+      );
       assert.equal(exitCode, 0, stdout);
       assert.equal(stdout, '65534\nRW-OK\nseeded\nRO-REFUSED\n');
       assert.equal(readFileSync(join(volumes, 'rw', 'out'), 'utf8'), 'written\n');
@@ -80,8 +83,12 @@ for (const runtime of ['bwrap', 'runc'] as const) {
     });
 
     it('binds a host device node; runc allows it only with the cgroup permissions Nomad granted', async () => {
-      const script = 'stat -c "%F %t:%T" /dev/fuse; (exec 3</dev/fuse) 2>/dev/null && echo READ-OK || echo READ-DENIED; (exec 4>/dev/fuse) 2>/dev/null && echo WRITE-OK || echo WRITE-DENIED';
-      const device = (permissions: string) => ({ user: 'root', devices: [{ task_path: '/dev/fuse', host_path: '/dev/fuse', cgroup_permissions: permissions }] });
+      const script =
+        'stat -c "%F %t:%T" /dev/fuse; (exec 3</dev/fuse) 2>/dev/null && echo READ-OK || echo READ-DENIED; (exec 4>/dev/fuse) 2>/dev/null && echo WRITE-OK || echo WRITE-DENIED';
+      const device = (permissions: string) => ({
+        user: 'root',
+        devices: [{ task_path: '/dev/fuse', host_path: '/dev/fuse', cgroup_permissions: permissions }],
+      });
       const readOnly = await run(script, device('r'));
       assert.equal(readOnly.exitCode, 0, readOnly.stdout);
       // bwrap has no device cgroup: the node's own mode decides (root may write it)
@@ -92,7 +99,7 @@ for (const runtime of ['bwrap', 'runc'] as const) {
       assert.equal(absent.stdout, 'ABSENT\n');
     });
 
-    it('refuses a device that is not a device node, and one over the runtime\'s /dev/null', async () => {
+    it("refuses a device that is not a device node, and one over the runtime's /dev/null", async () => {
       assert.match(
         await startFails({ devices: [{ task_path: '/dev/x', host_path: '/dev/shm', cgroup_permissions: 'rw' }] }),
         /failed to bind device: device "\/dev\/shm" for "\/dev\/x" is not a character or block device \(\/dev\/shm\); fix: /,
@@ -103,11 +110,17 @@ for (const runtime of ['bwrap', 'runc'] as const) {
       );
     });
 
-    it('refuses a volume inside the plugin\'s state_dir or the store, and a missing one', async () => {
+    it("refuses a volume inside the plugin's state_dir or the store, and a missing one", async () => {
       const mount = (host_path: string) => ({ mounts: [{ task_path: '/data', host_path, readonly: false, propagation_mode: 'private' }] });
-      assert.match(await startFails(mount(join(sandbox.stateDir, 'tasks'))), /failed to plan task root: extraMounts\[0\]\.source ".*\/tasks" lies inside \/var\/lib\/nix-task-state-\w+, which no task may see/);
+      assert.match(
+        await startFails(mount(join(sandbox.stateDir, 'tasks'))),
+        /failed to plan task root: extraMounts\[0\]\.source ".*\/tasks" lies inside \/var\/lib\/nix-task-state-\w+, which no task may see/,
+      );
       assert.match(await startFails(mount(busyboxPath())), /lies inside \/nix\/store, which no task may see/);
-      assert.match(await startFails(mount('/nonexistent/volume')), /failed to mount volume: the volume_mount at "\/data" \(host path "\/nonexistent\/volume"\) does not exist on this client/);
+      assert.match(
+        await startFails(mount('/nonexistent/volume')),
+        /failed to mount volume: the volume_mount at "\/data" \(host path "\/nonexistent\/volume"\) does not exist on this client/,
+      );
     });
 
     it('refuses bidirectional propagation, and every mount when allow_volumes is off', async () => {
@@ -128,7 +141,9 @@ for (const runtime of ['bwrap', 'runc'] as const) {
         chmodSync(hidden, 0o700);
         assert.match(
           await startFails({ mounts: [{ task_path: '/data', host_path: join(hidden, 'data'), readonly: false, propagation_mode: 'private' }] }),
-          new RegExp(`failed to mount volume: user "nobody" \\(uid 65534\\) cannot reach the volume ${hidden}/data for "/data": ${hidden} has mode 0700; fix: `),
+          new RegExp(
+            `failed to mount volume: user "nobody" \\(uid 65534\\) cannot reach the volume ${hidden}/data for "/data": ${hidden} has mode 0700; fix: `,
+          ),
         );
       });
     }

@@ -51,13 +51,7 @@ const GOOD: Json = {
     { destination: '/local', type: 'bind', source: '/var/lib/nomad/alloc/x/task/local', options: ['rbind', 'rw'] },
   ],
   linux: {
-    namespaces: [
-      { type: 'pid' },
-      { type: 'network', path: '/var/run/netns/x' },
-      { type: 'ipc' },
-      { type: 'uts' },
-      { type: 'mount' },
-    ],
+    namespaces: [{ type: 'pid' }, { type: 'network', path: '/var/run/netns/x' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
     cgroupsPath: '/nomad.slice/x.scope',
     resources: {
       cpu: { shares: 1024, cpus: '0-1' },

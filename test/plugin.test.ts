@@ -20,7 +20,16 @@ const packr = new Packr({ useRecords: false });
 
 /** The plugin config as Nomad encodes it: every attribute present, sorted, nil when unset. */
 function ctyConfig(values: Record<string, unknown>): Buffer {
-  const all: Record<string, unknown> = { allow_root: null, gc_roots_dir: null, log_level: null, nix_bin: null, nix_options: null, runtime: null, state_dir: null, ...values };
+  const all: Record<string, unknown> = {
+    allow_root: null,
+    gc_roots_dir: null,
+    log_level: null,
+    nix_bin: null,
+    nix_options: null,
+    runtime: null,
+    state_dir: null,
+    ...values,
+  };
   const sorted: Record<string, unknown> = {};
   for (const key of Object.keys(all).sort()) sorted[key] = all[key];
   return packr.pack(sorted);
@@ -156,7 +165,10 @@ describe('handshake and process discipline', () => {
     await p.exited;
     assert.ok(p.stderrLines.length >= 3, `expected log lines, got ${p.stderrLines.length}`);
     for (const line of p.stderrLines) assert.deepEqual(hclogLineProblems(line), [], line);
-    assert.ok(p.stderrLines.some((l) => JSON.parse(l)['@level'] === 'debug'), 'trace level from the environment lets debug lines through');
+    assert.ok(
+      p.stderrLines.some((l) => JSON.parse(l)['@level'] === 'debug'),
+      'trace level from the environment lets debug lines through',
+    );
   });
 });
 
@@ -178,7 +190,21 @@ describe('BasePlugin', () => {
     assert.equal(runtime.block, 'default');
     assert.deepEqual(runtime.default.primary.Attr, { name: 'runtime', type: 'string', required: false });
     assert.equal(runtime.default.default.literal.value, '"bwrap"');
-    assert.deepEqual(Object.keys(spec.object.attributes).sort(), ['allow_caps', 'allow_local_flakes', 'allow_root', 'allow_volumes', 'gc_roots_dir', 'log_level', 'nix_bin', 'nix_options', 'orphan_grace', 'pids_limit', 'runc_init', 'runtime', 'state_dir']);
+    assert.deepEqual(Object.keys(spec.object.attributes).sort(), [
+      'allow_caps',
+      'allow_local_flakes',
+      'allow_root',
+      'allow_volumes',
+      'gc_roots_dir',
+      'log_level',
+      'nix_bin',
+      'nix_options',
+      'orphan_grace',
+      'pids_limit',
+      'runc_init',
+      'runtime',
+      'state_dir',
+    ]);
   });
 
   it('SetConfig accepts a valid config, including the agent config Nomad sends', async () => {
@@ -210,11 +236,17 @@ describe('BasePlugin', () => {
     const cases: [Buffer, RegExp][] = [
       [ctyConfig({ runtime: 5 }), /^failed to decode plugin config: field "runtime": expected string, got number 5;/],
       [ctyConfig({ state_dir: ['a'] }), /^failed to decode plugin config: field "state_dir": expected string, got list/],
-      [ctyConfig({ state_dir: 'relative/dir' }), /field "state_dir": "relative\/dir" is not an absolute path; fix: set state_dir to an absolute, normalised path/],
+      [
+        ctyConfig({ state_dir: 'relative/dir' }),
+        /field "state_dir": "relative\/dir" is not an absolute path; fix: set state_dir to an absolute, normalised path/,
+      ],
       [ctyConfig({ gc_roots_dir: '/nix/store/roots' }), /field "gc_roots_dir": "\/nix\/store\/roots" is inside \/nix\/store/],
       [ctyConfig({ allow_local_flakes: ['/'] }), /^failed to decode plugin config: field "allow_local_flakes": "\/" is the whole file system; fix: /],
       [ctyConfig({ allow_local_flakes: ['srv'] }), /^failed to decode plugin config: field "allow_local_flakes": "srv" is not an absolute path; fix: /],
-      [ctyConfig({ allow_local_flakes: ['/nix/store/x-source'] }), /^failed to decode plugin config: field "allow_local_flakes": "\/nix\/store\/x-source" is inside \/nix\/store; fix: /],
+      [
+        ctyConfig({ allow_local_flakes: ['/nix/store/x-source'] }),
+        /^failed to decode plugin config: field "allow_local_flakes": "\/nix\/store\/x-source" is inside \/nix\/store; fix: /,
+      ],
       [Buffer.from([0x85, 0xa1]), /^failed to decode plugin config: invalid msgpack/],
       [Buffer.from([0x81, 0xa7, ...Buffer.from('runtime'), 0xd4, 0x00, 0x00]), /value at "runtime" is not known/],
       [packr.pack('just a string'), /^failed to decode plugin config: expected an object, got string/],
@@ -274,7 +306,7 @@ describe('Driver basics', () => {
     }
   });
 
-  it('TaskEvents stays open; unknown tasks fail with Nomad\'s not-found text', async () => {
+  it("TaskEvents stays open; unknown tasks fail with Nomad's not-found text", async () => {
     const p = await plugin();
     const events = p.clients.driver.TaskEvents({});
     let ended = false;

@@ -51,13 +51,19 @@ function dynamicProgram(): string {
 for (const runtime of ['bwrap', 'runc'] as const) {
   describe(`a runtime failing before the command runs (${runtime})`, { skip: isRoot ? false : 'needs root', timeout: 300_000 }, () => {
     it('a script whose #! interpreter is not in the closure fails StartTask with that cause', async () => {
-      const path = buildWithBusybox('missing-interpreter', `mkdir -p $out/bin && printf '#!${MISSING}\\necho never\\n' > $out/bin/app && chmod +x $out/bin/app`);
+      const path = buildWithBusybox(
+        'missing-interpreter',
+        `mkdir -p $out/bin && printf '#!${MISSING}\\necho never\\n' > $out/bin/app && chmod +x $out/bin/app`,
+      );
       const sandbox = taskSandbox();
       const plugin = await startPlugin();
       try {
         await call(plugin.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(sandbox, { runtime }) });
         const task = sandboxTask(sandbox, path, 'bin/app', []);
-        const error = await call(plugin.clients.driver, 'StartTask', { task }, 60_000).then(() => undefined, (e: grpc.ServiceError) => e);
+        const error = await call(plugin.clients.driver, 'StartTask', { task }, 60_000).then(
+          () => undefined,
+          (e: grpc.ServiceError) => e,
+        );
         const fix = `fix: make ${MISSING} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`;
         assert.equal(
           error?.details,
@@ -74,7 +80,7 @@ for (const runtime of ['bwrap', 'runc'] as const) {
     });
 
     if (runtime === 'bwrap') {
-      it('a store view the task user cannot reach fails StartTask with bwrap\'s own message, not the cgroup hand-off\'s', async () => {
+      it("a store view the task user cannot reach fails StartTask with bwrap's own message, not the cgroup hand-off's", async () => {
         const path = buildWithBusybox('unreachable-view', 'mkdir -p $out/bin && ln -s $busybox/bin/sh $out/bin/sh');
         const sandbox = taskSandbox();
         const plugin = await startPlugin();
@@ -86,7 +92,10 @@ for (const runtime of ['bwrap', 'runc'] as const) {
           // the running task keeps its bind; a new sandbox's setup, as the task user, cannot reach the view
           chmodSync(join(sandbox.stateDir, 'views'), 0o700);
           const second = sandboxTask(sandbox, path, 'bin/sh', ['-c', 'echo never']);
-          const error = await call(plugin.clients.driver, 'StartTask', { task: second }, 60_000).then(() => undefined, (e: grpc.ServiceError) => e);
+          const error = await call(plugin.clients.driver, 'StartTask', { task: second }, 60_000).then(
+            () => undefined,
+            (e: grpc.ServiceError) => e,
+          );
           assert.equal(
             error?.details,
             `failed to launch task: bubblewrap exited with code 1 while setting up the sandbox, before the command ran: bwrap: Can't find source path ${join(sandbox.stateDir, 'views', key ?? '')}: Permission denied; fix: check the task's closure and the plugin's state_dir; bubblewrap's message is also the first line of the task's stderr log`,
@@ -107,7 +116,10 @@ for (const runtime of ['bwrap', 'runc'] as const) {
         try {
           await call(plugin.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(sandbox, { runtime }) });
           const task = sandboxTask(sandbox, path, 'bin/true', []);
-          const error = await call(plugin.clients.driver, 'StartTask', { task }, 60_000).then(() => undefined, (e: grpc.ServiceError) => e);
+          const error = await call(plugin.clients.driver, 'StartTask', { task }, 60_000).then(
+            () => undefined,
+            (e: grpc.ServiceError) => e,
+          );
           assert.equal(
             error?.details,
             `failed to launch task: bubblewrap set up the sandbox but could not execute the command ${path}/bin/true: bwrap exited with code 1; fix: check the task's closure and the plugin's state_dir; bubblewrap's message is also the first line of the task's stderr log`,

@@ -47,7 +47,9 @@ for (const runtime of ['bwrap', 'runc'] as const) {
             const waited = await call<unknown, { result: { exit_code: number } }>(plugin.clients.driver, 'WaitTask', { task_id: good.id }, 60_000);
             const stdout = readFileSync(join(sandbox.allocDir, 'stdout'), 'utf8');
             if (waited.result.exit_code !== 0 || stdout !== `line-${round}\n`) {
-              failures.push(`round ${round}: the good task exited ${waited.result.exit_code} with stdout ${JSON.stringify(stdout)}, stderr ${JSON.stringify(readFileSync(join(sandbox.allocDir, 'stderr'), 'utf8'))}`);
+              failures.push(
+                `round ${round}: the good task exited ${waited.result.exit_code} with stdout ${JSON.stringify(stdout)}, stderr ${JSON.stringify(readFileSync(join(sandbox.allocDir, 'stderr'), 'utf8'))}`,
+              );
             }
             await call(plugin.clients.driver, 'DestroyTask', { task_id: good.id, force: true }, 60_000);
           }

@@ -47,13 +47,31 @@ function deadPid(): number {
 function v2State(sandbox: TaskSandbox, task: { id: string; alloc_id: string }, fields: Record<string, unknown>): Buffer {
   const key = stateKey(task.id);
   const pid = deadPid();
-  return Buffer.from(JSON.stringify({
-    version: 2, taskId: task.id, runtime: 'bwrap', key, stateDir: join(sandbox.stateDir, 'tasks', key), gcRootKey: key,
-    viewKey: '0123456789abcdef0123456789abcdef', etcKey: 'fedcba9876543210fedcba9876543210', pid, pidStartTime: 1, initPid: pid, initStartTime: 1,
-    startedAt: new Date().toISOString(), cgroup: { version: CGROUP_VERSION, root: '/sys/fs/cgroup', path: `nomad-driver-nix/${key}` }, oomKillsBefore: 0,
-    user: { name: 'nobody', uid: 65534, gid: 65534 }, capabilities: [], argv: ['/bin/sh'], cwd: '/local', plan: { ops: [] },
-    ...fields,
-  }));
+  return Buffer.from(
+    JSON.stringify({
+      version: 2,
+      taskId: task.id,
+      runtime: 'bwrap',
+      key,
+      stateDir: join(sandbox.stateDir, 'tasks', key),
+      gcRootKey: key,
+      viewKey: '0123456789abcdef0123456789abcdef',
+      etcKey: 'fedcba9876543210fedcba9876543210',
+      pid,
+      pidStartTime: 1,
+      initPid: pid,
+      initStartTime: 1,
+      startedAt: new Date().toISOString(),
+      cgroup: { version: CGROUP_VERSION, root: '/sys/fs/cgroup', path: `nomad-driver-nix/${key}` },
+      oomKillsBefore: 0,
+      user: { name: 'nobody', uid: 65534, gid: 65534 },
+      capabilities: [],
+      argv: ['/bin/sh'],
+      cwd: '/local',
+      plan: { ops: [] },
+      ...fields,
+    }),
+  );
 }
 
 describe('RecoverTask with a crafted driver_state', { skip: isRoot ? false : 'needs root', timeout: 180_000 }, () => {
@@ -73,7 +91,7 @@ describe('RecoverTask with a crafted driver_state', { skip: isRoot ? false : 'ne
     await call(plugin.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(sandbox) });
   });
 
-  it('a stateDir outside the task\'s own dir under state_dir is refused, and nothing there is removed', async () => {
+  it("a stateDir outside the task's own dir under state_dir is refused, and nothing there is removed", async () => {
     const canary = mkdtempSync('/var/lib/nix-canary-');
     cleanups.push(() => rmSync(canary, { recursive: true, force: true }));
     writeFileSync(join(canary, 'precious'), 'keep me');
@@ -91,7 +109,10 @@ describe('RecoverTask with a crafted driver_state', { skip: isRoot ? false : 'ne
       const task = sandboxTask(sandbox, busyboxPath(), 'bin/sh', []);
       const state = v2State(sandbox, task, { runtime, pid: sleep.pid, pidStartTime: sleep.start, initPid: sleep.pid, initStartTime: sleep.start });
       const statusFile = join(sandbox.stateDir, 'tasks', stateKey(task.id), runtime === 'bwrap' ? 'bwrap-status.json' : 'exit.json');
-      const what = runtime === 'bwrap' ? `its bubblewrap process ${sleep.pid} is gone (or is not this task's bwrap)` : `its runc monitor ${sleep.pid} is gone (or is not this task's monitor)`;
+      const what =
+        runtime === 'bwrap'
+          ? `its bubblewrap process ${sleep.pid} is gone (or is not this task's bwrap)`
+          : `its runc monitor ${sleep.pid} is gone (or is not this task's monitor)`;
       await assert.rejects(recover(task, state), {
         details: `failed to recover task: ${what} and recorded no exit status in ${statusFile}; fix: check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again`,
       });
@@ -101,7 +122,7 @@ describe('RecoverTask with a crafted driver_state', { skip: isRoot ? false : 'ne
     });
   }
 
-  it('a cgroup that is not the task\'s own is refused; its processes live and it stays', async () => {
+  it("a cgroup that is not the task's own is refused; its processes live and it stays", async () => {
     const sleep = await foreignSleep();
     const path = `nix-test-foreign-${process.pid}`;
     const cgroup: TaskCgroup = await createTaskCgroup(taskCgroupLocation({ version: CGROUP_VERSION, path }));
@@ -144,13 +165,21 @@ describe('RecoverTask with a crafted driver_state', { skip: isRoot ? false : 'ne
       cleanups.push(() => next.kill('SIGKILL'));
       await call(next.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(own, { runtime }) });
       // exec'd commands run as driver_state's user: a crafted root user is refused, the task runs on
-      const asRoot = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(started.handle.driver_state).toString('utf8')), user: { name: 'root', uid: 0, gid: 0 } }));
+      const asRoot = Buffer.from(
+        JSON.stringify({ ...JSON.parse(Buffer.from(started.handle.driver_state).toString('utf8')), user: { name: 'root', uid: 0, gid: 0 } }),
+      );
       await assert.rejects(
-        call(next.clients.driver, 'RecoverTask', { task_id: task.id, handle: { version: 1, config: { ...task, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: asRoot } }),
+        call(next.clients.driver, 'RecoverTask', {
+          task_id: task.id,
+          handle: { version: 1, config: { ...task, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: asRoot },
+        }),
         { details: `failed to recover task: driver_state field user.uid "0" is not the uid 65534 the task's init ${state.initPid} runs as; ${FIX}` },
       );
       assert.equal(alive(state.initPid), true, 'the task runs on');
-      await call(next.clients.driver, 'RecoverTask', { task_id: task.id, handle: { version: 1, config: { ...task, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: started.handle.driver_state } });
+      await call(next.clients.driver, 'RecoverTask', {
+        task_id: task.id,
+        handle: { version: 1, config: { ...task, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: started.handle.driver_state },
+      });
       const inspected = await call<unknown, { task: { state: string } }>(next.clients.driver, 'InspectTask', { task_id: task.id });
       assert.equal(inspected.task.state, 'RUNNING');
       await call(next.clients.driver, 'StopTask', { task_id: task.id, timeout: { seconds: 5 }, signal: 'SIGTERM' }, 30_000);

@@ -14,7 +14,10 @@ import { sandboxPluginConfig, sandboxTask, stateKey, taskSandbox } from './suppo
 
 const isRoot = process.getuid?.() === 0;
 
-const EXIT_RECORD = { bwrap: { file: 'bwrap-status.json', pattern: /"exit-code"\s*:\s*5\b/ }, runc: { file: 'exit.json', pattern: /^\{"exit-code": 5\}$/m } } as const;
+const EXIT_RECORD = {
+  bwrap: { file: 'bwrap-status.json', pattern: /"exit-code"\s*:\s*5\b/ },
+  runc: { file: 'exit.json', pattern: /^\{"exit-code": 5\}$/m },
+} as const;
 
 async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -65,7 +68,12 @@ for (const runtime of ['bwrap', 'runc'] as const) {
         const next = await startPlugin();
         try {
           await call(next.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(sandbox, { runtime }) });
-          const handle = { version: 1, config: { ...task, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: started.handle.driver_state };
+          const handle = {
+            version: 1,
+            config: { ...task, msgpack_driver_config: Buffer.alloc(0) },
+            state: 'RUNNING',
+            driver_state: started.handle.driver_state,
+          };
           await call(next.clients.driver, 'RecoverTask', { task_id: task.id, handle });
           await call(next.clients.driver, 'RecoverTask', { task_id: task.id, handle }); // known: a no-op
           const waited = await call<unknown, { result: { exit_code: number } }>(next.clients.driver, 'WaitTask', { task_id: task.id });

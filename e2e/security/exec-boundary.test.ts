@@ -99,129 +99,145 @@ after(() => {
 const config = (script: string, extra = '') =>
   `        store_path = ${hcl(busybox)}\n        packages   = ${hclList([fixture])}\n        command    = "bin/sh"\n        args       = ${hclList(['-c', script])}\n${extra}`;
 
-for (const runtime of RUNTIMES) describe(`exec boundary (${runtime})`, { timeout: 600_000 }, () => {
-  let taskAgent: TaskAgent | undefined;
-  let agent: NomadAgent;
+for (const runtime of RUNTIMES)
+  describe(`exec boundary (${runtime})`, { timeout: 600_000 }, () => {
+    let taskAgent: TaskAgent | undefined;
+    let agent: NomadAgent;
 
-  before(async () => {
-    taskAgent = await startTaskAgent(`exec-boundary-${runtime}`, { runtime });
-    agent = taskAgent.agent;
-  });
-
-  after(async () => {
-    await taskAgent?.close();
-    taskAgent = undefined;
-  });
-
-  function allocExec(allocId: string, command: readonly string[]): CliResult {
-    const result = spawnSync(nomadBinary(), ['alloc', 'exec', allocId, ...command], {
-      encoding: 'utf8',
-      timeout: 60_000,
-      input: '',
-      env: { ...process.env, NOMAD_ADDR: agent.address },
+    before(async () => {
+      taskAgent = await startTaskAgent(`exec-boundary-${runtime}`, { runtime });
+      agent = taskAgent.agent;
     });
-    return { status: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
-  }
 
-  async function running(id: string, script: string, options: { configExtra?: string; taskExtra?: string } = {}): Promise<string> {
-    const job = runJob(agent, nixJobHcl({ id, type: 'service', config: config(script, options.configExtra), ...(options.taskExtra === undefined ? {} : { taskExtra: options.taskExtra }) }));
-    const alloc = await waitForAlloc(agent, job, (a) => isRunning(a, 'main') || isDead(a, 'main'), 'the task to run');
-    assert.ok(isRunning(alloc, 'main'), eventMessages(alloc, 'main'));
-    return alloc.ID;
-  }
+    after(async () => {
+      await taskAgent?.close();
+      taskAgent = undefined;
+    });
 
-  const preload = () => `${fixture}/lib/mark.so`;
-  /** Forgets the records of earlier tests, so each test answers for its own exec only. */
-  const clearMarks = () => {
-    for (const name of readdirSync(marks)) rmSync(join(marks, name));
-  };
-  const sleep = () => `sleep ${1_000_000 + randomInt(8_000_000)}`;
-
-  it('(a) LD_PRELOAD from the job env is loaded by no host process during an exec, and reaches the command', async () => {
-    clearMarks();
-    const allocId = await running(`preload-env-${runtime}`, `exec ${sleep()}`, { taskExtra: `      env {\n        LD_PRELOAD = ${hcl(preload())}\n      }\n` });
-    const result = allocExec(allocId, ['sh', '-c', 'echo "$LD_PRELOAD"']);
-    assert.equal(result.status, 0, result.stderr);
-    assert.equal(result.stdout, `${preload()}\n`);
-    assert.deepEqual(readdirSync(marks), [], 'mark.so ran in a host process');
-  });
-
-  it('(b) LD_PRELOAD the task put into its own environment (exec env …) is loaded by no host process during an exec', async () => {
-    clearMarks();
-    const allocId = await running(`preload-self-${runtime}`, `exec env LD_PRELOAD=${preload()} ${sleep()}`);
-    const result = allocExec(allocId, ['sh', '-c', 'echo "$LD_PRELOAD"']);
-    assert.equal(result.status, 0, result.stderr);
-    assert.equal(result.stdout, `${preload()}\n`, 'the exec gets the running command\'s environment');
-    assert.deepEqual(readdirSync(marks), [], 'mark.so ran in a host process');
-  });
-
-  it('no task variable or argument is in a host process\'s command line while an exec runs', async () => {
-    const secret = `secret-${randomInt(1_000_000_000)}`;
-    const allocId = await running(`secret-${runtime}`, `exec ${sleep()}`, { taskExtra: `      env {\n        TOKEN = ${hcl(secret)}\n      }\n` });
-    const marker = `marker-${randomInt(1_000_000_000)}`;
-    const child = spawn(nomadBinary(), ['alloc', 'exec', allocId, 'sh', '-c', `echo "$TOKEN"; sleep 30 # ${marker}`], { env: { ...process.env, NOMAD_ADDR: agent.address }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    try {
-      await agent.waitFor('the exec\'d command', async () => (out.includes(secret) ? true : undefined));
-      const hostSide = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
-        try {
-          const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-          // the exec'd command's own argv and the nomad CLI's carry the marker, by design
-          const expected = cmdline.startsWith(`${busybox}/bin/sh\0`) || cmdline.startsWith(`${nomadBinary()}\0`);
-          return cmdline.includes(secret) || (cmdline.includes(marker) && !expected) ? [cmdline.replace(/\0/g, ' ')] : [];
-        } catch {
-          return [];
-        }
+    function allocExec(allocId: string, command: readonly string[]): CliResult {
+      const result = spawnSync(nomadBinary(), ['alloc', 'exec', allocId, ...command], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        input: '',
+        env: { ...process.env, NOMAD_ADDR: agent.address },
       });
-      assert.deepEqual(hostSide, []);
-    } finally {
-      child.kill('SIGKILL');
+      return { status: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
+    }
+
+    async function running(id: string, script: string, options: { configExtra?: string; taskExtra?: string } = {}): Promise<string> {
+      const job = runJob(
+        agent,
+        nixJobHcl({
+          id,
+          type: 'service',
+          config: config(script, options.configExtra),
+          ...(options.taskExtra === undefined ? {} : { taskExtra: options.taskExtra }),
+        }),
+      );
+      const alloc = await waitForAlloc(agent, job, (a) => isRunning(a, 'main') || isDead(a, 'main'), 'the task to run');
+      assert.ok(isRunning(alloc, 'main'), eventMessages(alloc, 'main'));
+      return alloc.ID;
+    }
+
+    const preload = () => `${fixture}/lib/mark.so`;
+    /** Forgets the records of earlier tests, so each test answers for its own exec only. */
+    const clearMarks = () => {
+      for (const name of readdirSync(marks)) rmSync(join(marks, name));
+    };
+    const sleep = () => `sleep ${1_000_000 + randomInt(8_000_000)}`;
+
+    it('(a) LD_PRELOAD from the job env is loaded by no host process during an exec, and reaches the command', async () => {
+      clearMarks();
+      const allocId = await running(`preload-env-${runtime}`, `exec ${sleep()}`, {
+        taskExtra: `      env {\n        LD_PRELOAD = ${hcl(preload())}\n      }\n`,
+      });
+      const result = allocExec(allocId, ['sh', '-c', 'echo "$LD_PRELOAD"']);
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, `${preload()}\n`);
+      assert.deepEqual(readdirSync(marks), [], 'mark.so ran in a host process');
+    });
+
+    it('(b) LD_PRELOAD the task put into its own environment (exec env …) is loaded by no host process during an exec', async () => {
+      clearMarks();
+      const allocId = await running(`preload-self-${runtime}`, `exec env LD_PRELOAD=${preload()} ${sleep()}`);
+      const result = allocExec(allocId, ['sh', '-c', 'echo "$LD_PRELOAD"']);
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, `${preload()}\n`, "the exec gets the running command's environment");
+      assert.deepEqual(readdirSync(marks), [], 'mark.so ran in a host process');
+    });
+
+    it("no task variable or argument is in a host process's command line while an exec runs", async () => {
+      const secret = `secret-${randomInt(1_000_000_000)}`;
+      const allocId = await running(`secret-${runtime}`, `exec ${sleep()}`, { taskExtra: `      env {\n        TOKEN = ${hcl(secret)}\n      }\n` });
+      const marker = `marker-${randomInt(1_000_000_000)}`;
+      const child = spawn(nomadBinary(), ['alloc', 'exec', allocId, 'sh', '-c', `echo "$TOKEN"; sleep 30 # ${marker}`], {
+        env: { ...process.env, NOMAD_ADDR: agent.address },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      try {
+        await agent.waitFor("the exec'd command", async () => (out.includes(secret) ? true : undefined));
+        const hostSide = readdirSync('/proc')
+          .filter((p) => /^\d+$/.test(p))
+          .flatMap((p) => {
+            try {
+              const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+              // the exec'd command's own argv and the nomad CLI's carry the marker, by design
+              const expected = cmdline.startsWith(`${busybox}/bin/sh\0`) || cmdline.startsWith(`${nomadBinary()}\0`);
+              return cmdline.includes(secret) || (cmdline.includes(marker) && !expected) ? [cmdline.replace(/\0/g, ' ')] : [];
+            } catch {
+              return [];
+            }
+          });
+        assert.deepEqual(hostSide, []);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+
+    // (bin and usr hold the /bin/sh and /usr/bin/env links into the closure)
+    const TASK_ROOT = ['alloc', 'bin', 'dev', 'etc', 'local', 'nix', 'proc', 'secrets', 'tmp', 'usr'];
+
+    it("(c) a work_dir symlink to / in the closure: the exec'd command starts in the task's root, not the host's", async () => {
+      const allocId = await running(`workdir-link-${runtime}`, `exec ${sleep()}`, { configExtra: `        work_dir   = ${hcl(`${fixture}/hostroot`)}\n` });
+      const result = allocExec(allocId, ['sh', '-c', 'ls -a . | grep -v "^\\.\\.\\?$"']);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(result.stdout.trim().split('\n'), TASK_ROOT);
+      assert.ok(!result.stdout.includes(hostMarker.slice(1)));
+    });
+
+    it("(c) a /local/wd the task replaced with a symlink to /: the exec'd command starts in the task's root, not the host's", async () => {
+      const allocId = await running(`workdir-swap-${runtime}`, `mv /local/wd /local/wd.orig && ln -s / /local/wd && exec ${sleep()}`, {
+        configExtra: '        work_dir   = "/local/wd"\n',
+        // Nomad renders the template before the task starts, so /local/wd exists for the launch
+        taskExtra: '      template {\n        data        = "x"\n        destination = "local/wd/keep"\n      }\n',
+      });
+      await agent.waitFor('the task to replace /local/wd', async () => (allocExec(allocId, ['sh', '-c', 'test -L /local/wd']).status === 0 ? true : undefined));
+      const result = allocExec(allocId, ['sh', '-c', 'ls -a . | grep -v "^\\.\\.\\?$"']);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(result.stdout.trim().split('\n'), TASK_ROOT);
+      assert.ok(!result.stdout.includes(hostMarker.slice(1)));
+    });
+
+    if (runtime === 'bwrap') {
+      it("(d) /proc/1/cmdline in the task is bwrap's short argv: no host path of the state_dir or the allocation", async () => {
+        const script = `exec ${sleep()}`;
+        const allocId = await running('cmdline-bwrap', script);
+        const result = allocExec(allocId, ['cat', '/proc/1/cmdline']);
+        assert.equal(result.status, 0, result.stderr);
+        const bwrap = execFileSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).trim();
+        assert.deepEqual(result.stdout.split('\0'), [bwrap, '--args', '5', '--', `${busybox}/bin/sh`, '-c', script, '']);
+        assert.ok(!result.stdout.includes(taskAgent?.stateDir ?? '?') && !result.stdout.includes(allocId));
+      });
+    }
+
+    if (runtime === 'runc') {
+      it('(e) io_uring_setup fails with EPERM under the seccomp profile', async () => {
+        const allocId = await running('io-uring-runc', `exec ${sleep()}`);
+        const result = allocExec(allocId, ['io-uring-probe']);
+        assert.equal(result.stdout, 'io_uring_setup: Operation not permitted\n', result.stderr);
+        assert.equal(result.status, 1);
+      });
     }
   });
-
-  // (bin and usr hold the /bin/sh and /usr/bin/env links into the closure)
-  const TASK_ROOT = ['alloc', 'bin', 'dev', 'etc', 'local', 'nix', 'proc', 'secrets', 'tmp', 'usr'];
-
-  it('(c) a work_dir symlink to / in the closure: the exec\'d command starts in the task\'s root, not the host\'s', async () => {
-    const allocId = await running(`workdir-link-${runtime}`, `exec ${sleep()}`, { configExtra: `        work_dir   = ${hcl(`${fixture}/hostroot`)}\n` });
-    const result = allocExec(allocId, ['sh', '-c', 'ls -a . | grep -v "^\\.\\.\\?$"']);
-    assert.equal(result.status, 0, result.stderr);
-    assert.deepEqual(result.stdout.trim().split('\n'), TASK_ROOT);
-    assert.ok(!result.stdout.includes(hostMarker.slice(1)));
-  });
-
-  it('(c) a /local/wd the task replaced with a symlink to /: the exec\'d command starts in the task\'s root, not the host\'s', async () => {
-    const allocId = await running(`workdir-swap-${runtime}`, `mv /local/wd /local/wd.orig && ln -s / /local/wd && exec ${sleep()}`, {
-      configExtra: '        work_dir   = "/local/wd"\n',
-      // Nomad renders the template before the task starts, so /local/wd exists for the launch
-      taskExtra: '      template {\n        data        = "x"\n        destination = "local/wd/keep"\n      }\n',
-    });
-    await agent.waitFor('the task to replace /local/wd', async () => (allocExec(allocId, ['sh', '-c', 'test -L /local/wd']).status === 0 ? true : undefined));
-    const result = allocExec(allocId, ['sh', '-c', 'ls -a . | grep -v "^\\.\\.\\?$"']);
-    assert.equal(result.status, 0, result.stderr);
-    assert.deepEqual(result.stdout.trim().split('\n'), TASK_ROOT);
-    assert.ok(!result.stdout.includes(hostMarker.slice(1)));
-  });
-
-  if (runtime === 'bwrap') {
-    it('(d) /proc/1/cmdline in the task is bwrap\'s short argv: no host path of the state_dir or the allocation', async () => {
-      const script = `exec ${sleep()}`;
-      const allocId = await running('cmdline-bwrap', script);
-      const result = allocExec(allocId, ['cat', '/proc/1/cmdline']);
-      assert.equal(result.status, 0, result.stderr);
-      const bwrap = execFileSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).trim();
-      assert.deepEqual(result.stdout.split('\0'), [bwrap, '--args', '5', '--', `${busybox}/bin/sh`, '-c', script, '']);
-      assert.ok(!result.stdout.includes(taskAgent?.stateDir ?? '?') && !result.stdout.includes(allocId));
-    });
-  }
-
-  if (runtime === 'runc') {
-    it('(e) io_uring_setup fails with EPERM under the seccomp profile', async () => {
-      const allocId = await running('io-uring-runc', `exec ${sleep()}`);
-      const result = allocExec(allocId, ['io-uring-probe']);
-      assert.equal(result.stdout, 'io_uring_setup: Operation not permitted\n', result.stderr);
-      assert.equal(result.status, 1);
-    });
-  }
-});

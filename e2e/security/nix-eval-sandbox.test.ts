@@ -49,80 +49,92 @@ before(() => {
 
 const failed = (a: Allocation) => a.ClientStatus === 'failed';
 
-for (const runtime of RUNTIMES) describe(`a job's flake cannot copy the client's private files into the store (${runtime})`, { timeout: 900_000 }, () => {
-  const cleanup: string[] = [];
-  let secretDir: string;
-  let secret: string;
-  let storeBefore: Set<string>;
-  before(async () => {
-    taskAgent = await startTaskAgent(`nix-eval-sandbox-${runtime}`, { runtime });
-    ({ agent } = taskAgent);
-    secretDir = realpathSync(mkdtempSync(join(tmpdir(), 'nix-e2e-private-'))); // mode 0700, root's
-    cleanup.push(secretDir);
-    secret = `secret-${randomBytes(8).toString('hex')}`;
-    writeFileSync(join(secretDir, 'secret.txt'), secret, { mode: 0o600 });
-    storeBefore = new Set(readdirSync('/nix/store'));
+for (const runtime of RUNTIMES)
+  describe(`a job's flake cannot copy the client's private files into the store (${runtime})`, { timeout: 900_000 }, () => {
+    const cleanup: string[] = [];
+    let secretDir: string;
+    let secret: string;
+    let storeBefore: Set<string>;
+    before(async () => {
+      taskAgent = await startTaskAgent(`nix-eval-sandbox-${runtime}`, { runtime });
+      ({ agent } = taskAgent);
+      secretDir = realpathSync(mkdtempSync(join(tmpdir(), 'nix-e2e-private-'))); // mode 0700, root's
+      cleanup.push(secretDir);
+      secret = `secret-${randomBytes(8).toString('hex')}`;
+      writeFileSync(join(secretDir, 'secret.txt'), secret, { mode: 0o600 });
+      storeBefore = new Set(readdirSync('/nix/store'));
+    });
+    after(async () => {
+      await taskAgent?.close();
+      taskAgent = undefined;
+      for (const path of cleanup) rmSync(path, { recursive: true, force: true });
+    });
+
+    /** New store paths since the test started that hold the secret. */
+    const storeCopies = () =>
+      readdirSync('/nix/store')
+        .filter((name) => !storeBefore.has(name))
+        .flatMap((name) => filesWith(join('/nix/store', name), secret));
+
+    /** A flake in the allowed directory with `inputs`, whose `x` is a derivation with `src = <src>` (Nix expressions). */
+    function writeFlake(inputs: string, args: string, src: string): string {
+      const dir = e2eFlakeDir();
+      cleanup.push(dir);
+      writeFileSync(
+        join(dir, 'flake.nix'),
+        `{\n  ${inputs}\n  outputs = { ${args} }: { x = derivation { name = "x"; system = ${nixString(currentSystem())}; builder = "/bin/sh"; src = ${src}; }; };\n}\n`,
+      );
+      return `path:${dir}#x`;
+    }
+
+    async function refused(id: string, flake: string, message: string): Promise<void> {
+      const job = runJob(agent, nixJobHcl({ id, config: `        flake   = ${hcl(flake)}\n        command = "bin/x"` }));
+      const alloc = await waitForAlloc(agent, job, failed, 'the task to fail');
+      const events = eventMessages(alloc, 'main');
+      assert.ok(events.includes(message), `expected the event\n  ${message}\nin\n${events}`);
+      assert.ok(taskAgent !== undefined);
+      assert.deepEqual(await waitForNoLeftovers(taskAgent, alloc.ID), []);
+      assert.deepEqual(storeCopies(), []);
+    }
+
+    const hidden = (flake: string) =>
+      `failed to realise flake ${JSON.stringify(flake)}: getting status of '${secretDir}': No such file or directory (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; ${JSON.stringify(secretDir)} is not among them or does not exist); fix: ${HIDDEN_FIX}`;
+
+    it('(a) a flake = false input path:<root-only dir> is not copied: the task fails, the secret stays out of the store', async () => {
+      const flake = writeFlake(`inputs.s = { url = ${nixString(`path:${secretDir}`)}; flake = false; };`, 'self, s', 's');
+      await refused('path-input', flake, hidden(flake));
+    });
+
+    it('(b) builtins.fetchTree of a root-only dir with a wrong narHash copies nothing', async () => {
+      const flake = writeFlake(
+        '',
+        'self',
+        `(builtins.fetchTree { type = "path"; path = ${nixString(secretDir)}; narHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; }).outPath`,
+      );
+      await refused('fetch-tree', flake, hidden(flake));
+    });
+
+    it('(c) builtins.readFile of a host file is refused by pure evaluation', async () => {
+      const file = join(secretDir, 'secret.txt');
+      const flake = writeFlake('', 'self', `builtins.readFile ${nixString(file)}`);
+      await refused(
+        'read-file',
+        flake,
+        `failed to realise flake ${JSON.stringify(flake)}: access to absolute path '${file}' is forbidden in pure eval mode (use '--impure' to override); fix: run nix build ${JSON.stringify(flake)} on the client to see the whole error`,
+      );
+    });
+
+    it('(d) a flake in the allowed directory still builds inside the sandbox and runs', async () => {
+      const dir = e2eFlakeDir();
+      cleanup.push(dir);
+      const flake = makeFlake(
+        dir,
+        'hello',
+        'mkdir -p $out/bin && printf "#!$busybox/bin/sh\\necho sandboxed flake ran\\n" > $out/bin/hello && chmod +x $out/bin/hello',
+      );
+      const job = runJob(agent, nixJobHcl({ id: 'allowed', config: `        flake   = ${hcl(flake)}\n        command = "bin/hello"` }));
+      const alloc = await waitForAlloc(agent, job, (a) => a.ClientStatus === 'complete' || failed(a), 'the flake task to finish');
+      assert.equal(alloc.ClientStatus, 'complete', eventMessages(alloc, 'main'));
+      assert.equal(allocLogs(agent, alloc.ID, 'main').trim(), 'sandboxed flake ran');
+    });
   });
-  after(async () => {
-    await taskAgent?.close();
-    taskAgent = undefined;
-    for (const path of cleanup) rmSync(path, { recursive: true, force: true });
-  });
-
-  /** New store paths since the test started that hold the secret. */
-  const storeCopies = () => readdirSync('/nix/store').filter((name) => !storeBefore.has(name)).flatMap((name) => filesWith(join('/nix/store', name), secret));
-
-  /** A flake in the allowed directory with `inputs`, whose `x` is a derivation with `src = <src>` (Nix expressions). */
-  function writeFlake(inputs: string, args: string, src: string): string {
-    const dir = e2eFlakeDir();
-    cleanup.push(dir);
-    writeFileSync(
-      join(dir, 'flake.nix'),
-      `{\n  ${inputs}\n  outputs = { ${args} }: { x = derivation { name = "x"; system = ${nixString(currentSystem())}; builder = "/bin/sh"; src = ${src}; }; };\n}\n`,
-    );
-    return `path:${dir}#x`;
-  }
-
-  async function refused(id: string, flake: string, message: string): Promise<void> {
-    const job = runJob(agent, nixJobHcl({ id, config: `        flake   = ${hcl(flake)}\n        command = "bin/x"` }));
-    const alloc = await waitForAlloc(agent, job, failed, 'the task to fail');
-    const events = eventMessages(alloc, 'main');
-    assert.ok(events.includes(message), `expected the event\n  ${message}\nin\n${events}`);
-    assert.ok(taskAgent !== undefined);
-    assert.deepEqual(await waitForNoLeftovers(taskAgent, alloc.ID), []);
-    assert.deepEqual(storeCopies(), []);
-  }
-
-  const hidden = (flake: string) =>
-    `failed to realise flake ${JSON.stringify(flake)}: getting status of '${secretDir}': No such file or directory (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; ${JSON.stringify(secretDir)} is not among them or does not exist); fix: ${HIDDEN_FIX}`;
-
-  it('(a) a flake = false input path:<root-only dir> is not copied: the task fails, the secret stays out of the store', async () => {
-    const flake = writeFlake(`inputs.s = { url = ${nixString(`path:${secretDir}`)}; flake = false; };`, 'self, s', 's');
-    await refused('path-input', flake, hidden(flake));
-  });
-
-  it('(b) builtins.fetchTree of a root-only dir with a wrong narHash copies nothing', async () => {
-    const flake = writeFlake('', 'self', `(builtins.fetchTree { type = "path"; path = ${nixString(secretDir)}; narHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; }).outPath`);
-    await refused('fetch-tree', flake, hidden(flake));
-  });
-
-  it('(c) builtins.readFile of a host file is refused by pure evaluation', async () => {
-    const file = join(secretDir, 'secret.txt');
-    const flake = writeFlake('', 'self', `builtins.readFile ${nixString(file)}`);
-    await refused(
-      'read-file',
-      flake,
-      `failed to realise flake ${JSON.stringify(flake)}: access to absolute path '${file}' is forbidden in pure eval mode (use '--impure' to override); fix: run nix build ${JSON.stringify(flake)} on the client to see the whole error`,
-    );
-  });
-
-  it('(d) a flake in the allowed directory still builds inside the sandbox and runs', async () => {
-    const dir = e2eFlakeDir();
-    cleanup.push(dir);
-    const flake = makeFlake(dir, 'hello', 'mkdir -p $out/bin && printf "#!$busybox/bin/sh\\necho sandboxed flake ran\\n" > $out/bin/hello && chmod +x $out/bin/hello');
-    const job = runJob(agent, nixJobHcl({ id: 'allowed', config: `        flake   = ${hcl(flake)}\n        command = "bin/hello"` }));
-    const alloc = await waitForAlloc(agent, job, (a) => a.ClientStatus === 'complete' || failed(a), 'the flake task to finish');
-    assert.equal(alloc.ClientStatus, 'complete', eventMessages(alloc, 'main'));
-    assert.equal(allocLogs(agent, alloc.ID, 'main').trim(), 'sandboxed flake ran');
-  });
-});

@@ -93,63 +93,67 @@ function probeScript(paths: { otherSecrets: string; otherStorePath: string }): s
   ].join('\n');
 }
 
-for (const runtime of RUNTIMES) describe(`a task cannot reach beyond its sandbox (${runtime})`, { timeout: 600_000 }, () => {
-  let taskAgent: TaskAgent | undefined;
-  let agent: NomadAgent;
+for (const runtime of RUNTIMES)
+  describe(`a task cannot reach beyond its sandbox (${runtime})`, { timeout: 600_000 }, () => {
+    let taskAgent: TaskAgent | undefined;
+    let agent: NomadAgent;
 
-  before(async () => {
-    taskAgent = await startTaskAgent(`probes-${runtime}`, { runtime });
-    agent = taskAgent.agent;
+    before(async () => {
+      taskAgent = await startTaskAgent(`probes-${runtime}`, { runtime });
+      agent = taskAgent.agent;
+    });
+
+    after(async () => {
+      await taskAgent?.close();
+      taskAgent = undefined;
+    });
+
+    it('host files, other closures and allocations, the store, mounts, devices and privileges are out of reach', async () => {
+      // another allocation with a secret of its own
+      const victim = runJob(
+        agent,
+        nixJobHcl({ id: `victim-${runtime}`, type: 'service', config: shConfig(busybox, 'echo victim-secret > /secrets/token; exec sleep 600') }),
+      );
+      const victimAlloc = await waitForAlloc(agent, victim, (a) => isRunning(a, 'main'), 'the victim task to run');
+      const otherSecrets = join(hostAllocDir(agent, victimAlloc.ID), 'main', 'secrets', 'token');
+      // the planted files exist on the host, so a "no" below means "out of reach", not "absent"
+      await agent.waitFor('the victim secret on the host', async () => (existsSync(otherSecrets) ? true : undefined));
+      assert.ok(existsSync(hostRootMarker) && existsSync(hostTmpMarker) && existsSync(otherStorePath));
+
+      const job = runJob(agent, nixJobHcl({ id: `probe-${runtime}`, config: shConfig(busybox, probeScript({ otherSecrets, otherStorePath })) }));
+      const alloc = await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the probes to finish');
+      assert.equal(alloc.ClientStatus, 'complete', eventMessages(alloc, 'main'));
+      const lines = allocLogs(agent, alloc.ID, 'main').trim().split('\n');
+      // the sandbox's init, the shell, `ls` and the command substitution's subshell: no host process
+      const pids = lines.find((l) => l.startsWith('pids visible: '));
+      assert.ok(pids !== undefined && Number(pids.slice('pids visible: '.length)) <= 5, pids);
+      assert.deepEqual(
+        lines.filter((l) => l !== pids),
+        [
+          'host-root-file: no',
+          'host-tmp-file: no',
+          'host-etc-shadow: no',
+          'host-usr: no',
+          'nix-var: no',
+          'other-store-path: no',
+          'other-alloc-secrets: no',
+          'store-create: no',
+          'store-file-write: no',
+          'store-dir-create: no',
+          'store-chmod: no',
+          'etc-write: no',
+          'mount-tmpfs: no',
+          'remount-store: no',
+          'dev-disk: no',
+          'sys-kernel-write: no',
+          'sysrq-trigger: no',
+          'host-agent-process: no',
+          'NoNewPrivs: 1',
+          'CapEff: 0000000000000000',
+          'CapBnd: none',
+          'uid: 65534 gid: 65534',
+          'setuid files in the closure: 0',
+        ],
+      );
+    });
   });
-
-  after(async () => {
-    await taskAgent?.close();
-    taskAgent = undefined;
-  });
-
-  it('host files, other closures and allocations, the store, mounts, devices and privileges are out of reach', async () => {
-    // another allocation with a secret of its own
-    const victim = runJob(
-      agent,
-      nixJobHcl({ id: `victim-${runtime}`, type: 'service', config: shConfig(busybox, 'echo victim-secret > /secrets/token; exec sleep 600') }),
-    );
-    const victimAlloc = await waitForAlloc(agent, victim, (a) => isRunning(a, 'main'), 'the victim task to run');
-    const otherSecrets = join(hostAllocDir(agent, victimAlloc.ID), 'main', 'secrets', 'token');
-    // the planted files exist on the host, so a "no" below means "out of reach", not "absent"
-    await agent.waitFor('the victim secret on the host', async () => (existsSync(otherSecrets) ? true : undefined));
-    assert.ok(existsSync(hostRootMarker) && existsSync(hostTmpMarker) && existsSync(otherStorePath));
-
-    const job = runJob(agent, nixJobHcl({ id: `probe-${runtime}`, config: shConfig(busybox, probeScript({ otherSecrets, otherStorePath })) }));
-    const alloc = await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the probes to finish');
-    assert.equal(alloc.ClientStatus, 'complete', eventMessages(alloc, 'main'));
-    const lines = allocLogs(agent, alloc.ID, 'main').trim().split('\n');
-    // the sandbox's init, the shell, `ls` and the command substitution's subshell: no host process
-    const pids = lines.find((l) => l.startsWith('pids visible: '));
-    assert.ok(pids !== undefined && Number(pids.slice('pids visible: '.length)) <= 5, pids);
-    assert.deepEqual(lines.filter((l) => l !== pids), [
-      'host-root-file: no',
-      'host-tmp-file: no',
-      'host-etc-shadow: no',
-      'host-usr: no',
-      'nix-var: no',
-      'other-store-path: no',
-      'other-alloc-secrets: no',
-      'store-create: no',
-      'store-file-write: no',
-      'store-dir-create: no',
-      'store-chmod: no',
-      'etc-write: no',
-      'mount-tmpfs: no',
-      'remount-store: no',
-      'dev-disk: no',
-      'sys-kernel-write: no',
-      'sysrq-trigger: no',
-      'host-agent-process: no',
-      'NoNewPrivs: 1',
-      'CapEff: 0000000000000000',
-      'CapBnd: none',
-      'uid: 65534 gid: 65534',
-      'setuid files in the closure: 0',
-    ]);
-  });
-});

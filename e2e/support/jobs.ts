@@ -39,7 +39,13 @@ export function runJob(agent: NomadAgent, hcl: string): string {
 export interface TaskState {
   readonly State: string;
   readonly Failed: boolean;
-  readonly Events: { readonly Type: string; readonly DisplayMessage: string; readonly Details?: Record<string, string>; readonly ExitCode?: number; readonly Signal?: number }[];
+  readonly Events: {
+    readonly Type: string;
+    readonly DisplayMessage: string;
+    readonly Details?: Record<string, string>;
+    readonly ExitCode?: number;
+    readonly Signal?: number;
+  }[];
 }
 
 export interface Allocation {
@@ -71,11 +77,21 @@ export async function waitForAlloc(
 }
 
 /** One allocation by id once `predicate` holds (`nomad alloc stop` replaces a service's alloc). */
-export async function waitForAllocId(agent: NomadAgent, allocId: string, predicate: (alloc: Allocation) => boolean, what: string, timeoutMs = 120_000): Promise<Allocation> {
-  return agent.waitFor(`${what} (alloc ${allocId})`, async () => {
-    const alloc = await agent.api<Allocation>(`/v1/allocation/${allocId}`);
-    return predicate(alloc) ? alloc : undefined;
-  }, timeoutMs);
+export async function waitForAllocId(
+  agent: NomadAgent,
+  allocId: string,
+  predicate: (alloc: Allocation) => boolean,
+  what: string,
+  timeoutMs = 120_000,
+): Promise<Allocation> {
+  return agent.waitFor(
+    `${what} (alloc ${allocId})`,
+    async () => {
+      const alloc = await agent.api<Allocation>(`/v1/allocation/${allocId}`);
+      return predicate(alloc) ? alloc : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 export const taskState = (alloc: Allocation, task: string): TaskState | undefined => alloc.TaskStates?.[task];

@@ -22,12 +22,17 @@ export function leftovers(taskAgent: Pick<TaskAgent, 'stateDir' | 'gcRootsDir'>,
   // the driver's own cgroups, and the pids cgroup it adds to Nomad's task cgroup (v1)
   const cgroups = existsSync('/sys/fs/cgroup')
     ? readdirSync('/sys/fs/cgroup').flatMap((controller) => {
-        const parents = [join('/sys/fs/cgroup', controller, 'nomad-driver-nix'), ...(controller === 'pids' ? [join('/sys/fs/cgroup', controller, 'nomad')] : [])];
+        const parents = [
+          join('/sys/fs/cgroup', controller, 'nomad-driver-nix'),
+          ...(controller === 'pids' ? [join('/sys/fs/cgroup', controller, 'nomad')] : []),
+        ];
         return parents.flatMap((parent) => (existsSync(parent) ? mine(readdirSync(parent)).map((n) => join(parent, n)) : []));
       })
     : [];
   // the driver never mounts anything in the host's namespace (runtimes mount inside the task's)
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(stateDir) || l.includes('/nix/store '));
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(stateDir) || l.includes('/nix/store '));
   return [
     ...mounts.map((m) => `mount ${m}`),
     ...mine(existsSync(tasksDir) ? readdirSync(tasksDir) : []).map((n) => `state ${n}`),

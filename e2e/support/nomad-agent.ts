@@ -143,15 +143,19 @@ export class NomadAgent extends AgentProcess {
 
   /** The node's `nix` driver entry once the plugin has fingerprinted. */
   async nixDriver(predicate: (d: DriverInfo) => boolean = () => true, timeoutMs = 60_000): Promise<{ node: Record<string, any>; driver: DriverInfo }> {
-    return this.waitFor('the nix driver fingerprint', async () => {
-      const nodes = await this.api<{ ID: string }[]>('/v1/nodes');
-      const id = nodes[0]?.ID;
-      if (id === undefined) return undefined;
-      const node = await this.api<Record<string, any>>(`/v1/node/${id}`);
-      const driver = node.Drivers?.nix as DriverInfo | undefined;
-      if (driver === undefined || !predicate(driver)) return undefined;
-      return { node, driver };
-    }, timeoutMs);
+    return this.waitFor(
+      'the nix driver fingerprint',
+      async () => {
+        const nodes = await this.api<{ ID: string }[]>('/v1/nodes');
+        const id = nodes[0]?.ID;
+        if (id === undefined) return undefined;
+        const node = await this.api<Record<string, any>>(`/v1/node/${id}`);
+        const driver = node.Drivers?.nix as DriverInfo | undefined;
+        if (driver === undefined || !predicate(driver)) return undefined;
+        return { node, driver };
+      },
+      timeoutMs,
+    );
   }
 
   /** Waits for the agent to exit by itself (e.g. a config it refuses). */
@@ -167,10 +171,14 @@ export class NomadAgent extends AgentProcess {
     if (this.hasExited) return;
     const jobs = await this.api<{ ID: string }[]>('/v1/jobs').catch(() => []);
     for (const job of jobs) await fetch(`${this.address}/v1/job/${job.ID}?purge=true`, { method: 'DELETE' }).catch(() => undefined);
-    await this.waitFor('every allocation to stop', async () => {
-      const allocs = await this.api<{ ClientStatus: string }[]>('/v1/allocations');
-      return allocs.every((a) => a.ClientStatus !== 'running' && a.ClientStatus !== 'pending') ? true : undefined;
-    }, timeoutMs).catch(() => undefined);
+    await this.waitFor(
+      'every allocation to stop',
+      async () => {
+        const allocs = await this.api<{ ClientStatus: string }[]>('/v1/allocations');
+        return allocs.every((a) => a.ClientStatus !== 'running' && a.ClientStatus !== 'pending') ? true : undefined;
+      },
+      timeoutMs,
+    ).catch(() => undefined);
   }
 
   /**

@@ -36,7 +36,7 @@ export function e2eFlakeDir(): string {
 
 export async function startTaskAgent(
   name: string,
-  options: Omit<AgentOptions, 'pluginConfig'> & { runtime?: RuntimeName; /** More lines inside the plugin's config block. */ pluginConfig?: string } = {},
+  options: Omit<AgentOptions, 'pluginConfig'> & { runtime?: RuntimeName /** More lines inside the plugin's config block. */; pluginConfig?: string } = {},
 ): Promise<TaskAgent> {
   const { runtime, pluginConfig, ...agentOptions } = options;
   const stateDir = mkdtempSync(`/var/lib/nix-e2e-${name}-`);

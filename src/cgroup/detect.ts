@@ -30,7 +30,10 @@ export async function detectCgroups(options: { root?: string; mountinfoPath?: st
   let controllers: readonly string[];
   if (layout.mode === 'v2') {
     try {
-      controllers = (await readFile(join(root, 'cgroup.controllers'), 'utf8')).trim().split(/\s+/).filter((c) => c !== '');
+      controllers = (await readFile(join(root, 'cgroup.controllers'), 'utf8'))
+        .trim()
+        .split(/\s+/)
+        .filter((c) => c !== '');
     } catch (error) {
       return { version: 'v2', controllers: [], problem: `cannot read ${join(root, 'cgroup.controllers')}: ${(error as Error).message}` };
     }

@@ -35,8 +35,14 @@ describe('limitWrites', () => {
   });
 
   it('names the field and the rule of a value out of range', () => {
-    rejects({ memoryLimitBytes: -5 }, 'failed to apply task limits: field "memoryLimitBytes" must be a whole number of bytes from 4096 to 9007199254740991, got -5');
-    rejects({ memorySoftLimitBytes: 1.5 }, 'failed to apply task limits: field "memorySoftLimitBytes" must be a whole number of bytes from 1 to 9007199254740991, got 1.5');
+    rejects(
+      { memoryLimitBytes: -5 },
+      'failed to apply task limits: field "memoryLimitBytes" must be a whole number of bytes from 4096 to 9007199254740991, got -5',
+    );
+    rejects(
+      { memorySoftLimitBytes: 1.5 },
+      'failed to apply task limits: field "memorySoftLimitBytes" must be a whole number of bytes from 1 to 9007199254740991, got 1.5',
+    );
     rejects({ cpuShares: 1 }, 'failed to apply task limits: field "cpuShares" must be a whole number of shares from 2 to 262144, got 1');
     rejects({ cpuShares: Number.NaN }, 'failed to apply task limits: field "cpuShares" must be a whole number of shares from 2 to 262144, got NaN');
     rejects({ pidsLimit: 0 }, 'failed to apply task limits: field "pidsLimit" must be a whole number of processes from 1 to 4194304, got 0');
@@ -51,7 +57,7 @@ describe('limitWrites', () => {
 });
 
 describe('cpuSharesToWeight', () => {
-  it("matches opencontainers/cgroups v0.0.6 at its tested points (min, default, max)", () => {
+  it('matches opencontainers/cgroups v0.0.6 at its tested points (min, default, max)', () => {
     // utils_test.go TestConvertCPUSharesToCgroupV2Value
     assert.equal(cpuSharesToWeight(1), 1);
     assert.equal(cpuSharesToWeight(2), 1);

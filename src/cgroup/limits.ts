@@ -53,7 +53,11 @@ export const MIN_MEMORY_LIMIT_BYTES = 4096;
 const WHAT = 'apply task limits';
 
 function invalid(field: keyof TaskLimits, rule: string, value: unknown, fix?: string): Error {
-  return failure(WHAT, `field "${field}" must be ${rule}, got ${String(value)}`, fix === undefined ? { code: 'invalid_argument' } : { code: 'invalid_argument', fix });
+  return failure(
+    WHAT,
+    `field "${field}" must be ${rule}, got ${String(value)}`,
+    fix === undefined ? { code: 'invalid_argument' } : { code: 'invalid_argument', fix },
+  );
 }
 
 function wholeNumber(field: keyof TaskLimits, value: number, min: number, max: number, unit: string): void {
@@ -85,7 +89,12 @@ export function validateTaskLimits(limits: TaskLimits): void {
   if (memoryLimitBytes !== undefined) wholeNumber('memoryLimitBytes', memoryLimitBytes, MIN_MEMORY_LIMIT_BYTES, Number.MAX_SAFE_INTEGER, 'bytes');
   if (memorySoftLimitBytes !== undefined) wholeNumber('memorySoftLimitBytes', memorySoftLimitBytes, 1, Number.MAX_SAFE_INTEGER, 'bytes');
   if (memoryLimitBytes !== undefined && memorySoftLimitBytes !== undefined && memorySoftLimitBytes > memoryLimitBytes) {
-    throw invalid('memorySoftLimitBytes', `at most memoryLimitBytes (${memoryLimitBytes})`, memorySoftLimitBytes, 'set resources.memory to at most resources.memory_max');
+    throw invalid(
+      'memorySoftLimitBytes',
+      `at most memoryLimitBytes (${memoryLimitBytes})`,
+      memorySoftLimitBytes,
+      'set resources.memory to at most resources.memory_max',
+    );
   }
   if (pidsLimit !== undefined) wholeNumber('pidsLimit', pidsLimit, 1, MAX_PIDS_LIMIT, 'processes');
 }
@@ -114,7 +123,11 @@ export function limitWrites(version: CgroupVersion, limits: TaskLimits): CgroupW
   // cpuset first: on v1 a reserved-core cgroup must have its cpus before a process joins it
   if (cpusetCpus !== undefined) writes.push({ controller: 'cpuset', file: 'cpuset.cpus', value: cpusetCpus });
   if (cpuShares !== undefined) {
-    writes.push(v1 ? { controller: 'cpu', file: 'cpu.shares', value: String(cpuShares) } : { controller: 'cpu', file: 'cpu.weight', value: String(cpuSharesToWeight(cpuShares)) });
+    writes.push(
+      v1
+        ? { controller: 'cpu', file: 'cpu.shares', value: String(cpuShares) }
+        : { controller: 'cpu', file: 'cpu.weight', value: String(cpuSharesToWeight(cpuShares)) },
+    );
   }
   if (memoryLimitBytes !== undefined) {
     writes.push({ controller: 'memory', file: v1 ? 'memory.limit_in_bytes' : 'memory.max', value: String(memoryLimitBytes) });

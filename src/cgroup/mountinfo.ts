@@ -39,7 +39,23 @@ export function parseMountinfo(text: string): MountEntry[] {
 /** Controllers the driver needs to place, limit and measure a task. */
 export const REQUIRED_CONTROLLERS = ['cpu', 'cpuset', 'memory', 'pids'] as const;
 
-const V1_CONTROLLER_NAMES = new Set(['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'freezer', 'devices', 'blkio', 'io', 'hugetlb', 'net_cls', 'net_prio', 'perf_event', 'rdma', 'misc']);
+const V1_CONTROLLER_NAMES = new Set([
+  'cpu',
+  'cpuacct',
+  'cpuset',
+  'memory',
+  'pids',
+  'freezer',
+  'devices',
+  'blkio',
+  'io',
+  'hugetlb',
+  'net_cls',
+  'net_prio',
+  'perf_event',
+  'rdma',
+  'misc',
+]);
 
 export type CgroupLayout =
   | { readonly mode: 'v2'; readonly root: string }

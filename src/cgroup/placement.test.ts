@@ -28,16 +28,19 @@ describe('nomadTaskCgroup', () => {
       cpusetPath: 'nomad/share',
       sharedCpuset: true,
     });
-    assert.deepEqual(nomadTaskCgroup({ version: 'v1', root: '/tmp/cg', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/tmp/cg/cpuset/custom/nomad/share' }), {
-      version: 'v1',
-      root: '/tmp/cg',
-      path: 'custom/nomad/a1.db',
-      cpusetPath: 'custom/nomad/share',
-      sharedCpuset: true,
-    });
+    assert.deepEqual(
+      nomadTaskCgroup({ version: 'v1', root: '/tmp/cg', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/tmp/cg/cpuset/custom/nomad/share' }),
+      {
+        version: 'v1',
+        root: '/tmp/cg',
+        path: 'custom/nomad/a1.db',
+        cpusetPath: 'custom/nomad/share',
+        sharedCpuset: true,
+      },
+    );
   });
 
-  it("owns a v1 reserved-cores cpuset cgroup: <parent>/reserve/<alloc>.<task>", () => {
+  it('owns a v1 reserved-cores cpuset cgroup: <parent>/reserve/<alloc>.<task>', () => {
     assert.deepEqual(nomadTaskCgroup({ version: 'v1', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/sys/fs/cgroup/cpuset/nomad/reserve/a1.db' }), {
       version: 'v1',
       root: '/sys/fs/cgroup',
@@ -105,9 +108,15 @@ describe('taskCgroupLocation', () => {
 describe('taskCgroupProblem and procCgroupIn', () => {
   const task = { allocId: ALLOC, taskName: 'web', key: `${ALLOC}_web_x1` };
 
-  it('accepts exactly the cgroups the driver would use for the task, whatever Nomad\'s cgroup_parent', () => {
+  it("accepts exactly the cgroups the driver would use for the task, whatever Nomad's cgroup_parent", () => {
     for (const cpusetCgroupPath of [undefined, '/sys/fs/cgroup/cpuset/nomad/share', `/sys/fs/cgroup/cpuset/custom/reserve/${ALLOC}.web`]) {
-      assert.equal(taskCgroupProblem(nomadTaskCgroup({ version: 'v1', allocId: ALLOC, taskName: 'web', ...(cpusetCgroupPath === undefined ? {} : { cpusetCgroupPath }) }), task), undefined);
+      assert.equal(
+        taskCgroupProblem(
+          nomadTaskCgroup({ version: 'v1', allocId: ALLOC, taskName: 'web', ...(cpusetCgroupPath === undefined ? {} : { cpusetCgroupPath }) }),
+          task,
+        ),
+        undefined,
+      );
     }
     assert.equal(taskCgroupProblem(nomadTaskCgroup({ version: 'v2', allocId: ALLOC, taskName: 'web' }), task), undefined);
     assert.equal(taskCgroupProblem(taskCgroupLocation({ version: 'v2', path: `nomad-driver-nix/${task.key}` }), task), undefined);
@@ -115,7 +124,10 @@ describe('taskCgroupProblem and procCgroupIn', () => {
       taskCgroupProblem(nomadTaskCgroup({ version: 'v2', allocId: ALLOC, taskName: 'db' }), task),
       `is neither nomad-driver-nix/${task.key} nor Nomad's cgroup of the task (…/${ALLOC}.web.scope)`,
     );
-    assert.equal(taskCgroupProblem(taskCgroupLocation({ version: 'v1', path: 'nomad' }), task), `is neither nomad-driver-nix/${task.key} nor Nomad's cgroup of the task (…/${ALLOC}.web)`);
+    assert.equal(
+      taskCgroupProblem(taskCgroupLocation({ version: 'v1', path: 'nomad' }), task),
+      `is neither nomad-driver-nix/${task.key} nor Nomad's cgroup of the task (…/${ALLOC}.web)`,
+    );
   });
 
   it('reads membership from /proc/<pid>/cgroup: the unified line on v2, the memory hierarchy on v1, the cgroup or below it', () => {

@@ -69,13 +69,19 @@ export function taskCgroupLocation(input: {
   const root = input.root ?? DEFAULT_CGROUP_ROOT;
   const rootProblem = absolutePathProblem(root);
   if (rootProblem !== undefined) throw failure(WHAT, `cgroup root ${JSON.stringify(root)} ${rootProblem}`, { code: 'invalid_argument' });
-  for (const [field, value] of [['path', input.path], ['cpusetPath', input.cpusetPath]] as const) {
+  for (const [field, value] of [
+    ['path', input.path],
+    ['cpusetPath', input.cpusetPath],
+  ] as const) {
     if (value === undefined) continue;
     const problem = cgroupPathProblem(value);
     if (problem !== undefined) throw failure(WHAT, `${field} ${JSON.stringify(value)} ${problem}`, { code: 'invalid_argument' });
   }
   if (input.version === 'v2' && (input.cpusetPath !== undefined || input.sharedCpuset === true)) {
-    throw failure(WHAT, 'cpusetPath and sharedCpuset apply to cgroups v1 only', { code: 'invalid_argument', fix: 'on v2 the task has one cgroup: give only path' });
+    throw failure(WHAT, 'cpusetPath and sharedCpuset apply to cgroups v1 only', {
+      code: 'invalid_argument',
+      fix: 'on v2 the task has one cgroup: give only path',
+    });
   }
   return {
     version: input.version,
@@ -88,8 +94,12 @@ export function taskCgroupLocation(input: {
 
 /** Nomad's scope name of a task cgroup: `<alloc>.<task>` (v1) or `<alloc>.<task>.scope` (v2). */
 export function nomadScope(version: CgroupVersion, allocId: string, taskName: string): string {
-  for (const [field, value] of [['alloc id', allocId], ['task name', taskName]] as const) {
-    if (value === '' || /[/\0\n]/.test(value)) throw failure(WHAT, `${field} ${JSON.stringify(value)} cannot be part of a cgroup name`, { code: 'invalid_argument' });
+  for (const [field, value] of [
+    ['alloc id', allocId],
+    ['task name', taskName],
+  ] as const) {
+    if (value === '' || /[/\0\n]/.test(value))
+      throw failure(WHAT, `${field} ${JSON.stringify(value)} cannot be part of a cgroup name`, { code: 'invalid_argument' });
   }
   return version === 'v1' ? `${allocId}.${taskName}` : `${allocId}.${taskName}.scope`;
 }
@@ -174,9 +184,15 @@ export const DRIVER_CGROUP_PARENT = 'nomad-driver-nix';
  * `nomad-driver-nix/<key>`. A location read back from driver_state passes this before any of
  * its processes is signalled or the cgroup removed. Pure.
  */
-export function taskCgroupProblem(location: TaskCgroupLocation, task: { readonly allocId: string; readonly taskName: string; readonly key: string }): string | undefined {
+export function taskCgroupProblem(
+  location: TaskCgroupLocation,
+  task: { readonly allocId: string; readonly taskName: string; readonly key: string },
+): string | undefined {
   if (location.root !== DEFAULT_CGROUP_ROOT) return `has root ${JSON.stringify(location.root)}, not ${DEFAULT_CGROUP_ROOT}`;
-  for (const [field, value] of [['path', location.path], ['cpusetPath', location.cpusetPath]] as const) {
+  for (const [field, value] of [
+    ['path', location.path],
+    ['cpusetPath', location.cpusetPath],
+  ] as const) {
     if (value === undefined) continue;
     const problem = cgroupPathProblem(value);
     if (problem !== undefined) return `has ${field} ${JSON.stringify(value)}, which ${problem}`;

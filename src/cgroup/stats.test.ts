@@ -23,12 +23,15 @@ function filesOf(version: 'v1' | 'v2', except: readonly string[] = []): Map<stri
 
 describe('cgroup stats parsing', () => {
   it('parses keyed and single-value files', () => {
-    assert.deepEqual([...parseKeyedValues('user 45\nsystem 5\n\njunk line here\nbig 9223372036854771712\n')], [
-      ['user', 45],
-      ['system', 5],
-      // cgroup v1's "no limit" (2^63 - 4096): a double holds it exactly
-      ['big', Number(9223372036854771712n)],
-    ]);
+    assert.deepEqual(
+      [...parseKeyedValues('user 45\nsystem 5\n\njunk line here\nbig 9223372036854771712\n')],
+      [
+        ['user', 45],
+        ['system', 5],
+        // cgroup v1's "no limit" (2^63 - 4096): a double holds it exactly
+        ['big', Number(9223372036854771712n)],
+      ],
+    );
     assert.equal(parseSingleValue('8753152\n'), 8753152);
     assert.equal(parseSingleValue('max\n'), undefined);
     assert.equal(parseSingleValue(undefined), undefined);

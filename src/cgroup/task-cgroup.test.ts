@@ -40,7 +40,11 @@ describe('task cgroup on a fake cgroups v2 tree', () => {
       assert.equal(fs.file('nomad.slice/share.slice/cgroup.subtree_control'), 'cpuset cpu memory pids');
       assert.deepEqual(
         fs.writes.map((w) => `${w.path} ${w.value}`),
-        ['cgroup.subtree_control +cpu +cpuset', 'nomad.slice/cgroup.subtree_control +cpu +cpuset +memory +pids', 'nomad.slice/share.slice/cgroup.subtree_control +cpu +cpuset +memory +pids'],
+        [
+          'cgroup.subtree_control +cpu +cpuset',
+          'nomad.slice/cgroup.subtree_control +cpu +cpuset +memory +pids',
+          'nomad.slice/share.slice/cgroup.subtree_control +cpu +cpuset +memory +pids',
+        ],
       );
       assert.ok(existsSync(`${cgroup.dir()}/cpu.weight`), 'the scope got the cpu controller files');
       // idempotent: Nomad's client may have created it already
@@ -122,7 +126,10 @@ describe('task cgroup on a fake cgroups v2 tree', () => {
       const cgroup = await createTaskCgroup(taskCgroupLocation({ version: 'v2', root: fs.root, path: 't.scope' }), { io: fs });
       const before = fs.writes.length;
       await assert.rejects(cgroup.applyLimits({ pidsLimit: 10, memoryLimitBytes: -1 }), { code: 'invalid_argument', message: /field "memoryLimitBytes"/ });
-      await assert.rejects(cgroup.addProcess(-3), { code: 'invalid_argument', message: 'failed to add process to task cgroup: pid -3 is not a positive whole number' });
+      await assert.rejects(cgroup.addProcess(-3), {
+        code: 'invalid_argument',
+        message: 'failed to add process to task cgroup: pid -3 is not a positive whole number',
+      });
       assert.equal(fs.writes.length, before);
     } finally {
       fs.dispose();
@@ -158,7 +165,13 @@ describe('task cgroup on a fake cgroups v1 tree', () => {
       });
       await cgroup.applyLimits({ cpuShares: 500, memoryLimitBytes: 64 * MIB, memorySoftLimitBytes: 32 * MIB, pidsLimit: 16 });
       assert.deepEqual(
-        ['cpu/nomad/a1.web/cpu.shares', 'memory/nomad/a1.web/memory.limit_in_bytes', 'memory/nomad/a1.web/memory.soft_limit_in_bytes', 'pids/nomad/a1.web/pids.max', 'cpuset/nomad/share/cpuset.cpus'].map((f) => fs.file(f)),
+        [
+          'cpu/nomad/a1.web/cpu.shares',
+          'memory/nomad/a1.web/memory.limit_in_bytes',
+          'memory/nomad/a1.web/memory.soft_limit_in_bytes',
+          'pids/nomad/a1.web/pids.max',
+          'cpuset/nomad/share/cpuset.cpus',
+        ].map((f) => fs.file(f)),
         ['500', '67108864', '33554432', '16', '0-1'],
       );
 
@@ -171,7 +184,17 @@ describe('task cgroup on a fake cgroups v1 tree', () => {
       for (const [controller, files] of [
         ['cpuacct', ['cpuacct.usage', 'cpuacct.usage_user', 'cpuacct.usage_sys', 'cpuacct.stat']],
         ['cpu', ['cpu.stat']],
-        ['memory', ['memory.stat', 'memory.usage_in_bytes', 'memory.max_usage_in_bytes', 'memory.kmem.usage_in_bytes', 'memory.kmem.max_usage_in_bytes', 'memory.oom_control']],
+        [
+          'memory',
+          [
+            'memory.stat',
+            'memory.usage_in_bytes',
+            'memory.max_usage_in_bytes',
+            'memory.kmem.usage_in_bytes',
+            'memory.kmem.max_usage_in_bytes',
+            'memory.oom_control',
+          ],
+        ],
       ] as const) {
         for (const file of files) fs.setFile(`${controller}/nomad/a1.web/${file}`, fixture(`v1-task/${file}`));
       }
@@ -198,7 +221,13 @@ describe('task cgroup on a fake cgroups v1 tree', () => {
   it('gives a reserved-cores task its own cpuset cgroup with the parent cpus and mems, then its cores', async () => {
     const fs = await nomadV1();
     try {
-      const location = nomadTaskCgroup({ version: 'v1', root: fs.root, allocId: 'a1', taskName: 'db', cpusetCgroupPath: `${fs.root}/cpuset/nomad/reserve/a1.db` });
+      const location = nomadTaskCgroup({
+        version: 'v1',
+        root: fs.root,
+        allocId: 'a1',
+        taskName: 'db',
+        cpusetCgroupPath: `${fs.root}/cpuset/nomad/reserve/a1.db`,
+      });
       const cgroup = await createTaskCgroup(location, { io: fs });
       assert.equal(fs.file('cpuset/nomad/reserve/a1.db/cpuset.cpus'), '2-3');
       assert.equal(fs.file('cpuset/nomad/reserve/a1.db/cpuset.mems'), '0');

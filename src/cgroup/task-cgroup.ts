@@ -64,7 +64,9 @@ export class TaskCgroup {
       const code = errnoCode(error);
       throw failure(what, `cannot write ${JSON.stringify(value)} to ${file}: ${errorMessage(error)}`, {
         code: code === 'ENOENT' || code === 'EBUSY' || code === 'ENOSPC' ? 'failed_precondition' : 'internal',
-        ...(code === 'ENOENT' ? { fix: 'the controller owning this file is not enabled for the cgroup; check the cgroup mounts (v1) or cgroup.subtree_control (v2)' } : {}),
+        ...(code === 'ENOENT'
+          ? { fix: 'the controller owning this file is not enabled for the cgroup; check the cgroup mounts (v1) or cgroup.subtree_control (v2)' }
+          : {}),
         ...(code === 'ENOSPC' ? { fix: 'the cpuset cgroup has no cpuset.cpus or cpuset.mems; set them from its parent' } : {}),
         cause: error,
       });
@@ -85,7 +87,8 @@ export class TaskCgroup {
 
   /** Moves process `pid` (and, from now on, its new children) into the task cgroup. */
   async addProcess(pid: number): Promise<void> {
-    if (!Number.isSafeInteger(pid) || pid <= 0) throw failure('add process to task cgroup', `pid ${String(pid)} is not a positive whole number`, { code: 'invalid_argument' });
+    if (!Number.isSafeInteger(pid) || pid <= 0)
+      throw failure('add process to task cgroup', `pid ${String(pid)} is not a positive whole number`, { code: 'invalid_argument' });
     // v1: one write per hierarchy, each waiting for the kernel's migration lock: in parallel
     await Promise.all((await this.procsFiles()).map((file) => this.#write('add process to task cgroup', file, String(pid))));
   }
@@ -156,11 +159,15 @@ export class TaskCgroup {
           const code = errnoCode(error);
           if (code === 'ENOENT') break;
           if (code !== 'EBUSY' || Date.now() >= deadline) {
-            throw failure('remove task cgroup', code === 'EBUSY' ? `${dir} still has processes or child cgroups after ${timeoutMs} ms` : `cannot remove ${dir}: ${errorMessage(error)}`, {
-              code: code === 'EBUSY' ? 'failed_precondition' : 'internal',
-              ...(code === 'EBUSY' ? { fix: 'kill the task processes first (TaskCgroup.kill)' } : {}),
-              cause: error,
-            });
+            throw failure(
+              'remove task cgroup',
+              code === 'EBUSY' ? `${dir} still has processes or child cgroups after ${timeoutMs} ms` : `cannot remove ${dir}: ${errorMessage(error)}`,
+              {
+                code: code === 'EBUSY' ? 'failed_precondition' : 'internal',
+                ...(code === 'EBUSY' ? { fix: 'kill the task processes first (TaskCgroup.kill)' } : {}),
+                cause: error,
+              },
+            );
           }
           await sleep(delay);
         }
@@ -263,14 +270,21 @@ async function makeDir(io: CgroupIo, dir: string): Promise<boolean> {
 async function enableControllers(io: CgroupIo, dir: string): Promise<void> {
   const available = await io.read(posix.join(dir, 'cgroup.controllers'));
   if (available === undefined) {
-    throw failure('create task cgroup', `${dir} is not a cgroup v2 directory (it has no cgroup.controllers)`, { code: 'failed_precondition', fix: 'mount cgroup2 at the cgroup root' });
+    throw failure('create task cgroup', `${dir} is not a cgroup v2 directory (it has no cgroup.controllers)`, {
+      code: 'failed_precondition',
+      fix: 'mount cgroup2 at the cgroup root',
+    });
   }
   const missing = V2_TASK_CONTROLLERS.filter((c) => !words(available).includes(c));
   if (missing.length > 0) {
-    throw failure('create task cgroup', `controllers ${missing.join(', ')} are not available in ${dir} (cgroup.controllers: ${words(available).join(' ') || 'none'})`, {
-      code: 'failed_precondition',
-      fix: "enable them in the parent's cgroup.subtree_control, or delegate them to the Nomad client's cgroup (systemd: Delegate=yes)",
-    });
+    throw failure(
+      'create task cgroup',
+      `controllers ${missing.join(', ')} are not available in ${dir} (cgroup.controllers: ${words(available).join(' ') || 'none'})`,
+      {
+        code: 'failed_precondition',
+        fix: "enable them in the parent's cgroup.subtree_control, or delegate them to the Nomad client's cgroup (systemd: Delegate=yes)",
+      },
+    );
   }
   const subtree = posix.join(dir, 'cgroup.subtree_control');
   const enabled = words(await io.read(subtree));
@@ -279,7 +293,11 @@ async function enableControllers(io: CgroupIo, dir: string): Promise<void> {
   try {
     await io.write(subtree, toEnable.map((c) => `+${c}`).join(' '));
   } catch (error) {
-    if (errnoCode(error) !== 'EBUSY') throw failure('create task cgroup', `cannot enable ${toEnable.join(', ')} in ${subtree}: ${errorMessage(error)}`, { code: 'failed_precondition', cause: error });
+    if (errnoCode(error) !== 'EBUSY')
+      throw failure('create task cgroup', `cannot enable ${toEnable.join(', ')} in ${subtree}: ${errorMessage(error)}`, {
+        code: 'failed_precondition',
+        cause: error,
+      });
     throw failure('create task cgroup', `cannot enable ${toEnable.join(', ')} in ${subtree}: ${dir} has processes of its own`, {
       code: 'failed_precondition',
       fix: 'cgroups v2 lets only a cgroup without processes hand controllers to its children; put the tasks under a parent that has none (Nomad uses nomad.slice)',
@@ -296,7 +314,10 @@ async function inheritCpuset(io: CgroupIo, parent: string, dir: string): Promise
     try {
       await io.write(posix.join(dir, file), value);
     } catch (error) {
-      throw failure('create task cgroup', `cannot copy ${file} ${JSON.stringify(value)} from ${parent} to ${dir}: ${errorMessage(error)}`, { code: 'failed_precondition', cause: error });
+      throw failure('create task cgroup', `cannot copy ${file} ${JSON.stringify(value)} from ${parent} to ${dir}: ${errorMessage(error)}`, {
+        code: 'failed_precondition',
+        cause: error,
+      });
     }
   }
 }

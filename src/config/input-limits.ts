@@ -83,7 +83,11 @@ export function stringOver(field: string, text: string, limit: number = INPUT_LI
  * an array (listItems) or a map (mapEntries). Fields are named by their path, e.g.
  * `args[3]` or `env.FOO`. Malformed bytes are not judged here (the decoder reports them).
  */
-export function msgpackLimitViolation(bytes: Uint8Array, root: string, limits: { bytes: number; depth: number; stringChars: number; listItems: number; mapEntries: number }): LimitViolation | undefined {
+export function msgpackLimitViolation(
+  bytes: Uint8Array,
+  root: string,
+  limits: { bytes: number; depth: number; stringChars: number; listItems: number; mapEntries: number },
+): LimitViolation | undefined {
   if (bytes.length > limits.bytes) return { field: root, size: bytes.length, limit: limits.bytes, unit: 'bytes' };
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   // open containers: items still to read, whether it is a map (keys and values alternate), the path
@@ -138,7 +142,8 @@ export function msgpackLimitViolation(bytes: Uint8Array, root: string, limits: {
       if (strLength > limits.stringChars) return { field: plainPath(at) || root, size: strLength, limit: limits.stringChars, unit: 'characters' };
       length = strLength;
     }
-    if ((type >= 0xc4 && type <= 0xc6) && length > limits.stringChars) return { field: plainPath(at) || root, size: length, limit: limits.stringChars, unit: 'bytes' };
+    if (type >= 0xc4 && type <= 0xc6 && length > limits.stringChars)
+      return { field: plainPath(at) || root, size: length, limit: limits.stringChars, unit: 'bytes' };
     const top = stack.at(-1);
     // a string key of a map names the path of its value
     if (top?.map && top.keyNext && strLength !== undefined) {
@@ -156,7 +161,8 @@ export function msgpackLimitViolation(bytes: Uint8Array, root: string, limits: {
       // its items follow; it fills its parent's slot once they are read
       // a path stays short, even 30 levels deep: its tail becomes an ellipsis
       const path = top?.path.endsWith('…') ? top.path : at.length > 80 ? `${cutPath(plainPath(at), 80)}…` : plainPath(at);
-      if (container.count > 0) stack.push({ left: container.map ? container.count * 2 : container.count, map: container.map, keyNext: true, path, index: 0, key: '' });
+      if (container.count > 0)
+        stack.push({ left: container.map ? container.count * 2 : container.count, map: container.map, keyNext: true, path, index: 0, key: '' });
       else finishValue(stack);
       continue;
     }
@@ -225,7 +231,8 @@ export function taskFieldViolation(fields: {
     total += Buffer.byteLength(key) + Buffer.byteLength(value) + 2;
   }
   for (const arg of fields.args) if (typeof arg === 'string') total += Buffer.byteLength(arg) + 1;
-  if (total > INPUT_LIMITS.commandLineBytes) return { field: 'the command line (args and env)', size: total, limit: INPUT_LIMITS.commandLineBytes, unit: 'bytes' };
+  if (total > INPUT_LIMITS.commandLineBytes)
+    return { field: 'the command line (args and env)', size: total, limit: INPUT_LIMITS.commandLineBytes, unit: 'bytes' };
   return undefined;
 }
 
@@ -241,7 +248,8 @@ export function jsonDepth(text: string, limit: number): number {
   for (let i = 0; i < text.length; i += 1) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i += 1; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i += 1; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x7b || c === 0x5b) {

@@ -18,7 +18,21 @@ describe('plugin config', () => {
       pids_limit: 0,
       orphan_grace: '5m',
       allow_root: false,
-      allow_caps: ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'],
+      allow_caps: [
+        'AUDIT_WRITE',
+        'CHOWN',
+        'DAC_OVERRIDE',
+        'FOWNER',
+        'FSETID',
+        'KILL',
+        'MKNOD',
+        'NET_BIND_SERVICE',
+        'SETFCAP',
+        'SETGID',
+        'SETPCAP',
+        'SETUID',
+        'SYS_CHROOT',
+      ],
       allow_volumes: true,
       allow_local_flakes: [],
       log_level: '',
@@ -29,11 +43,26 @@ describe('plugin config', () => {
     assert.deepEqual(decodePluginConfig({ allow_local_flakes: ['/srv/flakes', '/opt/app'] }).allow_local_flakes, ['/srv/flakes', '/opt/app']);
     const where = 'in allow_local_flakes in the client\'s plugin "nix" { config { ... } } block';
     const refused: [string, string][] = [
-      ['/', `failed to decode plugin config: field "allow_local_flakes": "/" is the whole file system; fix: list only directories that hold flakes jobs may use (e.g. "/srv/flakes") ${where}`],
-      ['srv/flakes', `failed to decode plugin config: field "allow_local_flakes": "srv/flakes" is not an absolute path; fix: list absolute, normalised directories ${where}`],
-      ['/srv/../root', `failed to decode plugin config: field "allow_local_flakes": "/srv/../root" contains a ".." segment; fix: list absolute, normalised directories ${where}`],
-      ['/nix/store/abc-source', `failed to decode plugin config: field "allow_local_flakes": "/nix/store/abc-source" is inside /nix/store; fix: list only directories that hold flakes jobs may use (e.g. "/srv/flakes") ${where}`],
-      ['/nix', `failed to decode plugin config: field "allow_local_flakes": "/nix" holds /nix/store; fix: list only directories that hold flakes jobs may use (e.g. "/srv/flakes") ${where}`],
+      [
+        '/',
+        `failed to decode plugin config: field "allow_local_flakes": "/" is the whole file system; fix: list only directories that hold flakes jobs may use (e.g. "/srv/flakes") ${where}`,
+      ],
+      [
+        'srv/flakes',
+        `failed to decode plugin config: field "allow_local_flakes": "srv/flakes" is not an absolute path; fix: list absolute, normalised directories ${where}`,
+      ],
+      [
+        '/srv/../root',
+        `failed to decode plugin config: field "allow_local_flakes": "/srv/../root" contains a ".." segment; fix: list absolute, normalised directories ${where}`,
+      ],
+      [
+        '/nix/store/abc-source',
+        `failed to decode plugin config: field "allow_local_flakes": "/nix/store/abc-source" is inside /nix/store; fix: list only directories that hold flakes jobs may use (e.g. "/srv/flakes") ${where}`,
+      ],
+      [
+        '/nix',
+        `failed to decode plugin config: field "allow_local_flakes": "/nix" holds /nix/store; fix: list only directories that hold flakes jobs may use (e.g. "/srv/flakes") ${where}`,
+      ],
     ];
     for (const [dir, message] of refused) {
       assert.throws(() => decodePluginConfig({ allow_local_flakes: ['/srv/ok', dir] }), { code: 'invalid_argument', message });
@@ -45,7 +74,8 @@ describe('plugin config', () => {
     assert.deepEqual(decodePluginConfig({ allow_caps: ['all'] }).allow_caps, ['all']);
     assert.throws(() => decodePluginConfig({ allow_caps: ['CHOWN', 'NET_RAWW'] }), {
       code: 'invalid_argument',
-      message: 'failed to decode plugin config: field "allow_caps": "NET_RAWW" is not a Linux capability name; fix: write capability names such as "NET_BIND_SERVICE" or "CAP_NET_BIND_SERVICE" in allow_caps, or "ALL" in the client\'s plugin "nix" { config { ... } } block',
+      message:
+        'failed to decode plugin config: field "allow_caps": "NET_RAWW" is not a Linux capability name; fix: write capability names such as "NET_BIND_SERVICE" or "CAP_NET_BIND_SERVICE" in allow_caps, or "ALL" in the client\'s plugin "nix" { config { ... } } block',
     });
   });
 
@@ -57,7 +87,8 @@ describe('plugin config', () => {
   it('names the field, the value and the fix', () => {
     assert.throws(() => decodePluginConfig({ runtime: 'docker' }), {
       code: 'invalid_argument',
-      message: 'failed to decode plugin config: field "runtime": "docker" is not one of "bwrap", "runc"; fix: set runtime to one of "bwrap", "runc" in the client\'s plugin "nix" { config { ... } } block',
+      message:
+        'failed to decode plugin config: field "runtime": "docker" is not one of "bwrap", "runc"; fix: set runtime to one of "bwrap", "runc" in the client\'s plugin "nix" { config { ... } } block',
     });
     assert.throws(() => decodePluginConfig({ nix_bin: 'bin' }), /field "nix_bin": "bin" is not an absolute path/);
     assert.throws(() => decodePluginConfig({ state_dir: '/var/lib/../tmp' }), /contains a "\.\." segment/);
@@ -100,10 +131,12 @@ describe('task config', () => {
     const config = decodeTaskConfig({ store_path: '/nix/store/abc-x', cap_add: ['net_raw', 'CAP_CHOWN'], cap_drop: ['ALL'] });
     assert.deepEqual([config.cap_add, config.cap_drop], [['net_raw', 'CAP_CHOWN'], ['ALL']]);
     assert.throws(() => decodeTaskConfig({ cap_add: ['ALL'] }), {
-      message: 'failed to decode task config: field "cap_add": "ALL" is not allowed in cap_add; fix: list each capability the task needs, e.g. cap_add = ["NET_BIND_SERVICE"]',
+      message:
+        'failed to decode task config: field "cap_add": "ALL" is not allowed in cap_add; fix: list each capability the task needs, e.g. cap_add = ["NET_BIND_SERVICE"]',
     });
     assert.throws(() => decodeTaskConfig({ cap_drop: ['SYS_ADMINN'] }), {
-      message: 'failed to decode task config: field "cap_drop": "SYS_ADMINN" is not a Linux capability name; fix: write capability names such as "NET_BIND_SERVICE" or "CAP_NET_BIND_SERVICE" in cap_drop, or "ALL"',
+      message:
+        'failed to decode task config: field "cap_drop": "SYS_ADMINN" is not a Linux capability name; fix: write capability names such as "NET_BIND_SERVICE" or "CAP_NET_BIND_SERVICE" in cap_drop, or "ALL"',
     });
   });
 });
@@ -115,7 +148,12 @@ describe('cty msgpack', () => {
     const { decodeBlock, field } = await import('./schema.js');
     const fields = { n: field({ type: 'number', default: 1, doc: 'a number for the test', example: 'n = 2' }) };
     const ctx = { what: 'test config', where: 'the test' };
-    for (const [encoded, expected] of [[3, 3], [2.5, 2.5], ['0.1', 0.1], [2 ** 40, 2 ** 40]] as const) {
+    for (const [encoded, expected] of [
+      [3, 3],
+      [2.5, 2.5],
+      ['0.1', 0.1],
+      [2 ** 40, 2 ** 40],
+    ] as const) {
       const value = decodeCtyMsgpack(packr.pack({ n: encoded }), 'test config');
       assert.equal(decodeBlock(fields, value, ctx).n, expected);
     }
@@ -150,7 +188,10 @@ describe('parseDurationMs', () => {
 describe('dangerous state_dir and gc_roots_dir', () => {
   const WHERE = 'the client\'s plugin "nix" { config { ... } } block';
   const refused = (config: Record<string, string>, field: string, cause: string, fix: string) =>
-    assert.throws(() => decodePluginConfig(config), { name: 'DriverError', message: `failed to decode plugin config: field "${field}": ${cause}; fix: ${fix}` });
+    assert.throws(() => decodePluginConfig(config), {
+      name: 'DriverError',
+      message: `failed to decode plugin config: field "${field}": ${cause}; fix: ${fix}`,
+    });
   const stateFix = `set state_dir to a directory of its own such as "/var/lib/nomad-driver-nix" in ${WHERE}`;
   const rootsFix = `set gc_roots_dir to a directory of its own such as "/nix/var/nix/gcroots/nomad-driver-nix" in ${WHERE}`;
 
@@ -162,18 +203,51 @@ describe('dangerous state_dir and gc_roots_dir', () => {
     }
   });
 
-  it('refuses /nix/var/nix/gcroots itself and Nix\'s own roots below it; a directory of the driver\'s own below it is the intended use', () => {
-    refused({ gc_roots_dir: '/nix/var/nix/gcroots' }, 'gc_roots_dir', '"/nix/var/nix/gcroots" is a system directory; the driver removes entries below gc_roots_dir', rootsFix);
-    refused({ gc_roots_dir: '/nix/var/nix/gcroots/auto' }, 'gc_roots_dir', '"/nix/var/nix/gcroots/auto" lies in /nix/var/nix/gcroots/auto, which is not the driver\'s; the driver removes entries below gc_roots_dir', rootsFix);
-    refused({ gc_roots_dir: '/nix/var/nix/gcroots/per-user/root' }, 'gc_roots_dir', '"/nix/var/nix/gcroots/per-user/root" lies in /nix/var/nix/gcroots/per-user, which is not the driver\'s; the driver removes entries below gc_roots_dir', rootsFix);
+  it("refuses /nix/var/nix/gcroots itself and Nix's own roots below it; a directory of the driver's own below it is the intended use", () => {
+    refused(
+      { gc_roots_dir: '/nix/var/nix/gcroots' },
+      'gc_roots_dir',
+      '"/nix/var/nix/gcroots" is a system directory; the driver removes entries below gc_roots_dir',
+      rootsFix,
+    );
+    refused(
+      { gc_roots_dir: '/nix/var/nix/gcroots/auto' },
+      'gc_roots_dir',
+      '"/nix/var/nix/gcroots/auto" lies in /nix/var/nix/gcroots/auto, which is not the driver\'s; the driver removes entries below gc_roots_dir',
+      rootsFix,
+    );
+    refused(
+      { gc_roots_dir: '/nix/var/nix/gcroots/per-user/root' },
+      'gc_roots_dir',
+      '"/nix/var/nix/gcroots/per-user/root" lies in /nix/var/nix/gcroots/per-user, which is not the driver\'s; the driver removes entries below gc_roots_dir',
+      rootsFix,
+    );
     assert.equal(decodePluginConfig({ gc_roots_dir: '/nix/var/nix/gcroots/nomad-driver-nix-2' }).gc_roots_dir, '/nix/var/nix/gcroots/nomad-driver-nix-2');
   });
 
   it('refuses the store, kernel file systems and relative paths', () => {
-    refused({ state_dir: '/nix/store/abc-state' }, 'state_dir', '"/nix/store/abc-state" is inside /nix/store, which the Nix garbage collector empties', stateFix);
+    refused(
+      { state_dir: '/nix/store/abc-state' },
+      'state_dir',
+      '"/nix/store/abc-state" is inside /nix/store, which the Nix garbage collector empties',
+      stateFix,
+    );
     refused({ gc_roots_dir: '/nix/store' }, 'gc_roots_dir', '"/nix/store" is inside /nix/store, which the Nix garbage collector empties', rootsFix);
-    refused({ state_dir: '/proc/self' }, 'state_dir', '"/proc/self" is a system directory; the driver removes entries below state_dir'.replace('is a system directory', 'lies in /proc, which is not the driver\'s'), stateFix);
-    refused({ state_dir: 'var/lib/nomad-driver-nix' }, 'state_dir', '"var/lib/nomad-driver-nix" is not an absolute path', `set state_dir to an absolute, normalised path in ${WHERE}`);
+    refused(
+      { state_dir: '/proc/self' },
+      'state_dir',
+      '"/proc/self" is a system directory; the driver removes entries below state_dir'.replace(
+        'is a system directory',
+        "lies in /proc, which is not the driver's",
+      ),
+      stateFix,
+    );
+    refused(
+      { state_dir: 'var/lib/nomad-driver-nix' },
+      'state_dir',
+      '"var/lib/nomad-driver-nix" is not an absolute path',
+      `set state_dir to an absolute, normalised path in ${WHERE}`,
+    );
   });
 
   it('refuses a state_dir and gc_roots_dir that overlap', () => {

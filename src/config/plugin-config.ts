@@ -20,13 +20,55 @@ const WHERE = `the client's plugin "nix" { config { ... } } block`;
  * host's own files in reach (README "Driver state and the orphan sweep").
  */
 export const SYSTEM_DIRS: readonly string[] = [
-  '/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/libx32', '/media', '/mnt', '/opt', '/proc',
-  '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/usr/bin', '/usr/lib', '/usr/local', '/usr/sbin', '/usr/share',
-  '/var', '/var/cache', '/var/lib', '/var/log', '/var/run', '/var/tmp', '/nix', '/nix/var', '/nix/var/nix', '/nix/var/nix/gcroots',
-  '/nix/var/nix/profiles', '/nix/var/log',
+  '/',
+  '/bin',
+  '/boot',
+  '/dev',
+  '/etc',
+  '/home',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/libx32',
+  '/media',
+  '/mnt',
+  '/opt',
+  '/proc',
+  '/root',
+  '/run',
+  '/sbin',
+  '/srv',
+  '/sys',
+  '/tmp',
+  '/usr',
+  '/usr/bin',
+  '/usr/lib',
+  '/usr/local',
+  '/usr/sbin',
+  '/usr/share',
+  '/var',
+  '/var/cache',
+  '/var/lib',
+  '/var/log',
+  '/var/run',
+  '/var/tmp',
+  '/nix',
+  '/nix/var',
+  '/nix/var/nix',
+  '/nix/var/nix/gcroots',
+  '/nix/var/nix/profiles',
+  '/nix/var/log',
 ];
 /** Trees no plugin directory may lie in: kernel file systems, and Nix's own GC roots and profiles. */
-export const SYSTEM_TREES: readonly string[] = ['/proc', '/sys', '/dev', '/nix/var/nix/gcroots/auto', '/nix/var/nix/gcroots/per-user', '/nix/var/nix/profiles', '/nix/var/nix/db'];
+export const SYSTEM_TREES: readonly string[] = [
+  '/proc',
+  '/sys',
+  '/dev',
+  '/nix/var/nix/gcroots/auto',
+  '/nix/var/nix/gcroots/per-user',
+  '/nix/var/nix/profiles',
+  '/nix/var/nix/db',
+];
 
 /**
  * Why `value` is a dangerous plugin directory (`/`, a system directory, inside the store or
@@ -37,7 +79,8 @@ export function dangerousDirProblem(name: string, value: string, suggestion: str
   if (isWithin(value, NIX_STORE_DIR)) return { cause: `${JSON.stringify(value)} is inside ${NIX_STORE_DIR}, which the Nix garbage collector empties`, fix };
   if (SYSTEM_DIRS.includes(value)) return { cause: `${JSON.stringify(value)} is a system directory; the driver removes entries below ${name}`, fix };
   const tree = SYSTEM_TREES.find((t) => isWithin(value, t));
-  if (tree !== undefined) return { cause: `${JSON.stringify(value)} lies in ${tree}, which is not the driver's; the driver removes entries below ${name}`, fix };
+  if (tree !== undefined)
+    return { cause: `${JSON.stringify(value)} lies in ${tree}, which is not the driver's; the driver removes entries below ${name}`, fix };
   return undefined;
 }
 
@@ -60,20 +103,23 @@ export const pluginConfigFields = {
   nix_bin: field({
     type: 'string',
     default: '',
-    doc: 'Directory holding the `nix` and `nix-store` binaries. Empty means: look them up on the agent\'s PATH.',
+    doc: "Directory holding the `nix` and `nix-store` binaries. Empty means: look them up on the agent's PATH.",
     example: 'nix_bin = "/nix/var/nix/profiles/default/bin"',
     check: (value) => (value === '' ? undefined : absoluteDir('nix_bin')(value)),
   }),
   nix_options: field({
     type: 'list(string)',
     default: [],
-    doc: 'Nix settings, one nix.conf line each (`name = value`), passed as `--option name value` to every nix command the driver runs (substituters, trusted keys, builders, …), on top of the client\'s nix.conf. (A list, not a map: the agent\'s HCL1 config cannot pass maps to plugins.)',
+    doc: "Nix settings, one nix.conf line each (`name = value`), passed as `--option name value` to every nix command the driver runs (substituters, trusted keys, builders, …), on top of the client's nix.conf. (A list, not a map: the agent's HCL1 config cannot pass maps to plugins.)",
     example: 'nix_options = ["substituters = https://cache.example.org", "trusted-public-keys = cache.example.org-1:…"]',
     check: (value) => {
       const bad = value.find((line) => parseNixOption(line) === undefined);
       return bad === undefined
         ? undefined
-        : { cause: `${JSON.stringify(bad)} is not a nix.conf line "name = value"`, fix: 'write each entry as "name = value", e.g. "substituters = https://cache.example.org"' };
+        : {
+            cause: `${JSON.stringify(bad)} is not a nix.conf line "name = value"`,
+            fix: 'write each entry as "name = value", e.g. "substituters = https://cache.example.org"',
+          };
     },
   }),
   state_dir: field({
@@ -86,7 +132,7 @@ export const pluginConfigFields = {
   gc_roots_dir: field({
     type: 'string',
     default: '/nix/var/nix/gcroots/nomad-driver-nix',
-    doc: 'Directory where one Nix GC root per running task is kept, so `nix-store --gc` never deletes a closure in use. A directory of the driver\'s own below /nix/var/nix/gcroots: that directory itself, Nix\'s `auto` and `per-user` roots, system directories and paths in /nix/store are refused.',
+    doc: "Directory where one Nix GC root per running task is kept, so `nix-store --gc` never deletes a closure in use. A directory of the driver's own below /nix/var/nix/gcroots: that directory itself, Nix's `auto` and `per-user` roots, system directories and paths in /nix/store are refused.",
     example: 'gc_roots_dir = "/nix/var/nix/gcroots/nomad-driver-nix"',
     check: (value) => {
       const problem = absoluteDir('gc_roots_dir')(value);
@@ -109,7 +155,10 @@ export const pluginConfigFields = {
     check: (value) =>
       Number.isSafeInteger(value) && value >= 0
         ? undefined
-        : { cause: `${JSON.stringify(value)} is not a whole number of 0 or more`, fix: `set pids_limit to a whole number such as 4096, or 0 for no limit, in ${WHERE}` },
+        : {
+            cause: `${JSON.stringify(value)} is not a whole number of 0 or more`,
+            fix: `set pids_limit to a whole number such as 4096, or 0 for no limit, in ${WHERE}`,
+          },
   }),
   orphan_grace: field({
     type: 'string',
@@ -118,7 +167,10 @@ export const pluginConfigFields = {
     example: 'orphan_grace = "10m"',
     check: (value) =>
       parseDurationMs(value) === undefined
-        ? { cause: `${JSON.stringify(value)} is not a duration such as "90s", "5m" or "1h30m"`, fix: `set orphan_grace to a duration of at least 1s in ${WHERE}` }
+        ? {
+            cause: `${JSON.stringify(value)} is not a duration such as "90s", "5m" or "1h30m"`,
+            fix: `set orphan_grace to a duration of at least 1s in ${WHERE}`,
+          }
         : undefined,
   }),
   allow_root: field({
@@ -130,7 +182,7 @@ export const pluginConfigFields = {
   allow_caps: field({
     type: 'list(string)',
     default: DEFAULT_ROOT_CAPABILITIES.map(shortCapabilityName),
-    doc: 'Linux capabilities tasks may have, as the `allow_caps` of Nomad\'s exec driver. A root task keeps those of Nomad\'s default set (this option\'s default) that are listed here, minus its `cap_drop`, plus its `cap_add`; a `cap_add` not listed here fails the task with a message naming it. Any case, with or without `CAP_`; `"ALL"` allows every capability.',
+    doc: "Linux capabilities tasks may have, as the `allow_caps` of Nomad's exec driver. A root task keeps those of Nomad's default set (this option's default) that are listed here, minus its `cap_drop`, plus its `cap_add`; a `cap_add` not listed here fails the task with a message naming it. Any case, with or without `CAP_`; `\"ALL\"` allows every capability.",
     example: 'allow_caps = ["CHOWN", "KILL", "NET_BIND_SERVICE", "NET_RAW"]',
     check: (value) => {
       const problem = capabilityListProblem('allow_caps', value, { allowAll: true });
@@ -140,7 +192,7 @@ export const pluginConfigFields = {
   allow_volumes: field({
     type: 'bool',
     default: true,
-    doc: 'Bind the volumes Nomad mounts into a task (the task\'s `volume_mount` of a group `volume` of type `host` or `csi`, and mounts of device plugins). Nomad already decides which host volumes a job may use; off, a task with any mount fails with a message naming this option.',
+    doc: "Bind the volumes Nomad mounts into a task (the task's `volume_mount` of a group `volume` of type `host` or `csi`, and mounts of device plugins). Nomad already decides which host volumes a job may use; off, a task with any mount fails with a message naming this option.",
     example: 'allow_volumes = false',
   }),
   allow_local_flakes: field({
@@ -151,10 +203,14 @@ export const pluginConfigFields = {
     check: (value) => {
       for (const dir of value) {
         const problem = absolutePathProblem(dir);
-        if (problem !== undefined) return { cause: `${JSON.stringify(dir)} ${problem}`, fix: `list absolute, normalised directories in allow_local_flakes in ${WHERE}` };
+        if (problem !== undefined)
+          return { cause: `${JSON.stringify(dir)} ${problem}`, fix: `list absolute, normalised directories in allow_local_flakes in ${WHERE}` };
         if (dir === '/' || isWithin(NIX_STORE_DIR, dir) || isWithin(dir, NIX_STORE_DIR)) {
           const why = dir === '/' ? 'is the whole file system' : isWithin(dir, NIX_STORE_DIR) ? `is inside ${NIX_STORE_DIR}` : `holds ${NIX_STORE_DIR}`;
-          return { cause: `${JSON.stringify(dir)} ${why}`, fix: `list only directories that hold flakes jobs may use (e.g. "/srv/flakes") in allow_local_flakes in ${WHERE}` };
+          return {
+            cause: `${JSON.stringify(dir)} ${why}`,
+            fix: `list only directories that hold flakes jobs may use (e.g. "/srv/flakes") in allow_local_flakes in ${WHERE}`,
+          };
         }
       }
       return undefined;
@@ -164,7 +220,7 @@ export const pluginConfigFields = {
     type: 'string',
     default: '',
     oneOf: ['', ...LEVELS],
-    doc: 'Level of the plugin\'s own log lines (the agent drops lines below its own level too). Empty means: the NOMAD_DRIVER_NIX_LOG_LEVEL environment variable, else `info`.',
+    doc: "Level of the plugin's own log lines (the agent drops lines below its own level too). Empty means: the NOMAD_DRIVER_NIX_LOG_LEVEL environment variable, else `info`.",
     example: 'log_level = "debug"',
   }),
 } as const;
@@ -178,10 +234,14 @@ export function decodePluginConfig(raw: unknown): PluginConfig {
   const config = decodeBlock(pluginConfigFields, raw, PLUGIN_CONFIG_CONTEXT);
   const { state_dir: state, gc_roots_dir: roots } = config;
   if (isWithin(state, roots) || isWithin(roots, state)) {
-    throw failure(`decode ${PLUGIN_CONFIG_CONTEXT.what}`, `field "gc_roots_dir": ${JSON.stringify(roots)} and state_dir ${JSON.stringify(state)} overlap; the driver removes entries below each`, {
-      code: 'invalid_argument',
-      fix: `give gc_roots_dir and state_dir separate directories (e.g. "/nix/var/nix/gcroots/nomad-driver-nix" and "/var/lib/nomad-driver-nix") in ${WHERE}`,
-    });
+    throw failure(
+      `decode ${PLUGIN_CONFIG_CONTEXT.what}`,
+      `field "gc_roots_dir": ${JSON.stringify(roots)} and state_dir ${JSON.stringify(state)} overlap; the driver removes entries below each`,
+      {
+        code: 'invalid_argument',
+        fix: `give gc_roots_dir and state_dir separate directories (e.g. "/nix/var/nix/gcroots/nomad-driver-nix" and "/var/lib/nomad-driver-nix") in ${WHERE}`,
+      },
+    );
   }
   return config;
 }

@@ -46,11 +46,7 @@ export type Fields = Readonly<Record<string, Field>>;
 
 /** The decoded block: each field's value, undefined only where a field has no default. */
 export type Decoded<F extends Fields> = {
-  readonly [K in keyof F]: F[K] extends Field<infer T>
-    ? F[K] extends { readonly default: ValueOf<T> }
-      ? ValueOf<T>
-      : ValueOf<T> | undefined
-    : never;
+  readonly [K in keyof F]: F[K] extends Field<infer T> ? (F[K] extends { readonly default: ValueOf<T> } ? ValueOf<T> : ValueOf<T> | undefined) : never;
 };
 
 /** Where the block lives, for error messages. */
@@ -73,8 +69,7 @@ export function toHclSpec(fields: Fields): HclSpec {
   const attributes: Record<string, HclSpec> = {};
   for (const [name, f] of Object.entries(fields)) {
     const attr = hclAttr(name, f.type, f.required === true);
-    attributes[name] =
-      f.default === undefined ? attr : hclDefault(attr, hclLiteral(toHclExpression(f.default as never)));
+    attributes[name] = f.default === undefined ? attr : hclDefault(attr, hclLiteral(toHclExpression(f.default as never)));
   }
   return hclObject(attributes);
 }
@@ -152,13 +147,9 @@ function coerce(type: HclType, value: unknown): Coerced {
       }
       return { ok: false };
     case 'list(string)':
-      return Array.isArray(value) && value.every((v) => typeof v === 'string')
-        ? { ok: true, value: [...(value as string[])] }
-        : { ok: false };
+      return Array.isArray(value) && value.every((v) => typeof v === 'string') ? { ok: true, value: [...(value as string[])] } : { ok: false };
     case 'map(string)':
-      return isPlainRecord(value) && Object.values(value).every((v) => typeof v === 'string')
-        ? { ok: true, value: { ...value } }
-        : { ok: false };
+      return isPlainRecord(value) && Object.values(value).every((v) => typeof v === 'string') ? { ok: true, value: { ...value } } : { ok: false };
   }
 }
 

@@ -37,12 +37,15 @@ export const taskConfigFields = {
   pids_limit: field({
     type: 'number',
     default: 0,
-    doc: 'Maximum number of processes and threads of the task (its cgroup\'s `pids.max`): a fork bomb stops there. 0 means the plugin\'s `pids_limit`.',
+    doc: "Maximum number of processes and threads of the task (its cgroup's `pids.max`): a fork bomb stops there. 0 means the plugin's `pids_limit`.",
     example: 'pids_limit = 256',
     check: (value) =>
       Number.isSafeInteger(value) && value >= 0
         ? undefined
-        : { cause: `${JSON.stringify(value)} is not a whole number of 0 or more`, fix: 'set pids_limit to a whole number such as 256, or 0 for the plugin default' },
+        : {
+            cause: `${JSON.stringify(value)} is not a whole number of 0 or more`,
+            fix: 'set pids_limit to a whole number such as 256, or 0 for the plugin default',
+          },
   }),
   work_dir: field({
     type: 'string',
@@ -67,7 +70,7 @@ export const taskConfigFields = {
   fhs_links: field({
     type: 'bool',
     default: true,
-    doc: 'Give the task `/bin/sh` and `/usr/bin/env` as symlinks to the first `sh` and `env` on its PATH (main output, then `packages`) that lie inside its closure, never the host\'s: glibc\'s `system()` and `popen()` run `/bin/sh`, scripts start with `#!/usr/bin/env`. A closure without them gets no link. Off, the root has no path outside its mounts.',
+    doc: "Give the task `/bin/sh` and `/usr/bin/env` as symlinks to the first `sh` and `env` on its PATH (main output, then `packages`) that lie inside its closure, never the host's: glibc's `system()` and `popen()` run `/bin/sh`, scripts start with `#!/usr/bin/env`. A closure without them gets no link. Off, the root has no path outside its mounts.",
     example: 'fhs_links = false',
   }),
 } as const;
@@ -76,7 +79,7 @@ export type TaskConfig = Decoded<typeof taskConfigFields>;
 
 export const TASK_CONFIG_CONTEXT: BlockContext = {
   what: 'task config',
-  where: 'the task\'s config { ... } block',
+  where: "the task's config { ... } block",
 };
 
 export function decodeTaskConfig(raw: unknown): TaskConfig {

@@ -77,7 +77,13 @@ class FakeRuntime implements Runtime {
 }
 
 function driverWith(runtime: Runtime, config: PluginConfig): NixDriver {
-  const driver = new NixDriver({ logger, probe: async () => { throw new Error('not probed'); }, runtimes: () => runtime });
+  const driver = new NixDriver({
+    logger,
+    probe: async () => {
+      throw new Error('not probed');
+    },
+    runtimes: () => runtime,
+  });
   driver.setConfig(config, undefined);
   return driver;
 }
@@ -101,10 +107,26 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     mkdirSync(join(allocDir, 'alloc'), { recursive: true });
     const options = decodeTaskConfig({ store_path: store, command: 'bin/busybox', args: ['sleep', '1000'] });
     return {
-      id: `${allocId}/web/${randomUUID().slice(0, 8)}`, name: 'web', allocId, jobName: 'j', taskGroupName: 'g', namespace: 'default',
-      nodeId: NODE_ID, nodeName: 'client-1', env: {}, user: '', allocDir, stdoutPath: '/dev/null', stderrPath: '/dev/null',
-      dns: undefined, networkNamespace: undefined, resources: undefined, mounts: [], devices: [],
-      config: options, closure: { storePath: store, packages: [] },
+      id: `${allocId}/web/${randomUUID().slice(0, 8)}`,
+      name: 'web',
+      allocId,
+      jobName: 'j',
+      taskGroupName: 'g',
+      namespace: 'default',
+      nodeId: NODE_ID,
+      nodeName: 'client-1',
+      env: {},
+      user: '',
+      allocDir,
+      stdoutPath: '/dev/null',
+      stderrPath: '/dev/null',
+      dns: undefined,
+      networkNamespace: undefined,
+      resources: undefined,
+      mounts: [],
+      devices: [],
+      config: options,
+      closure: { storePath: store, packages: [] },
     };
   };
   /** What the driver keeps on disk for tasks: GC roots, task state dirs, store views, /etc dirs. */
@@ -127,7 +149,11 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     });
     const driver = driverWith(runtime, config);
     const task = request();
-    await assert.rejects(driver.startTask(task), { name: 'DriverError', code: 'internal', message: `failed to start task: launch failed; fix: ${INTERNAL_FIX}` });
+    await assert.rejects(driver.startTask(task), {
+      name: 'DriverError',
+      code: 'internal',
+      message: `failed to start task: launch failed; fix: ${INTERNAL_FIX}`,
+    });
     assert.equal(sawState, true, 'the failing step ran after the GC root, state dir, view and /etc dir were made');
     assert.deepEqual(leftovers(), NOTHING);
     assert.throws(() => driver.inspectTask(task.id), { code: 'not_found' });
@@ -146,7 +172,10 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     const held = leftovers();
     assert.deepEqual([...held.tasks].sort(), [taskKey(first.id), taskKey(second.id)].sort());
     assert.deepEqual([...held.gcRoots].sort(), [taskKey(first.id), taskKey(second.id)].sort());
-    await assert.rejects(driver.destroyTask(first.id, false), { code: 'failed_precondition', message: 'failed to destroy task: the task is still running; fix: stop the task first' });
+    await assert.rejects(driver.destroyTask(first.id, false), {
+      code: 'failed_precondition',
+      message: 'failed to destroy task: the task is still running; fix: stop the task first',
+    });
     await driver.destroyTask(first.id, true);
     assert.equal(launched[0]?.disposed, true);
     assert.throws(() => driver.inspectTask(first.id), { code: 'not_found' });
@@ -178,7 +207,10 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
       throw new Error('the task is gone');
     });
     const restarted = driverWith(gone, config);
-    await assert.rejects(restarted.recoverTask(task.id, encodePersistedTask(handle.persisted!), () => task), { code: 'internal', message: `failed to recover task: the task is gone; fix: ${INTERNAL_FIX}` });
+    await assert.rejects(
+      restarted.recoverTask(task.id, encodePersistedTask(handle.persisted!), () => task),
+      { code: 'internal', message: `failed to recover task: the task is gone; fix: ${INTERNAL_FIX}` },
+    );
     assert.equal(gone.recovers, 1);
     assert.throws(() => restarted.inspectTask(task.id), { code: 'not_found' });
     assert.deepEqual(leftovers(), NOTHING);

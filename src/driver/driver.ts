@@ -155,7 +155,11 @@ export class NixDriver {
 
   /** RecoverTask (driver/recovery.ts): a task of an earlier plugin process, from its driver_state alone. */
   recoverTask(taskId: string, driverState: Uint8Array, request: () => TaskRequest): Promise<void> {
-    const context = { ...this.recoveryContext(), sweep: this.sweep, releaseShared: (kind: SharedKind, key: string, holder: string) => this.releaseShared(kind, key, holder) };
+    const context = {
+      ...this.recoveryContext(),
+      sweep: this.sweep,
+      releaseShared: (kind: SharedKind, key: string, holder: string) => this.releaseShared(kind, key, holder),
+    };
     return failingAs('recover task', recoverTask(taskId, driverState, request, context));
   }
 
@@ -187,7 +191,10 @@ export class NixDriver {
   /** DestroyTask (driver/stop-task.ts): after every exit and failed recovery; releases everything of the task. */
   destroyTask(taskId: string, force: boolean): Promise<void> {
     const releaseShared = (kind: SharedKind, key: string, holder: string) => this.releaseShared(kind, key, holder);
-    return failingAs('destroy task', destroyTask(this.tasks, taskId, force, { gcRootsDir: this.currentConfig.gc_roots_dir, logger: this.logger, releaseShared }));
+    return failingAs(
+      'destroy task',
+      destroyTask(this.tasks, taskId, force, { gcRootsDir: this.currentConfig.gc_roots_dir, logger: this.logger, releaseShared }),
+    );
   }
 
   /** InspectTask: the task's state and, once exited, its result. */
@@ -217,7 +224,8 @@ export class NixDriver {
       config,
       runtime: this.runtimes(config.runtime, 'start task', config),
       logger: this.logger.child({ task_id: request.id, alloc_id: request.allocId, task_name: request.name }),
-      event: (message) => this.events.publish({ taskId: request.id, allocId: request.allocId, taskName: request.name, timestamp: new Date(), message, annotations: {} }),
+      event: (message) =>
+        this.events.publish({ taskId: request.id, allocId: request.allocId, taskName: request.name, timestamp: new Date(), message, annotations: {} }),
       acquireShared: (kind, key, create) => this.shared.acquire(kind, key, request.id, create),
       releaseShared: (kind, key) => this.releaseShared(kind, key, request.id),
       searchable: this.host.searchable(),

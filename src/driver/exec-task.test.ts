@@ -8,7 +8,10 @@ const BB = '/nix/store/abc-busybox/bin';
 const APP = '/nix/store/def-app/bin';
 
 /** A task root holding these files (path → kind); anything else is missing. */
-const root = (files: Record<string, ExecutableKind>) => (path: string): ExecutableKind => files[path] ?? 'missing';
+const root =
+  (files: Record<string, ExecutableKind>) =>
+  (path: string): ExecutableKind =>
+    files[path] ?? 'missing';
 
 const FILES = root({
   [`${BB}/sh`]: 'executable',
@@ -55,19 +58,24 @@ describe('resolveExecCommand', () => {
     assert.deepEqual(resolveExecCommand('/bin/bash', BB, '/local', FILES), {
       found: false,
       exitCode: 127,
-      message: 'failed to exec in task: "/bin/bash" does not exist in the task; fix: check the path; the task\'s root holds its closure, /alloc, /local, /secrets and /tmp\n',
+      message:
+        'failed to exec in task: "/bin/bash" does not exist in the task; fix: check the path; the task\'s root holds its closure, /alloc, /local, /secrets and /tmp\n',
     });
   });
 
   it('a file that is not executable is exit 126', () => {
     const result = resolveExecCommand('README', `${BB}:${APP}`, '/local', FILES);
-    assert.deepEqual(result, { found: false, exitCode: 126, message: `failed to exec in task: ${APP}/README is not an executable file; fix: name an executable program\n` });
+    assert.deepEqual(result, {
+      found: false,
+      exitCode: 126,
+      message: `failed to exec in task: ${APP}/README is not an executable file; fix: name an executable program\n`,
+    });
     assert.equal((resolveExecCommand('./data', BB, '/local', FILES) as { exitCode: number }).exitCode, 126);
   });
 });
 
 describe('execEnvironment', () => {
-  it('is the environment the task\'s command process has, else the launch environment', () => {
+  it("is the environment the task's command process has, else the launch environment", () => {
     assert.deepEqual(execEnvironment({ PATH: BB, HOME: '/local' }, LAUNCHED.env, false), { PATH: BB, HOME: '/local' });
     assert.deepEqual(execEnvironment(undefined, LAUNCHED.env, false), LAUNCHED.env);
   });
@@ -80,9 +88,15 @@ describe('execEnvironment', () => {
 });
 
 describe('planExec', () => {
-  const input = { command: ['sh', '-c', 'id -u'], tty: false, launched: LAUNCHED, environ: { PATH: `${APP}:${BB}`, X: '1' }, cgroupProcsFiles: ['/sys/fs/cgroup/pids/t/cgroup.procs'] };
+  const input = {
+    command: ['sh', '-c', 'id -u'],
+    tty: false,
+    launched: LAUNCHED,
+    environ: { PATH: `${APP}:${BB}`, X: '1' },
+    cgroupProcsFiles: ['/sys/fs/cgroup/pids/t/cgroup.procs'],
+  };
 
-  it('runs Nomad\'s command as the task user, in its cwd, with the command process\'s environment and PATH', () => {
+  it("runs Nomad's command as the task user, in its cwd, with the command process's environment and PATH", () => {
     assert.deepEqual(planExec(input, FILES), {
       spec: {
         argv: [`${APP}/sh`, '-c', 'id -u'],

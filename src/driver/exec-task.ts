@@ -46,7 +46,14 @@ export function resolveExecCommand(name: string, pathEnv: string, cwd: string, k
     const found = kind(path);
     if (found === 'executable') return { found: true, path };
     return found === 'missing'
-      ? { found: false, exitCode: EXIT_NOT_FOUND, message: notRunnable(`${quote(name)} does not exist in the task`, 'check the path; the task\'s root holds its closure, /alloc, /local, /secrets and /tmp') }
+      ? {
+          found: false,
+          exitCode: EXIT_NOT_FOUND,
+          message: notRunnable(
+            `${quote(name)} does not exist in the task`,
+            "check the path; the task's root holds its closure, /alloc, /local, /secrets and /tmp",
+          ),
+        }
       : { found: false, exitCode: EXIT_NOT_EXECUTABLE, message: notRunnable(`${quote(name)} is not an executable file`, 'name an executable program') };
   }
   let notExecutable: string | undefined;
@@ -66,7 +73,7 @@ export function resolveExecCommand(name: string, pathEnv: string, cwd: string, k
     exitCode: EXIT_NOT_FOUND,
     message: notRunnable(
       `command ${quote(name)} is not in the task's PATH (${pathEnv === '' ? 'empty' : pathEnv})`,
-      'run a program of the task\'s closure (its bin directories are the PATH), add the package that provides it to the task\'s packages, or give its absolute path',
+      "run a program of the task's closure (its bin directories are the PATH), add the package that provides it to the task's packages, or give its absolute path",
     ),
   };
 }
@@ -80,7 +87,11 @@ function notRunnable(cause: string, fix: string): string {
  * process), else the one the driver launched it with. A terminal gets TERM=xterm when the
  * task has no TERM, as `docker exec -t` does, so shells and pagers know what they talk to.
  */
-export function execEnvironment(environ: Readonly<Record<string, string>> | undefined, launchEnv: Readonly<Record<string, string>>, tty: boolean): Record<string, string> {
+export function execEnvironment(
+  environ: Readonly<Record<string, string>> | undefined,
+  launchEnv: Readonly<Record<string, string>>,
+  tty: boolean,
+): Record<string, string> {
   const env = { ...(environ ?? launchEnv) };
   if (tty && env.TERM === undefined) env.TERM = 'xterm';
   return env;
@@ -102,7 +113,10 @@ export interface ExecInput {
  * message for stderr) when its program cannot be run. Throws `invalid_argument` for an empty
  * command.
  */
-export function planExec(input: ExecInput, kind: (taskPath: string) => ExecutableKind): { spec: ExecSpec } | { failed: Extract<CommandResolution, { found: false }> } {
+export function planExec(
+  input: ExecInput,
+  kind: (taskPath: string) => ExecutableKind,
+): { spec: ExecSpec } | { failed: Extract<CommandResolution, { found: false }> } {
   const [name, ...args] = input.command;
   if (name === undefined || name === '') {
     throw failure('exec in task', 'the command is empty', { code: 'invalid_argument', fix: 'name the program to run, e.g. `nomad alloc exec <alloc> sh`' });
@@ -110,7 +124,8 @@ export function planExec(input: ExecInput, kind: (taskPath: string) => Executabl
   const { launched } = input;
   const env = execEnvironment(input.environ, launched.env, input.tty);
   const cwdProblem = absolutePathProblem(launched.cwd);
-  if (cwdProblem !== undefined) throw failure('exec in task', `the task's working directory ${quote(launched.cwd)} ${cwdProblem}`, { code: 'internal', fix: INTERNAL_FIX });
+  if (cwdProblem !== undefined)
+    throw failure('exec in task', `the task's working directory ${quote(launched.cwd)} ${cwdProblem}`, { code: 'internal', fix: INTERNAL_FIX });
   const resolved = resolveExecCommand(name, env.PATH ?? '', launched.cwd, kind);
   if (!resolved.found) return { failed: resolved };
   return {

@@ -81,7 +81,14 @@ export async function prepareExec(handle: TaskHandle, command: readonly string[]
     handle.process ??
     (persisted === undefined
       ? undefined
-      : { argv: persisted.argv, env: handle.request.env, cwd: persisted.cwd, uid: persisted.user.uid, gid: persisted.user.gid, capabilities: persisted.capabilities });
+      : {
+          argv: persisted.argv,
+          env: handle.request.env,
+          cwd: persisted.cwd,
+          uid: persisted.user.uid,
+          gid: persisted.user.gid,
+          capabilities: persisted.capabilities,
+        });
   if (launched === undefined) throw failure('exec in task', 'the task has no recorded process', { code: 'internal', fix: INTERNAL_FIX });
   const initPid = handle.launched.initPid;
   const commandPid = firstChild(initPid);

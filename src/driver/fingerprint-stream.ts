@@ -32,7 +32,12 @@ export interface FingerprintSchedule {
  * changes (checked every checkPeriodMs). Ends when any of `signals` aborts (Nomad closed the
  * stream, or the driver shuts down).
  */
-export async function* fingerprintStream(current: () => Promise<Fingerprint>, schedule: FingerprintSchedule, signals: readonly AbortSignal[], logger: Logger): AsyncGenerator<Fingerprint> {
+export async function* fingerprintStream(
+  current: () => Promise<Fingerprint>,
+  schedule: FingerprintSchedule,
+  signals: readonly AbortSignal[],
+  logger: Logger,
+): AsyncGenerator<Fingerprint> {
   let last: Fingerprint | undefined;
   let lastSentAt = 0;
   while (!signals.some((s) => s.aborted)) {

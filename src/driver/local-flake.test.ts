@@ -40,8 +40,10 @@ describe('local flakes on the host', () => {
   });
   after(() => rmSync(root, { recursive: true, force: true }));
 
-  const fix = 'build the closure and copy it to the client (then set store_path), or use a remote flake such as "github:owner/repo#web", or let jobs use that directory with allow_local_flakes = ["<dir>"] in the client\'s plugin "nix" { config { ... } } block';
-  const allocFix = 'name a flake outside Nomad\'s data_dir; build the closure and copy it to the client (then set store_path), or use a remote flake such as "github:owner/repo#web"';
+  const fix =
+    'build the closure and copy it to the client (then set store_path), or use a remote flake such as "github:owner/repo#web", or let jobs use that directory with allow_local_flakes = ["<dir>"] in the client\'s plugin "nix" { config { ... } } block';
+  const allocFix =
+    'name a flake outside Nomad\'s data_dir; build the closure and copy it to the client (then set store_path), or use a remote flake such as "github:owner/repo#web"';
 
   it('passes remote flakes as they are', async () => {
     assert.equal(await checkedInstallable('github:owner/repo#web', context), 'github:owner/repo#web');
@@ -56,7 +58,10 @@ describe('local flakes on the host', () => {
   it('refuses every local flake by default', async () => {
     const flake = `path:${root}/allowed/app#web`;
     const error = await refusal(checkedInstallable(flake, { ...context, allowLocalFlakes: [] }));
-    assert.equal(error.message, `failed to validate task config: flake ${JSON.stringify(flake)} names ${root}/allowed/app, a directory of the client, which the plugin's allow_local_flakes does not include (it lists no directory); fix: ${fix}`);
+    assert.equal(
+      error.message,
+      `failed to validate task config: flake ${JSON.stringify(flake)} names ${root}/allowed/app, a directory of the client, which the plugin's allow_local_flakes does not include (it lists no directory); fix: ${fix}`,
+    );
   });
 
   it('refuses ".." and symlinks leading out of the allowed directory', async () => {
@@ -67,22 +72,34 @@ describe('local flakes on the host', () => {
       [`path:${root}/allowed/app?dir=escape#x`, `${root}/private`],
     ] as const) {
       const error = await refusal(checkedInstallable(flake, context));
-      assert.equal(error.message, `failed to validate task config: flake ${JSON.stringify(flake)} resolves to ${real} (symlinks followed), which the plugin's allow_local_flakes does not include (it lists ${root}/allowed); fix: ${fix}`);
+      assert.equal(
+        error.message,
+        `failed to validate task config: flake ${JSON.stringify(flake)} resolves to ${real} (symlinks followed), which the plugin's allow_local_flakes does not include (it lists ${root}/allowed); fix: ${fix}`,
+      );
     }
   });
 
   it('refuses a flake in or around the allocation dirs, even under an allowed directory', async () => {
     const inside = `path:${root}/allowed/alloc-link#x`;
     const error = await refusal(checkedInstallable(inside, context));
-    assert.equal(error.message, `failed to validate task config: flake ${JSON.stringify(inside)} resolves to ${root}/data/alloc/a1/main (symlinks followed), inside Nomad's allocation directories (${root}/data/alloc): Nix would copy tasks' secrets into the world-readable store; fix: ${allocFix}`);
+    assert.equal(
+      error.message,
+      `failed to validate task config: flake ${JSON.stringify(inside)} resolves to ${root}/data/alloc/a1/main (symlinks followed), inside Nomad's allocation directories (${root}/data/alloc): Nix would copy tasks' secrets into the world-readable store; fix: ${allocFix}`,
+    );
     const around = `path:${root}/data#x`;
     const wide = await refusal(checkedInstallable(around, { ...context, allowLocalFlakes: [root] }));
-    assert.equal(wide.message, `failed to validate task config: flake ${JSON.stringify(around)} names ${root}/data, which holds Nomad's allocation directories (${root}/data/alloc): Nix would copy tasks' secrets into the world-readable store; fix: ${allocFix}`);
+    assert.equal(
+      wide.message,
+      `failed to validate task config: flake ${JSON.stringify(around)} names ${root}/data, which holds Nomad's allocation directories (${root}/data/alloc): Nix would copy tasks' secrets into the world-readable store; fix: ${allocFix}`,
+    );
   });
 
   it('refuses a flake directory that does not exist', async () => {
     const flake = `path:${root}/allowed/absent#x`;
     const error = await refusal(checkedInstallable(flake, context));
-    assert.equal(error.message, `failed to validate task config: flake ${JSON.stringify(flake)} names ${root}/allowed/absent, which does not exist on this client; fix: check the path in flake in the task's config { ... } block`);
+    assert.equal(
+      error.message,
+      `failed to validate task config: flake ${JSON.stringify(flake)} names ${root}/allowed/absent, which does not exist on this client; fix: check the path in flake in the task's config { ... } block`,
+    );
   });
 });

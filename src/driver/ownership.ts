@@ -62,7 +62,10 @@ function sharedDir(stateRoot: string, kind: SharedKind, key: string): string {
 
 function nodeFile(nodeId: string): string {
   if (nodeId !== '' && !NODE_ID.test(nodeId)) {
-    throw failure('mark shared entry', `node id ${quote(nodeId)} is not a Nomad node id (letters, digits and "-")`, { code: 'invalid_argument', fix: 'use a Nomad client of version 1.8 or newer: its node ids are UUIDs' });
+    throw failure('mark shared entry', `node id ${quote(nodeId)} is not a Nomad node id (letters, digits and "-")`, {
+      code: 'invalid_argument',
+      fix: 'use a Nomad client of version 1.8 or newer: its node ids are UUIDs',
+    });
   }
   return `${nodeId === '' ? NO_NODE : nodeId}.json`;
 }

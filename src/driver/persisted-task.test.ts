@@ -40,7 +40,7 @@ const decode = (value: unknown, expect = EXPECT) => decodePersistedTask(Buffer.f
 const fails = (value: unknown, message: RegExp, expect = EXPECT) => assert.throws(() => decode(value, expect), { name: 'DriverError', message });
 
 describe('persisted task (driver_state)', () => {
-  it('round-trips, and stores no host path of the driver\'s: the state dir is derived from state_dir', () => {
+  it("round-trips, and stores no host path of the driver's: the state dir is derived from state_dir", () => {
     assert.deepEqual(decodePersistedTask(encodePersistedTask(TASK), EXPECT), TASK);
     assert.equal('stateDir' in JSON.parse(encodePersistedTask(TASK).toString('utf8')), false);
     assert.equal(decode(STORED, { taskId: TASK_ID, stateRoot: '/srv/nix-state' }).stateDir, `/srv/nix-state/tasks/${KEY}`);
@@ -50,9 +50,15 @@ describe('persisted task (driver_state)', () => {
     assert.deepEqual(decode(V2), { ...TASK, nodeId: '' });
   });
 
-  it('names the bad field and never accepts another task\'s state', () => {
-    fails({ ...STORED, version: 1 }, /^failed to recover task: driver_state field version "1" is not 3 or 2 \(written by another plugin version\); fix: the task cannot be recovered/);
-    fails(STORED, /driver_state field taskId "6f1c2b3a-0000-4000-8000-000000000001\/main\/x1" does not belong to task "a2\/main\/x2"/, { taskId: 'a2/main/x2', stateRoot: STATE_ROOT });
+  it("names the bad field and never accepts another task's state", () => {
+    fails(
+      { ...STORED, version: 1 },
+      /^failed to recover task: driver_state field version "1" is not 3 or 2 \(written by another plugin version\); fix: the task cannot be recovered/,
+    );
+    fails(STORED, /driver_state field taskId "6f1c2b3a-0000-4000-8000-000000000001\/main\/x1" does not belong to task "a2\/main\/x2"/, {
+      taskId: 'a2/main/x2',
+      stateRoot: STATE_ROOT,
+    });
     fails({ ...STORED, runtime: 'docker' }, /field runtime "docker" is not "bwrap" or "runc"/);
     fails({ ...STORED, pid: 1 }, /field pid "1" is not a whole number of 2 or more/);
     fails({ ...STORED, capabilities: ['net_admin'] }, /field capabilities .* is not a list of CAP_ names/);
@@ -60,17 +66,19 @@ describe('persisted task (driver_state)', () => {
     assert.throws(() => decodePersistedTask(Buffer.from('{'), EXPECT), { message: /^failed to recover task: driver_state is not JSON/ });
   });
 
-  it('refuses a state dir that is not the task\'s own dir under the configured state_dir', () => {
+  it("refuses a state dir that is not the task's own dir under the configured state_dir", () => {
     const dir = (stateDir: string, why: string) =>
       `failed to recover task: driver_state field stateDir "${stateDir}" ${why}; fix: the task cannot be recovered; Nomad destroys it and starts it again`;
     assert.throws(() => decode({ ...V2, stateDir: '/' }), { message: dir('/', `is not the task's dir ${TASK.stateDir} under the configured state_dir`) });
-    assert.throws(() => decode({ ...V2, stateDir: `${STATE_ROOT}/tasks/other_main_x9` }), { message: dir(`${STATE_ROOT}/tasks/other_main_x9`, `is not the task's dir ${TASK.stateDir} under the configured state_dir`) });
+    assert.throws(() => decode({ ...V2, stateDir: `${STATE_ROOT}/tasks/other_main_x9` }), {
+      message: dir(`${STATE_ROOT}/tasks/other_main_x9`, `is not the task's dir ${TASK.stateDir} under the configured state_dir`),
+    });
     assert.throws(() => decode({ ...V2, stateDir: `${STATE_ROOT}/tasks/../..` }), { message: dir(`${STATE_ROOT}/tasks/../..`, 'contains a ".." segment') });
     assert.throws(() => decode({ ...V2, stateDir: 'tasks/x' }), { message: dir('tasks/x', 'is not an absolute path') });
     assert.throws(() => decode({ ...STORED, stateDir: '/' }), { message: dir('/', 'is not stored in version 3 (derived from state_dir)') });
   });
 
-  it('refuses keys that are not the task\'s own or break their grammar', () => {
+  it("refuses keys that are not the task's own or break their grammar", () => {
     fails({ ...STORED, key: '../etc' }, /^failed to recover task: driver_state field key "..\/etc" is not a file-name-safe key;/);
     fails({ ...STORED, key: '..' }, /driver_state field key "\.\." is not a file-name-safe key/);
     fails({ ...STORED, key: 'other_main_x9' }, new RegExp(`driver_state field key "other_main_x9" is not the task's key "${KEY}"`));
@@ -81,21 +89,43 @@ describe('persisted task (driver_state)', () => {
   });
 
   it('refuses a cgroup that is not the one the driver would use for this task', () => {
-    const cgroup = (c: unknown, why: string) => fails({ ...STORED, cgroup: c }, new RegExp(`^failed to recover task: driver_state field cgroup ${escapeRegExp(JSON.stringify(JSON.stringify(c)))} ${escapeRegExp(why)} \\(not a cgroup of this task\\);`));
-    cgroup({ version: 'v1', root: '/sys/fs/cgroup', path: 'system.slice' }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main)`);
-    cgroup({ version: 'v2', root: '/sys/fs/cgroup', path: 'nomad.slice/share.slice/other.main.scope' }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main.scope)`);
-    cgroup({ version: 'v2', root: '/sys/fs/cgroup', path: `user.slice/${ALLOC}.main.scope` }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main.scope)`);
-    cgroup({ version: 'v1', root: '/sys/fs/cgroup', path: 'nomad-driver-nix/other_main_x9' }, `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main)`);
+    const cgroup = (c: unknown, why: string) =>
+      fails(
+        { ...STORED, cgroup: c },
+        new RegExp(
+          `^failed to recover task: driver_state field cgroup ${escapeRegExp(JSON.stringify(JSON.stringify(c)))} ${escapeRegExp(why)} \\(not a cgroup of this task\\);`,
+        ),
+      );
+    cgroup(
+      { version: 'v1', root: '/sys/fs/cgroup', path: 'system.slice' },
+      `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main)`,
+    );
+    cgroup(
+      { version: 'v2', root: '/sys/fs/cgroup', path: 'nomad.slice/share.slice/other.main.scope' },
+      `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main.scope)`,
+    );
+    cgroup(
+      { version: 'v2', root: '/sys/fs/cgroup', path: `user.slice/${ALLOC}.main.scope` },
+      `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main.scope)`,
+    );
+    cgroup(
+      { version: 'v1', root: '/sys/fs/cgroup', path: 'nomad-driver-nix/other_main_x9' },
+      `is neither nomad-driver-nix/${KEY} nor Nomad's cgroup of the task (…/${ALLOC}.main)`,
+    );
     cgroup({ version: 'v1', root: '/', path: `nomad/${ALLOC}.main` }, 'has root "/", not /sys/fs/cgroup');
     cgroup({ version: 'v1', root: '/sys/fs/cgroup', path: '../../x' }, 'has path "../../x", which contains a "." or ".." segment');
-    cgroup({ version: 'v1', root: '/sys/fs/cgroup', path: `nomad/${ALLOC}.main`, cpusetPath: 'system.slice' }, `has cpuset "system.slice", which is neither nomad/share (shared) nor nomad/reserve/${ALLOC}.main`);
+    cgroup(
+      { version: 'v1', root: '/sys/fs/cgroup', path: `nomad/${ALLOC}.main`, cpusetPath: 'system.slice' },
+      `has cpuset "system.slice", which is neither nomad/share (shared) nor nomad/reserve/${ALLOC}.main`,
+    );
     fails({ ...STORED, cgroup: undefined }, /driver_state field cgroup "undefined" is not a cgroup location/);
     // the task's own: Nomad's (v1 shared or reserved cores, v2) and the driver's
     for (const ok of [
       { version: 'v1', root: '/sys/fs/cgroup', path: `nomad/${ALLOC}.main`, cpusetPath: `nomad/reserve/${ALLOC}.main` },
       { version: 'v2', root: '/sys/fs/cgroup', path: `nomad.slice/reserve.slice/${ALLOC}.main.scope` },
       { version: 'v1', root: '/sys/fs/cgroup', path: `nomad-driver-nix/${KEY}` },
-    ]) assert.deepEqual(decode({ ...STORED, cgroup: ok }).cgroup, ok);
+    ])
+      assert.deepEqual(decode({ ...STORED, cgroup: ok }).cgroup, ok);
   });
 });
 

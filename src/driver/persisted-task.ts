@@ -64,7 +64,7 @@ export interface PersistedTask {
 const WHAT = 'recover task';
 
 function bad(field: string, value: unknown, why: string): Error {
-  return failure(WHAT, `driver_state field ${field} ${quote(typeof value === 'string' ? value : JSON.stringify(value) ?? 'undefined')} ${why}`, {
+  return failure(WHAT, `driver_state field ${field} ${quote(typeof value === 'string' ? value : (JSON.stringify(value) ?? 'undefined'))} ${why}`, {
     code: 'invalid_argument',
     fix: 'the task cannot be recovered; Nomad destroys it and starts it again',
   });
@@ -106,7 +106,10 @@ export function decodePersistedTask(bytes: Uint8Array, expect: PersistedTaskExpe
   try {
     value = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (error) {
-    throw failure(WHAT, `driver_state is not JSON: ${(error as Error).message}`, { code: 'invalid_argument', fix: 'the task cannot be recovered; Nomad destroys it and starts it again' });
+    throw failure(WHAT, `driver_state is not JSON: ${(error as Error).message}`, {
+      code: 'invalid_argument',
+      fix: 'the task cannot be recovered; Nomad destroys it and starts it again',
+    });
   }
   if (!isObject(value)) throw bad('(root)', value, 'is not an object');
   const v = value;
@@ -146,8 +149,10 @@ export function decodePersistedTask(bytes: Uint8Array, expect: PersistedTaskExpe
   if (stateKey !== taskKey(taskId)) throw bad('key', stateKey, `is not the task's key ${quote(taskKey(taskId))}`);
   if (key('gcRootKey') !== stateKey) throw bad('gcRootKey', v.gcRootKey, `is not the task's key ${quote(stateKey)}`);
   const stateDir = join(expect.stateRoot, 'tasks', stateKey);
-  if (v.version === PREVIOUS_VERSION && path('stateDir') !== stateDir) throw bad('stateDir', v.stateDir, `is not the task's dir ${stateDir} under the configured state_dir`);
-  if (v.version === PERSISTED_TASK_VERSION && v.stateDir !== undefined) throw bad('stateDir', v.stateDir, `is not stored in version ${PERSISTED_TASK_VERSION} (derived from state_dir)`);
+  if (v.version === PREVIOUS_VERSION && path('stateDir') !== stateDir)
+    throw bad('stateDir', v.stateDir, `is not the task's dir ${stateDir} under the configured state_dir`);
+  if (v.version === PERSISTED_TASK_VERSION && v.stateDir !== undefined)
+    throw bad('stateDir', v.stateDir, `is not stored in version ${PERSISTED_TASK_VERSION} (derived from state_dir)`);
   const nodeId = v.version === PREVIOUS_VERSION || v.nodeId === '' ? '' : str('nodeId');
   if (nodeId !== '' && !NODE_ID.test(nodeId)) throw bad('nodeId', nodeId, 'is not a Nomad node id');
   const runtime = str('runtime');
@@ -158,11 +163,13 @@ export function decodePersistedTask(bytes: Uint8Array, expect: PersistedTaskExpe
   const argv = v.argv;
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) throw bad('argv', argv, 'is not a non-empty list of strings');
   const capabilities = v.capabilities;
-  if (!Array.isArray(capabilities) || !capabilities.every((c) => typeof c === 'string' && /^CAP_[A-Z_]+$/.test(c))) throw bad('capabilities', capabilities, 'is not a list of CAP_ names');
+  if (!Array.isArray(capabilities) || !capabilities.every((c) => typeof c === 'string' && /^CAP_[A-Z_]+$/.test(c)))
+    throw bad('capabilities', capabilities, 'is not a list of CAP_ names');
   const plan = v.plan;
   if (!isObject(plan) || !Array.isArray(plan.ops)) throw bad('plan', plan, 'is not a root plan');
   const c = v.cgroup;
-  if (!isObject(c) || (c.version !== 'v1' && c.version !== 'v2') || typeof c.root !== 'string' || typeof c.path !== 'string') throw bad('cgroup', c, 'is not a cgroup location');
+  if (!isObject(c) || (c.version !== 'v1' && c.version !== 'v2') || typeof c.root !== 'string' || typeof c.path !== 'string')
+    throw bad('cgroup', c, 'is not a cgroup location');
   if (c.cpusetPath !== undefined && typeof c.cpusetPath !== 'string') throw bad('cgroup.cpusetPath', c.cpusetPath, 'is not a string');
   if (c.sharedCpuset !== undefined && typeof c.sharedCpuset !== 'boolean') throw bad('cgroup.sharedCpuset', c.sharedCpuset, 'is not a bool');
   const cgroup: TaskCgroupLocation = {

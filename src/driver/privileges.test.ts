@@ -10,10 +10,21 @@ const fails = (request: CapabilityRequest, message: string) =>
   assert.throws(() => taskCapabilities(request), { name: 'DriverError', code: 'invalid_argument', message });
 
 describe('taskCapabilities', () => {
-  it('gives a root task Nomad\'s default set, in bit order, and an unprivileged one nothing', () => {
+  it("gives a root task Nomad's default set, in bit order, and an unprivileged one nothing", () => {
     assert.deepEqual(taskCapabilities(ROOT), [
-      'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP',
-      'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_MKNOD', 'CAP_AUDIT_WRITE', 'CAP_SETFCAP',
+      'CAP_CHOWN',
+      'CAP_DAC_OVERRIDE',
+      'CAP_FOWNER',
+      'CAP_FSETID',
+      'CAP_KILL',
+      'CAP_SETGID',
+      'CAP_SETUID',
+      'CAP_SETPCAP',
+      'CAP_NET_BIND_SERVICE',
+      'CAP_SYS_CHROOT',
+      'CAP_MKNOD',
+      'CAP_AUDIT_WRITE',
+      'CAP_SETFCAP',
     ]);
     assert.deepEqual(taskCapabilities(NOBODY), []);
     assert.deepEqual(taskCapabilities({ ...NOBODY, capDrop: ['ALL'] }), []);
@@ -44,7 +55,10 @@ describe('taskCapabilities', () => {
   });
 
   it('gives an unprivileged task exactly its cap_add where the runtime grants ambient capabilities, and refuses it elsewhere', () => {
-    assert.deepEqual(taskCapabilities({ ...NOBODY, capAdd: ['NET_BIND_SERVICE', 'kill'], ambient: true, runtimeName: 'runc' }), ['CAP_KILL', 'CAP_NET_BIND_SERVICE']);
+    assert.deepEqual(taskCapabilities({ ...NOBODY, capAdd: ['NET_BIND_SERVICE', 'kill'], ambient: true, runtimeName: 'runc' }), [
+      'CAP_KILL',
+      'CAP_NET_BIND_SERVICE',
+    ]);
     fails(
       { ...NOBODY, capAdd: ['NET_BIND_SERVICE'] },
       'failed to validate task config: cap_add "NET_BIND_SERVICE" cannot be granted to user "nobody" (uid 65534): bwrap gives capabilities only to root tasks; fix: use runtime = "runc" in the client\'s plugin "nix" { config { ... } } block (it grants them as ambient capabilities), run the task as root (user = "root" with allow_root = true), or remove cap_add',

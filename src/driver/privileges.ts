@@ -10,7 +10,14 @@
  * runtime can grant ambient capabilities (runc; bubblewrap cannot). no_new_privs stays on in
  * every case, so no setuid or file-capability binary adds to the set.
  */
-import { ALL_CAPABILITIES, DEFAULT_ROOT_CAPABILITIES, KNOWN_CAPABILITIES, capabilityBit, normalizeCapability, shortCapabilityName } from '../config/capabilities.js';
+import {
+  ALL_CAPABILITIES,
+  DEFAULT_ROOT_CAPABILITIES,
+  KNOWN_CAPABILITIES,
+  capabilityBit,
+  normalizeCapability,
+  shortCapabilityName,
+} from '../config/capabilities.js';
 import { failure, quote } from '../errors.js';
 
 export { DEFAULT_ROOT_CAPABILITIES } from '../config/capabilities.js';

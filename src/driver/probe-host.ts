@@ -66,9 +66,7 @@ export function createHostProbe(env: ProbeEnvironment): HostProbe {
     const init = config.runtime === 'runc' ? findRuncInit(config.runc_init, env.pathEnv) : config.runtime === 'bwrap' ? findExecHelper() : undefined;
     return {
       euid,
-      nix: nix.found
-        ? { found: true, path: nix.path, implementation: nix.version.implementation, version: nix.version.version }
-        : nix,
+      nix: nix.found ? { found: true, path: nix.path, implementation: nix.version.implementation, version: nix.version.version } : nix,
       runtime:
         init !== undefined && !init.found
           ? { found: false, name: runtime.name, problem: runtime.found ? init.problem : `${runtime.problem}; and ${init.problem}` }

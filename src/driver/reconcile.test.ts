@@ -33,10 +33,27 @@ function record(stateRoot: string, allocId: string, nodeId: string): PersistedTa
   const taskId = `${allocId}/main/t1`;
   const key = taskKey(taskId);
   return {
-    version: PERSISTED_TASK_VERSION, taskId, nodeId, runtime: 'bwrap', key, stateDir: join(stateRoot, 'tasks', key), gcRootKey: key,
-    viewKey: VIEW_SHARED, etcKey: ETC_A, pid: 999_999, pidStartTime: 1, initPid: 999_998, initStartTime: 1, startedAt: '2026-11-22T10:00:00.000Z',
-    cgroup: { version: 'v1', root: '/sys/fs/cgroup', path: `nomad-driver-nix/${key}` }, oomKillsBefore: 0,
-    user: { name: 'nobody', uid: 65534, gid: 65534 }, capabilities: [], argv: ['/bin/true'], cwd: '/local', plan: { ops: [] },
+    version: PERSISTED_TASK_VERSION,
+    taskId,
+    nodeId,
+    runtime: 'bwrap',
+    key,
+    stateDir: join(stateRoot, 'tasks', key),
+    gcRootKey: key,
+    viewKey: VIEW_SHARED,
+    etcKey: ETC_A,
+    pid: 999_999,
+    pidStartTime: 1,
+    initPid: 999_998,
+    initStartTime: 1,
+    startedAt: '2026-11-22T10:00:00.000Z',
+    cgroup: { version: 'v1', root: '/sys/fs/cgroup', path: `nomad-driver-nix/${key}` },
+    oomKillsBefore: 0,
+    user: { name: 'nobody', uid: 65534, gid: 65534 },
+    capabilities: [],
+    argv: ['/bin/true'],
+    cwd: '/local',
+    plan: { ops: [] },
   };
 }
 
@@ -47,7 +64,10 @@ async function fixture() {
   const gcRoots = join(root, 'gcroots');
   mkdirSync(gcRoots, { recursive: true });
   const tasks: Record<string, PersistedTask> = {};
-  for (const [name, alloc, nodeId] of [['a', 'alloc-a', NODE_A], ['b', 'alloc-b', NODE_B]] as const) {
+  for (const [name, alloc, nodeId] of [
+    ['a', 'alloc-a', NODE_A],
+    ['b', 'alloc-b', NODE_B],
+  ] as const) {
     const task = record(stateRoot, alloc, nodeId);
     tasks[name] = task;
     mkdirSync(task.stateDir, { recursive: true });
@@ -81,14 +101,20 @@ function context(stateRoot: string, gcRoots: string, nodeId: string, killed: str
     forget: async () => undefined,
   } as unknown as Runtime;
   return {
-    stateDir: stateRoot, gcRootsDir: gcRoots, logger: createLogger({ module: 'test', level: 'error', sink: () => undefined }), runtimeNamed: () => runtime,
-    liveCgroups: new Set(), nodeId, isLiveKey: () => false, shared: new SharedResources(),
+    stateDir: stateRoot,
+    gcRootsDir: gcRoots,
+    logger: createLogger({ module: 'test', level: 'error', sink: () => undefined }),
+    runtimeNamed: () => runtime,
+    liveCgroups: new Set(),
+    nodeId,
+    isLiveKey: () => false,
+    shared: new SharedResources(),
     leftAlone: (entry, why) => left.push(`${entry}: ${why}`),
   };
 }
 
 describe('orphan sweep ownership', () => {
-  it('sweeps only its own node\'s tasks, GC roots and shared entries; leaves the other node\'s and unmarked ones, saying why', async () => {
+  it("sweeps only its own node's tasks, GC roots and shared entries; leaves the other node's and unmarked ones, saying why", async () => {
     const { stateRoot, gcRoots, tasks, legacy } = await fixture();
     const a = tasks.a as PersistedTask;
     const b = tasks.b as PersistedTask;
@@ -104,14 +130,17 @@ describe('orphan sweep ownership', () => {
     assert.deepEqual(readdirSync(join(stateRoot, 'views')).sort(), [VIEW_SHARED, `${VIEW_SHARED}.complete`, VIEW_UNMARKED, `${VIEW_UNMARKED}.complete`].sort());
     assert.deepEqual(readdirSync(join(stateRoot, 'owners', 'views', VIEW_SHARED)), [`${NODE_B}.json`]);
     assert.equal(existsSync(join(stateRoot, 'owners', 'views', VIEW_A)), false);
-    assert.deepEqual(left.sort(), [
-      `${b.stateDir}: it belongs to Nomad node "${NODE_B}", not "${NODE_A}"`,
-      `${legacy.stateDir}: it carries no owner mark of this plugin`,
-      `${join(gcRoots, b.key)}: it belongs to Nomad node "${NODE_B}", not "${NODE_A}"`,
-      `${join(gcRoots, legacy.key)}: it carries no owner mark of this plugin`,
-      `${join(gcRoots, 'someone-elses')}: it carries no owner mark of this plugin`,
-      `${join(stateRoot, 'views', VIEW_UNMARKED)}: it carries no owner mark of this plugin`,
-    ].sort());
+    assert.deepEqual(
+      left.sort(),
+      [
+        `${b.stateDir}: it belongs to Nomad node "${NODE_B}", not "${NODE_A}"`,
+        `${legacy.stateDir}: it carries no owner mark of this plugin`,
+        `${join(gcRoots, b.key)}: it belongs to Nomad node "${NODE_B}", not "${NODE_A}"`,
+        `${join(gcRoots, legacy.key)}: it carries no owner mark of this plugin`,
+        `${join(gcRoots, 'someone-elses')}: it carries no owner mark of this plugin`,
+        `${join(stateRoot, 'views', VIEW_UNMARKED)}: it carries no owner mark of this plugin`,
+      ].sort(),
+    );
 
     // node B's sweep then removes its own, and the view once no node marks it
     const killedB: string[] = [];

@@ -133,7 +133,9 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
   }
   const views = join(context.stateDir, 'views');
   const viewKeys = await listStoreViews(views).catch(() => []);
-  const etcKeys = (await listEntries(join(context.stateDir, 'etc')).catch(() => [])).filter((e) => e.kind === 'directory' && /^[0-9a-f]{32}$/.test(e.name)).map((e) => e.name);
+  const etcKeys = (await listEntries(join(context.stateDir, 'etc')).catch(() => []))
+    .filter((e) => e.kind === 'directory' && /^[0-9a-f]{32}$/.test(e.name))
+    .map((e) => e.name);
   const shared: [SharedKind, string[], string[], (key: string) => Promise<void>][] = [
     ['views', viewKeys, report.views, (key) => removeStoreView(views, key)],
     ['etc', etcKeys, report.etc, (key) => removeTree(join(context.stateDir, 'etc', key))],
@@ -142,7 +144,10 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
     for (const key of keys) {
       const owners = await sharedOwners(context.stateDir, kind, key);
       if (!owners.includes(nodeId)) {
-        leftAlone(join(context.stateDir, kind, key), owners.length === 0 ? 'it carries no owner mark of this plugin' : `it is used by Nomad node(s) ${owners.map((o) => JSON.stringify(o)).join(', ')}`);
+        leftAlone(
+          join(context.stateDir, kind, key),
+          owners.length === 0 ? 'it carries no owner mark of this plugin' : `it is used by Nomad node(s) ${owners.map((o) => JSON.stringify(o)).join(', ')}`,
+        );
         continue;
       }
       // under the key's lock, and only while no task of this process holds it

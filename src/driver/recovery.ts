@@ -11,7 +11,7 @@ import { processStartTime, realUidOf } from '../host/proc.js';
 import { processInCgroup } from '../cgroup/membership.js';
 import { openTaskCgroup } from '../cgroup/task-cgroup.js';
 import type { Logger } from '../log/logger.js';
-import type { Runtime } from '../runtime/runtime.js';
+import type { LaunchedTask, Runtime } from '../runtime/runtime.js';
 import { decodePersistedTask, NODE_ID, type PersistedTask } from './persisted-task.js';
 import { reconcile, recoveryRecord, sweepTask, type SweepContext } from './reconcile.js';
 import { markDir, markShared, owner, ownerOf, type Owner } from './ownership.js';
@@ -66,7 +66,10 @@ export class OrphanSweep {
         setTimeout(() => void this.sweepNow(), 1000).unref();
       }
     } else if (this.node.nodeId !== request.nodeId) {
-      logger.warn('a task names another Nomad node than earlier tasks; the orphan sweep keeps to the first', { node_id: this.node.nodeId, task_node_id: request.nodeId });
+      logger.warn('a task names another Nomad node than earlier tasks; the orphan sweep keeps to the first', {
+        node_id: this.node.nodeId,
+        task_node_id: request.nodeId,
+      });
     }
   }
 
@@ -95,7 +98,7 @@ export class OrphanSweep {
     const node = this.node;
     if (node === undefined) {
       this.sweepDue = true;
-      logger.info('orphan sweep postponed: no StartTask or RecoverTask has named this client\'s Nomad node yet');
+      logger.info("orphan sweep postponed: no StartTask or RecoverTask has named this client's Nomad node yet");
       return;
     }
     try {
@@ -105,13 +108,14 @@ export class OrphanSweep {
         leftAlone: (entry, why) => {
           if (this.leftAlone.has(entry)) return;
           this.leftAlone.add(entry);
-          logger.info('orphan sweep left an entry that is not provably this node\'s', { entry, reason: why });
+          logger.info("orphan sweep left an entry that is not provably this node's", { entry, reason: why });
         },
         isLiveKey: (key) => tasks.isLiveKey(key),
         shared,
       });
       const removed = report.tasks.length + report.gcRoots.length + report.views.length + report.etc.length;
-      if (removed > 0) logger.info('removed what forgotten tasks left behind', { tasks: report.tasks, gc_roots: report.gcRoots, views: report.views, etc: report.etc });
+      if (removed > 0)
+        logger.info('removed what forgotten tasks left behind', { tasks: report.tasks, gc_roots: report.gcRoots, views: report.views, etc: report.etc });
       else logger.debug('orphan sweep found nothing to remove');
     } catch (error) {
       logger.error('failed to sweep forgotten tasks', { err: errorMessage(error) });
@@ -149,14 +153,21 @@ export async function recoverTask(taskId: string, driverState: Uint8Array, reque
   const noop = async () => undefined;
   await context.shared.acquire('views', persisted.viewKey, taskId, noop);
   await context.shared.acquire('etc', persisted.etcKey, taskId, noop);
-  let launched;
+  let launched: LaunchedTask;
   try {
     launched = await runtime.recover(recoveryRecord(persisted));
   } catch (error) {
     await sweepTask(persisted, context.sweep.sweepContext());
     if (!tasks.has(taskId)) {
-      for (const [kind, key] of [['views', persisted.viewKey], ['etc', persisted.etcKey]] as const) {
-        await context.releaseShared(kind, key, taskId).catch((e: unknown) => logger.warn(`failed to release the ${kind} entry of a task that could not be recovered`, { task_id: taskId, err: errorMessage(e) }));
+      for (const [kind, key] of [
+        ['views', persisted.viewKey],
+        ['etc', persisted.etcKey],
+      ] as const) {
+        await context
+          .releaseShared(kind, key, taskId)
+          .catch((e: unknown) =>
+            logger.warn(`failed to release the ${kind} entry of a task that could not be recovered`, { task_id: taskId, err: errorMessage(e) }),
+          );
       }
     }
     throw error;
@@ -167,7 +178,9 @@ export async function recoverTask(taskId: string, driverState: Uint8Array, reque
   const handle = adoptTask(taskRequest, launched, persisted, cgroup);
   tasks.add(taskId, handle);
   logger.info('task recovered', { task_id: taskId, pid: persisted.pid, init_pid: persisted.initPid, runtime: persisted.runtime });
-  void handle.exited.then((status) => logger.info('task exited', { task_id: taskId, exit_code: status.exitCode, signal: status.signal, oom_killed: status.oomKilled }));
+  void handle.exited.then((status) =>
+    logger.info('task exited', { task_id: taskId, exit_code: status.exitCode, signal: status.signal, oom_killed: status.oomKilled }),
+  );
 }
 
 /**
@@ -176,7 +189,10 @@ export async function recoverTask(taskId: string, driverState: Uint8Array, reque
  */
 async function checkRecoveredOwner(persisted: PersistedTask, who: Owner): Promise<void> {
   const mark = await ownerOf(persisted.stateDir);
-  for (const [what, nodeId] of [['driver_state field nodeId', persisted.nodeId], [`the owner mark in ${persisted.stateDir}`, mark?.nodeId ?? '']] as const) {
+  for (const [what, nodeId] of [
+    ['driver_state field nodeId', persisted.nodeId],
+    [`the owner mark in ${persisted.stateDir}`, mark?.nodeId ?? ''],
+  ] as const) {
     if (nodeId !== '' && nodeId !== who.nodeId) {
       throw failure('recover task', `${what} names Nomad node ${quote(nodeId)}, and this task runs on node ${quote(who.nodeId)}`, {
         code: 'invalid_argument',
@@ -211,6 +227,6 @@ async function markRecovered(persisted: PersistedTask, who: Owner, context: Reco
     await markShared(stateRoot, 'views', persisted.viewKey, who);
     await markShared(stateRoot, 'etc', persisted.etcKey, who);
   } catch (error) {
-    context.logger.warn('failed to mark a recovered task as this node\'s', { task_id: persisted.taskId, err: errorMessage(error) });
+    context.logger.warn("failed to mark a recovered task as this node's", { task_id: persisted.taskId, err: errorMessage(error) });
   }
 }

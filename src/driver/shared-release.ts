@@ -12,7 +12,14 @@ import type { SharedKind, SharedResources } from './shared-resources.js';
  * runs. Holders count from the start of StartTask or RecoverTask, not from the moment a task
  * is registered.
  */
-export async function releaseShared(shared: SharedResources, stateDir: string, nodeId: () => string, kind: SharedKind, key: string, holder: string): Promise<void> {
+export async function releaseShared(
+  shared: SharedResources,
+  stateDir: string,
+  nodeId: () => string,
+  kind: SharedKind,
+  key: string,
+  holder: string,
+): Promise<void> {
   await shared.release(kind, key, holder, async () => {
     if (!(await unmarkShared(stateDir, kind, key, nodeId()))) return;
     if (kind === 'views') await removeStoreView(join(stateDir, 'views'), key);

@@ -17,17 +17,21 @@ function fakeDisk() {
     present,
     log,
     /** Makes `key` (or finds it), after `wait`. */
-    create: (key: string, wait: Promise<void> = Promise.resolve()) => async () => {
-      await wait;
-      log.push(present.has(key) ? `found ${key}` : `made ${key}`);
-      present.add(key);
-      return key;
-    },
-    remove: (key: string, wait: Promise<void> = Promise.resolve()) => async () => {
-      await wait;
-      log.push(`removed ${key}`);
-      present.delete(key);
-    },
+    create:
+      (key: string, wait: Promise<void> = Promise.resolve()) =>
+      async () => {
+        await wait;
+        log.push(present.has(key) ? `found ${key}` : `made ${key}`);
+        present.add(key);
+        return key;
+      },
+    remove:
+      (key: string, wait: Promise<void> = Promise.resolve()) =>
+      async () => {
+        await wait;
+        log.push(`removed ${key}`);
+        present.delete(key);
+      },
   };
 }
 
@@ -103,7 +107,11 @@ describe('SharedResources', () => {
       })();
       await Promise.all([...bad, good]);
       const held = disk.log.indexOf('good holds v1');
-      assert.deepEqual(disk.log.slice(held).filter((l) => l !== 'found v1'), ['good holds v1', 'good binds v1'], `round ${round}: ${disk.log.join(', ')}`);
+      assert.deepEqual(
+        disk.log.slice(held).filter((l) => l !== 'found v1'),
+        ['good holds v1', 'good binds v1'],
+        `round ${round}: ${disk.log.join(', ')}`,
+      );
       assert.deepEqual(shared.holders('views', 'v1'), ['good']);
       assert.deepEqual([...disk.present], ['v1']);
     }

@@ -92,10 +92,14 @@ export function nixTools(config: PluginConfig, pathEnv: string | undefined): Nix
 export async function flakeSandboxHost(config: PluginConfig, nix: string, pathEnv: string | undefined): Promise<FlakeSandboxHost> {
   const bwrap = findExecutable('bwrap', { pathEnv: pathEnv ?? '' });
   if (bwrap === undefined) {
-    throw failure('build flake', "bwrap not found on the agent's PATH: flakes are evaluated and built only inside a bubblewrap sandbox that hides the client's files", {
-      code: 'failed_precondition',
-      fix: 'install bubblewrap on the client, or build the closure elsewhere and set store_path',
-    });
+    throw failure(
+      'build flake',
+      "bwrap not found on the agent's PATH: flakes are evaluated and built only inside a bubblewrap sandbox that hides the client's files",
+      {
+        code: 'failed_precondition',
+        fix: 'install bubblewrap on the client, or build the closure elsewhere and set store_path',
+      },
+    );
   }
   const rootEntries: RootEntry[] = [];
   for (const path of ROOT_ENTRIES) {
@@ -168,13 +172,31 @@ export const PERSISTED_TASK_FILE = 'task.json';
  * cgroup grew while the task ran (Nomad reuses a task's cgroup across restarts, so the counter
  * is compared with its value at start, not read).
  */
-export function adoptTask(request: TaskRequest, launched: LaunchedTask, persisted: PersistedTask, cgroup: TaskCgroup | undefined, process?: ProcessSpec): TaskHandle {
+export function adoptTask(
+  request: TaskRequest,
+  launched: LaunchedTask,
+  persisted: PersistedTask,
+  cgroup: TaskCgroup | undefined,
+  process?: ProcessSpec,
+): TaskHandle {
   const exited = launched.exited.then(async (status) => {
     const oomKills = await cgroup?.readOomKills().catch(() => undefined);
     return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > persisted.oomKillsBefore };
   });
-  const resources = { key: persisted.key, stateDir: persisted.stateDir, gcRootKey: persisted.gcRootKey, viewKey: persisted.viewKey, etcKey: persisted.etcKey, cgroup: persisted.cgroup };
-  return new TaskHandle(request, launched, resources, { exited, persisted, ...(cgroup === undefined ? {} : { cgroup }), ...(process === undefined ? {} : { process }) });
+  const resources = {
+    key: persisted.key,
+    stateDir: persisted.stateDir,
+    gcRootKey: persisted.gcRootKey,
+    viewKey: persisted.viewKey,
+    etcKey: persisted.etcKey,
+    cgroup: persisted.cgroup,
+  };
+  return new TaskHandle(request, launched, resources, {
+    exited,
+    persisted,
+    ...(cgroup === undefined ? {} : { cgroup }),
+    ...(process === undefined ? {} : { process }),
+  });
 }
 
 export async function startTask(request: StartRequest, context: StartContext): Promise<TaskHandle> {
@@ -191,7 +213,14 @@ export async function startTask(request: StartRequest, context: StartContext): P
     const closureRequest =
       validated.flake === undefined
         ? validated
-        : { ...validated, flake: await checkedInstallable(validated.flake, { allowLocalFlakes: config.allow_local_flakes, allocDir: request.allocDir, realPath: async (p) => realPathOf(p) }) };
+        : {
+            ...validated,
+            flake: await checkedInstallable(validated.flake, {
+              allowLocalFlakes: config.allow_local_flakes,
+              allocDir: request.allocDir,
+              realPath: async (p) => realPathOf(p),
+            }),
+          };
     const user = taskUser(request, config);
     const capabilities = taskCapabilities({
       uid: user.uid,
@@ -255,7 +284,11 @@ export async function startTask(request: StartRequest, context: StartContext): P
     const [hostResolvConf, systemdResolvConf] = await Promise.all(
       ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf'].map((path) => readFile(path, 'utf8').catch(() => '')),
     );
-    const dns = chooseDns({ ...(request.dns === undefined ? {} : { nomad: request.dns }), hostResolvConf: hostResolvConf ?? '', systemdResolvConf: systemdResolvConf ?? '' });
+    const dns = chooseDns({
+      ...(request.dns === undefined ? {} : { nomad: request.dns }),
+      hostResolvConf: hostResolvConf ?? '',
+      systemdResolvConf: systemdResolvConf ?? '',
+    });
     // tasks with the same user, hostname and DNS share one generated /etc (written once)
     const home = taskHome(user.home, extraMounts);
     const etcFiles = renderEtcFiles({ user: { name: user.name, uid: user.uid, gid: user.gid, home }, hostname: host, dns });
@@ -271,19 +304,27 @@ export async function startTask(request: StartRequest, context: StartContext): P
       for (const dir of [join(request.allocDir, 'alloc'), join(request.allocDir, request.name)]) {
         const blocked = await unsearchableAncestor(dir, user.uid, user.gid, context.searchable);
         if (blocked !== undefined) {
-          throw failure('start task', `user ${quote(user.name)} (uid ${user.uid}) cannot reach the task directory ${dir}: ${blocked.dir} has mode ${mode(blocked.mode)}`, {
-            code: 'failed_precondition',
-            fix: `let other users search the Nomad client's data_dir and its parents (chmod o+x ${blocked.dir}), or give the client a data_dir such as /opt/nomad/data`,
-          });
+          throw failure(
+            'start task',
+            `user ${quote(user.name)} (uid ${user.uid}) cannot reach the task directory ${dir}: ${blocked.dir} has mode ${mode(blocked.mode)}`,
+            {
+              code: 'failed_precondition',
+              fix: `let other users search the Nomad client's data_dir and its parents (chmod o+x ${blocked.dir}), or give the client a data_dir such as /opt/nomad/data`,
+            },
+          );
         }
       }
       for (const volume of reach) {
         const blocked = await unsearchableAncestor(volume.dir, user.uid, user.gid, context.searchable);
         if (blocked !== undefined) {
-          throw failure('mount volume', `user ${quote(user.name)} (uid ${user.uid}) cannot reach the volume ${volume.source} for ${quote(volume.taskPath)}: ${blocked.dir} has mode ${mode(blocked.mode)}`, {
-            code: 'failed_precondition',
-            fix: `let the task user search it (chmod o+x ${blocked.dir}, or give it to the task's user), or point the client's host_volume at a directory the task user can reach; bubblewrap binds volumes as the task user`,
-          });
+          throw failure(
+            'mount volume',
+            `user ${quote(user.name)} (uid ${user.uid}) cannot reach the volume ${volume.source} for ${quote(volume.taskPath)}: ${blocked.dir} has mode ${mode(blocked.mode)}`,
+            {
+              code: 'failed_precondition',
+              fix: `let the task user search it (chmod o+x ${blocked.dir}, or give it to the task's user), or point the client's host_volume at a directory the task user can reach; bubblewrap binds volumes as the task user`,
+            },
+          );
         }
       }
     }
@@ -299,7 +340,7 @@ export async function startTask(request: StartRequest, context: StartContext): P
     mark('cgroup');
 
     // 8. the root plan and the process
-        const plan = planRoot({
+    const plan = planRoot({
       storeView: view.path,
       allocDir: request.allocDir,
       taskName: request.name,
@@ -359,7 +400,15 @@ export async function startTask(request: StartRequest, context: StartContext): P
     };
     // the same record Nomad keeps as driver_state, for the orphan sweep (reconcile.ts)
     await writeJsonFileAtomic(join(stateDir, PERSISTED_TASK_FILE), storedPersistedTask(persisted));
-    logger.info('task started', { task_id: request.id, pid: launched.pid, init_pid: launched.initPid, command, user: user.name, closure_paths: realised.closure.length, steps_ms: steps });
+    logger.info('task started', {
+      task_id: request.id,
+      pid: launched.pid,
+      init_pid: launched.initPid,
+      command,
+      user: user.name,
+      closure_paths: realised.closure.length,
+      steps_ms: steps,
+    });
     return adoptTask(request, launched, persisted, cgroup, taskProcess);
   } catch (error) {
     await cleanup.unwind(logger);

@@ -9,7 +9,8 @@ const APP = '/nix/store/1d5qxwzrvkx6pjyk0gnaavz0cqnvzxq3-app';
 describe('task config rules', () => {
   it('wants exactly one of flake and store_path', () => {
     assert.throws(() => validateTaskConfig(decodeTaskConfig({})), {
-      message: 'failed to validate task config: neither flake nor store_path is set; fix: set exactly one of flake (a flake installable, e.g. "path:/srv/app#web") or store_path (e.g. "/nix/store/…-web") in the task\'s config { ... } block',
+      message:
+        'failed to validate task config: neither flake nor store_path is set; fix: set exactly one of flake (a flake installable, e.g. "path:/srv/app#web") or store_path (e.g. "/nix/store/…-web") in the task\'s config { ... } block',
     });
     assert.throws(() => validateTaskConfig(decodeTaskConfig({ flake: 'path:/x#y', store_path: BB })), /both flake and store_path are set/);
     assert.deepEqual(validateTaskConfig(decodeTaskConfig({ store_path: BB })), { storePath: BB, packages: [] });
@@ -42,13 +43,20 @@ describe('task config rules', () => {
   it('refuses a flake that is not a flake installable, naming flake, the value and the fix', () => {
     assert.throws(() => validateTaskConfig(decodeTaskConfig({ flake: '--version' })), {
       code: 'invalid_argument',
-      message: 'failed to validate task config: flake "--version" starts with "-": Nix would read it as a command-line option, not a flake reference; fix: set flake to a flake installable such as "github:owner/repo#web", "git+https://example.org/repo#web", "nixpkgs#hello" or "path:/srv/app#web" under a directory listed in the client\'s allow_local_flakes, in the task\'s config { ... } block',
+      message:
+        'failed to validate task config: flake "--version" starts with "-": Nix would read it as a command-line option, not a flake reference; fix: set flake to a flake installable such as "github:owner/repo#web", "git+https://example.org/repo#web", "nixpkgs#hello" or "path:/srv/app#web" under a directory listed in the client\'s allow_local_flakes, in the task\'s config { ... } block',
     });
-    assert.throws(() => validateTaskConfig(decodeTaskConfig({ flake: '/root/x#y' })), /^DriverError: failed to validate task config: flake "\/root\/x#y" is a bare path: /);
+    assert.throws(
+      () => validateTaskConfig(decodeTaskConfig({ flake: '/root/x#y' })),
+      /^DriverError: failed to validate task config: flake "\/root\/x#y" is a bare path: /,
+    );
   });
 
   it('refuses commands with ".." and relative work dirs', () => {
-    assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, command: 'bin/../../../etc/x' })), /contains "\.\.", which would escape the closure/);
+    assert.throws(
+      () => validateTaskConfig(decodeTaskConfig({ store_path: BB, command: 'bin/../../../etc/x' })),
+      /contains "\.\.", which would escape the closure/,
+    );
     assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, work_dir: 'local' })), /work_dir "local" is not an absolute path/);
   });
 });
@@ -64,7 +72,11 @@ describe('command resolution', () => {
   const lookup: CommandLookup = {
     isExecutable: (p) => files.has(p),
     realPath: (p) => files.get(p),
-    list: (dir) => [...files.keys()].filter((f) => f.startsWith(`${dir}/`)).map((f) => f.slice(dir.length + 1)).sort(),
+    list: (dir) =>
+      [...files.keys()]
+        .filter((f) => f.startsWith(`${dir}/`))
+        .map((f) => f.slice(dir.length + 1))
+        .sort(),
   };
   const outputs = { mainOutput: APP, packageOutputs: [BB], closure: [APP, BB] };
 
@@ -106,16 +118,29 @@ describe('FHS links', () => {
 
   it('links nothing the closure lacks, and nothing when fhs_links is false', () => {
     assert.deepEqual(fhsLinks(true, { mainOutput: APP, packageOutputs: [], closure: [APP, BB] }, lookup), []);
-    assert.deepEqual(fhsLinks(true, { mainOutput: APP, packageOutputs: [COREUTILS], closure: [APP, COREUTILS] }, lookup), [{ path: '/usr/bin/env', linkTarget: `${COREUTILS}/bin/env` }]);
+    assert.deepEqual(fhsLinks(true, { mainOutput: APP, packageOutputs: [COREUTILS], closure: [APP, COREUTILS] }, lookup), [
+      { path: '/usr/bin/env', linkTarget: `${COREUTILS}/bin/env` },
+    ]);
     assert.deepEqual(fhsLinks(false, { mainOutput: BB, packageOutputs: [], closure: [BB] }, lookup), []);
     assert.equal(decodeTaskConfig({ store_path: BB }).fhs_links, true);
   });
 });
 
 describe('task environment', () => {
-  it('sets PATH, HOME, USER and LOGNAME; Nomad\'s variables and the job\'s env win', () => {
+  it("sets PATH, HOME, USER and LOGNAME; Nomad's variables and the job's env win", () => {
     const base = { path: `${APP}/bin:${BB}/bin`, userName: 'app', home: '/local' };
-    assert.deepEqual(taskEnvironment(base, { NOMAD_TASK_DIR: '/local' }), { PATH: `${APP}/bin:${BB}/bin`, HOME: '/local', USER: 'app', LOGNAME: 'app', NOMAD_TASK_DIR: '/local' });
-    assert.deepEqual(taskEnvironment(base, { HOME: '/alloc', USER: 'someone' }), { PATH: `${APP}/bin:${BB}/bin`, HOME: '/alloc', USER: 'someone', LOGNAME: 'app' });
+    assert.deepEqual(taskEnvironment(base, { NOMAD_TASK_DIR: '/local' }), {
+      PATH: `${APP}/bin:${BB}/bin`,
+      HOME: '/local',
+      USER: 'app',
+      LOGNAME: 'app',
+      NOMAD_TASK_DIR: '/local',
+    });
+    assert.deepEqual(taskEnvironment(base, { HOME: '/alloc', USER: 'someone' }), {
+      PATH: `${APP}/bin:${BB}/bin`,
+      HOME: '/alloc',
+      USER: 'someone',
+      LOGNAME: 'app',
+    });
   });
 });

@@ -55,18 +55,23 @@ export function validateTaskConfig(config: TaskConfig): ClosureRequest {
   }
   if (hasStorePath) {
     const problem = storePathProblem(config.store_path ?? '');
-    if (problem !== undefined) throw invalid(`store_path ${quote(config.store_path)} ${problem}`, `set store_path to a store path such as "/nix/store/<hash>-<name>" in ${WHERE}`);
+    if (problem !== undefined)
+      throw invalid(`store_path ${quote(config.store_path)} ${problem}`, `set store_path to a store path such as "/nix/store/<hash>-<name>" in ${WHERE}`);
   }
   config.packages.forEach((pkg, i) => {
     const problem = storePathProblem(pkg);
     if (problem !== undefined) throw invalid(`packages[${i}] ${quote(pkg)} ${problem}`, `list store paths such as "/nix/store/<hash>-<name>" in packages`);
   });
   if (config.command.split('/').includes('..')) {
-    throw invalid(`command ${quote(config.command)} contains "..", which would escape the closure`, 'name the program relative to the main output (e.g. "bin/web"), by absolute store path, or by name on PATH');
+    throw invalid(
+      `command ${quote(config.command)} contains "..", which would escape the closure`,
+      'name the program relative to the main output (e.g. "bin/web"), by absolute store path, or by name on PATH',
+    );
   }
   if (config.work_dir !== '') {
     const problem = absolutePathProblem(config.work_dir);
-    if (problem !== undefined) throw invalid(`work_dir ${quote(config.work_dir)} ${problem}`, 'set work_dir to an absolute path inside the task, e.g. "/local"');
+    if (problem !== undefined)
+      throw invalid(`work_dir ${quote(config.work_dir)} ${problem}`, 'set work_dir to an absolute path inside the task, e.g. "/local"');
   }
   return {
     ...(hasFlake ? { flake: config.flake ?? '' } : { storePath: config.store_path ?? '' }),
@@ -131,7 +136,10 @@ export function resolveCommand(
   } else {
     candidate = dirs.map((d) => `${d}/${command}`).find((p) => lookup.isExecutable(p));
     if (candidate === undefined) {
-      throw invalid(`command ${quote(command)} is not a program in ${dirs.join(' or ')}`, 'add the package that provides it to packages, or give its path, e.g. "bin/web"');
+      throw invalid(
+        `command ${quote(command)} is not a program in ${dirs.join(' or ')}`,
+        'add the package that provides it to packages, or give its path, e.g. "bin/web"',
+      );
     }
   }
   const problem = absolutePathProblem(candidate);
@@ -167,10 +175,12 @@ export function fhsLinks(
   const dirs = binDirs(outputs.mainOutput, outputs.packageOutputs);
   return FHS_LINK_PATHS.flatMap((path) => {
     const name = path.slice(path.lastIndexOf('/') + 1);
-    const program = dirs.map((dir) => `${dir}/${name}`).find((candidate) => {
-      const real = lookup.realPath(candidate);
-      return inClosure(candidate) && real !== undefined && inClosure(real) && lookup.isExecutable(candidate);
-    });
+    const program = dirs
+      .map((dir) => `${dir}/${name}`)
+      .find((candidate) => {
+        const real = lookup.realPath(candidate);
+        return inClosure(candidate) && real !== undefined && inClosure(real) && lookup.isExecutable(candidate);
+      });
     return program === undefined ? [] : [{ path, linkTarget: program }];
   });
 }

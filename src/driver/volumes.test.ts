@@ -29,7 +29,8 @@ describe('checkMountRequests', () => {
   it('refuses bidirectional propagation and unknown modes, naming the mount', () => {
     assert.throws(() => checkMountRequests([{ ...DATA, propagationMode: 'bidirectional' }], CONFIG), {
       code: 'invalid_argument',
-      message: 'failed to mount volume: the volume_mount at "/data" (host path "/srv/data") has propagation_mode "bidirectional", which this driver does not support (a task must not mount onto the host); fix: set propagation_mode = "private" (the default) or "host-to-task" in the task\'s volume_mount block',
+      message:
+        'failed to mount volume: the volume_mount at "/data" (host path "/srv/data") has propagation_mode "bidirectional", which this driver does not support (a task must not mount onto the host); fix: set propagation_mode = "private" (the default) or "host-to-task" in the task\'s volume_mount block',
     });
   });
 
@@ -37,7 +38,8 @@ describe('checkMountRequests', () => {
     checkMountRequests([], { ...CONFIG, allow_volumes: false });
     assert.throws(() => checkMountRequests([DATA], { ...CONFIG, allow_volumes: false }), {
       code: 'invalid_argument',
-      message: 'failed to mount volume: the volume_mount at "/data" (host path "/srv/data") is not allowed: the plugin config sets allow_volumes = false; fix: remove the task\'s volume_mount, or set allow_volumes = true in the client\'s plugin "nix" { config { ... } } block',
+      message:
+        'failed to mount volume: the volume_mount at "/data" (host path "/srv/data") is not allowed: the plugin config sets allow_volumes = false; fix: remove the task\'s volume_mount, or set allow_volumes = true in the client\'s plugin "nix" { config { ... } } block',
     });
   });
 });
@@ -46,7 +48,11 @@ describe('resolveMounts', () => {
   it('binds the real host path of each volume, read-only as Nomad says, and says which dir the task user must reach', async () => {
     const resolved = await resolveMounts(
       {
-        mounts: [DATA, { ...DATA, hostPath: '/srv/link', taskPath: '/link', readOnly: true }, { ...DATA, hostPath: '/srv/config.json', taskPath: '/etc-app/config.json' }],
+        mounts: [
+          DATA,
+          { ...DATA, hostPath: '/srv/link', taskPath: '/link', readOnly: true },
+          { ...DATA, hostPath: '/srv/config.json', taskPath: '/etc-app/config.json' },
+        ],
         devices: [],
       },
       LOOKUP,
@@ -56,20 +62,33 @@ describe('resolveMounts', () => {
       { source: '/mnt/disk/data', target: '/link', readOnly: true },
       { source: '/srv/config.json', target: '/etc-app/config.json', readOnly: false },
     ]);
-    assert.deepEqual(resolved.reach.map((r) => r.dir), ['/srv/data', '/mnt/disk/data', '/srv']);
+    assert.deepEqual(
+      resolved.reach.map((r) => r.dir),
+      ['/srv/data', '/mnt/disk/data', '/srv'],
+    );
   });
 
   it('refuses a missing volume or one that is neither a directory nor a file', async () => {
     await assert.rejects(resolveMounts({ mounts: [{ ...DATA, hostPath: '/srv/none' }], devices: [] }, LOOKUP), {
       code: 'failed_precondition',
-      message: 'failed to mount volume: the volume_mount at "/data" (host path "/srv/none") does not exist on this client; fix: create the directory, or fix the path of the client\'s host_volume',
+      message:
+        'failed to mount volume: the volume_mount at "/data" (host path "/srv/none") does not exist on this client; fix: create the directory, or fix the path of the client\'s host_volume',
     });
-    await assert.rejects(resolveMounts({ mounts: [{ ...DATA, hostPath: '/run/sock' }], devices: [] }, LOOKUP), /is neither a directory nor a file \(\/run\/sock\)/);
+    await assert.rejects(
+      resolveMounts({ mounts: [{ ...DATA, hostPath: '/run/sock' }], devices: [] }, LOOKUP),
+      /is neither a directory nor a file \(\/run\/sock\)/,
+    );
   });
 
   it('takes device numbers from the host node, follows symlinks, and orders permissions', async () => {
     const resolved = await resolveMounts(
-      { mounts: [], devices: [{ hostPath: '/dev/fuse', taskPath: '/dev/fuse', permissions: 'wr' }, { hostPath: '/dev/disk/by-id/x', taskPath: '/dev/disk0', permissions: '' }] },
+      {
+        mounts: [],
+        devices: [
+          { hostPath: '/dev/fuse', taskPath: '/dev/fuse', permissions: 'wr' },
+          { hostPath: '/dev/disk/by-id/x', taskPath: '/dev/disk0', permissions: '' },
+        ],
+      },
       LOOKUP,
     );
     assert.deepEqual(resolved.devices, [
@@ -84,7 +103,8 @@ describe('resolveMounts', () => {
       message: 'failed to bind device: device "/dev/nope" for "/dev/nope" does not exist on this client; fix: check the device plugin that reserved it',
     });
     await assert.rejects(resolveMounts({ mounts: [], devices: [{ hostPath: '/dev/shm/file', taskPath: '/dev/x', permissions: 'rw' }] }, LOOKUP), {
-      message: 'failed to bind device: device "/dev/shm/file" for "/dev/x" is not a character or block device (/dev/shm/file); fix: reserve a device node below /dev',
+      message:
+        'failed to bind device: device "/dev/shm/file" for "/dev/x" is not a character or block device (/dev/shm/file); fix: reserve a device node below /dev',
     });
   });
 

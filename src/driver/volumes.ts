@@ -55,7 +55,11 @@ export function devicePermissions(permissions: string): string {
 export function checkMountRequests(mounts: readonly VolumeMount[], config: PluginConfig): void {
   const first = mounts[0];
   if (first !== undefined && !config.allow_volumes) {
-    throw volumeError(first, 'is not allowed: the plugin config sets allow_volumes = false', `remove the task's volume_mount, or set allow_volumes = true in ${PLUGIN_BLOCK}`);
+    throw volumeError(
+      first,
+      'is not allowed: the plugin config sets allow_volumes = false',
+      `remove the task's volume_mount, or set allow_volumes = true in ${PLUGIN_BLOCK}`,
+    );
   }
   for (const mount of mounts) {
     if (!PROPAGATION_MODES.includes(mount.propagationMode)) {

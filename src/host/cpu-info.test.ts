@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { cpuinfoMhz, nodeCompute } from './cpu-info.js';
 
 describe('cpu info', () => {
-  it('reads every core\'s MHz from /proc/cpuinfo text', () => {
+  it("reads every core's MHz from /proc/cpuinfo text", () => {
     assert.deepEqual(cpuinfoMhz('processor\t: 0\ncpu MHz\t\t: 2596.130\nprocessor\t: 1\ncpu MHz\t\t: 2400\n'), [2596.13, 2400]);
     assert.deepEqual(cpuinfoMhz('processor\t: 0\n'), []);
   });

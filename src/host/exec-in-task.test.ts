@@ -9,7 +9,7 @@ const sh = (script: string): ExecCommand => ({ file: '/bin/sh', args: ['-c', scr
 const alive = (pattern: string) => spawnSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).stdout.trim() !== '';
 
 describe('exitOf', () => {
-  it('reports a signal N as exit code 128+N, as the task\'s own exit is reported', () => {
+  it("reports a signal N as exit code 128+N, as the task's own exit is reported", () => {
     assert.deepEqual(exitOf(0, null), { exitCode: 0, signal: 0 });
     assert.deepEqual(exitOf(4, null), { exitCode: 4, signal: 0 });
     assert.deepEqual(exitOf(null, 'SIGKILL'), { exitCode: 137, signal: 9 });
@@ -21,7 +21,10 @@ describe('exitOf', () => {
 describe('runInTask', () => {
   it('captures stdout and stderr apart, with empty input, and the exit code', async () => {
     const result = await runInTask(sh('echo out; echo err >&2; cat; exit 4'), { timeoutMs: 10_000 });
-    assert.deepEqual({ ...result, stdout: result.stdout.toString(), stderr: result.stderr.toString() }, { exitCode: 4, signal: 0, stdout: 'out\n', stderr: 'err\n', timedOut: false });
+    assert.deepEqual(
+      { ...result, stdout: result.stdout.toString(), stderr: result.stderr.toString() },
+      { exitCode: 4, signal: 0, stdout: 'out\n', stderr: 'err\n', timedOut: false },
+    );
   });
 
   it('kills the command and everything it started when the timeout passes', async () => {
@@ -36,7 +39,7 @@ describe('runInTask', () => {
     assert.equal(alive(marker), false, 'no process of the command is left');
   });
 
-  it('runs the command\'s cleanup once it has exited', async () => {
+  it("runs the command's cleanup once it has exited", async () => {
     let cleaned = false;
     const cleanup = async () => {
       cleaned = true;
@@ -69,7 +72,10 @@ describe('startInTask', () => {
     session.write(Buffer.from('hello\n'));
     setTimeout(() => session.resize(120, 40), 150);
     assert.deepEqual(await session.exited, { exitCode: 3, signal: 0 });
-    const lines = Buffer.concat(chunks).toString().split(/\r?\n/).filter((l) => l !== '');
+    const lines = Buffer.concat(chunks)
+      .toString()
+      .split(/\r?\n/)
+      .filter((l) => l !== '');
     assert.match(lines[0] ?? '', /^\/dev\/pts\/\d+$/);
     assert.deepEqual(lines.slice(1), ['30 100', 'got hello', '40 120']);
   });

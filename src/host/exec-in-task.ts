@@ -104,7 +104,16 @@ function startOnPipes(command: ExecCommand, options: StartOptions): ExecSession 
     const error = new Promise<never>((_, reject) =>
       child.once('error', (e) => reject(failure('exec in task', `cannot run ${command.file}: ${e.message}`, { code: 'failed_precondition', cause: e }))),
     );
-    return { pid: -1, write: () => undefined, closeStdin: () => undefined, resize: () => undefined, kill: () => undefined, pause: () => undefined, resume: () => undefined, exited: error };
+    return {
+      pid: -1,
+      write: () => undefined,
+      closeStdin: () => undefined,
+      resize: () => undefined,
+      kill: () => undefined,
+      pause: () => undefined,
+      resume: () => undefined,
+      exited: error,
+    };
   }
   const { stdin, stdout, stderr } = child;
   stdin.on('error', () => undefined); // the command may exit without reading its input

@@ -155,7 +155,14 @@ export async function writeJsonFileAtomic(path: string, value: unknown): Promise
 
 /** True when every path exists (checked concurrently; symlinks are not followed). */
 export async function allPathsExist(paths: readonly string[]): Promise<boolean> {
-  const results = await Promise.all(paths.map((p) => lstat(p).then(() => true, () => false)));
+  const results = await Promise.all(
+    paths.map((p) =>
+      lstat(p).then(
+        () => true,
+        () => false,
+      ),
+    ),
+  );
   return results.every(Boolean);
 }
 
@@ -182,7 +189,7 @@ export async function unsearchableAncestor(
       if (error.code !== 'ENOENT' && error.code !== 'ENOTDIR') throw error;
       throw failure('reach directory', `${quote(path)}: ${quote(dir)} does not exist`, {
         code: 'failed_precondition',
-        fix: 'create it: Nomad creates the task directories before StartTask, and a volume\'s source must exist on the client',
+        fix: "create it: Nomad creates the task directories before StartTask, and a volume's source must exist on the client",
       });
     });
     const bit = info.uid === uid ? 0o100 : info.gid === gid ? 0o010 : 0o001;

@@ -136,12 +136,7 @@ export type HardlinkMethod = 'link' | 'private-mount-namespace';
  * below `storeDir`): with link(2) from this process, or, when that fails with EXDEV, with the
  * private-mount-namespace fallback, and returns which. Throws a DriverError when neither works.
  */
-export async function hardlinkCopy(
-  storeDir: string,
-  sources: readonly string[],
-  targetDir: string,
-  options: HardlinkOptions = {},
-): Promise<HardlinkMethod> {
+export async function hardlinkCopy(storeDir: string, sources: readonly string[], targetDir: string, options: HardlinkOptions = {}): Promise<HardlinkMethod> {
   try {
     await hardlinkTrees(sources, targetDir, options);
     return 'link';

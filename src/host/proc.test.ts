@@ -27,9 +27,12 @@ describe('parseEnviron', () => {
 });
 
 describe('process tree helpers', () => {
-  it('read a process\'s environment, its first child and its whole tree, and kill all of it', async () => {
+  it("read a process's environment, its first child and its whole tree, and kill all of it", async () => {
     // a shell whose first child is a sleep, and a second one forked later in its own group
-    const child = spawn('/bin/sh', ['-c', 'sleep 30 & sleep 0.2; setsid sleep 30 & wait'], { env: { PATH: '/usr/bin:/bin', MARK: 'proc-test' }, stdio: 'ignore' });
+    const child = spawn('/bin/sh', ['-c', 'sleep 30 & sleep 0.2; setsid sleep 30 & wait'], {
+      env: { PATH: '/usr/bin:/bin', MARK: 'proc-test' },
+      stdio: 'ignore',
+    });
     const pid = child.pid ?? -1;
     try {
       assert.equal(readEnviron(pid)?.MARK, 'proc-test');
@@ -53,7 +56,7 @@ describe('process tree helpers', () => {
     assert.equal(firstChild(pid), undefined);
   });
 
-  it('pathInRootOf names a path through the process\'s root', () => {
+  it("pathInRootOf names a path through the process's root", () => {
     assert.equal(pathInRootOf(42, '/nix/store/x/bin/sh'), join('/proc/42', 'root', 'nix/store/x/bin/sh'));
   });
 });

@@ -69,13 +69,7 @@ describe('openAll', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nix-open-all-'));
     try {
       let opened: FileHandle | undefined;
-      await assert.rejects(
-        openAll([
-          async () => (opened = await createFile(join(dir, 'a'))),
-          () => open(join(dir, 'missing', 'b'), 'r'),
-        ]),
-        { code: 'ENOENT' },
-      );
+      await assert.rejects(openAll([async () => (opened = await createFile(join(dir, 'a'))), () => open(join(dir, 'missing', 'b'), 'r')]), { code: 'ENOENT' });
       assert.equal(opened?.fd, -1, 'closed now, not when collected');
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -35,7 +35,7 @@ export async function openForWriting(path: string): Promise<FileHandle> {
 export function logSinkOpeners(stdoutPath: string, stderrPath: string): [() => Promise<FileHandle>, () => Promise<FileHandle>] {
   const opener = (field: string, path: string) => () =>
     openForWriting(path).catch((error: NodeJS.ErrnoException) => {
-      throw failure('open the task\'s log', `${field} ${quote(path)}: ${error.code ?? error.message}`, {
+      throw failure("open the task's log", `${field} ${quote(path)}: ${error.code ?? error.message}`, {
         code: 'failed_precondition',
         fix: "Nomad creates the task's log FIFOs before StartTask: check the client's alloc dir and log (logmon), then restart the allocation",
         cause: error,
@@ -132,7 +132,13 @@ export function sharedFilesKeyOf(name: string): string | undefined {
 export async function ensureSharedFiles(root: string, files: Readonly<Record<string, string>>): Promise<{ dir: string; key: string }> {
   const key = sharedFilesKey(files);
   const dir = join(root, key);
-  if (await stat(dir).then(() => true, () => false)) return { dir, key };
+  if (
+    await stat(dir).then(
+      () => true,
+      () => false,
+    )
+  )
+    return { dir, key };
   const temp = join(root, `.tmp-${key}-${randomBytes(6).toString('hex')}`);
   await writeFiles(temp, files);
   try {

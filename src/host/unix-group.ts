@@ -21,7 +21,11 @@ export function resolveGroupId(group: string, groupFile = '/etc/group'): number 
 export function parseGroupMembers(text: string, group: string): string[] | undefined {
   for (const line of text.split('\n')) {
     const [name, , gid, members] = line.split(':');
-    if (name === group && gid !== undefined) return (members ?? '').split(',').map((m) => m.trim()).filter((m) => m !== '');
+    if (name === group && gid !== undefined)
+      return (members ?? '')
+        .split(',')
+        .map((m) => m.trim())
+        .filter((m) => m !== '');
   }
   return undefined;
 }

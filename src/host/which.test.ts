@@ -29,7 +29,7 @@ describe('resolveInRoot / executableKindInRoot', () => {
     assert.equal(executableKindInRoot(`${root}/`, '/bin/sh'), 'executable');
   });
 
-  it('resolves an absolute symlink and `..` against the root, never the host\'s /', () => {
+  it("resolves an absolute symlink and `..` against the root, never the host's /", () => {
     // on the host /hostroot/usr/bin/env exists; in the task it is /usr/bin/env, which does not
     assert.equal(resolveInRoot(root, '/hostroot/bin/sh'), `${root}/bin/busybox`);
     assert.equal(executableKindInRoot(root, '/hostroot/usr/bin/env'), 'missing');

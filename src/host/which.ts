@@ -91,7 +91,10 @@ export function elfInterpreter(path: string): string | undefined {
     const offset = word(at + (is64 ? 0x08 : 0x04));
     const size = word(at + (is64 ? 0x20 : 0x10));
     if (offset + size > data.length) return undefined;
-    return data.subarray(offset, offset + size).toString('latin1').replace(/\0+$/, '');
+    return data
+      .subarray(offset, offset + size)
+      .toString('latin1')
+      .replace(/\0+$/, '');
   }
   return undefined;
 }

@@ -76,7 +76,7 @@ export function sanitizeFields(fields: Record<string, unknown>): Record<string, 
     if (RESERVED_KEYS.has(key)) {
       out[`field.${key.slice(1)}`] = value;
     } else if (key.startsWith('@') && typeof value !== 'string') {
-      out[name] = value === undefined ? '' : JSON.stringify(value) ?? String(value);
+      out[name] = value === undefined ? '' : (JSON.stringify(value) ?? String(value));
     } else {
       out[name] = value;
     }

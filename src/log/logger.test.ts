@@ -34,7 +34,10 @@ describe('logger', () => {
     logger.child({ '@module': 'nix.driver' }).child({ '@module': 'nix.driver.task' }).debug('nested');
     for (const line of lines) assert.deepEqual(hclogLineProblems(line), [], line);
     const [first, second, third] = parsed();
-    assert.deepEqual({ ...first, '@timestamp': undefined }, { '@level': 'info', '@timestamp': undefined, '@module': 'nix', pid: 42, '@message': 'plugin started' });
+    assert.deepEqual(
+      { ...first, '@timestamp': undefined },
+      { '@level': 'info', '@timestamp': undefined, '@module': 'nix', pid: 42, '@message': 'plugin started' },
+    );
     assert.equal(second?.['@module'], 'nix.driver');
     assert.equal(second?.task_id, 't1');
     assert.equal(second?.err, 'boom');
@@ -49,7 +52,10 @@ describe('logger', () => {
     child.info('shown');
     logger.setLevel('debug');
     child.debug('now shown');
-    assert.deepEqual(parsed().map((e) => e['@message']), ['shown', 'now shown']);
+    assert.deepEqual(
+      parsed().map((e) => e['@message']),
+      ['shown', 'now shown'],
+    );
   });
 
   it('never lets a field make an @-key a non-string', () => {
@@ -70,7 +76,10 @@ describe('logger', () => {
     assert.equal(first?.err, `${'e'.repeat(2048)}… (16777216 characters)`);
     assert.equal(first?.plan, `${JSON.stringify({ args: Array.from({ length: 1000 }, () => 'arg') }).slice(0, 2048)}… (6010 characters)`);
     assert.ok((lines[0]?.length ?? 0) < 7000, `line of ${lines[0]?.length} characters`);
-    assert.deepEqual(Object.keys(second ?? {}).filter((k) => k.startsWith('f')), [...Object.keys(many).slice(0, 24), 'fields_dropped']);
+    assert.deepEqual(
+      Object.keys(second ?? {}).filter((k) => k.startsWith('f')),
+      [...Object.keys(many).slice(0, 24), 'fields_dropped'],
+    );
     assert.equal(second?.fields_dropped, 16);
   });
 

@@ -24,7 +24,10 @@ export class ClosureCache {
   static keyOf(request: RealiseRequest): string | undefined {
     if (request.storePath === undefined || request.storePath.endsWith('.drv')) return undefined;
     if (request.packages.some((p) => p.endsWith('.drv'))) return undefined;
-    return createHash('sha256').update(JSON.stringify([request.storePath, ...request.packages])).digest('hex').slice(0, 32);
+    return createHash('sha256')
+      .update(JSON.stringify([request.storePath, ...request.packages]))
+      .digest('hex')
+      .slice(0, 32);
   }
 
   /** The cached closure when it is known and still complete in the store. */

@@ -12,7 +12,13 @@ const HOST: FlakeSandboxHost = {
   home: '/var/lib/nomad-driver-nix/nix-home',
   flakeDirs: ['/srv/flakes', '/tmp/e2e-flakes'],
   nix: '/usr/bin/nix',
-  env: { PATH: '/opt/x/bin', NOMAD_TOKEN: 'secret', VAULT_TOKEN: 'secret', https_proxy: 'http://proxy:3128', NIX_SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt' },
+  env: {
+    PATH: '/opt/x/bin',
+    NOMAD_TOKEN: 'secret',
+    VAULT_TOKEN: 'secret',
+    https_proxy: 'http://proxy:3128',
+    NIX_SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt',
+  },
 };
 
 const ETC = ETC_ENTRIES.flatMap((path) => ['--ro-bind-try', path, path]);
@@ -21,27 +27,71 @@ describe('flakeSandboxArgv', () => {
   it('shows /nix, /usr, the program dirs, listed /etc entries, fresh /proc /dev /tmp, the flake dirs and HOME, then runs nix behind the /proc prelude', () => {
     assert.deepEqual(flakeSandboxArgv(HOST, ['build', '--', 'path:/srv/flakes/web#web']), [
       '/usr/bin/bwrap',
-      '--die-with-parent', '--unshare-pid', '--unshare-ipc', '--unshare-uts',
-      '--bind', '/nix', '/nix',
-      '--ro-bind', '/usr', '/usr',
-      '--symlink', '/usr/bin', '/bin',
-      '--symlink', '/usr/lib', '/lib',
-      '--ro-bind', '/lib64', '/lib64',
+      '--die-with-parent',
+      '--unshare-pid',
+      '--unshare-ipc',
+      '--unshare-uts',
+      '--bind',
+      '/nix',
+      '/nix',
+      '--ro-bind',
+      '/usr',
+      '/usr',
+      '--symlink',
+      '/usr/bin',
+      '/bin',
+      '--symlink',
+      '/usr/lib',
+      '/lib',
+      '--ro-bind',
+      '/lib64',
+      '/lib64',
       ...ETC,
-      '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
-      '--ro-bind', '/srv/flakes', '/srv/flakes',
-      '--ro-bind', '/tmp/e2e-flakes', '/tmp/e2e-flakes',
-      '--bind', '/var/lib/nomad-driver-nix/nix-home', '/var/lib/nomad-driver-nix/nix-home',
+      '--proc',
+      '/proc',
+      '--dev',
+      '/dev',
+      '--tmpfs',
+      '/tmp',
+      '--ro-bind',
+      '/srv/flakes',
+      '/srv/flakes',
+      '--ro-bind',
+      '/tmp/e2e-flakes',
+      '/tmp/e2e-flakes',
+      '--bind',
+      '/var/lib/nomad-driver-nix/nix-home',
+      '/var/lib/nomad-driver-nix/nix-home',
       '--clearenv',
-      '--setenv', 'PATH', '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin',
-      '--setenv', 'HOME', '/var/lib/nomad-driver-nix/nix-home',
-      '--setenv', 'XDG_CACHE_HOME', '/var/lib/nomad-driver-nix/nix-home/.cache',
-      '--setenv', 'TMPDIR', '/tmp',
-      '--setenv', 'https_proxy', 'http://proxy:3128',
-      '--setenv', 'NIX_SSL_CERT_FILE', '/etc/ssl/certs/ca-certificates.crt',
-      '--chdir', '/',
-      '--', '/bin/sh', '-c', 'mount -t proc -o nosuid,nodev,noexec proc /proc && exec "$@"', 'nix-flake-sandbox',
-      '/usr/bin/nix', 'build', '--', 'path:/srv/flakes/web#web',
+      '--setenv',
+      'PATH',
+      '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin',
+      '--setenv',
+      'HOME',
+      '/var/lib/nomad-driver-nix/nix-home',
+      '--setenv',
+      'XDG_CACHE_HOME',
+      '/var/lib/nomad-driver-nix/nix-home/.cache',
+      '--setenv',
+      'TMPDIR',
+      '/tmp',
+      '--setenv',
+      'https_proxy',
+      'http://proxy:3128',
+      '--setenv',
+      'NIX_SSL_CERT_FILE',
+      '/etc/ssl/certs/ca-certificates.crt',
+      '--chdir',
+      '/',
+      '--',
+      '/bin/sh',
+      '-c',
+      'mount -t proc -o nosuid,nodev,noexec proc /proc && exec "$@"',
+      'nix-flake-sandbox',
+      '/usr/bin/nix',
+      'build',
+      '--',
+      'path:/srv/flakes/web#web',
     ]);
   });
 
@@ -53,7 +103,7 @@ describe('flakeSandboxArgv', () => {
     assert.equal(argv.includes('/opt/x/bin'), false);
   });
 
-  it('lists from /etc no secrets: not shadow, gshadow, ssl/private, sudoers, nor Nomad\'s config', () => {
+  it("lists from /etc no secrets: not shadow, gshadow, ssl/private, sudoers, nor Nomad's config", () => {
     for (const path of ['/etc/shadow', '/etc/gshadow', '/etc/ssl', '/etc/ssl/private', '/etc/sudoers', '/etc/nomad.d', '/etc', '/etc/nix', '/etc/nix/netrc']) {
       assert.equal((ETC_ENTRIES as readonly string[]).includes(path), false, path);
     }
@@ -65,14 +115,14 @@ describe('flakeSandboxArgv', () => {
     for (const hidden of ['/', '/root', '/home', '/var', '/run', '/etc', '/var/lib/nomad-driver-nix']) assert.equal(sources.includes(hidden), false, hidden);
   });
 
-  it('shows the nix binary\'s directory only when it is outside /usr and /nix', () => {
+  it("shows the nix binary's directory only when it is outside /usr and /nix", () => {
     const at = (nix: string) => flakeSandboxArgv({ ...HOST, nix, flakeDirs: [] }, []).join(' ');
     assert.match(at('/opt/nix/bin/nix'), / --ro-bind \/opt\/nix\/bin \/opt\/nix\/bin --bind /);
     assert.doesNotMatch(at('/nix/store/abc-nix-2.8/bin/nix'), /--ro-bind \/nix\/store/);
     assert.doesNotMatch(at('/usr/local/bin/nix'), /--ro-bind \/usr\/local/);
   });
 
-  it('passes the job\'s flake only as an argument after the prelude, never inside the script', () => {
+  it("passes the job's flake only as an argument after the prelude, never inside the script", () => {
     const argv = flakeSandboxArgv(HOST, ['build', '--', 'path:/srv/flakes/$(reboot)#x']);
     assert.equal(argv[argv.indexOf('-c') + 1], PROC_PRELUDE);
     assert.equal(argv.at(-1), 'path:/srv/flakes/$(reboot)#x');

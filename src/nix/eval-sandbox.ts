@@ -39,9 +39,7 @@
  */
 
 /** How an entry of the host's `/` that holds programs or libraries looks. */
-export type RootEntry =
-  | { readonly path: string; readonly kind: 'symlink'; readonly target: string }
-  | { readonly path: string; readonly kind: 'directory' };
+export type RootEntry = { readonly path: string; readonly kind: 'symlink'; readonly target: string } | { readonly path: string; readonly kind: 'directory' };
 
 /** What the caller found on the host. */
 export interface FlakeSandboxHost {
@@ -64,7 +62,19 @@ export interface FlakeSandboxHost {
  * which store to use (as for the plugin's nix-store calls), proxies and TLS trust for fetching. Nomad's or Vault's tokens in the agent's environment stay
  * out (Nix could otherwise be made to copy `/proc/self/environ`).
  */
-export const PASS_ENV = ['NIX_REMOTE', 'http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY', 'all_proxy', 'ALL_PROXY', 'NIX_SSL_CERT_FILE', 'SSL_CERT_FILE'] as const;
+export const PASS_ENV = [
+  'NIX_REMOTE',
+  'http_proxy',
+  'https_proxy',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'no_proxy',
+  'NO_PROXY',
+  'all_proxy',
+  'ALL_PROXY',
+  'NIX_SSL_CERT_FILE',
+  'SSL_CERT_FILE',
+] as const;
 
 /** PATH inside the sandbox. */
 export const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
@@ -122,8 +132,12 @@ export function flakeSandboxOptions(host: FlakeSandboxHost): string[] {
     '--unshare-ipc',
     '--unshare-uts',
     // the store, its database and locks: Nix writes them
-    '--bind', '/nix', '/nix',
-    '--ro-bind', '/usr', '/usr',
+    '--bind',
+    '/nix',
+    '/nix',
+    '--ro-bind',
+    '/usr',
+    '/usr',
   ];
   for (const entry of host.rootEntries) {
     if (entry.kind === 'symlink') args.push('--symlink', entry.target, entry.path);
@@ -136,7 +150,21 @@ export function flakeSandboxOptions(host: FlakeSandboxHost): string[] {
   if (!['/usr', '/nix'].some((top) => nixDir === top || nixDir.startsWith(`${top}/`))) args.push('--ro-bind', nixDir, nixDir);
   for (const dir of host.flakeDirs) args.push('--ro-bind', dir, dir);
   args.push('--bind', host.home, host.home);
-  args.push('--clearenv', '--setenv', 'PATH', SANDBOX_PATH, '--setenv', 'HOME', host.home, '--setenv', 'XDG_CACHE_HOME', `${host.home}/.cache`, '--setenv', 'TMPDIR', '/tmp');
+  args.push(
+    '--clearenv',
+    '--setenv',
+    'PATH',
+    SANDBOX_PATH,
+    '--setenv',
+    'HOME',
+    host.home,
+    '--setenv',
+    'XDG_CACHE_HOME',
+    `${host.home}/.cache`,
+    '--setenv',
+    'TMPDIR',
+    '/tmp',
+  );
   for (const name of PASS_ENV) {
     const value = host.env[name];
     if (value !== undefined) args.push('--setenv', name, value);

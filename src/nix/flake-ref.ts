@@ -125,7 +125,7 @@ function parseFlakeRef(ref: string): Parsed<RemoteFlake | LocalFlake> {
   if (ref === '') return fail('has no flake reference before "#"');
   if (/^(\/|\.|~)/.test(ref)) {
     return fail(
-      'is a bare path: Nix would read that directory of the client (relative ones from the plugin\'s working directory)',
+      "is a bare path: Nix would read that directory of the client (relative ones from the plugin's working directory)",
       `write a local flake as ${LOCAL_HINT} (the operator allows such directories), or use a remote flake such as "github:owner/repo#web", in the task's config { ... } block`,
     );
   }
@@ -138,10 +138,19 @@ function parseFlakeRef(ref: string): Parsed<RemoteFlake | LocalFlake> {
   if (scheme === 'github' || scheme === 'gitlab' || scheme === 'sourcehut') {
     const parts = base.slice(scheme.length + 1).split('/');
     const [owner, repo, revOrRef, ...rest] = parts;
-    if (owner === undefined || repo === undefined || rest.length > 0 || !NAME.test(owner) || !NAME.test(repo) || owner.startsWith('-') || repo.startsWith('-')) {
+    if (
+      owner === undefined ||
+      repo === undefined ||
+      rest.length > 0 ||
+      !NAME.test(owner) ||
+      !NAME.test(repo) ||
+      owner.startsWith('-') ||
+      repo.startsWith('-')
+    ) {
       return fail(`is not ${scheme}:<owner>/<repo>[/<branch, tag or commit>]`);
     }
-    if (revOrRef !== undefined && !REF.test(revOrRef)) return fail(`names the branch, tag or commit ${JSON.stringify(revOrRef)}, which is not a valid Git name`);
+    if (revOrRef !== undefined && !REF.test(revOrRef))
+      return fail(`names the branch, tag or commit ${JSON.stringify(revOrRef)}, which is not a valid Git name`);
     return remote(ref, query, PARAMS.forge);
   }
   if (scheme === 'git+https' || scheme === 'git+ssh') {
@@ -152,21 +161,29 @@ function parseFlakeRef(ref: string): Parsed<RemoteFlake | LocalFlake> {
   if (scheme === 'https' || scheme === 'tarball+https') {
     const url = parseUrl(base.slice(scheme.length + 1), false);
     if (url === undefined) return fail(`is not ${scheme}://<host>[:port]/<path>`);
-    if (scheme === 'https' && !ARCHIVE.test(url.path)) return fail('is an https URL that does not end in .zip, .tar, .tgz, .tar.gz, .tar.xz, .tar.bz2 or .tar.zst (a tarball flake)');
+    if (scheme === 'https' && !ARCHIVE.test(url.path))
+      return fail('is an https URL that does not end in .zip, .tar, .tgz, .tar.gz, .tar.xz, .tar.bz2 or .tar.zst (a tarball flake)');
     return remote(ref, query, PARAMS.tarball);
   }
   if (scheme === 'flake' || scheme === undefined) {
     const parts = (scheme === undefined ? base : base.slice('flake:'.length)).split('/');
     const [id, ...revs] = parts;
     if (id === undefined || !/^[A-Za-z][A-Za-z0-9_-]*$/.test(id) || revs.length > 2 || revs.some((r) => !REF.test(r))) {
-      return fail('is not a flake reference: not a known type (github:, gitlab:, sourcehut:, git+https:, git+ssh:, https: tarball, path:, git+file:) nor a registry id such as "nixpkgs" or "nixpkgs/nixos-23.11"');
+      return fail(
+        'is not a flake reference: not a known type (github:, gitlab:, sourcehut:, git+https:, git+ssh:, https: tarball, path:, git+file:) nor a registry id such as "nixpkgs" or "nixpkgs/nixos-23.11"',
+      );
     }
     return remote(ref, query, PARAMS.indirect);
   }
   if (/(^|\+)file$/.test(scheme) || scheme === 'file') {
-    return fail(`is a ${scheme}: reference: Nix would read a file of the client`, `write a local flake as ${LOCAL_HINT}, or use a remote flake, in the task's config { ... } block`);
+    return fail(
+      `is a ${scheme}: reference: Nix would read a file of the client`,
+      `write a local flake as ${LOCAL_HINT}, or use a remote flake, in the task's config { ... } block`,
+    );
   }
-  return fail(`has the type ${JSON.stringify(`${scheme}:`)}, which this driver does not accept (github:, gitlab:, sourcehut:, git+https:, git+ssh:, https: tarballs, registry ids, and path:/git+file: under allow_local_flakes)`);
+  return fail(
+    `has the type ${JSON.stringify(`${scheme}:`)}, which this driver does not accept (github:, gitlab:, sourcehut:, git+https:, git+ssh:, https: tarballs, registry ids, and path:/git+file: under allow_local_flakes)`,
+  );
 }
 
 /** `//[user@]host[:port]/path` → its parts; undefined when it is not that. */
@@ -187,9 +204,17 @@ function remote(ref: string, query: string, allowed: readonly string[]): Parsed<
 function parseLocal(scheme: 'path' | 'git+file', rest: string, query: string): Parsed<LocalFlake> {
   // git+file:///abs (empty authority) or git+file:/abs; path:/abs
   const path = scheme === 'git+file' && rest.startsWith('//') ? rest.slice(2) : rest;
-  if (scheme === 'git+file' && rest.startsWith('//') && !rest.startsWith('///')) return fail('names a host after git+file://; a local repository is git+file:///<absolute path>');
-  if (!path.startsWith('/')) return fail(`is a ${scheme}: reference to a relative path (read from the plugin's working directory)`, `write an absolute path, e.g. ${LOCAL_HINT}, in the task's config { ... } block`);
-  if (!LOCAL_PATH.test(path)) return fail(`names the path ${JSON.stringify(path)}, which has characters other than letters, digits and . _ + @ , = ~ / - (percent-encoding is not accepted)`);
+  if (scheme === 'git+file' && rest.startsWith('//') && !rest.startsWith('///'))
+    return fail('names a host after git+file://; a local repository is git+file:///<absolute path>');
+  if (!path.startsWith('/'))
+    return fail(
+      `is a ${scheme}: reference to a relative path (read from the plugin's working directory)`,
+      `write an absolute path, e.g. ${LOCAL_HINT}, in the task's config { ... } block`,
+    );
+  if (!LOCAL_PATH.test(path))
+    return fail(
+      `names the path ${JSON.stringify(path)}, which has characters other than letters, digits and . _ + @ , = ~ / - (percent-encoding is not accepted)`,
+    );
   const problem = queryProblem(query, scheme === 'path' ? PARAMS.path : PARAMS.git);
   if (problem !== undefined) return { ok: false, problem };
   const dir = new URLSearchParams(query).get('dir') ?? '';
@@ -204,13 +229,19 @@ function queryProblem(query: string, allowed: readonly string[]): FlakeProblem |
     const name = eq === -1 ? pair : pair.slice(0, eq);
     const value = eq === -1 ? '' : pair.slice(eq + 1);
     if (!allowed.includes(name)) {
-      return { cause: `has the parameter ${JSON.stringify(name)}, which this kind of reference may not carry here (allowed: ${allowed.join(', ')})`, fix: `remove it from flake in the task's config { ... } block` };
+      return {
+        cause: `has the parameter ${JSON.stringify(name)}, which this kind of reference may not carry here (allowed: ${allowed.join(', ')})`,
+        fix: `remove it from flake in the task's config { ... } block`,
+      };
     }
     if (seen.has(name)) return { cause: `has the parameter ${JSON.stringify(name)} twice`, fix: `give it once in flake in the task's config { ... } block` };
     seen.add(name);
     if (!(PARAM_VALUES[name]?.test(value) ?? false)) {
       const dir = name === 'dir' ? ' (a relative path inside the flake, without "." or ".." segments)' : '';
-      return { cause: `has ${name}=${JSON.stringify(value)}, which is not a valid ${name}${dir}`, fix: `correct ${name} in flake in the task's config { ... } block` };
+      return {
+        cause: `has ${name}=${JSON.stringify(value)}, which is not a valid ${name}${dir}`,
+        fix: `correct ${name} in flake in the task's config { ... } block`,
+      };
     }
   }
   return undefined;
@@ -246,7 +277,11 @@ export function localFlakeProblem(flake: LocalFlake, facts: LocalFlakeFacts): Fl
   const offStore = 'build the closure and copy it to the client (then set store_path), or use a remote flake such as "github:owner/repo#web"';
   for (const real of facts.realPaths) {
     const names = real === flake.path ? `names ${real}` : `resolves to ${real} (symlinks followed)`;
-    if (real === undefined) return { cause: `names ${flake.path}${flake.dir === '' ? '' : ` (dir ${flake.dir})`}, which does not exist on this client`, fix: 'check the path in flake in the task\'s config { ... } block' };
+    if (real === undefined)
+      return {
+        cause: `names ${flake.path}${flake.dir === '' ? '' : ` (dir ${flake.dir})`}, which does not exist on this client`,
+        fix: "check the path in flake in the task's config { ... } block",
+      };
     if (isWithin(real, facts.allocRoot.real) || isWithin(facts.allocRoot.real, real)) {
       return {
         cause: `${names}, ${isWithin(real, facts.allocRoot.real) ? 'inside' : 'which holds'} Nomad's allocation directories (${facts.allocRoot.real}): Nix would copy tasks' secrets into the world-readable store`,

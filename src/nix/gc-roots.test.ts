@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { addTaskGcRoot, gcRootKeyProblem, listTaskGcRoots, removeTaskGcRoot } from './gc-roots.js';
 
-const nixStore = (...args: string[]) => execFileSync('nix-store', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n');
+const nixStore = (...args: string[]) =>
+  execFileSync('nix-store', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+    .trim()
+    .split('\n');
 
 describe('task GC roots', () => {
   const dirs: string[] = [];
@@ -70,7 +73,9 @@ describe('task GC roots', () => {
       message: 'failed to remove GC root "": the key "" is empty; fix: use a key made of the allocation id and task name, without "/"',
     });
     await assert.rejects(addTaskGcRoot('/tmp/x', '..', []), { message: /^failed to add GC root "\.\.": the key "\.\." is "\." or contains "\.\."; fix: / });
-    await assert.rejects(addTaskGcRoot('/tmp/x', 'k.tmp-1', []), { message: /^failed to add GC root "k\.tmp-1": the key "k\.tmp-1" contains "\.tmp-" \(reserved for entries being written\); fix: / });
+    await assert.rejects(addTaskGcRoot('/tmp/x', 'k.tmp-1', []), {
+      message: /^failed to add GC root "k\.tmp-1": the key "k\.tmp-1" contains "\.tmp-" \(reserved for entries being written\); fix: /,
+    });
   });
 
   it('rejects relative paths', async () => {

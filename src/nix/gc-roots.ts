@@ -30,7 +30,10 @@ export function gcRootKeyProblem(key: string): string | undefined {
 function checkKey(what: string, key: string): void {
   const problem = gcRootKeyProblem(key);
   if (problem !== undefined) {
-    throw failure(what, `the key ${quote(key)} ${problem}`, { code: 'invalid_argument', fix: 'use a key made of the allocation id and task name, without "/"' });
+    throw failure(what, `the key ${quote(key)} ${problem}`, {
+      code: 'invalid_argument',
+      fix: 'use a key made of the allocation id and task name, without "/"',
+    });
   }
 }
 

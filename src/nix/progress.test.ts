@@ -23,11 +23,15 @@ describe('nix internal-json log', () => {
     assert.deepEqual(parseNixLogLine('@nix {"action":"stop","id":41}'), { action: 'stop', id: 41 });
     assert.deepEqual(parseNixLogLine(LOG_LINE('oops')), { action: 'result', id: 41, type: 101, fields: ['oops'] });
     assert.deepEqual(parseNixLogLine(BUILD_ERROR), { action: 'msg', level: 0, message: `builder for '${DRV}' failed with exit code 3` });
-    assert.deepEqual(parseNixLogLine('@nix {"action":"msg","level":0,"msg":"\\u001b[31;1merror:\\u001b[0m boom"}'), { action: 'msg', level: 0, message: 'boom' });
+    assert.deepEqual(parseNixLogLine('@nix {"action":"msg","level":0,"msg":"\\u001b[31;1merror:\\u001b[0m boom"}'), {
+      action: 'msg',
+      level: 0,
+      message: 'boom',
+    });
   });
 
   it('keeps other lines as plain text and skips blank ones', () => {
-    assert.deepEqual(parseNixLogLine('warning: you did not specify \'--add-root\''), { action: 'plain', text: "warning: you did not specify '--add-root'" });
+    assert.deepEqual(parseNixLogLine("warning: you did not specify '--add-root'"), { action: 'plain', text: "warning: you did not specify '--add-root'" });
     assert.deepEqual(parseNixLogLine('@nix {not json'), { action: 'plain', text: '@nix {not json' });
     assert.deepEqual(parseNixLogLine('@nix 42'), { action: 'plain', text: '@nix 42' });
     assert.equal(parseNixLogLine('   '), undefined);
@@ -38,7 +42,8 @@ describe('nix internal-json log', () => {
   });
 
   it('announces builds, substitutions and copies', () => {
-    const start = (type: number, fields: unknown[], text = '') => parseNixLogLine(`@nix ${JSON.stringify({ action: 'start', id: 1, level: 3, type, text, fields })}`)!;
+    const start = (type: number, fields: unknown[], text = '') =>
+      parseNixLogLine(`@nix ${JSON.stringify({ action: 'start', id: 1, level: 3, type, text, fields })}`)!;
     assert.equal(progressMessage(parseNixLogLine(BUILD_START)!), `building ${DRV}`);
     assert.equal(progressMessage(start(108, ['/nix/store/abc-hello', 'https://cache.nixos.org'])), 'copying /nix/store/abc-hello from https://cache.nixos.org');
     assert.equal(progressMessage(start(108, ['/nix/store/abc-hello'])), 'copying /nix/store/abc-hello');

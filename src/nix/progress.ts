@@ -84,7 +84,9 @@ export function parseNixLogLine(line: string): NixLogEntry | undefined {
       return { action: 'result', id: num(v['id']), type: num(v['type']), fields: list(v['fields']) };
     case 'msg': {
       const raw = typeof v['raw_msg'] === 'string' && v['raw_msg'] !== '' ? v['raw_msg'] : str(v['msg']);
-      const message = stripAnsi(raw).replace(/^(error|warning): /, '').trim();
+      const message = stripAnsi(raw)
+        .replace(/^(error|warning): /, '')
+        .trim();
       return { action: 'msg', level: num(v['level']), message };
     }
     default:
@@ -188,7 +190,12 @@ export class NixLogCollector {
   private plainErrors(): string[] {
     const start = this.plainLines.findIndex((l) => /^error: /.test(l));
     if (start === -1) return [];
-    return [this.plainLines.slice(start).join('\n').replace(/^error: /, '')];
+    return [
+      this.plainLines
+        .slice(start)
+        .join('\n')
+        .replace(/^error: /, ''),
+    ];
   }
 
   private withLogTail(message: string): string {

@@ -11,7 +11,10 @@ import { failedDerivation, firstFlakeOutput, flakeBuildArgs, flakeFailure, hidde
 
 const TOOLS: NixTools = { nix: 'nix', nixStore: 'nix-store', extraOptions: NO_SUBSTITUTERS };
 const nonce = () => randomBytes(6).toString('hex');
-const missingPath = () => `/nix/store/${'0123456789abcdfghijklmnpqrsvwxyz'.slice(0, 20)}${randomBytes(6).toString('hex').replace(/[eotu]/g, '0')}-missing`;
+const missingPath = () =>
+  `/nix/store/${'0123456789abcdfghijklmnpqrsvwxyz'.slice(0, 20)}${randomBytes(6)
+    .toString('hex')
+    .replace(/[eotu]/g, '0')}-missing`;
 
 async function rejection(promise: Promise<unknown>): Promise<DriverError> {
   try {
@@ -36,10 +39,16 @@ describe('realise', () => {
 
   it('rejects a request with both or neither of flake and store path', async () => {
     const both = await rejection(realise(TOOLS, { flake: 'path:/x#a', storePath: '/nix/store/x', packages: [] }));
-    assert.equal(both.message, 'failed to realise task closure: both flake and store_path are set; fix: set exactly one of flake and store_path in the task config');
+    assert.equal(
+      both.message,
+      'failed to realise task closure: both flake and store_path are set; fix: set exactly one of flake and store_path in the task config',
+    );
     assert.equal(both.code, 'invalid_argument');
     const neither = await rejection(realise(TOOLS, { packages: [] }));
-    assert.equal(neither.message, 'failed to realise task closure: neither flake nor store_path is set; fix: set exactly one of flake and store_path in the task config');
+    assert.equal(
+      neither.message,
+      'failed to realise task closure: neither flake nor store_path is set; fix: set exactly one of flake and store_path in the task config',
+    );
   });
 
   it('realises a store path and its packages and lists the closure', async () => {
@@ -61,7 +70,10 @@ describe('realise', () => {
       [{ storePath: '/tmp', packages: [] }, '/tmp'],
     ] as const) {
       const error = await rejection(realise(failing, request));
-      assert.equal(error.message, `failed to realise task closure: "${shown}" is not an output store path /nix/store/<hash>-<name> (a .drv is refused); fix: give the output path of a build, e.g. "/nix/store/<hash>-web"`);
+      assert.equal(
+        error.message,
+        `failed to realise task closure: "${shown}" is not an output store path /nix/store/<hash>-<name> (a .drv is refused); fix: give the output path of a build, e.g. "/nix/store/<hash>-web"`,
+      );
       assert.equal(error.code, 'invalid_argument');
     }
   });
@@ -69,7 +81,10 @@ describe('realise', () => {
   it('refuses a flake that is not a flake installable, running no Nix command', async () => {
     const failing: NixTools = { nix: '/nonexistent/nix', nixStore: '/nonexistent/nix-store', extraOptions: [] };
     const error = await rejection(realise(failing, { flake: '--impure', packages: [] }));
-    assert.match(error.message, /^failed to realise task closure: flake "--impure" starts with "-": Nix would read it as a command-line option, not a flake reference; fix: set flake to/);
+    assert.match(
+      error.message,
+      /^failed to realise task closure: flake "--impure" starts with "-": Nix would read it as a command-line option, not a flake reference; fix: set flake to/,
+    );
   });
 
   it('answers a valid store path quickly (one nix-store query)', async (t) => {
@@ -87,7 +102,10 @@ describe('realise', () => {
   it('says which store path is not valid and how to get it', async () => {
     const missing = missingPath();
     const error = await rejection(realise(TOOLS, { storePath: missing, packages: [] }));
-    const match = /^failed to realise store path "([^"]+)": path '([^']+)' is not valid and no configured substituter has it \(nix: (.+)\); fix: build it on the client, copy it there \(nix copy\), or configure a substituter that has it$/.exec(error.message);
+    const match =
+      /^failed to realise store path "([^"]+)": path '([^']+)' is not valid and no configured substituter has it \(nix: (.+)\); fix: build it on the client, copy it there \(nix copy\), or configure a substituter that has it$/.exec(
+        error.message,
+      );
     assert.ok(match, error.message);
     assert.equal(match[1], missing);
     assert.equal(match[2], missing);
@@ -99,7 +117,10 @@ describe('realise', () => {
     const web = buildWithBusybox('realise-web', 'mkdir -p $out/bin; ln -s $busybox/bin/httpd $out/bin/web');
     const missing = missingPath();
     const error = await rejection(realise(TOOLS, { storePath: web, packages: [missing] }));
-    assert.match(error.message, new RegExp(`^failed to realise package "${missing}": path '${missing}' is not valid and no configured substituter has it \\(nix: .+\\); fix: `));
+    assert.match(
+      error.message,
+      new RegExp(`^failed to realise package "${missing}": path '${missing}' is not valid and no configured substituter has it \\(nix: .+\\); fix: `),
+    );
   });
 
   it('builds a flake output and reports progress', async () => {
@@ -137,7 +158,10 @@ describe('realise', () => {
     const dir = join(tempDir(), 'absent');
     const flake = `path:${dir}#web`;
     const error = await rejection(realise(TOOLS, { flake, packages: [] }));
-    assert.equal(error.message, `failed to realise flake "${flake}": getting status of '${dir}': No such file or directory; fix: check the flake reference in the task's config { flake = "${flake}" }`);
+    assert.equal(
+      error.message,
+      `failed to realise flake "${flake}": getting status of '${dir}': No such file or directory; fix: check the flake reference in the task's config { flake = "${flake}" }`,
+    );
     assert.equal(error.code, 'invalid_argument');
   });
 
@@ -158,10 +182,17 @@ describe('realise', () => {
     const flake = makeFlake(tempDir(), 'slow', `sleep 30; echo ${marker}; mkdir $out`);
     const controller = new AbortController();
     const progress: string[] = [];
-    const pending = realise(TOOLS, { flake, packages: [] }, { signal: controller.signal, onProgress: (m) => {
-      progress.push(m);
-      controller.abort();
-    } });
+    const pending = realise(
+      TOOLS,
+      { flake, packages: [] },
+      {
+        signal: controller.signal,
+        onProgress: (m) => {
+          progress.push(m);
+          controller.abort();
+        },
+      },
+    );
     const started = performance.now();
     const error = await rejection(pending);
     assert.equal(error.message, `failed to realise flake "${flake}": cancelled while Nix was running`);
@@ -175,7 +206,10 @@ describe('realise', () => {
   it('gives up after the timeout', async () => {
     const flake = makeFlake(tempDir(), 'slow', `sleep 30; echo ${nonce()}; mkdir $out`);
     const error = await rejection(realise(TOOLS, { flake, packages: [] }, { timeoutMs: 1_000 }));
-    assert.equal(error.message, `failed to realise flake "${flake}": Nix did not finish within 1000 ms; fix: build or copy the closure to the client beforehand, or allow more time`);
+    assert.equal(
+      error.message,
+      `failed to realise flake "${flake}": Nix did not finish within 1000 ms; fix: build or copy the closure to the client beforehand, or allow more time`,
+    );
     assert.equal(error.recoverable, true);
   });
 });
@@ -188,12 +222,27 @@ describe('realise helpers', () => {
     assert.equal(firstFlakeOutput('not json'), undefined);
   });
 
-  it('builds a flake with options first, the safety options after the plugin\'s, and the installable after --', () => {
+  it("builds a flake with options first, the safety options after the plugin's, and the installable after --", () => {
     assert.deepEqual(flakeBuildArgs({ extraOptions: ['--option', 'accept-flake-config', 'true'] }, '--version'), [
-      'build', '--no-link', '--json', '--extra-experimental-features', 'nix-command flakes', '--log-format', 'internal-json',
-      '--option', 'accept-flake-config', 'true',
-      '--option', 'accept-flake-config', 'false', '--option', 'pure-eval', 'true', '--no-write-lock-file',
-      '--', '--version',
+      'build',
+      '--no-link',
+      '--json',
+      '--extra-experimental-features',
+      'nix-command flakes',
+      '--log-format',
+      'internal-json',
+      '--option',
+      'accept-flake-config',
+      'true',
+      '--option',
+      'accept-flake-config',
+      'false',
+      '--option',
+      'pure-eval',
+      'true',
+      '--no-write-lock-file',
+      '--',
+      '--version',
     ]);
   });
 
@@ -205,12 +254,17 @@ describe('realise helpers', () => {
 
   it('classifies flake failures', () => {
     const what = 'realise flake "path:/x#a"';
-    assert.equal(flakeFailure(what, 'path:/x#a', "path '/x' does not contain a 'flake.nix', searching up").message,
-      `failed to realise flake "path:/x#a": path '/x' does not contain a 'flake.nix', searching up; fix: check the flake reference in the task's config { flake = "path:/x#a" }`);
+    assert.equal(
+      flakeFailure(what, 'path:/x#a', "path '/x' does not contain a 'flake.nix', searching up").message,
+      `failed to realise flake "path:/x#a": path '/x' does not contain a 'flake.nix', searching up; fix: check the flake reference in the task's config { flake = "path:/x#a" }`,
+    );
     assert.equal(flakeFailure(what, 'path:/x#a', "path '/x' does not contain a 'flake.nix'").code, 'invalid_argument');
-    const evalError = flakeFailure(what, 'path:/x#a', 'undefined variable \'foo\' at /nix/store/x-source/flake.nix:3:5');
+    const evalError = flakeFailure(what, 'path:/x#a', "undefined variable 'foo' at /nix/store/x-source/flake.nix:3:5");
     assert.equal(evalError.code, 'failed_precondition');
-    assert.equal(evalError.message, `failed to realise flake "path:/x#a": undefined variable 'foo' at /nix/store/x-source/flake.nix:3:5; fix: run nix build "path:/x#a" on the client to see the whole error`);
+    assert.equal(
+      evalError.message,
+      `failed to realise flake "path:/x#a": undefined variable 'foo' at /nix/store/x-source/flake.nix:3:5; fix: run nix build "path:/x#a" on the client to see the whole error`,
+    );
   });
 
   it('explains a host path the flake sandbox hides', () => {
@@ -218,8 +272,10 @@ describe('realise helpers', () => {
     const text = "getting status of '/srv/keys': No such file or directory";
     const error = hiddenPathFailure(what, text);
     assert.equal(error?.code, 'invalid_argument');
-    assert.equal(error?.message,
-      `failed to realise flake "path:/srv/f#x": getting status of '/srv/keys': No such file or directory (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; "/srv/keys" is not among them or does not exist); fix: fetch the flake's inputs from the network (github:, git+https:, https:) or from a directory listed in the client's allow_local_flakes`);
+    assert.equal(
+      error?.message,
+      `failed to realise flake "path:/srv/f#x": getting status of '/srv/keys': No such file or directory (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; "/srv/keys" is not among them or does not exist); fix: fetch the flake's inputs from the network (github:, git+https:, https:) or from a directory listed in the client's allow_local_flakes`,
+    );
     assert.equal(hiddenPathFailure(what, "builder for '/nix/store/a.drv' failed"), undefined);
   });
 });

@@ -132,7 +132,8 @@ export async function realise(tools: NixTools, request: RealiseRequest, options:
   }
   if (hasFlake) {
     const parsed = parseFlakeInstallable(request.flake ?? '');
-    if (!parsed.ok) throw failure('realise task closure', `flake ${quote(request.flake)} ${parsed.problem.cause}`, { code: 'invalid_argument', fix: parsed.problem.fix });
+    if (!parsed.ok)
+      throw failure('realise task closure', `flake ${quote(request.flake)} ${parsed.problem.cause}`, { code: 'invalid_argument', fix: parsed.problem.fix });
   }
   const progress = options.onProgress === undefined ? undefined : throttle(options.onProgress, { now: () => performance.now() });
   const ctx: Context = { tools, options, progress };
@@ -242,10 +243,14 @@ export function flakeFailure(what: string, flake: string, text: string): DriverE
 export function hiddenPathFailure(what: string, text: string): DriverError | undefined {
   const path = /getting status of '(\/[^']*)': No such file or directory/.exec(text)?.[1];
   if (path === undefined) return undefined;
-  return failure(what, `${text} (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; ${quote(path)} is not among them or does not exist)`, {
-    code: 'invalid_argument',
-    fix: "fetch the flake's inputs from the network (github:, git+https:, https:) or from a directory listed in the client's allow_local_flakes",
-  });
+  return failure(
+    what,
+    `${text} (a flake's evaluation sees only the Nix store, the allow_local_flakes directories and system files; ${quote(path)} is not among them or does not exist)`,
+    {
+      code: 'invalid_argument',
+      fix: "fetch the flake's inputs from the network (github:, git+https:, https:) or from a directory listed in the client's allow_local_flakes",
+    },
+  );
 }
 
 /** The derivation a Nix build failure message names (`builder for '/nix/store/…drv' failed`). */

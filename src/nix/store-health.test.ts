@@ -20,7 +20,7 @@ const healthy: NixStoreFacts = {
   buildGroup: { kind: 'found', members: ['nixbld1', 'nixbld2'] },
 };
 
-describe('storeKind (Nix\'s openStore)', () => {
+describe("storeKind (Nix's openStore)", () => {
   it('tells local, daemon, auto and other stores apart, with the paths they use', () => {
     assert.deepEqual(storeKind('auto'), { kind: 'auto', stateDir: '/nix/var/nix', socket: '/nix/var/nix/daemon-socket/socket', local: LOCAL });
     assert.deepEqual(storeKind(''), storeKind('auto'));
@@ -37,7 +37,10 @@ describe('storeKind (Nix\'s openStore)', () => {
     });
     assert.deepEqual(storeKind('local?state=/var/s'), { kind: 'local', local: { storeDir: '/nix/store', stateDir: '/var/s', dbDir: '/var/s/db' } });
     assert.deepEqual(storeKind('ssh-ng://builder'), { kind: 'other', uri: 'ssh-ng://builder' });
-    assert.deepEqual(storeKind('daemon', { storeDir: '/nix/store', stateDir: '/opt/nixstate' }), { kind: 'daemon', socket: '/opt/nixstate/daemon-socket/socket' });
+    assert.deepEqual(storeKind('daemon', { storeDir: '/nix/store', stateDir: '/opt/nixstate' }), {
+      kind: 'daemon',
+      socket: '/opt/nixstate/daemon-socket/socket',
+    });
   });
 });
 
@@ -76,7 +79,12 @@ describe('nixStoreProblems', () => {
 
   it('reports a daemon store whose socket does not answer', () => {
     assert.deepEqual(
-      nixStoreProblems({ ...healthy, settings: { ...healthy.settings, store: 'daemon' }, store: storeKind('daemon'), socket: { exists: false, accepts: false, error: 'ENOENT' } }),
+      nixStoreProblems({
+        ...healthy,
+        settings: { ...healthy.settings, store: 'daemon' },
+        store: storeKind('daemon'),
+        socket: { exists: false, accepts: false, error: 'ENOENT' },
+      }),
       [
         'Nix cannot reach its daemon: store = "daemon" talks to a nix-daemon, and nothing accepts connections on "/nix/var/nix/daemon-socket/socket" (ENOENT); fix: start nix-daemon (systemctl start nix-daemon), or as root use the local store: remove "store" from nix.conf and nix_options',
       ],
@@ -100,14 +108,23 @@ describe('nixStoreProblems', () => {
       'Nix cannot open its store: the database directory "/srv/broken/nix/var/nix/db" is not a directory; fix: move it away so Nix can create the directory, or point the store setting (nix.conf or nix_options) at an intact store',
       'Nix cannot open its store: its database "/srv/broken/nix/var/nix/db/db.sqlite" is not a regular file; fix: move it away (Nix creates an empty database, forgetting what the store holds) or restore it from a backup',
     ]);
-    assert.deepEqual(nixStoreProblems({ ...base, dbDir: { kind: 'dir', writable: false, error: 'EROFS' }, dbFile: { kind: 'file', writable: false, error: 'EROFS' } }), [
-      'Nix cannot open its store: the database directory "/srv/broken/nix/var/nix/db" is not writable (EROFS); fix: make it writable (e.g. remount its filesystem read-write), or run a nix-daemon and add "store = daemon" to nix_options',
-      'Nix cannot open its store: its database "/srv/broken/nix/var/nix/db/db.sqlite" is not writable (EROFS); fix: make it writable (chmod u+w, or remount its filesystem read-write)',
-    ]);
+    assert.deepEqual(
+      nixStoreProblems({ ...base, dbDir: { kind: 'dir', writable: false, error: 'EROFS' }, dbFile: { kind: 'file', writable: false, error: 'EROFS' } }),
+      [
+        'Nix cannot open its store: the database directory "/srv/broken/nix/var/nix/db" is not writable (EROFS); fix: make it writable (e.g. remount its filesystem read-write), or run a nix-daemon and add "store = daemon" to nix_options',
+        'Nix cannot open its store: its database "/srv/broken/nix/var/nix/db/db.sqlite" is not writable (EROFS); fix: make it writable (chmod u+w, or remount its filesystem read-write)',
+      ],
+    );
   });
 
   it('accepts missing directories Nix can create, not those it cannot', () => {
-    const fresh = { ...healthy, storeDir: { kind: 'missing', creatable: true }, stateDir: { kind: 'missing', creatable: true }, dbDir: { kind: 'missing', creatable: true }, dbFile: { kind: 'missing' } } as const;
+    const fresh = {
+      ...healthy,
+      storeDir: { kind: 'missing', creatable: true },
+      stateDir: { kind: 'missing', creatable: true },
+      dbDir: { kind: 'missing', creatable: true },
+      dbFile: { kind: 'missing' },
+    } as const;
     assert.deepEqual(nixStoreProblems(fresh), []);
     assert.deepEqual(nixStoreProblems({ ...fresh, storeDir: { kind: 'missing', creatable: false } }), [
       'Nix cannot open its store: the store directory "/nix/store" does not exist and cannot be created; fix: create it (mkdir -p /nix/store) or point the store setting (nix.conf or nix_options) at an intact store',
@@ -131,7 +148,9 @@ describe('parseNixSettings', () => {
     });
     assert.deepEqual(parseNixSettings(json), { store: '/srv/s', buildUsersGroup: 'nixbld', autoAllocateUids: true });
     assert.deepEqual(parseNixSettings(JSON.stringify({ store: { value: 'auto' }, 'build-users-group': { value: '' } })), {
-      store: 'auto', buildUsersGroup: '', autoAllocateUids: false,
+      store: 'auto',
+      buildUsersGroup: '',
+      autoAllocateUids: false,
     });
     assert.equal(parseNixSettings('not json'), undefined);
     assert.equal(parseNixSettings('{"store": {"value": "auto"}}'), undefined);

@@ -62,10 +62,14 @@ export interface LocalStorePaths {
 export function storeKind(store: string, dirs: NixDirs = DEFAULT_NIX_DIRS): StoreKind {
   const socket = `${dirs.stateDir}/daemon-socket/socket`;
   const [base = '', query = ''] = store.trim().split('?', 2);
-  const params = new Map(query === '' ? [] : query.split('&').map((kv) => {
-    const at = kv.indexOf('=');
-    return at < 0 ? [kv, ''] as const : [kv.slice(0, at), decodeURIComponent(kv.slice(at + 1))] as const;
-  }));
+  const params = new Map(
+    query === ''
+      ? []
+      : query.split('&').map((kv) => {
+          const at = kv.indexOf('=');
+          return at < 0 ? ([kv, ''] as const) : ([kv.slice(0, at), decodeURIComponent(kv.slice(at + 1))] as const);
+        }),
+  );
   const local = (root: string | undefined): LocalStorePaths => {
     const stateDir = params.get('state') ?? `${root ?? ''}${dirs.stateDir}`;
     return { storeDir: params.get('real') ?? `${root ?? ''}${dirs.storeDir}`, stateDir, dbDir: `${stateDir}/db` };
@@ -81,9 +85,7 @@ export function storeKind(store: string, dirs: NixDirs = DEFAULT_NIX_DIRS): Stor
   return { kind: 'other', uri: store };
 }
 
-export type GroupState =
-  | { readonly kind: 'missing' }
-  | { readonly kind: 'found'; readonly members: readonly string[] };
+export type GroupState = { readonly kind: 'missing' } | { readonly kind: 'found'; readonly members: readonly string[] };
 
 /** Facts about the host, gathered for the store `storeKind` chose. */
 export interface NixStoreFacts {
@@ -140,11 +142,17 @@ export function nixStoreProblems(facts: NixStoreFacts): string[] {
   const dirProblem = (what: string, path: string, state: DirState | undefined, needsWrite: boolean) => {
     if (state === undefined) return;
     if (state.kind === 'not-dir') {
-      problems.push(`Nix cannot open its store: the ${what} ${q(path)} is not a directory; fix: move it away so Nix can create the directory, or point the store setting (nix.conf or nix_options) at an intact store`);
+      problems.push(
+        `Nix cannot open its store: the ${what} ${q(path)} is not a directory; fix: move it away so Nix can create the directory, or point the store setting (nix.conf or nix_options) at an intact store`,
+      );
     } else if (state.kind === 'missing' && !state.creatable) {
-      problems.push(`Nix cannot open its store: the ${what} ${q(path)} does not exist and cannot be created; fix: create it (mkdir -p ${path}) or point the store setting (nix.conf or nix_options) at an intact store`);
+      problems.push(
+        `Nix cannot open its store: the ${what} ${q(path)} does not exist and cannot be created; fix: create it (mkdir -p ${path}) or point the store setting (nix.conf or nix_options) at an intact store`,
+      );
     } else if (state.kind === 'dir' && needsWrite && !state.writable) {
-      problems.push(`Nix cannot open its store: the ${what} ${q(path)} is not writable${state.error === undefined ? '' : ` (${state.error})`}; fix: make it writable (e.g. remount its filesystem read-write), or run a nix-daemon and add "store = daemon" to nix_options`);
+      problems.push(
+        `Nix cannot open its store: the ${what} ${q(path)} is not writable${state.error === undefined ? '' : ` (${state.error})`}; fix: make it writable (e.g. remount its filesystem read-write), or run a nix-daemon and add "store = daemon" to nix_options`,
+      );
     }
   };
   dirProblem('store directory', local.storeDir, facts.storeDir, false);
@@ -152,9 +160,13 @@ export function nixStoreProblems(facts: NixStoreFacts): string[] {
   dirProblem('database directory', local.dbDir, facts.dbDir, true);
   const db = `${local.dbDir}/db.sqlite`;
   if (facts.dbFile?.kind === 'not-file') {
-    problems.push(`Nix cannot open its store: its database ${q(db)} is not a regular file; fix: move it away (Nix creates an empty database, forgetting what the store holds) or restore it from a backup`);
+    problems.push(
+      `Nix cannot open its store: its database ${q(db)} is not a regular file; fix: move it away (Nix creates an empty database, forgetting what the store holds) or restore it from a backup`,
+    );
   } else if (facts.dbFile?.kind === 'file' && !facts.dbFile.writable) {
-    problems.push(`Nix cannot open its store: its database ${q(db)} is not writable${facts.dbFile.error === undefined ? '' : ` (${facts.dbFile.error})`}; fix: make it writable (chmod u+w, or remount its filesystem read-write)`);
+    problems.push(
+      `Nix cannot open its store: its database ${q(db)} is not writable${facts.dbFile.error === undefined ? '' : ` (${facts.dbFile.error})`}; fix: make it writable (chmod u+w, or remount its filesystem read-write)`,
+    );
   }
   if (facts.euid === 0 && settings.buildUsersGroup !== '' && !settings.autoAllocateUids && facts.buildGroup !== undefined) {
     const group = settings.buildUsersGroup;

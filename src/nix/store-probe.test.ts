@@ -39,7 +39,10 @@ describe('createNixStoreProbe (real files, fake nix)', () => {
     const probe = createNixStoreProbe({ env: {} });
     const facts = await probe(nix, ['--option', 'store', root], 0);
     assert.ok(!('problem' in facts));
-    assert.deepEqual(facts.store, { kind: 'local', local: { storeDir: `${root}/nix/store`, stateDir: `${root}/nix/var/nix`, dbDir: `${root}/nix/var/nix/db` } });
+    assert.deepEqual(facts.store, {
+      kind: 'local',
+      local: { storeDir: `${root}/nix/store`, stateDir: `${root}/nix/var/nix`, dbDir: `${root}/nix/var/nix/db` },
+    });
     assert.deepEqual(nixStoreProblems(facts), [
       `Nix cannot open its store: the database directory "${root}/nix/var/nix/db" is not a directory; fix: move it away so Nix can create the directory, or point the store setting (nix.conf or nix_options) at an intact store`,
     ]);

@@ -55,8 +55,14 @@ export function createNixStoreProbe(probeEnv: NixStoreProbeEnv): NixStoreProbe {
 
   async function settings(nix: string, extraOptions: readonly string[]): Promise<NixStoreSettings | { problem: string }> {
     const key = JSON.stringify([
-      nix, fileIdentity(nix), extraOptions, confFiles(env).map((f) => fileIdentity(f) ?? ''),
-      env.NIX_CONFIG, env.NIX_REMOTE, env.NIX_STORE_DIR, env.NIX_STATE_DIR,
+      nix,
+      fileIdentity(nix),
+      extraOptions,
+      confFiles(env).map((f) => fileIdentity(f) ?? ''),
+      env.NIX_CONFIG,
+      env.NIX_REMOTE,
+      env.NIX_STORE_DIR,
+      env.NIX_STATE_DIR,
     ]);
     if (cached !== undefined && cached.key === key && now() - cached.at < ttl) return cached.settings;
     const args = (command: readonly string[]) => ['--extra-experimental-features', 'nix-command', ...command, '--json', ...extraOptions];

@@ -96,7 +96,11 @@ describe('store views', () => {
     mkdirSync(join(viewsDir, `.tmp-${view.key}-000000`));
     mkdirSync(join(viewsDir, `.trash-${view.key}-000000`));
     writeFileSync(join(viewsDir, '0123456789abcdef0123456789abcdef.complete'), '');
-    assert.deepEqual(await pruneStoreViewLeftovers(viewsDir), [`.tmp-${view.key}-000000`, `.trash-${view.key}-000000`, '0123456789abcdef0123456789abcdef.complete']);
+    assert.deepEqual(await pruneStoreViewLeftovers(viewsDir), [
+      `.tmp-${view.key}-000000`,
+      `.trash-${view.key}-000000`,
+      '0123456789abcdef0123456789abcdef.complete',
+    ]);
     assert.deepEqual(readdirSync(viewsDir).sort(), [view.key, `${view.key}.complete`]);
   });
 
@@ -130,14 +134,20 @@ describe('store views', () => {
     await assert.rejects(ensureStoreView(join(link, 'views'), []), {
       message: `failed to prepare store view in "${link}/views": the views directory resolves to a directory inside the Nix store /nix/store; ${fix}`,
     });
-    await assert.rejects(ensureStoreView('views', []), { message: /^failed to prepare store view in "views": the views directory "views" is not an absolute path; / });
+    await assert.rejects(ensureStoreView('views', []), {
+      message: /^failed to prepare store view in "views": the views directory "views" is not an absolute path; /,
+    });
     assert.equal(existsSync('/nix/store/views'), false);
   });
 
   it('refuses paths that are not store paths', async () => {
     const viewsDir = join(tempDir(), 'views');
     for (const bad of ['/nix/store', '/nix/store/', '/nix/store/a/b', '/nix/store/.links', '/tmp/x', '/nix/store/../etc']) {
-      await assert.rejects(ensureStoreView(viewsDir, [bad]), { message: new RegExp(`^failed to prepare store view in "${viewsDir}": "${bad.replace(/\./g, '\\.')}" is not a store path directly below /nix/store; fix: `) });
+      await assert.rejects(ensureStoreView(viewsDir, [bad]), {
+        message: new RegExp(
+          `^failed to prepare store view in "${viewsDir}": "${bad.replace(/\./g, '\\.')}" is not a store path directly below /nix/store; fix: `,
+        ),
+      });
     }
   });
 
@@ -177,7 +187,11 @@ describe('store views', () => {
     assert.equal(view.built, true);
     assert.deepEqual(readdirSync(view.path).sort(), closure.map((p) => p.slice(STORE.length + 1)).sort());
     assert.equal(statSync(join(view.path, busyboxPath().slice(STORE.length + 1), 'bin', 'busybox')).ino, statSync(join(busyboxPath(), 'bin', 'busybox')).ino);
-    assert.deepEqual(JSON.parse(readFileSync(join(viewsDir, `${view.key}.complete`), 'utf8')), { key: view.key, paths: closure.length, method: 'private-mount-namespace' });
+    assert.deepEqual(JSON.parse(readFileSync(join(viewsDir, `${view.key}.complete`), 'utf8')), {
+      key: view.key,
+      paths: closure.length,
+      method: 'private-mount-namespace',
+    });
     assert.equal(spawnSync('findmnt', ['/nix/store']).status, 1, 'the host has no /nix/store mount');
   });
 });

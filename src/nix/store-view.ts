@@ -164,13 +164,12 @@ export async function pruneStoreViewLeftovers(
   const entries = await listEntries(viewsDir);
   const dirs = new Set(entries.filter((e) => e.kind === 'directory').map((e) => e.name));
   const leftovers = entries
-    .filter((e) =>
-      e.name.startsWith('.tmp-') || e.name.startsWith('.trash-') || (e.name.endsWith(MARKER_SUFFIX) && !dirs.has(e.name.slice(0, -MARKER_SUFFIX.length))),
+    .filter(
+      (e) =>
+        e.name.startsWith('.tmp-') || e.name.startsWith('.trash-') || (e.name.endsWith(MARKER_SUFFIX) && !dirs.has(e.name.slice(0, -MARKER_SUFFIX.length))),
     )
     .map((e) => e.name);
-  const removed = await Promise.all(
-    leftovers.map(async (name) => ((await guard(leftoverKey(name), () => removeTree(join(viewsDir, name)))) ? [name] : [])),
-  );
+  const removed = await Promise.all(leftovers.map(async (name) => ((await guard(leftoverKey(name), () => removeTree(join(viewsDir, name)))) ? [name] : [])));
   return removed.flat().sort();
 }
 

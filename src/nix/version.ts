@@ -33,13 +33,11 @@ export function isSupportedNix(version: NixVersion): boolean {
   return version.major > MIN_NIX_VERSION.major || (version.major === MIN_NIX_VERSION.major && version.minor >= MIN_NIX_VERSION.minor);
 }
 
-export type NixProbe =
-  | { readonly found: true; readonly path: string; readonly version: NixVersion }
-  | { readonly found: false; readonly problem: string };
+export type NixProbe = { readonly found: true; readonly path: string; readonly version: NixVersion } | { readonly found: false; readonly problem: string };
 
 /** Looks for `nix` (in `nixBin`, else on `pathEnv`) and asks it for its version. */
 export async function probeNix(options: { nixBin: string; pathEnv: string | undefined }): Promise<NixProbe> {
-  const where = options.nixBin === '' ? 'on the agent\'s PATH' : `in nix_bin ${JSON.stringify(options.nixBin)}`;
+  const where = options.nixBin === '' ? "on the agent's PATH" : `in nix_bin ${JSON.stringify(options.nixBin)}`;
   const path = findExecutable('nix', { dir: options.nixBin, pathEnv: options.pathEnv ?? '' });
   if (path === undefined) {
     return {
@@ -51,10 +49,16 @@ export async function probeNix(options: { nixBin: string; pathEnv: string | unde
     const { stdout } = await runCommand(path, ['--version'], { timeoutMs: 10_000 });
     const version = parseNixVersion(stdout);
     if (version === undefined) {
-      return { found: false, problem: `${path} --version printed ${JSON.stringify(stdout.slice(0, 80))}, not a Nix version; fix: point nix_bin at a real Nix installation` };
+      return {
+        found: false,
+        problem: `${path} --version printed ${JSON.stringify(stdout.slice(0, 80))}, not a Nix version; fix: point nix_bin at a real Nix installation`,
+      };
     }
     if (!isSupportedNix(version)) {
-      return { found: false, problem: `${path} is ${version.implementation} ${version.version}, older than ${MIN_NIX_VERSION.major}.${MIN_NIX_VERSION.minor}; fix: upgrade Nix` };
+      return {
+        found: false,
+        problem: `${path} is ${version.implementation} ${version.version}, older than ${MIN_NIX_VERSION.major}.${MIN_NIX_VERSION.minor}; fix: upgrade Nix`,
+      };
     }
     return { found: true, path, version };
   } catch (error) {

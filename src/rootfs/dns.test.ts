@@ -51,14 +51,14 @@ describe('chooseDns', () => {
     assert.deepEqual(chooseDns({ hostResolvConf: HOST }), { servers: ['10.0.0.2', '10.0.0.3'], searches: ['corp.example'], options: ['edns0'] });
   });
 
-  it('prefers the job, then Nomad, field by field, as Nomad\'s GenerateDNSMount does', () => {
+  it("prefers the job, then Nomad, field by field, as Nomad's GenerateDNSMount does", () => {
     const task = { servers: ['8.8.8.8'], searches: [], options: [] };
     const nomad = { servers: ['1.1.1.1'], searches: ['svc.example'], options: [] };
     assert.deepEqual(chooseDns({ task, nomad, hostResolvConf: HOST }), { servers: ['8.8.8.8'], searches: ['svc.example'], options: ['edns0'] });
     assert.deepEqual(chooseDns({ nomad, hostResolvConf: HOST }), { servers: ['1.1.1.1'], searches: ['svc.example'], options: ['edns0'] });
   });
 
-  it('replaces a loopback-only host list with systemd-resolved\'s upstream servers', () => {
+  it("replaces a loopback-only host list with systemd-resolved's upstream servers", () => {
     assert.deepEqual(chooseDns({ hostResolvConf: STUB, systemdResolvConf: UPSTREAM }), {
       servers: ['192.168.1.1', 'fe80::1%eth0'],
       searches: ['lan'],

@@ -9,18 +9,14 @@ const INPUT: EtcInput = {
   extraHosts: [{ ip: '10.1.2.3', names: ['db', 'db.internal'] }],
 };
 
-const fails = (input: EtcInput, message: string) =>
-  assert.throws(() => renderEtcFiles(input), { name: 'DriverError', code: 'invalid_argument', message });
+const fails = (input: EtcInput, message: string) => assert.throws(() => renderEtcFiles(input), { name: 'DriverError', code: 'invalid_argument', message });
 
 describe('renderEtcFiles', () => {
   it('renders every file for a task user', () => {
     assert.deepEqual(renderEtcFiles(INPUT), {
-      passwd: [
-        'root:x:0:0:root:/root:/bin/sh',
-        'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
-        'app:x:1000:1000:app:/local:/bin/sh',
-        '',
-      ].join('\n'),
+      passwd: ['root:x:0:0:root:/root:/bin/sh', 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin', 'app:x:1000:1000:app:/local:/bin/sh', ''].join(
+        '\n',
+      ),
       group: ['root:x:0:', 'nogroup:x:65534:', 'app:x:1000:', ''].join('\n'),
       hosts: [
         '# Written by nomad-driver-nix for this task.',

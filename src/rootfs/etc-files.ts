@@ -66,7 +66,7 @@ function validate(input: EtcInput): void {
     throw invalid(`user.home ${quote(user.home)} contains ":" or a line break`, 'give the user a home directory without ":"');
   }
   checkWord('hostname', input.hostname, '#', 'set a hostname of letters, digits, "-" and "."');
-  const dnsFix = 'fix the dns block of the job or the host\'s /etc/resolv.conf';
+  const dnsFix = "fix the dns block of the job or the host's /etc/resolv.conf";
   for (const [index, server] of input.dns.servers.entries()) {
     if (!isIpAddress(server)) throw invalid(`dns.servers[${index}] ${quote(server)} is not an IP address`, dnsFix);
   }

@@ -9,8 +9,7 @@ const INPUT: RootPlanInput = {
   etcDir: '/var/lib/nomad-driver-nix/etc/5e1f-web',
 };
 
-const fails = (input: RootPlanInput, message: string) =>
-  assert.throws(() => planRoot(input), { name: 'DriverError', code: 'invalid_argument', message });
+const fails = (input: RootPlanInput, message: string) => assert.throws(() => planRoot(input), { name: 'DriverError', code: 'invalid_argument', message });
 
 describe('planRoot', () => {
   it('plans the closure, the task dirs, /etc, proc, dev, tmp and a read-only root, in that order', () => {
@@ -44,7 +43,7 @@ describe('planRoot', () => {
     ]);
   });
 
-  it('links /bin/sh and /usr/bin/env in the root\'s tmpfs with their parent directories, before it turns read-only', () => {
+  it("links /bin/sh and /usr/bin/env in the root's tmpfs with their parent directories, before it turns read-only", () => {
     const ops = planRoot({
       ...INPUT,
       fhsLinks: [
@@ -81,7 +80,13 @@ describe('planRoot', () => {
       'failed to plan task root: fhsLinks[0].path "/etc/passwd" is not one of /bin/sh, /usr/bin/env; fix: link only the FHS paths the driver provides',
     );
     fails(
-      { ...INPUT, fhsLinks: [{ path: '/bin/sh', linkTarget: target }, { path: '/bin/sh', linkTarget: target }] },
+      {
+        ...INPUT,
+        fhsLinks: [
+          { path: '/bin/sh', linkTarget: target },
+          { path: '/bin/sh', linkTarget: target },
+        ],
+      },
       'failed to plan task root: fhsLinks[1].path "/bin/sh" is linked twice; fix: link each path once',
     );
     fails(
@@ -94,7 +99,7 @@ describe('planRoot', () => {
     );
   });
 
-  it('the task user\'s home: its own when the task can write there (a task dir, /tmp, a read-write volume), else /local', () => {
+  it("the task user's home: its own when the task can write there (a task dir, /tmp, a read-write volume), else /local", () => {
     assert.equal(taskHome('/nonexistent'), '/local');
     assert.equal(taskHome('/root'), '/local');
     assert.equal(taskHome('/'), '/local');
@@ -162,7 +167,10 @@ describe('planRoot', () => {
     fails(extra('/alloc'), `failed to plan task root: extraMounts[0].target "/alloc" would shadow /alloc; ${fix}`);
     fails(extra('/'), `failed to plan task root: extraMounts[0].target "/" would replace the task root; ${fix}`);
     fails(extra('data'), `failed to plan task root: extraMounts[0].target "data" is not an absolute path; ${fix}`);
-    fails(extra('/data', 'srv'), 'failed to plan task root: extraMounts[0].source "srv" is not an absolute path; fix: set extraMounts[0].source to an absolute, normalised host path');
+    fails(
+      extra('/data', 'srv'),
+      'failed to plan task root: extraMounts[0].source "srv" is not an absolute path; fix: set extraMounts[0].source to an absolute, normalised host path',
+    );
     fails(
       {
         ...INPUT,
@@ -175,14 +183,27 @@ describe('planRoot', () => {
     );
   });
 
-  it('refuses volumes that show the store, the plugin\'s state or the host root', () => {
-    const fix = 'fix: point the volume at a directory of its own, outside /nix/store and the plugin\'s state_dir';
-    const extra = (source: string) => ({ ...INPUT, protectedHostDirs: ['/var/lib/nomad-driver-nix'], extraMounts: [{ source, target: '/data', readOnly: false }] });
-    fails(extra('/nix/store/abc-x'), `failed to plan task root: extraMounts[0].source "/nix/store/abc-x" lies inside /nix/store, which no task may see; ${fix}`);
+  it("refuses volumes that show the store, the plugin's state or the host root", () => {
+    const fix = "fix: point the volume at a directory of its own, outside /nix/store and the plugin's state_dir";
+    const extra = (source: string) => ({
+      ...INPUT,
+      protectedHostDirs: ['/var/lib/nomad-driver-nix'],
+      extraMounts: [{ source, target: '/data', readOnly: false }],
+    });
+    fails(
+      extra('/nix/store/abc-x'),
+      `failed to plan task root: extraMounts[0].source "/nix/store/abc-x" lies inside /nix/store, which no task may see; ${fix}`,
+    );
     fails(extra('/nix'), `failed to plan task root: extraMounts[0].source "/nix" contains /nix/store, which no task may see; ${fix}`);
-    fails(extra('/var/lib/nomad-driver-nix/tasks'), `failed to plan task root: extraMounts[0].source "/var/lib/nomad-driver-nix/tasks" lies inside /var/lib/nomad-driver-nix, which no task may see; ${fix}`);
+    fails(
+      extra('/var/lib/nomad-driver-nix/tasks'),
+      `failed to plan task root: extraMounts[0].source "/var/lib/nomad-driver-nix/tasks" lies inside /var/lib/nomad-driver-nix, which no task may see; ${fix}`,
+    );
     fails(extra('/var/lib'), `failed to plan task root: extraMounts[0].source "/var/lib" contains /var/lib/nomad-driver-nix, which no task may see; ${fix}`);
-    fails(extra('/'), 'failed to plan task root: extraMounts[0].source "/" is the host root; fix: set extraMounts[0].source to a dedicated directory, never "/"');
+    fails(
+      extra('/'),
+      'failed to plan task root: extraMounts[0].source "/" is the host root; fix: set extraMounts[0].source to a dedicated directory, never "/"',
+    );
     assert.equal(planRoot(extra('/srv/data')).ops.at(-2)?.kind, 'bind');
   });
 
@@ -196,21 +217,39 @@ describe('planRoot', () => {
     ]);
   });
 
-  it('refuses devices outside /dev, over the runtime\'s own /dev entries, overlapping, or with bad permissions', () => {
+  it("refuses devices outside /dev, over the runtime's own /dev entries, overlapping, or with bad permissions", () => {
     const base = { source: '/dev/fuse', target: '/dev/fuse', deviceType: 'c', major: 10, minor: 229, permissions: 'rw' } as const;
-    const dev = (change: Partial<Record<keyof typeof base, unknown>>, more: object[] = []) => ({ ...INPUT, devices: [...more, { ...base, ...change }] as never });
-    const fix = 'fix: reserve a device node below /dev (a device plugin\'s device spec: host_path and task_path below /dev)';
+    const dev = (change: Partial<Record<keyof typeof base, unknown>>, more: object[] = []) => ({
+      ...INPUT,
+      devices: [...more, { ...base, ...change }] as never,
+    });
+    const fix = "fix: reserve a device node below /dev (a device plugin's device spec: host_path and task_path below /dev)";
     fails(dev({ source: '/srv/fuse' }), `failed to plan task root: devices[0].source "/srv/fuse" is not below /dev; ${fix}`);
     fails(dev({ target: '/opt/fuse' }), `failed to plan task root: devices[0].target "/opt/fuse" is not below /dev; ${fix}`);
     fails(dev({ target: '/dev' }), `failed to plan task root: devices[0].target "/dev" is not below /dev; ${fix}`);
     fails(dev({ target: '/dev/../etc/x' }), `failed to plan task root: devices[0].target "/dev/../etc/x" contains a ".." segment; ${fix}`);
-    fails(dev({ target: '/dev/null' }), 'failed to plan task root: devices[0].target "/dev/null" would replace the runtime\'s /dev/null; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"');
-    fails(dev({ target: '/dev/pts/0' }), 'failed to plan task root: devices[0].target "/dev/pts/0" would replace the runtime\'s /dev/pts; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"');
-    fails(dev({}, [base]), 'failed to plan task root: devices[1].target "/dev/fuse" overlaps the device at "/dev/fuse"; fix: give each device its own task_path');
+    fails(
+      dev({ target: '/dev/null' }),
+      'failed to plan task root: devices[0].target "/dev/null" would replace the runtime\'s /dev/null; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"',
+    );
+    fails(
+      dev({ target: '/dev/pts/0' }),
+      'failed to plan task root: devices[0].target "/dev/pts/0" would replace the runtime\'s /dev/pts; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"',
+    );
+    fails(
+      dev({}, [base]),
+      'failed to plan task root: devices[1].target "/dev/fuse" overlaps the device at "/dev/fuse"; fix: give each device its own task_path',
+    );
     fails(dev({ deviceType: 'p' }), 'failed to plan task root: devices[0].deviceType "p" is not "c" or "b"; fix: bind only character or block devices');
-    fails(dev({ major: -1 }), 'failed to plan task root: devices[0].major -1 is not a device number; fix: take the numbers from stat(2) of the host device node');
+    fails(
+      dev({ major: -1 }),
+      'failed to plan task root: devices[0].major -1 is not a device number; fix: take the numbers from stat(2) of the host device node',
+    );
     for (const permissions of ['', 'wr', 'rwx', 'rr']) {
-      fails(dev({ permissions }), `failed to plan task root: devices[0].permissions ${JSON.stringify(permissions)} is not a non-empty subset of "rwm"; fix: grant some of r (read), w (write) and m (mknod), in that order, e.g. "rw"`);
+      fails(
+        dev({ permissions }),
+        `failed to plan task root: devices[0].permissions ${JSON.stringify(permissions)} is not a non-empty subset of "rwm"; fix: grant some of r (read), w (write) and m (mknod), in that order, e.g. "rw"`,
+      );
     }
   });
 });

@@ -133,7 +133,23 @@ export const RESERVED_TARGETS: readonly string[] = [NIX_STORE_DIR, '/alloc', '/l
  * a device must not replace.
  */
 export const RUNTIME_DEV_ENTRIES: readonly string[] = [
-  'null', 'zero', 'full', 'random', 'urandom', 'tty', 'console', 'ptmx', 'pts', 'shm', 'mqueue', 'fd', 'stdin', 'stdout', 'stderr', 'core', 'init',
+  'null',
+  'zero',
+  'full',
+  'random',
+  'urandom',
+  'tty',
+  'console',
+  'ptmx',
+  'pts',
+  'shm',
+  'mqueue',
+  'fd',
+  'stdin',
+  'stdout',
+  'stderr',
+  'core',
+  'init',
 ].map((name) => `/dev/${name}`);
 
 const WHAT = 'plan task root';
@@ -184,7 +200,10 @@ function checkExtraSource(field: string, source: string, protectedDirs: readonly
   checkHostPath(field, source);
   for (const dir of [NIX_STORE_DIR, ...protectedDirs]) {
     if (isWithin(source, dir) || isWithin(dir, source)) {
-      throw invalid(`${field} ${quote(source)} ${isWithin(source, dir) ? 'lies inside' : 'contains'} ${dir}, which no task may see`, 'point the volume at a directory of its own, outside /nix/store and the plugin\'s state_dir');
+      throw invalid(
+        `${field} ${quote(source)} ${isWithin(source, dir) ? 'lies inside' : 'contains'} ${dir}, which no task may see`,
+        "point the volume at a directory of its own, outside /nix/store and the plugin's state_dir",
+      );
     }
   }
 }
@@ -193,12 +212,13 @@ function checkFhsLinks(links: readonly FhsLink[]): void {
   const seen = new Set<string>();
   for (const [index, link] of links.entries()) {
     const field = `fhsLinks[${index}]`;
-    if (!(FHS_LINK_PATHS as readonly string[]).includes(link.path)) throw invalid(`${field}.path ${quote(link.path)} is not one of ${FHS_LINK_PATHS.join(', ')}`, 'link only the FHS paths the driver provides');
+    if (!(FHS_LINK_PATHS as readonly string[]).includes(link.path))
+      throw invalid(`${field}.path ${quote(link.path)} is not one of ${FHS_LINK_PATHS.join(', ')}`, 'link only the FHS paths the driver provides');
     if (seen.has(link.path)) throw invalid(`${field}.path ${quote(link.path)} is linked twice`, 'link each path once');
     seen.add(link.path);
     const problem = absolutePathProblem(link.linkTarget);
     if (problem !== undefined || !isWithin(link.linkTarget, NIX_STORE_DIR) || link.linkTarget === NIX_STORE_DIR) {
-      throw invalid(`${field}.linkTarget ${quote(link.linkTarget)} ${problem ?? `is not below ${NIX_STORE_DIR}`}`, 'link to a program of the task\'s closure');
+      throw invalid(`${field}.linkTarget ${quote(link.linkTarget)} ${problem ?? `is not below ${NIX_STORE_DIR}`}`, "link to a program of the task's closure");
     }
   }
 }
@@ -210,14 +230,21 @@ function parentDirs(path: string): string[] {
 }
 
 function checkDevice(field: string, device: DeviceBind, earlier: readonly string[]): void {
-  const fix = 'reserve a device node below /dev (a device plugin\'s device spec: host_path and task_path below /dev)';
-  for (const [name, path] of [['source', device.source], ['target', device.target]] as const) {
+  const fix = "reserve a device node below /dev (a device plugin's device spec: host_path and task_path below /dev)";
+  for (const [name, path] of [
+    ['source', device.source],
+    ['target', device.target],
+  ] as const) {
     const problem = absolutePathProblem(path);
     if (problem !== undefined) throw invalid(`${field}.${name} ${quote(path)} ${problem}`, fix);
     if (!isWithin(path, '/dev') || path === '/dev') throw invalid(`${field}.${name} ${quote(path)} is not below /dev`, fix);
   }
   for (const entry of RUNTIME_DEV_ENTRIES) {
-    if (isWithin(device.target, entry)) throw invalid(`${field}.target ${quote(device.target)} would replace the runtime's ${entry}`, 'give the device a task_path of its own below /dev, e.g. "/dev/fuse"');
+    if (isWithin(device.target, entry))
+      throw invalid(
+        `${field}.target ${quote(device.target)} would replace the runtime's ${entry}`,
+        'give the device a task_path of its own below /dev, e.g. "/dev/fuse"',
+      );
   }
   for (const other of earlier) {
     if (isWithin(device.target, other) || isWithin(other, device.target)) {
@@ -229,10 +256,14 @@ function checkDevice(field: string, device: DeviceBind, earlier: readonly string
   }
   for (const number of ['major', 'minor'] as const) {
     const value = device[number];
-    if (!Number.isSafeInteger(value) || value < 0 || value > 0xffffffff) throw invalid(`${field}.${number} ${quote(value)} is not a device number`, 'take the numbers from stat(2) of the host device node');
+    if (!Number.isSafeInteger(value) || value < 0 || value > 0xffffffff)
+      throw invalid(`${field}.${number} ${quote(value)} is not a device number`, 'take the numbers from stat(2) of the host device node');
   }
   if (!/^r?w?m?$/.test(device.permissions) || device.permissions === '') {
-    throw invalid(`${field}.permissions ${quote(device.permissions)} is not a non-empty subset of "rwm"`, 'grant some of r (read), w (write) and m (mknod), in that order, e.g. "rw"');
+    throw invalid(
+      `${field}.permissions ${quote(device.permissions)} is not a non-empty subset of "rwm"`,
+      'grant some of r (read), w (write) and m (mknod), in that order, e.g. "rw"',
+    );
   }
 }
 
@@ -249,7 +280,7 @@ export function planRoot(input: RootPlanInput): RootPlan {
   // The view must hold only the closure; /nix/store itself holds every path on the host, and
   // Nix's GC deletes anything of ours placed inside it (measured with Nix 2.8).
   if (isWithin(input.storeView, NIX_STORE_DIR)) {
-    throw invalid(`storeView ${quote(input.storeView)} lies inside ${NIX_STORE_DIR}`, 'build the closure view in a directory of the plugin\'s state dir');
+    throw invalid(`storeView ${quote(input.storeView)} lies inside ${NIX_STORE_DIR}`, "build the closure view in a directory of the plugin's state dir");
   }
   checkHostPath('allocDir', input.allocDir);
   checkTaskName(input.taskName);

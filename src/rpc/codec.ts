@@ -117,7 +117,10 @@ export function fromProtoStartTask(task: TaskConfig__Output | null | undefined):
 
 function decodeTask(task: TaskConfig__Output | null | undefined, what: 'start task' | 'recover task'): { request: TaskRequest; driverConfig: unknown } {
   if (task === null || task === undefined) {
-    throw failure(what, 'the request has no task', { code: 'invalid_argument', fix: 'use a Nomad client of version 1.8 or newer: it sends the task with the request' });
+    throw failure(what, 'the request has no task', {
+      code: 'invalid_argument',
+      fix: 'use a Nomad client of version 1.8 or newer: it sends the task with the request',
+    });
   }
   const dns = task.dns;
   const driverConfig = what === 'recover task' ? undefined : decodeCtyMsgpack(task.msgpack_driver_config ?? new Uint8Array(), 'task config');
@@ -138,8 +141,7 @@ function decodeTask(task: TaskConfig__Output | null | undefined, what: 'start ta
     stderrPath: task.stderr_path,
     mounts: task.mounts.map((m) => ({ taskPath: m.task_path, hostPath: m.host_path, readOnly: m.readonly, propagationMode: m.propagation_mode })),
     devices: task.devices.map((d) => ({ taskPath: d.task_path, hostPath: d.host_path, permissions: d.cgroup_permissions })),
-    networkNamespace:
-      task.network_isolation_spec?.mode === 'GROUP' && task.network_isolation_spec.path !== '' ? task.network_isolation_spec.path : undefined,
+    networkNamespace: task.network_isolation_spec?.mode === 'GROUP' && task.network_isolation_spec.path !== '' ? task.network_isolation_spec.path : undefined,
     dns:
       dns === null || dns === undefined || (dns.servers.length === 0 && dns.searches.length === 0 && dns.options.length === 0)
         ? undefined
@@ -161,8 +163,22 @@ function checkTaskLimits(task: TaskConfig__Output, driverConfig: unknown, what: 
   const list = (value: unknown) => (Array.isArray(value) ? value : []);
   const dns = task.dns;
   const violation = taskFieldViolation({
-    names: { id: task.id, name: task.name, alloc_id: task.alloc_id, job_name: task.job_name, task_group_name: task.task_group_name, namespace: task.namespace, user: task.user },
-    lists: { mounts: task.mounts, devices: task.devices, 'dns.servers': dns?.servers ?? [], 'dns.searches': dns?.searches ?? [], 'dns.options': dns?.options ?? [] },
+    names: {
+      id: task.id,
+      name: task.name,
+      alloc_id: task.alloc_id,
+      job_name: task.job_name,
+      task_group_name: task.task_group_name,
+      namespace: task.namespace,
+      user: task.user,
+    },
+    lists: {
+      mounts: task.mounts,
+      devices: task.devices,
+      'dns.servers': dns?.servers ?? [],
+      'dns.searches': dns?.searches ?? [],
+      'dns.options': dns?.options ?? [],
+    },
     paths: {
       alloc_dir: task.alloc_dir,
       stdout_path: task.stdout_path,
@@ -187,22 +203,45 @@ function checkTaskLimits(task: TaskConfig__Output, driverConfig: unknown, what: 
   if (violation !== undefined) throw limitFailure(what, violation);
   // strings that reach paths, argv or env cannot hold NUL (the kernel's string terminator)
   const strings: [string, unknown][] = [
-    ...Object.entries({ id: task.id, name: task.name, alloc_id: task.alloc_id, user: task.user, alloc_dir: task.alloc_dir, stdout_path: task.stdout_path, stderr_path: task.stderr_path }),
-    ...task.mounts.flatMap((m, i): [string, unknown][] => [[`mounts[${i}].task_path`, m.task_path], [`mounts[${i}].host_path`, m.host_path]]),
-    ...task.devices.flatMap((d, i): [string, unknown][] => [[`devices[${i}].task_path`, d.task_path], [`devices[${i}].host_path`, d.host_path]]),
-    ...Object.entries(task.env).flatMap(([key, value]): [string, unknown][] => [[`env key ${quote(key)}`, key], [`env.${key}`, value]]),
+    ...Object.entries({
+      id: task.id,
+      name: task.name,
+      alloc_id: task.alloc_id,
+      user: task.user,
+      alloc_dir: task.alloc_dir,
+      stdout_path: task.stdout_path,
+      stderr_path: task.stderr_path,
+    }),
+    ...task.mounts.flatMap((m, i): [string, unknown][] => [
+      [`mounts[${i}].task_path`, m.task_path],
+      [`mounts[${i}].host_path`, m.host_path],
+    ]),
+    ...task.devices.flatMap((d, i): [string, unknown][] => [
+      [`devices[${i}].task_path`, d.task_path],
+      [`devices[${i}].host_path`, d.host_path],
+    ]),
+    ...Object.entries(task.env).flatMap(([key, value]): [string, unknown][] => [
+      [`env key ${quote(key)}`, key],
+      [`env.${key}`, value],
+    ]),
     ...['command', 'flake', 'store_path', 'work_dir'].map((key): [string, unknown] => [`config.${key}`, config[key]]),
     ...list(config.args).map((arg, i): [string, unknown] => [`config.args[${i}]`, arg]),
     ...list(config.packages).map((p, i): [string, unknown] => [`config.packages[${i}]`, p]),
   ];
   for (const [field, value] of strings) {
     if (typeof value === 'string' && value.includes('\0')) {
-      throw failure(what, `${field.length > 80 ? `${field.slice(0, 80)}…` : field} contains a NUL character`, { code: 'invalid_argument', fix: 'remove the NUL character (\\0) from it' });
+      throw failure(what, `${field.length > 80 ? `${field.slice(0, 80)}…` : field} contains a NUL character`, {
+        code: 'invalid_argument',
+        fix: 'remove the NUL character (\\0) from it',
+      });
     }
   }
   // the task's name is its directory in the alloc dir
   if (task.name === '' || task.name === '.' || task.name === '..' || task.name.includes('/')) {
-    throw failure(what, `name ${quote(task.name)} is not a single path segment`, { code: 'invalid_argument', fix: 'name the task with one path segment (no "/", not "." or ".."): it is the task\'s directory in the allocation' });
+    throw failure(what, `name ${quote(task.name)} is not a single path segment`, {
+      code: 'invalid_argument',
+      fix: 'name the task with one path segment (no "/", not "." or ".."): it is the task\'s directory in the allocation',
+    });
   }
 }
 
@@ -263,12 +302,21 @@ export function toTaskStatus(handle: TaskHandle): TaskStatus {
 }
 
 const CPU_FIELDS: Readonly<Record<string, string>> = {
-  'System Mode': 'SYSTEM_MODE', 'User Mode': 'USER_MODE', 'Total Ticks': 'TOTAL_TICKS',
-  'Throttled Periods': 'THROTTLED_PERIODS', 'Throttled Time': 'THROTTLED_TIME', Percent: 'PERCENT',
+  'System Mode': 'SYSTEM_MODE',
+  'User Mode': 'USER_MODE',
+  'Total Ticks': 'TOTAL_TICKS',
+  'Throttled Periods': 'THROTTLED_PERIODS',
+  'Throttled Time': 'THROTTLED_TIME',
+  Percent: 'PERCENT',
 };
 const MEMORY_FIELDS: Readonly<Record<string, string>> = {
-  RSS: 'RSS', Cache: 'CACHE', 'Max Usage': 'MAX_USAGE', 'Kernel Usage': 'KERNEL_USAGE',
-  'Kernel Max Usage': 'KERNEL_MAX_USAGE', Usage: 'USAGE', Swap: 'SWAP',
+  RSS: 'RSS',
+  Cache: 'CACHE',
+  'Max Usage': 'MAX_USAGE',
+  'Kernel Usage': 'KERNEL_USAGE',
+  'Kernel Max Usage': 'KERNEL_MAX_USAGE',
+  Usage: 'USAGE',
+  Swap: 'SWAP',
 };
 
 /**
@@ -302,7 +350,9 @@ export function toTaskStats(taskId: string, usage: TaskUsage): TaskStats {
         kernel_max_usage: u64(m.kernelMaxUsage),
         usage: u64(m.usage),
         swap: u64(m.swap),
-        measured_fields: stats.measuredMemory.flatMap((name) => (MEMORY_FIELDS[name] === undefined ? [] : [MEMORY_FIELDS[name]])) as NonNullable<MemoryUsage['measured_fields']>,
+        measured_fields: stats.measuredMemory.flatMap((name) => (MEMORY_FIELDS[name] === undefined ? [] : [MEMORY_FIELDS[name]])) as NonNullable<
+          MemoryUsage['measured_fields']
+        >,
       },
     },
     resource_usage_by_pid: {},

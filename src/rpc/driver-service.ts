@@ -147,7 +147,9 @@ export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverH
     /** ExecTaskStreaming: `nomad alloc exec`, frame by frame (rpc/exec-stream.ts). */
     ExecTaskStreaming: execStreamHandler(driver, logger),
     /** CreateNetwork/DestroyNetwork: only called for drivers with must_create_network, which we are not. */
-    CreateNetwork: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'failed to create network: the nix driver joins the network Nomad creates' }),
-    DestroyNetwork: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'failed to destroy network: the nix driver joins the network Nomad creates' }),
+    CreateNetwork: (_call, callback) =>
+      callback({ code: grpc.status.UNIMPLEMENTED, details: 'failed to create network: the nix driver joins the network Nomad creates' }),
+    DestroyNetwork: (_call, callback) =>
+      callback({ code: grpc.status.UNIMPLEMENTED, details: 'failed to destroy network: the nix driver joins the network Nomad creates' }),
   };
 }

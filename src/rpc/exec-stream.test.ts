@@ -8,7 +8,12 @@ import type { ExecTaskStreamingResponse } from '../gen/hashicorp/nomad/plugins/d
 import { createLogger } from '../log/logger.js';
 import { execStreamHandler, exitFrames, parseExecFrame } from './exec-stream.js';
 
-const frame = (fields: Partial<ExecTaskStreamingRequest__Output>): ExecTaskStreamingRequest__Output => ({ setup: null, tty_size: null, stdin: null, ...fields });
+const frame = (fields: Partial<ExecTaskStreamingRequest__Output>): ExecTaskStreamingRequest__Output => ({
+  setup: null,
+  tty_size: null,
+  stdin: null,
+  ...fields,
+});
 
 describe('parseExecFrame', () => {
   it('reads setup, resize, input and EOF, in that order, and nothing from a heartbeat', () => {
@@ -97,11 +102,15 @@ describe('execStreamHandler', () => {
     fake.finish({ exitCode: 3, signal: 0 });
     await finished;
     assert.deepEqual(fake.applied, ['resize:80x25', 'stdin:tty\n', 'eof']);
-    assert.deepEqual(call.written, [{ stdout: { data: Buffer.from('/dev/pts/0\r\n') } }, { stderr: { data: Buffer.from('warning\n') } }, ...exitFrames({ exitCode: 3, signal: 0 })]);
+    assert.deepEqual(call.written, [
+      { stdout: { data: Buffer.from('/dev/pts/0\r\n') } },
+      { stderr: { data: Buffer.from('warning\n') } },
+      ...exitFrames({ exitCode: 3, signal: 0 }),
+    ]);
     assert.equal(call.ended, true);
   });
 
-  it('pauses the command\'s output while gRPC\'s buffer is full, and resumes on drain', async () => {
+  it("pauses the command's output while gRPC's buffer is full, and resumes on drain", async () => {
     const fake = fakeSession();
     let output: ExecOutput | undefined;
     const startExec = async (_t: string, _c: readonly string[], _tty: boolean, out: ExecOutput) => {
@@ -129,7 +138,7 @@ describe('execStreamHandler', () => {
     fake.finish({ exitCode: 0, signal: 0 });
   });
 
-  it('kills the command when Nomad\'s client goes away', async () => {
+  it("kills the command when Nomad's client goes away", async () => {
     const fake = fakeSession();
     const driver = { startExec: async () => fake.session } as unknown as NixDriver;
     const call = new FakeCall();
@@ -143,9 +152,11 @@ describe('execStreamHandler', () => {
     assert.deepEqual(call.written, [], 'nothing is written to a cancelled call');
   });
 
-  it('fails the call with the driver\'s error when the command cannot start', async () => {
+  it("fails the call with the driver's error when the command cannot start", async () => {
     const { failure } = await import('../errors.js');
-    const driver = { startExec: async () => Promise.reject(failure('exec in task', 'the task has exited', { code: 'failed_precondition' })) } as unknown as NixDriver;
+    const driver = {
+      startExec: async () => Promise.reject(failure('exec in task', 'the task has exited', { code: 'failed_precondition' })),
+    } as unknown as NixDriver;
     const call = new FakeCall();
     const errors: { code?: number; details?: string }[] = [];
     call.on('error', (e: { code?: number; details?: string }) => errors.push(e));

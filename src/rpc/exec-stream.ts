@@ -133,7 +133,13 @@ export function execStreamHandler(
       }
     });
     call.on('end', () => {
-      if (!started) fail(failure('exec in task', 'the stream ended before its setup frame', { code: 'invalid_argument', fix: 'send a setup frame (task_id, command, tty) first' }));
+      if (!started)
+        fail(
+          failure('exec in task', 'the stream ended before its setup frame', {
+            code: 'invalid_argument',
+            fix: 'send a setup frame (task_id, command, tty) first',
+          }),
+        );
     });
   };
 }

@@ -83,7 +83,11 @@ export async function waitForValue<T>(
   watched: string,
   read: () => Promise<T | undefined>,
   exited: Promise<unknown>,
-  deadline: { readonly ms: number; readonly what: string; readonly fix: string } = { ms: LAUNCH_REPORT_TIMEOUT_MS, what: 'the runtime did not report the sandbox\'s pid', fix: 'see the plugin log' },
+  deadline: { readonly ms: number; readonly what: string; readonly fix: string } = {
+    ms: LAUNCH_REPORT_TIMEOUT_MS,
+    what: "the runtime did not report the sandbox's pid",
+    fix: 'see the plugin log',
+  },
 ): Promise<T | undefined> {
   let done = false;
   void exited.then(() => (done = true));
@@ -128,7 +132,9 @@ export interface SpawnedMonitor {
  * (issue 10, item 8). Call it synchronously after spawn().
  */
 export function watchSpawned(child: ChildProcess): SpawnedMonitor {
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
   return { exited, spawnError };
 }

@@ -19,7 +19,10 @@ export async function missingInterpreter(plan: RootPlan, command: string): Promi
   const view = plan.ops.find((m) => m.kind === 'ro-bind' && m.target === NIX_STORE_DIR);
   if (view === undefined || view.kind !== 'ro-bind' || !command.startsWith(`${NIX_STORE_DIR}/`)) return undefined;
   const inView = (path: string) => join(view.source, path.slice(NIX_STORE_DIR.length + 1));
-  const head = await readFile(inView(command)).then((b) => b.subarray(0, 256).toString('utf8'), () => '');
+  const head = await readFile(inView(command)).then(
+    (b) => b.subarray(0, 256).toString('utf8'),
+    () => '',
+  );
   if (!head.startsWith('#!')) return undefined;
   const interpreter = head.slice(2).split('\n')[0]?.trim().split(/\s+/)[0] ?? '';
   if (interpreter === '') return undefined;
@@ -27,4 +30,3 @@ export async function missingInterpreter(plan: RootPlan, command: string): Promi
   if (!interpreter.startsWith(`${NIX_STORE_DIR}/`)) return undefined;
   return (await allPathsExist([inView(interpreter)])) ? undefined : interpreter;
 }
-

@@ -63,6 +63,7 @@ export function validateProcessSpec(what: string, process: ProcessSpec): void {
     }
   }
   for (const cap of process.capabilities) {
-    if (!CAPABILITY_NAME.test(cap)) throw invalid(what, `capability ${quote(cap)} is not a name such as CAP_NET_BIND_SERVICE`, 'spell capabilities as CAP_ followed by the upper-case name');
+    if (!CAPABILITY_NAME.test(cap))
+      throw invalid(what, `capability ${quote(cap)} is not a name such as CAP_NET_BIND_SERVICE`, 'spell capabilities as CAP_ followed by the upper-case name');
   }
 }

@@ -29,7 +29,10 @@ export type RuntimeFactory = (name: string, purpose: RuntimePurpose, config: Pic
 export const hostRuntimes: RuntimeFactory = (name, purpose, config) => {
   const path = findExecutable(name, { pathEnv: process.env.PATH ?? '' });
   if (path === undefined && purpose === 'start task') {
-    throw failure('start task', `${name} not found on the agent's PATH`, { code: 'failed_precondition', fix: `install ${name === 'bwrap' ? 'bubblewrap' : name} on the client` });
+    throw failure('start task', `${name} not found on the agent's PATH`, {
+      code: 'failed_precondition',
+      fix: `install ${name === 'bwrap' ? 'bubblewrap' : name} on the client`,
+    });
   }
   if (name === 'bwrap') return new BwrapRuntime(path ?? 'bwrap', findExecutable('nsenter', { pathEnv: process.env.PATH ?? '' }));
   const init = findRuncInit(config.runc_init, process.env.PATH);

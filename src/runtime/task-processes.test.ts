@@ -64,7 +64,12 @@ describe('task processes are verified before any signal', { skip: isRoot ? false
 
   it('runc: a foreign process with the recorded pid and start time is neither recovered nor killed', async () => {
     const { record, pid } = await foreignRecord();
-    const runtime = new RuncRuntime({ runcPath: findExecutable('runc', { pathEnv: process.env.PATH ?? '' }) ?? 'runc', initPath: '/usr/bin/tini-static', runcRoot: join(record.stateDir, 'runc'), shellPath: '/bin/sh' });
+    const runtime = new RuncRuntime({
+      runcPath: findExecutable('runc', { pathEnv: process.env.PATH ?? '' }) ?? 'runc',
+      initPath: '/usr/bin/tini-static',
+      runcRoot: join(record.stateDir, 'runc'),
+      shellPath: '/bin/sh',
+    });
     await assert.rejects(runtime.recover(record), {
       message: `failed to recover task: its runc monitor ${pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, 'exit.json')}; fix: check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again`,
     });
@@ -73,18 +78,28 @@ describe('task processes are verified before any signal', { skip: isRoot ? false
     assert.equal(isRunning(pid), true, 'the foreign process lives');
   });
 
-  it('a real bwrap monitor is recognised by its executable and its status fd on the task\'s status file, and only for that task', { skip: bwrap === undefined ? 'no bwrap' : false }, async () => {
+  it("a real bwrap monitor is recognised by its executable and its status fd on the task's status file, and only for that task", {
+    skip: bwrap === undefined ? 'no bwrap' : false,
+  }, async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'nix-proc-check-'));
     dirs.push(stateDir);
     const status = openSync(join(stateDir, 'bwrap-status.json'), 'w');
-    const monitor = await started(spawn(bwrap as string, ['--ro-bind', '/', '/', '--unshare-pid', '--json-status-fd', '3', 'sleep', '300'], { stdio: ['ignore', 'ignore', 'ignore', status] }));
+    const monitor = await started(
+      spawn(bwrap as string, ['--ro-bind', '/', '/', '--unshare-pid', '--json-status-fd', '3', 'sleep', '300'], {
+        stdio: ['ignore', 'ignore', 'ignore', status],
+      }),
+    );
     closeSync(status);
     const pids = { pid: monitor.pid, pidStartTime: monitor.start, initPid: monitor.pid, initStartTime: monitor.start };
     assert.equal(monitorIsOurs(bwrapProcesses(pids, stateDir, () => true, bwrap as string)), true);
-    assert.equal(monitorIsOurs(bwrapProcesses(pids, join(stateDir, 'other'), () => true, bwrap as string)), false, 'another task\'s status file');
-    assert.equal(monitorIsOurs(bwrapProcesses({ ...pids, pidStartTime: monitor.start + 1 }, stateDir, () => true, bwrap as string)), false, 'another start time');
+    assert.equal(monitorIsOurs(bwrapProcesses(pids, join(stateDir, 'other'), () => true, bwrap as string)), false, "another task's status file");
+    assert.equal(
+      monitorIsOurs(bwrapProcesses({ ...pids, pidStartTime: monitor.start + 1 }, stateDir, () => true, bwrap as string)),
+      false,
+      'another start time',
+    );
     assert.equal(monitorIsOurs(bwrapProcesses(pids, stateDir, () => true, '/bin/sh')), false, 'another executable');
     assert.equal(initIsOurs(bwrapProcesses(pids, stateDir, () => true, bwrap as string)), true);
-    assert.equal(initIsOurs(bwrapProcesses(pids, stateDir, () => false, bwrap as string)), false, 'not in the task\'s cgroup');
+    assert.equal(initIsOurs(bwrapProcesses(pids, stateDir, () => false, bwrap as string)), false, "not in the task's cgroup");
   });
 });

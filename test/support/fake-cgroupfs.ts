@@ -127,7 +127,9 @@ export class FakeCgroupfs implements CgroupIo {
   private livePids(dir: string): number[] {
     const path = join(dir, 'cgroup.procs');
     if (!existsSync(path)) return [];
-    return words(readFileSync(path, 'utf8')).map(Number).filter((pid) => isRunning(pid));
+    return words(readFileSync(path, 'utf8'))
+      .map(Number)
+      .filter((pid) => isRunning(pid));
   }
 
   private addControllerFiles(dir: string, controllers: readonly string[]): void {
@@ -164,7 +166,12 @@ export class FakeCgroupfs implements CgroupIo {
     if (this.version === 'v2' && basename(file) === 'cgroup.controllers' && dir !== this.root) {
       return existsSync(dir) ? readFileSync(join(dirname(dir), 'cgroup.subtree_control'), 'utf8') : undefined;
     }
-    if (basename(file) === 'cgroup.procs') return existsSync(file) ? this.livePids(dir).map((pid) => `${pid}\n`).join('') : undefined;
+    if (basename(file) === 'cgroup.procs')
+      return existsSync(file)
+        ? this.livePids(dir)
+            .map((pid) => `${pid}\n`)
+            .join('')
+        : undefined;
     return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
   }
 

@@ -33,7 +33,32 @@ type Rng = () => number;
 const int = (rng: Rng, n: number) => Math.floor(rng() * n);
 const pick = <T>(rng: Rng, items: readonly T[]): T => items[int(rng, items.length)]!;
 
-const ALPHABET = ['a', 'Z', '0', '/', '.', '..', '-', '_', ' ', '\n', '\0', '$', '"', '\\', '#', ':', '=', 'é', '😀', '\u202e', '%', '*', '~', '${NOMAD_TASK_DIR}'];
+const ALPHABET = [
+  'a',
+  'Z',
+  '0',
+  '/',
+  '.',
+  '..',
+  '-',
+  '_',
+  ' ',
+  '\n',
+  '\0',
+  '$',
+  '"',
+  '\\',
+  '#',
+  ':',
+  '=',
+  'é',
+  '😀',
+  '\u202e',
+  '%',
+  '*',
+  '~',
+  '${NOMAD_TASK_DIR}',
+];
 
 function randomString(rng: Rng, maxLength = 40): string {
   let text = '';
@@ -50,15 +75,28 @@ function hugeString(rng: Rng): string {
 function randomValue(rng: Rng, depth = 0): unknown {
   const kind = int(rng, depth > 4 ? 6 : 9);
   switch (kind) {
-    case 0: return null;
-    case 1: return rng() < 0.5;
-    case 2: return pick(rng, [0, -1, 1.5, 2 ** 53, -(2 ** 63), Number.NaN, 1e308, 255, 65_536]);
-    case 3: return randomString(rng);
-    case 4: return randomString(rng, 400);
-    case 5: return Buffer.from(randomString(rng));
-    case 6: return Array.from({ length: int(rng, 5) }, () => randomValue(rng, depth + 1));
-    case 7: return Object.fromEntries(Array.from({ length: int(rng, 5) }, () => [randomString(rng, 12), randomValue(rng, depth + 1)]));
-    default: return Object.fromEntries(['command', 'args', 'store_path', 'flake', 'packages', 'work_dir', 'cap_add', 'pids_limit'].filter(() => rng() < 0.5).map((k) => [k, randomValue(rng, depth + 1)]));
+    case 0:
+      return null;
+    case 1:
+      return rng() < 0.5;
+    case 2:
+      return pick(rng, [0, -1, 1.5, 2 ** 53, -(2 ** 63), Number.NaN, 1e308, 255, 65_536]);
+    case 3:
+      return randomString(rng);
+    case 4:
+      return randomString(rng, 400);
+    case 5:
+      return Buffer.from(randomString(rng));
+    case 6:
+      return Array.from({ length: int(rng, 5) }, () => randomValue(rng, depth + 1));
+    case 7:
+      return Object.fromEntries(Array.from({ length: int(rng, 5) }, () => [randomString(rng, 12), randomValue(rng, depth + 1)]));
+    default:
+      return Object.fromEntries(
+        ['command', 'args', 'store_path', 'flake', 'packages', 'work_dir', 'cap_add', 'pids_limit']
+          .filter(() => rng() < 0.5)
+          .map((k) => [k, randomValue(rng, depth + 1)]),
+      );
   }
 }
 
@@ -72,18 +110,25 @@ function deepMsgpack(rng: Rng, levels: number): Buffer {
 function fuzzMsgpack(rng: Rng, valid: Record<string, unknown>): Buffer {
   const encoded = packr.pack(valid);
   switch (int(rng, 8)) {
-    case 0: return Buffer.from(Array.from({ length: int(rng, 64) }, () => int(rng, 256)));
-    case 1: return deepMsgpack(rng, pick(rng, [33, 100, 10_000, 200_000]));
-    case 2: return encoded.subarray(0, int(rng, encoded.length));
+    case 0:
+      return Buffer.from(Array.from({ length: int(rng, 64) }, () => int(rng, 256)));
+    case 1:
+      return deepMsgpack(rng, pick(rng, [33, 100, 10_000, 200_000]));
+    case 2:
+      return encoded.subarray(0, int(rng, encoded.length));
     case 3: {
       const copy = Buffer.from(encoded);
       for (let i = 0; i < 1 + int(rng, 4); i += 1) copy[int(rng, copy.length)] = int(rng, 256);
       return copy;
     }
-    case 4: return packr.pack({ ...valid, [pick(rng, Object.keys(valid))]: hugeString(rng) });
-    case 5: return packr.pack({ ...valid, args: Array.from({ length: pick(rng, [10, 1025, 50_000]) }, () => randomString(rng, 8)) });
-    case 6: return packr.pack(randomValue(rng));
-    default: return packr.pack({ ...valid, [pick(rng, Object.keys(valid))]: randomValue(rng) });
+    case 4:
+      return packr.pack({ ...valid, [pick(rng, Object.keys(valid))]: hugeString(rng) });
+    case 5:
+      return packr.pack({ ...valid, args: Array.from({ length: pick(rng, [10, 1025, 50_000]) }, () => randomString(rng, 8)) });
+    case 6:
+      return packr.pack(randomValue(rng));
+    default:
+      return packr.pack({ ...valid, [pick(rng, Object.keys(valid))]: randomValue(rng) });
   }
 }
 
@@ -130,7 +175,12 @@ function baseTask(context: FuzzContext, rng: Rng) {
 }
 
 function validDriverConfig(context: FuzzContext, rng: Rng): Record<string, unknown> {
-  const commands = [['bin/true', []], ['bin/sh', ['-c', 'exit 3']], ['bin/sh', ['-c', 'echo hi; sleep 0.05']], ['bin/false', []]] as const;
+  const commands = [
+    ['bin/true', []],
+    ['bin/sh', ['-c', 'exit 3']],
+    ['bin/sh', ['-c', 'echo hi; sleep 0.05']],
+    ['bin/false', []],
+  ] as const;
   const [command, args] = pick(rng, commands);
   return { args: [...args], command, flake: null, packages: [], store_path: context.busybox, work_dir: '' };
 }
@@ -145,7 +195,8 @@ export function fuzzInput(seed: number, index: number, context: FuzzContext): Fu
     const task = baseTask(context, rng);
     const { driver, ...fields } = task;
     const valid = rng() < 0.02;
-    if (valid) return { index, rpc: 'StartTask', kind: 'valid start', valid: true, request: { task: { ...fields, msgpack_driver_config: packr.pack(driver) } } };
+    if (valid)
+      return { index, rpc: 'StartTask', kind: 'valid start', valid: true, request: { task: { ...fields, msgpack_driver_config: packr.pack(driver) } } };
     const mutation = int(rng, 6);
     let kind: string;
     let request: Record<string, unknown>;
@@ -154,7 +205,12 @@ export function fuzzInput(seed: number, index: number, context: FuzzContext): Fu
       request = { task: { ...fields, msgpack_driver_config: fuzzMsgpack(rng, driver) } };
     } else if (mutation === 2) {
       kind = 'start: near-valid config (random command, args, work_dir)';
-      const near = { ...driver, command: pick(rng, ['bin/sh', 'bin/nope', randomString(rng), '/bin/sh', `${context.busybox}/bin/sh`, '']), args: Array.from({ length: int(rng, 4) }, () => randomString(rng)), work_dir: pick(rng, ['', '/local', '/nope', randomString(rng), '/proc/self', '/alloc/../..']) };
+      const near = {
+        ...driver,
+        command: pick(rng, ['bin/sh', 'bin/nope', randomString(rng), '/bin/sh', `${context.busybox}/bin/sh`, '']),
+        args: Array.from({ length: int(rng, 4) }, () => randomString(rng)),
+        work_dir: pick(rng, ['', '/local', '/nope', randomString(rng), '/proc/self', '/alloc/../..']),
+      };
       request = { task: { ...fields, msgpack_driver_config: packr.pack(near) } };
     } else if (mutation === 3) {
       const field = pick(rng, TASK_FIELDS);
@@ -196,11 +252,14 @@ export function fuzzInput(seed: number, index: number, context: FuzzContext): Fu
     ['deep JSON', () => Buffer.from('['.repeat(pick(rng, [33, 10_000, 500_000])))],
     ['huge', () => Buffer.from(hugeString(rng))],
     ['truncated real state', () => real.subarray(0, int(rng, real.length))],
-    ['bit-flipped real state', () => {
-      const copy = Buffer.from(real);
-      copy[int(rng, copy.length)] = int(rng, 256);
-      return copy;
-    }],
+    [
+      'bit-flipped real state',
+      () => {
+        const copy = Buffer.from(real);
+        copy[int(rng, copy.length)] = int(rng, 256);
+        return copy;
+      },
+    ],
     ['random JSON', () => Buffer.from(JSON.stringify(randomValue(rng)) ?? 'null')],
   ];
   const [kind, make] = pick(rng, states);
@@ -209,7 +268,10 @@ export function fuzzInput(seed: number, index: number, context: FuzzContext): Fu
     rpc: 'RecoverTask',
     kind: `recover: ${kind} driver_state`,
     valid: false,
-    request: { task_id: fields.id, handle: { version: 1, config: { ...fields, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: make() } },
+    request: {
+      task_id: fields.id,
+      handle: { version: 1, config: { ...fields, msgpack_driver_config: Buffer.alloc(0) }, state: 'RUNNING', driver_state: make() },
+    },
   };
 }
 
@@ -250,7 +312,11 @@ export function fuzzLeftovers(sandbox: TaskSandbox, marker: string): string[] {
   const list = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
   const cgroups = list('/sys/fs/cgroup').flatMap((controller) => {
     const parents = [join('/sys/fs/cgroup', 'nomad-driver-nix'), join('/sys/fs/cgroup', controller, 'nomad-driver-nix')];
-    return parents.flatMap((parent) => list(parent).filter((name) => name.includes(marker)).map((name) => join(parent, name)));
+    return parents.flatMap((parent) =>
+      list(parent)
+        .filter((name) => name.includes(marker))
+        .map((name) => join(parent, name)),
+    );
   });
   const processes = list('/proc').filter((pid) => {
     if (!/^\d+$/.test(pid)) return false;
@@ -349,7 +415,11 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzResult> {
         const ms = performance.now() - t0;
         if (e.code === grpc.status.DEADLINE_EXCEEDED && ms >= deadline - 50) unanswered.push(`#${input.index} ${input.kind}: no answer within ${deadline} ms`);
         if (input.valid) {
-          const stderrTail = readFileSync(join(sandbox.allocDir, 'stderr'), 'utf8').split('\n').filter((l) => l.startsWith('bwrap')).slice(-2).join(' | ');
+          const stderrTail = readFileSync(join(sandbox.allocDir, 'stderr'), 'utf8')
+            .split('\n')
+            .filter((l) => l.startsWith('bwrap'))
+            .slice(-2)
+            .join(' | ');
           failedValid.push(`#${input.index}: ${e.code} ${String(e.details).slice(0, 300)} (stderr: ${stderrTail})`);
         }
         if (e.code === grpc.status.INTERNAL) internal.push(`#${input.index} ${input.kind}: ${String(e.details).slice(0, 300)}`);

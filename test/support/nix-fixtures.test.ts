@@ -28,12 +28,18 @@ describe('nix fixtures', () => {
   });
 
   it('builds a derivation with busybox in its closure', () => {
-    const out = buildWithBusybox('fixture-web', 'mkdir -p $out/bin; printf "#!$busybox/bin/sh\\necho \\"web ${1:-up}\\"\\n" > $out/bin/web; chmod +x $out/bin/web');
+    const out = buildWithBusybox(
+      'fixture-web',
+      'mkdir -p $out/bin; printf "#!$busybox/bin/sh\\necho \\"web ${1:-up}\\"\\n" > $out/bin/web; chmod +x $out/bin/web',
+    );
     assert.match(out, /^\/nix\/store\/[0-9a-z]{32}-fixture-web$/);
     assert.deepEqual(requisites(out).sort(), [busyboxPath(), out].sort());
     assert.equal(readlinkSync(join(out, '.busybox')), busyboxPath());
     assert.equal(execFileSync(join(out, 'bin', 'web'), { encoding: 'utf8' }), 'web up\n');
-    assert.equal(buildWithBusybox('fixture-web', 'mkdir -p $out/bin; printf "#!$busybox/bin/sh\\necho \\"web ${1:-up}\\"\\n" > $out/bin/web; chmod +x $out/bin/web'), out);
+    assert.equal(
+      buildWithBusybox('fixture-web', 'mkdir -p $out/bin; printf "#!$busybox/bin/sh\\necho \\"web ${1:-up}\\"\\n" > $out/bin/web; chmod +x $out/bin/web'),
+      out,
+    );
   });
 
   it('makes a flake without inputs that builds offline', () => {

@@ -24,9 +24,40 @@ export const NO_SUBSTITUTERS = ['--option', 'substituters', ''] as const;
 
 /** Applets linked next to busybox (each one only if this busybox has it). */
 export const BUSYBOX_APPLETS = [
-  'sh', 'httpd', 'nc', 'sleep', 'cat', 'ls', 'echo', 'id', 'tty', 'env', 'kill', 'true', 'false',
-  'mkdir', 'ln', 'cp', 'rm', 'chmod', 'printf', 'test', 'grep', 'sed', 'wget', 'pwd', 'touch', 'wc',
-  'head', 'tail', 'ps', 'hostname', 'whoami', 'mount', 'date', 'stat',
+  'sh',
+  'httpd',
+  'nc',
+  'sleep',
+  'cat',
+  'ls',
+  'echo',
+  'id',
+  'tty',
+  'env',
+  'kill',
+  'true',
+  'false',
+  'mkdir',
+  'ln',
+  'cp',
+  'rm',
+  'chmod',
+  'printf',
+  'test',
+  'grep',
+  'sed',
+  'wget',
+  'pwd',
+  'touch',
+  'wc',
+  'head',
+  'tail',
+  'ps',
+  'hostname',
+  'whoami',
+  'mount',
+  'date',
+  'stat',
 ] as const;
 
 const run = (file: string, args: readonly string[]): string => {
@@ -74,13 +105,7 @@ export function busyboxPath(): string {
 
 /** `text` as a Nix string literal. */
 export function nixString(text: string): string {
-  const escaped = text
-    .replace(/\\/g, '\\\\')
-    .replace(/"/g, '\\"')
-    .replace(/\$\{/g, '\\${')
-    .replace(/\n/g, '\\n')
-    .replace(/\r/g, '\\r')
-    .replace(/\t/g, '\\t');
+  const escaped = text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\$\{/g, '\\${').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t');
   return `"${escaped}"`;
 }
 
@@ -107,7 +132,11 @@ function derivationExpression(name: string, script: string, busyboxExpr: string,
  */
 export function buildWithBusybox(name: string, script: string): string {
   const expr = `let bb = builtins.storePath ${nixString(busyboxPath())}; in ${derivationExpression(name, script, 'bb', 'builtins.currentSystem')}`;
-  return run('nix-build', ['--no-out-link', ...NO_SUBSTITUTERS, '-E', expr]).split('\n').pop() ?? '';
+  return (
+    run('nix-build', ['--no-out-link', ...NO_SUBSTITUTERS, '-E', expr])
+      .split('\n')
+      .pop() ?? ''
+  );
 }
 
 let system: string | undefined;

@@ -53,7 +53,9 @@ function configValidator(): ValidateFunction {
     // schema-authoring hygiene, not about the documents being validated.
     strict: false,
   });
-  for (const name of readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
+  for (const name of readdirSync(dir)
+    .filter((n) => n.endsWith('.json'))
+    .sort()) {
     const file = join(dir, name);
     ajv.addSchema(JSON.parse(readFileSync(file, 'utf8')) as object, pathToFileURL(file).href);
   }

@@ -97,12 +97,7 @@ export async function startPlugin(options: { env?: Record<string, string | undef
 }
 
 /** Promise form of a unary call: resolves with the response, rejects with the ServiceError. */
-export function call<Req, Res>(
-  client: grpc.Client,
-  method: string,
-  request: Req,
-  deadlineMs = 10_000,
-): Promise<Res> {
+export function call<Req, Res>(client: grpc.Client, method: string, request: Req, deadlineMs = 10_000): Promise<Res> {
   return new Promise((resolve, reject) => {
     const fn = (client as unknown as Record<string, (req: Req, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => void>)[method];
     if (fn === undefined) throw new Error(`no method ${method}`);

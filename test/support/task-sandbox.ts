@@ -40,8 +40,18 @@ export function taskSandbox(): TaskSandbox {
 /** The plugin config for a sandbox, msgpack-encoded as SetConfig carries it. */
 export function sandboxPluginConfig(sandbox: TaskSandbox, values: Record<string, unknown> = {}): Buffer {
   const all: Record<string, unknown> = {
-    allow_caps: null, allow_local_flakes: null, allow_root: null, allow_volumes: null, gc_roots_dir: sandbox.gcRoots, log_level: process.env.BENCH_LOG_LEVEL ?? 'warn', nix_bin: null,
-    nix_options: ['substituters ='], runc_init: null, runtime: null, state_dir: sandbox.stateDir, ...values,
+    allow_caps: null,
+    allow_local_flakes: null,
+    allow_root: null,
+    allow_volumes: null,
+    gc_roots_dir: sandbox.gcRoots,
+    log_level: process.env.BENCH_LOG_LEVEL ?? 'warn',
+    nix_bin: null,
+    nix_options: ['substituters ='],
+    runc_init: null,
+    runtime: null,
+    state_dir: sandbox.stateDir,
+    ...values,
   };
   const sorted: Record<string, unknown> = {};
   for (const key of Object.keys(all).sort()) sorted[key] = all[key];

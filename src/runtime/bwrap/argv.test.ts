@@ -3,7 +3,12 @@ import { describe, it } from 'node:test';
 import { planRoot } from '../../rootfs/plan.js';
 import { renderBwrapArgs, splitArgsForFd, type BwrapOptions, type ProcessSpec } from './argv.js';
 
-const PLAN = planRoot({ storeView: '/var/lib/nix-driver/views/v1', allocDir: '/opt/nomad/alloc/a1', taskName: 'web', etcDir: '/var/lib/nix-driver/etc/a1-web' });
+const PLAN = planRoot({
+  storeView: '/var/lib/nix-driver/views/v1',
+  allocDir: '/opt/nomad/alloc/a1',
+  taskName: 'web',
+  etcDir: '/var/lib/nix-driver/etc/a1-web',
+});
 
 const PROCESS: ProcessSpec = {
   argv: ['/nix/store/abc-web/bin/web', '-p', '8080'],
@@ -18,15 +23,29 @@ const PROCESS: ProcessSpec = {
 const USER: BwrapOptions = { statusFd: 3, shareNet: false, asRoot: false };
 
 const MOUNTS = [
-  '--ro-bind', '/var/lib/nix-driver/views/v1', '/nix/store',
-  '--bind', '/opt/nomad/alloc/a1/alloc', '/alloc',
-  '--bind', '/opt/nomad/alloc/a1/web/local', '/local',
-  '--bind', '/opt/nomad/alloc/a1/web/secrets', '/secrets',
-  '--ro-bind', '/var/lib/nix-driver/etc/a1-web', '/etc',
-  '--proc', '/proc',
-  '--dev', '/dev',
-  '--tmpfs', '/tmp',
-  '--remount-ro', '/',
+  '--ro-bind',
+  '/var/lib/nix-driver/views/v1',
+  '/nix/store',
+  '--bind',
+  '/opt/nomad/alloc/a1/alloc',
+  '/alloc',
+  '--bind',
+  '/opt/nomad/alloc/a1/web/local',
+  '/local',
+  '--bind',
+  '/opt/nomad/alloc/a1/web/secrets',
+  '/secrets',
+  '--ro-bind',
+  '/var/lib/nix-driver/etc/a1-web',
+  '/etc',
+  '--proc',
+  '/proc',
+  '--dev',
+  '/dev',
+  '--tmpfs',
+  '/tmp',
+  '--remount-ro',
+  '/',
 ];
 
 const fails = (process: ProcessSpec, options: BwrapOptions, message: string) =>
@@ -35,16 +54,31 @@ const fails = (process: ProcessSpec, options: BwrapOptions, message: string) =>
 describe('renderBwrapArgs', () => {
   it('renders an unprivileged task: user namespace, own network, cleared environment', () => {
     assert.deepEqual(renderBwrapArgs(PLAN, PROCESS, USER), [
-      '--unshare-user', '--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net',
+      '--unshare-user',
+      '--unshare-ipc',
+      '--unshare-pid',
+      '--unshare-uts',
+      '--unshare-cgroup-try',
+      '--unshare-net',
       '--new-session',
       '--clearenv',
-      '--setenv', 'NOMAD_TASK_NAME', 'web',
-      '--setenv', 'PATH', '/nix/store/abc-web/bin',
-      '--chdir', '/local',
-      '--hostname', 'web-1',
-      '--json-status-fd', '3',
+      '--setenv',
+      'NOMAD_TASK_NAME',
+      'web',
+      '--setenv',
+      'PATH',
+      '/nix/store/abc-web/bin',
+      '--chdir',
+      '/local',
+      '--hostname',
+      'web-1',
+      '--json-status-fd',
+      '3',
       ...MOUNTS,
-      '--', '/nix/store/abc-web/bin/web', '-p', '8080',
+      '--',
+      '/nix/store/abc-web/bin/web',
+      '-p',
+      '8080',
     ]);
   });
 
@@ -52,14 +86,28 @@ describe('renderBwrapArgs', () => {
     const root = { ...PROCESS, uid: 0, gid: 0, env: {}, capabilities: ['CAP_CHOWN', 'CAP_NET_BIND_SERVICE'] };
     const { hostname: _, ...withoutHostname } = root;
     assert.deepEqual(renderBwrapArgs(PLAN, withoutHostname, { statusFd: 5, shareNet: true, asRoot: true }), [
-      '--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try', '--share-net',
-      '--cap-drop', 'ALL', '--cap-add', 'CAP_CHOWN', '--cap-add', 'CAP_NET_BIND_SERVICE',
+      '--unshare-ipc',
+      '--unshare-pid',
+      '--unshare-uts',
+      '--unshare-cgroup-try',
+      '--share-net',
+      '--cap-drop',
+      'ALL',
+      '--cap-add',
+      'CAP_CHOWN',
+      '--cap-add',
+      'CAP_NET_BIND_SERVICE',
       '--new-session',
       '--clearenv',
-      '--chdir', '/local',
-      '--json-status-fd', '5',
+      '--chdir',
+      '/local',
+      '--json-status-fd',
+      '5',
       ...MOUNTS,
-      '--', '/nix/store/abc-web/bin/web', '-p', '8080',
+      '--',
+      '/nix/store/abc-web/bin/web',
+      '-p',
+      '8080',
     ]);
   });
 
@@ -71,9 +119,26 @@ describe('renderBwrapArgs', () => {
   });
 
   it('renders dir and symlink ops and never --die-with-parent, --uid or --unshare-all', () => {
-    const plan = { ops: [...PLAN.ops.slice(0, -1), { kind: 'dir', target: '/run' } as const, { kind: 'symlink', linkTarget: '/nix/store/x-sh/bin/sh', target: '/bin/sh' } as const, ...PLAN.ops.slice(-1)] };
+    const plan = {
+      ops: [
+        ...PLAN.ops.slice(0, -1),
+        { kind: 'dir', target: '/run' } as const,
+        { kind: 'symlink', linkTarget: '/nix/store/x-sh/bin/sh', target: '/bin/sh' } as const,
+        ...PLAN.ops.slice(-1),
+      ],
+    };
     const args = renderBwrapArgs(plan, PROCESS, USER);
-    assert.deepEqual(args.slice(args.indexOf('--tmpfs'), args.indexOf('--')), ['--tmpfs', '/tmp', '--dir', '/run', '--symlink', '/nix/store/x-sh/bin/sh', '/bin/sh', '--remount-ro', '/']);
+    assert.deepEqual(args.slice(args.indexOf('--tmpfs'), args.indexOf('--')), [
+      '--tmpfs',
+      '/tmp',
+      '--dir',
+      '/run',
+      '--symlink',
+      '/nix/store/x-sh/bin/sh',
+      '/bin/sh',
+      '--remount-ro',
+      '/',
+    ]);
     for (const flag of ['--die-with-parent', '--uid', '--gid', '--unshare-all']) assert.ok(!args.includes(flag), flag);
   });
 
@@ -91,11 +156,19 @@ describe('renderBwrapArgs', () => {
     });
     const args = renderBwrapArgs(plan, PROCESS, USER);
     assert.deepEqual(args.slice(args.indexOf('--tmpfs'), args.indexOf('--')), [
-      '--tmpfs', '/tmp',
-      '--bind', '/srv/data', '/data',
-      '--ro-bind', '/srv/models', '/models',
-      '--dev-bind', '/dev/fuse', '/dev/fuse',
-      '--remount-ro', '/',
+      '--tmpfs',
+      '/tmp',
+      '--bind',
+      '/srv/data',
+      '/data',
+      '--ro-bind',
+      '/srv/models',
+      '/models',
+      '--dev-bind',
+      '/dev/fuse',
+      '/dev/fuse',
+      '--remount-ro',
+      '/',
     ]);
   });
 
@@ -105,7 +178,7 @@ describe('renderBwrapArgs', () => {
   });
 
   it('rejects a process it cannot render faithfully', () => {
-    fails({ ...PROCESS, argv: [] }, USER, 'failed to launch task: argv is empty; fix: set the task\'s command');
+    fails({ ...PROCESS, argv: [] }, USER, "failed to launch task: argv is empty; fix: set the task's command");
     fails(
       { ...PROCESS, argv: ['bin/web'] },
       USER,
@@ -118,7 +191,11 @@ describe('renderBwrapArgs', () => {
     );
     fails({ ...PROCESS, env: { 'A=B': 'x' } }, USER, 'failed to launch task: env name "A=B" contains "="; fix: rename the variable in the task\'s env block');
     fails({ ...PROCESS, env: { '': 'x' } }, USER, 'failed to launch task: env name "" is empty; fix: rename the variable in the task\'s env block');
-    fails({ ...PROCESS, env: { 'A\0': 'x' } }, USER, 'failed to launch task: env name "A\\u0000" contains a NUL byte; fix: rename the variable in the task\'s env block');
+    fails(
+      { ...PROCESS, env: { 'A\0': 'x' } },
+      USER,
+      'failed to launch task: env name "A\\u0000" contains a NUL byte; fix: rename the variable in the task\'s env block',
+    );
     fails(
       { ...PROCESS, cwd: 'local' },
       USER,
@@ -132,15 +209,23 @@ describe('renderBwrapArgs', () => {
     fails(
       PROCESS,
       { ...USER, statusFd: 1 },
-      'failed to launch task: statusFd 1 is not a descriptor number of 3 or more; fix: pass a descriptor of 3 or more; 0-2 are the task\'s stdio',
+      "failed to launch task: statusFd 1 is not a descriptor number of 3 or more; fix: pass a descriptor of 3 or more; 0-2 are the task's stdio",
     );
   });
 
   it('refuses asRoot that disagrees with the task uid', () => {
     const fix = 'fix: set asRoot exactly when the task user is root (uid 0)';
     fails(PROCESS, { ...USER, asRoot: true }, `failed to launch task: asRoot true does not match uid 1000; ${fix}`);
-    fails({ ...PROCESS, capabilities: ['CAP_NET_ADMIN'] }, USER, 'failed to launch task: capabilities CAP_NET_ADMIN were requested for uid 1000; fix: run the task as root (allow_root) to grant capabilities under bubblewrap, use runc, or remove them');
-    fails({ ...PROCESS, uid: 0, capabilities: ['net_admin'] }, { ...USER, asRoot: true }, 'failed to launch task: capability "net_admin" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name');
+    fails(
+      { ...PROCESS, capabilities: ['CAP_NET_ADMIN'] },
+      USER,
+      'failed to launch task: capabilities CAP_NET_ADMIN were requested for uid 1000; fix: run the task as root (allow_root) to grant capabilities under bubblewrap, use runc, or remove them',
+    );
+    fails(
+      { ...PROCESS, uid: 0, capabilities: ['net_admin'] },
+      { ...USER, asRoot: true },
+      'failed to launch task: capability "net_admin" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name',
+    );
     fails({ ...PROCESS, uid: 0, gid: 0 }, USER, `failed to launch task: asRoot false does not match uid 0; ${fix}`);
   });
 });

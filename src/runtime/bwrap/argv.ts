@@ -42,7 +42,10 @@ function invalid(cause: string, fix: string): Error {
 
 function validate(process: ProcessSpec, options: BwrapOptions): void {
   validateProcessSpec(WHAT, process);
-  for (const [name, fd] of [['statusFd', options.statusFd], ['blockFd', options.blockFd]] as const) {
+  for (const [name, fd] of [
+    ['statusFd', options.statusFd],
+    ['blockFd', options.blockFd],
+  ] as const) {
     if (fd !== undefined && (!Number.isSafeInteger(fd) || fd < 3)) {
       throw invalid(`${name} ${quote(fd)} is not a descriptor number of 3 or more`, "pass a descriptor of 3 or more; 0-2 are the task's stdio");
     }
@@ -59,7 +62,10 @@ function validate(process: ProcessSpec, options: BwrapOptions): void {
   // namespace, where they mean nothing to the host's network or files: refuse instead of
   // pretending (the driver says so earlier, in its own words: driver/privileges.ts).
   if (!options.asRoot && process.capabilities.length > 0) {
-    throw invalid(`capabilities ${process.capabilities.join(', ')} were requested for uid ${process.uid}`, 'run the task as root (allow_root) to grant capabilities under bubblewrap, use runc, or remove them');
+    throw invalid(
+      `capabilities ${process.capabilities.join(', ')} were requested for uid ${process.uid}`,
+      'run the task as root (allow_root) to grant capabilities under bubblewrap, use runc, or remove them',
+    );
   }
 }
 
@@ -142,7 +148,8 @@ export function splitArgsForFd(args: readonly string[], command: readonly string
   if (optionCount < 0 || args[optionCount] !== '--' || command.some((arg, i) => args[optionCount + 1 + i] !== arg)) {
     throw failure(WHAT, 'the arguments do not end with `--` and the command', { code: 'internal', fix: INTERNAL_FIX });
   }
-  if (!Number.isSafeInteger(argsFd) || argsFd < 3) throw invalid(`argsFd ${quote(argsFd)} is not a descriptor number of 3 or more`, "pass a descriptor of 3 or more; 0-2 are the task's stdio");
+  if (!Number.isSafeInteger(argsFd) || argsFd < 3)
+    throw invalid(`argsFd ${quote(argsFd)} is not a descriptor number of 3 or more`, "pass a descriptor of 3 or more; 0-2 are the task's stdio");
   const options = args.slice(0, optionCount);
   const withNul = options.find((option) => option.includes('\0'));
   if (withNul !== undefined) throw invalid(`bwrap argument ${quote(withNul)} contains a NUL byte`, 'remove the NUL byte');

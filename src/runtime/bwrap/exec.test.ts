@@ -30,14 +30,37 @@ const SPEC: ExecSpec = {
 const SPEC_FILE = '/var/lib/nix-driver/tasks/a1-web/exec-0123456789ab.spec';
 
 const INNER = [
-  '/bin/sh', '-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/opt/driver/dist/native/nix-exec', SPEC_FILE, '2', '/sys/fs/cgroup/memory/nomad/a1.web/cgroup.procs', '/sys/fs/cgroup/pids/nomad/a1.web/cgroup.procs',
-  '/usr/bin/setpriv', '--no-new-privs',
-  '/usr/bin/nsenter', '--target', '4242',
-  '--user', '--mount', '--uts', '--ipc', '--net', '--pid', '--cgroup',
-  '--root', '--wd=/proc/4242/root',
-  '--setuid', '65534', '--setgid', '65534',
+  '/bin/sh',
+  '-c',
+  JOIN_CGROUP_SCRIPT,
+  'nix-exec',
+  '/opt/driver/dist/native/nix-exec',
+  SPEC_FILE,
+  '2',
+  '/sys/fs/cgroup/memory/nomad/a1.web/cgroup.procs',
+  '/sys/fs/cgroup/pids/nomad/a1.web/cgroup.procs',
+  '/usr/bin/setpriv',
+  '--no-new-privs',
+  '/usr/bin/nsenter',
+  '--target',
+  '4242',
+  '--user',
+  '--mount',
+  '--uts',
+  '--ipc',
+  '--net',
+  '--pid',
+  '--cgroup',
+  '--root',
+  '--wd=/proc/4242/root',
+  '--setuid',
+  '65534',
+  '--setgid',
+  '65534',
   // inside the task: the helper (fd 3), reading its spec from fd 4
-  '--', '/proc/self/fd/3', '4',
+  '--',
+  '/proc/self/fd/3',
+  '4',
 ];
 
 describe('renderBwrapExec', () => {
@@ -55,11 +78,20 @@ describe('renderBwrapExec', () => {
     assert.deepEqual(terminal.env, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', SHELL: '/bin/sh' });
     const command = renderBwrapExec(4242, spec, TOOLS, SPEC_FILE);
     assert.deepEqual(command.env, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
-    for (const argv of [[command.file, ...command.args], [terminal.file, ...terminal.args]]) {
+    for (const argv of [
+      [command.file, ...command.args],
+      [terminal.file, ...terminal.args],
+    ]) {
       assert.ok(!argv.some((arg) => arg.includes('LD_') || arg.includes('/local') || arg.includes('echo hi')), `host-side argv: ${argv.join(' ')}`);
-      assert.ok(argv.some((arg) => arg.includes('--wd=/proc/4242/root')), 'nsenter changes to the task root itself, no path below it');
+      assert.ok(
+        argv.some((arg) => arg.includes('--wd=/proc/4242/root')),
+        'nsenter changes to the task root itself, no path below it',
+      );
     }
-    assert.equal(helperSpec(spec), ['/local/wd', '3', 'LD_LIBRARY_PATH=/local', 'LD_PRELOAD=/local/evil.so', 'PATH=/nix/store/abc-busybox/bin', ...SPEC.argv].map((f) => `${f}\0`).join(''));
+    assert.equal(
+      helperSpec(spec),
+      ['/local/wd', '3', 'LD_LIBRARY_PATH=/local', 'LD_PRELOAD=/local/evil.so', 'PATH=/nix/store/abc-busybox/bin', ...SPEC.argv].map((f) => `${f}\0`).join(''),
+    );
   });
 
   it('runs a terminal command under script in a private mount namespace whose /dev leads into the task', () => {
@@ -70,11 +102,13 @@ describe('renderBwrapExec', () => {
     assert.deepEqual(command.env, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', SHELL: '/bin/sh' });
     // the command line script hands to $SHELL -c is the same command, with a sane terminal first
     const line = command.args[10] ?? '';
-    const words = spawnSync('/bin/sh', ['-c', `for w in ${line}; do printf '%s\\0' "$w"; done`], { encoding: 'utf8' }).stdout.split('\0').slice(0, -1);
+    const words = spawnSync('/bin/sh', ['-c', `for w in ${line}; do printf '%s\\0' "$w"; done`], { encoding: 'utf8' })
+      .stdout.split('\0')
+      .slice(0, -1);
     assert.deepEqual(words, [...INNER.slice(0, 2), `${SANE_TERMINAL}\n${JOIN_CGROUP_SCRIPT}`, ...INNER.slice(3)]);
   });
 
-  it('refuses a root task: nothing could hold a joining process to the task\'s capabilities', () => {
+  it("refuses a root task: nothing could hold a joining process to the task's capabilities", () => {
     assert.throws(() => renderBwrapExec(4242, { ...SPEC, uid: 0, gid: 0 }, TOOLS, SPEC_FILE), {
       name: 'DriverError',
       code: 'failed_precondition',
@@ -110,7 +144,11 @@ describe('JOIN_CGROUP_SCRIPT', () => {
       writeFileSync(b, '');
       const spec = join(dir, 'exec.spec');
       writeFileSync(spec, 'spec\0');
-      const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', spec, '2', a, b, '/bin/sh', '-c', 'echo $$; readlink /proc/self/fd/3; cat <&4'], { encoding: 'utf8' });
+      const result = spawnSync(
+        '/bin/sh',
+        ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', spec, '2', a, b, '/bin/sh', '-c', 'echo $$; readlink /proc/self/fd/3; cat <&4'],
+        { encoding: 'utf8' },
+      );
       assert.equal(result.status, 0, result.stderr);
       const [pid, fd3, fd4] = result.stdout.trim().split('\n');
       assert.equal(fd3, '/etc/hostname', 'the helper is open as fd 3');
@@ -124,13 +162,19 @@ describe('JOIN_CGROUP_SCRIPT', () => {
   });
 
   it('exits 125 with a message when a file cannot be written', () => {
-    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', '/etc/hostname', '1', '/nonexistent/cgroup.procs', '/bin/true'], { encoding: 'utf8' });
+    const result = spawnSync(
+      '/bin/sh',
+      ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', '/etc/hostname', '1', '/nonexistent/cgroup.procs', '/bin/true'],
+      { encoding: 'utf8' },
+    );
     assert.equal(result.status, 125);
     assert.match(result.stderr, /failed to exec in task: cannot join the task cgroup through \/nonexistent\/cgroup.procs/);
   });
 
   it('exits 125 with a message when the helper cannot be opened', () => {
-    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/nonexistent/nix-exec', '/etc/hostname', '0', '/bin/true'], { encoding: 'utf8' });
+    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/nonexistent/nix-exec', '/etc/hostname', '0', '/bin/true'], {
+      encoding: 'utf8',
+    });
     assert.equal(result.status, 125);
     assert.match(result.stderr, /failed to exec in task: cannot open \/nonexistent\/nix-exec or \/etc\/hostname/);
   });

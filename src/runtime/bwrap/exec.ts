@@ -102,13 +102,24 @@ export function shellQuote(value: string): string {
 /** The nsenter arguments that put a process into the task of init `initPid` as `spec` says. */
 export function nsenterArgs(initPid: number, spec: ExecSpec): string[] {
   return [
-    '--target', String(initPid),
-    '--user', '--mount', '--uts', '--ipc', '--net', '--pid', '--cgroup',
+    '--target',
+    String(initPid),
+    '--user',
+    '--mount',
+    '--uts',
+    '--ipc',
+    '--net',
+    '--pid',
+    '--cgroup',
     // the task's root, and as the directory the root itself: nsenter opens --wd on the host,
     // so a path the task can change (work_dir, a symlink in it) must never be there; the
     // helper changes to spec.cwd inside the task
-    '--root', `--wd=/proc/${initPid}/root`,
-    '--setuid', String(spec.uid), '--setgid', String(spec.gid),
+    '--root',
+    `--wd=/proc/${initPid}/root`,
+    '--setuid',
+    String(spec.uid),
+    '--setgid',
+    String(spec.gid),
   ];
 }
 
@@ -125,7 +136,9 @@ export const SANE_TERMINAL = 'stty sane || exit 125';
  * the command's environment only inside the task. Validated specs hold no NUL (process-spec.ts).
  */
 export function helperSpec(spec: ExecSpec): string {
-  const env = Object.keys(spec.env).sort().map((name) => `${name}=${spec.env[name] ?? ''}`);
+  const env = Object.keys(spec.env)
+    .sort()
+    .map((name) => `${name}=${spec.env[name] ?? ''}`);
   return [spec.cwd, String(env.length), ...env, ...spec.argv].map((field) => `${field}\0`).join('');
 }
 
@@ -133,9 +146,21 @@ export function helperSpec(spec: ExecSpec): string {
 export function innerArgv(initPid: number, spec: ExecSpec, tools: BwrapExecTools, specFile: string): string[] {
   const join = spec.tty ? `${SANE_TERMINAL}\n${JOIN_CGROUP_SCRIPT}` : JOIN_CGROUP_SCRIPT;
   return [
-    tools.sh, '-c', join, 'nix-exec', tools.helper, specFile, String(spec.cgroupProcsFiles.length), ...spec.cgroupProcsFiles,
-    tools.setpriv, '--no-new-privs',
-    tools.nsenter, ...nsenterArgs(initPid, spec), '--', HELPER_IN_TASK, String(SPEC_FD),
+    tools.sh,
+    '-c',
+    join,
+    'nix-exec',
+    tools.helper,
+    specFile,
+    String(spec.cgroupProcsFiles.length),
+    ...spec.cgroupProcsFiles,
+    tools.setpriv,
+    '--no-new-privs',
+    tools.nsenter,
+    ...nsenterArgs(initPid, spec),
+    '--',
+    HELPER_IN_TASK,
+    String(SPEC_FD),
   ];
 }
 
@@ -152,10 +177,14 @@ export function renderBwrapExec(initPid: number, spec: ExecSpec, tools: BwrapExe
     throw failure(WHAT, `the sandbox init pid ${String(initPid)} is not a positive whole number`, { code: 'internal', fix: INTERNAL_FIX });
   }
   if (spec.uid === 0) {
-    throw failure(WHAT, 'the task runs as root under bubblewrap, and a command joining it from outside would keep every capability (bubblewrap limits a root task\'s capabilities only for the processes it starts itself)', {
-      code: 'failed_precondition',
-      fix: 'run root tasks you exec into with runtime = "runc", which applies the task\'s capabilities and seccomp filter to exec\'d commands too, or run the task as an unprivileged user',
-    });
+    throw failure(
+      WHAT,
+      "the task runs as root under bubblewrap, and a command joining it from outside would keep every capability (bubblewrap limits a root task's capabilities only for the processes it starts itself)",
+      {
+        code: 'failed_precondition',
+        fix: 'run root tasks you exec into with runtime = "runc", which applies the task\'s capabilities and seccomp filter to exec\'d commands too, or run the task as an unprivileged user',
+      },
+    );
   }
   const inner = innerArgv(initPid, spec, tools, specFile);
   if (!spec.tty) {
@@ -164,7 +193,19 @@ export function renderBwrapExec(initPid: number, spec: ExecSpec, tools: BwrapExe
   }
   return {
     file: tools.unshare,
-    args: ['--mount', '--propagation', 'private', '--', tools.sh, '-c', TERMINAL_SCRIPT, 'nix-exec-tty', String(initPid), tools.script, inner.map(shellQuote).join(' ')],
+    args: [
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      tools.sh,
+      '-c',
+      TERMINAL_SCRIPT,
+      'nix-exec-tty',
+      String(initPid),
+      tools.script,
+      inner.map(shellQuote).join(' '),
+    ],
     // script runs the command line with $SHELL -c
     env: { PATH: HOST_PATH, SHELL: tools.sh },
   };

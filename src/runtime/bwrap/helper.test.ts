@@ -17,7 +17,12 @@ function runHelper(fields: readonly string[], cwd = '/') {
   const extra = openSync('/etc/hostname', 'r');
   const spec = openSync(specFile, 'r');
   try {
-    return spawnSync(EXEC_HELPER_PATH, ['4'], { cwd, encoding: 'utf8', env: { LD_PRELOAD: '', HOST_ONLY: '1' }, stdio: ['ignore', 'pipe', 'pipe', extra, spec] });
+    return spawnSync(EXEC_HELPER_PATH, ['4'], {
+      cwd,
+      encoding: 'utf8',
+      env: { LD_PRELOAD: '', HOST_ONLY: '1' },
+      stdio: ['ignore', 'pipe', 'pipe', extra, spec],
+    });
   } finally {
     closeSync(extra);
     closeSync(spec);
@@ -34,7 +39,10 @@ describe('findExecHelper', () => {
   it('says what is missing and how to fix it', () => {
     const missing = findExecHelper('/nonexistent/nix-exec');
     assert.equal(missing.found, false);
-    assert.match(!missing.found ? missing.problem : '', /^the exec helper "\/nonexistent\/nix-exec" is missing or not executable .*; fix: install gcc and the static libc .* `npm run build`/);
+    assert.match(
+      !missing.found ? missing.problem : '',
+      /^the exec helper "\/nonexistent\/nix-exec" is missing or not executable .*; fix: install gcc and the static libc .* `npm run build`/,
+    );
     const dynamic = findExecHelper('/bin/ls');
     assert.match(!dynamic.found ? dynamic.problem : '', /is dynamically linked \(loader .*\) and cannot run inside a closure-only root; fix: /);
   });
@@ -73,7 +81,10 @@ describe('nix-exec (native/nix-exec.c)', () => {
       writeFileSync(join(dir, 'data'), 'x', { mode: 0o644 });
       const notFound = runHelper(['/', '1', `PATH=${dir}`, 'nope']);
       assert.equal(notFound.status, 127);
-      assert.equal(notFound.stderr, `failed to exec in task: command "nope" is not in the task's PATH (${dir}); fix: run a program of the task's closure or give its absolute path\n`);
+      assert.equal(
+        notFound.stderr,
+        `failed to exec in task: command "nope" is not in the task's PATH (${dir}); fix: run a program of the task's closure or give its absolute path\n`,
+      );
       assert.equal(runHelper(['/', '0', '/nonexistent/x']).status, 127);
       const denied = runHelper(['/', '1', `PATH=${dir}`, 'data']);
       assert.equal(denied.status, 126);

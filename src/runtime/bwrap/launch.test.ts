@@ -43,7 +43,10 @@ const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.tes
 /** Rejects when `promise` has not settled within `ms`: the launch must answer, not hang. */
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the launch did not answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the launch did not answer within ${ms} ms`)), ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -82,7 +85,10 @@ describe('BwrapRuntime.launch', () => {
     const stdoutFifo = join(dir, 'stdout-fifo');
     execFileSync('mkfifo', [stdoutFifo]);
     const launching = new BwrapRuntime(bwrap, undefined, 60_000).launch({ ...request(stateDir), stdoutPath: stdoutFifo });
-    const outcome = launching.then(() => 'resolved', (error: unknown) => error);
+    const outcome = launching.then(
+      () => 'resolved',
+      (error: unknown) => error,
+    );
     const pool = await busyThreadPool();
     // the open completes; its thread takes the last blocker: the launch spawns bwrap, and its
     // closes of the log handles wait behind the blockers
@@ -115,7 +121,10 @@ describe('BwrapRuntime.launch', () => {
       (e: unknown) => e as Error & { code: string },
     );
     const pid = Number(readFileSync(marker, 'utf8').trim());
-    assert.equal(error.message, `failed to launch task: bubblewrap (pid ${pid}) neither reported the sandbox's pid in bwrap-status.json nor exited within 1 s; fix: check that bubblewrap works on the client (bwrap --ro-bind / / true) and see the plugin log`);
+    assert.equal(
+      error.message,
+      `failed to launch task: bubblewrap (pid ${pid}) neither reported the sandbox's pid in bwrap-status.json nor exited within 1 s; fix: check that bubblewrap works on the client (bwrap --ro-bind / / true) and see the plugin log`,
+    );
     assert.equal(error.code, 'deadline_exceeded');
     assert.equal(alive(pid), false, 'the stand-in bwrap was killed');
   });

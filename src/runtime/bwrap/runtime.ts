@@ -15,7 +15,18 @@ import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { removeFile, writeTextFile } from '../../host/fs.js';
 import { childPids, executableOf, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type SpawnedMonitor, type TaskProcesses } from '../detached-exit.js';
+import {
+  initIsOurs,
+  killMonitor,
+  LAUNCH_REPORT_TIMEOUT_MS,
+  monitorIsOurs,
+  resolvedPath,
+  waitForValue,
+  watchDetachedExit,
+  watchSpawned,
+  type SpawnedMonitor,
+  type TaskProcesses,
+} from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { createFile, giveFifoTo, logSinkOpeners, openAll, readFile } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
@@ -76,7 +87,11 @@ export class BwrapRuntime implements Runtime {
       ARGS_FD,
     );
     // all or none: a failed open closes the others (openAll)
-    const [stdout, stderr, status] = (await openAll([...logSinkOpeners(request.stdoutPath, request.stderrPath), () => createFile(statusPath)])) as [FileHandle, FileHandle, FileHandle];
+    const [stdout, stderr, status] = (await openAll([...logSinkOpeners(request.stdoutPath, request.stderrPath), () => createFile(statusPath)])) as [
+      FileHandle,
+      FileHandle,
+      FileHandle,
+    ];
     // the task opens them by name too (/dev/stdout, /proc/self/fd/2): make them its user's
     if (!asRoot) await Promise.all([giveFifoTo(stdout, request.process.uid), giveFifoTo(stderr, request.process.uid)]);
     const { program, argv, asUser } = this.command(request, bwrapArgv);
@@ -111,7 +126,10 @@ export class BwrapRuntime implements Runtime {
     if (pid === undefined) {
       const error = await monitor.spawnError;
       closePipes();
-      throw failure('launch task', `cannot run ${program}: ${error.message}`, { code: 'failed_precondition', fix: 'install bubblewrap or set runtime = "runc"' });
+      throw failure('launch task', `cannot run ${program}: ${error.message}`, {
+        code: 'failed_precondition',
+        fix: 'install bubblewrap or set runtime = "runc"',
+      });
     }
     child.unref();
     argsPipe?.end(argsData);
@@ -195,14 +213,20 @@ export class BwrapRuntime implements Runtime {
     const [command] = request.process.argv;
     const fix = "check the task's closure and the plugin's state_dir; bubblewrap's message is also the first line of the task's stderr log";
     if (probe === undefined) {
-      return failure('launch task', `bubblewrap ${how} before the command ran, and a second setup of its sandbox gave no message`, { code: 'failed_precondition', fix });
+      return failure('launch task', `bubblewrap ${how} before the command ran, and a second setup of its sandbox gave no message`, {
+        code: 'failed_precondition',
+        fix,
+      });
     }
     if (probe.includes(PROBE_PROGRAM)) {
       const interpreter = await missingInterpreter(request.plan, command ?? '');
       const why = interpreter === undefined ? '' : ` (its "#!" interpreter ${interpreter} is not in the task's closure)`;
       return failure('launch task', `bubblewrap set up the sandbox but could not execute the command ${command}${why}: bwrap ${how}`, {
         code: 'failed_precondition',
-        fix: interpreter === undefined ? fix : `make ${interpreter} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`,
+        fix:
+          interpreter === undefined
+            ? fix
+            : `make ${interpreter} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`,
       });
     }
     return failure('launch task', `bubblewrap ${how} while setting up the sandbox, before the command ran: ${probe}`, { code: 'failed_precondition', fix });
@@ -210,7 +234,11 @@ export class BwrapRuntime implements Runtime {
 
   /** bwrap's stderr (its error lines) when it sets up `request`'s sandbox to run a program that does not exist there. */
   private async probe(request: LaunchRequest): Promise<string> {
-    const args = renderBwrapArgs(request.plan, { ...request.process, argv: [PROBE_PROGRAM], env: {} }, { statusFd: STATUS_FD, shareNet: true, asRoot: request.process.uid === 0 });
+    const args = renderBwrapArgs(
+      request.plan,
+      { ...request.process, argv: [PROBE_PROGRAM], env: {} },
+      { statusFd: STATUS_FD, shareNet: true, asRoot: request.process.uid === 0 },
+    );
     const { program, argv, asUser } = this.command(request, args);
     const child = spawn(program, argv, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env: {}, ...asUser });
     const chunks: Buffer[] = [];
@@ -219,7 +247,11 @@ export class BwrapRuntime implements Runtime {
     const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
     await new Promise((resolve) => child.once('close', resolve));
     clearTimeout(timer);
-    const lines = Buffer.concat(chunks).toString('utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+    const lines = Buffer.concat(chunks)
+      .toString('utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
     const message = lines.filter((l) => /^(bwrap|nsenter):/.test(l)).join('; ');
     if (message === '') throw new Error('no message');
     return message;
@@ -259,7 +291,9 @@ export async function recoverBwrapTask(record: RecoveryRecord, bwrapPath: string
       fix: "check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again",
     });
   }
-  const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) => exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null));
+  const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) =>
+    exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null),
+  );
   return new BwrapTask(processes, record.startedAt, exited, record.stateDir);
 }
 
@@ -282,10 +316,12 @@ async function commandStarted(initPid: number, exitedRaw: Promise<unknown>, time
   const deadline = Date.now() + timeoutMs;
   for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
     if (exited) return 'exited';
-    const ran = bwrap !== undefined && childPids(initPid).some((pid) => {
-      const exe = executableOf(pid);
-      return exe !== undefined && exe !== bwrap;
-    });
+    const ran =
+      bwrap !== undefined &&
+      childPids(initPid).some((pid) => {
+        const exe = executableOf(pid);
+        return exe !== undefined && exe !== bwrap;
+      });
     if (ran || Date.now() > deadline) return 'running';
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
@@ -304,7 +340,6 @@ async function readStatus(path: string) {
     return {};
   }
 }
-
 
 /**
  * bwrap's init exits with the command's status, 128+N when the command died of signal N, and
@@ -354,7 +389,12 @@ class BwrapTask implements LaunchedTask {
   }
 
   stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
-    return signalThenKill(() => this.signal(signal), () => this.killAll(), this.exited, timeoutMs);
+    return signalThenKill(
+      () => this.signal(signal),
+      () => this.killAll(),
+      this.exited,
+      timeoutMs,
+    );
   }
 
   async kill(): Promise<ExitStatus> {
@@ -399,11 +439,21 @@ function findExecTools(tty: boolean): BwrapExecTools {
     const path = findExecutable(name, { pathEnv });
     if (path !== undefined) return path;
     if (!needed) return name;
-    throw failure('exec in task', `${name} is not on the agent's PATH`, { code: 'failed_precondition', fix: `install ${EXEC_TOOL_PACKAGES[name]} on the client` });
+    throw failure('exec in task', `${name} is not on the agent's PATH`, {
+      code: 'failed_precondition',
+      fix: `install ${EXEC_TOOL_PACKAGES[name]} on the client`,
+    });
   };
   const helper = findExecHelper();
   if (!helper.found) {
     throw failure('exec in task', helper.cause, { code: 'failed_precondition', fix: helper.fix });
   }
-  return { sh: find('sh'), helper: helper.path, setpriv: find('setpriv'), nsenter: find('nsenter'), unshare: find('unshare', tty), script: find('script', tty) };
+  return {
+    sh: find('sh'),
+    helper: helper.path,
+    setpriv: find('setpriv'),
+    nsenter: find('nsenter'),
+    unshare: find('unshare', tty),
+    script: find('script', tty),
+  };
 }

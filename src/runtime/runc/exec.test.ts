@@ -30,12 +30,16 @@ describe('renderExecProcess', () => {
     });
   });
 
-  it('gives a root task\'s command the task\'s capability set, as its config.json does', () => {
+  it("gives a root task's command the task's capability set, as its config.json does", () => {
     const caps = ['CAP_CHOWN', 'CAP_NET_BIND_SERVICE'];
     const process = renderExecProcess({ ...SPEC, uid: 0, gid: 0, tty: false, capabilities: caps });
     assert.deepEqual(process.capabilities, { bounding: caps, effective: caps, inheritable: [], permitted: caps, ambient: [] });
     const plan = planRoot({ storeView: '/var/lib/v', allocDir: '/opt/nomad/alloc/a1', taskName: 'web', etcDir: '/var/lib/e' });
-    const task = renderOciConfig(plan, { ...SPEC, uid: 0, gid: 0, capabilities: caps }, { initPath: '/usr/bin/tini-static', cgroupsPath: '/nomad/a1.web', arch: 'x64' });
+    const task = renderOciConfig(
+      plan,
+      { ...SPEC, uid: 0, gid: 0, capabilities: caps },
+      { initPath: '/usr/bin/tini-static', cgroupsPath: '/nomad/a1.web', arch: 'x64' },
+    );
     assert.deepEqual(process.capabilities, task.config.process.capabilities);
     // a config with this process is still a valid runtime-spec config
     const result = validateOciConfig({ ...task.config, process });
@@ -43,12 +47,22 @@ describe('renderExecProcess', () => {
   });
 
   it('validates the spec like a task process', () => {
-    assert.throws(() => renderExecProcess({ ...SPEC, cwd: 'local' }), { code: 'invalid_argument', message: /^failed to exec in task: cwd "local" is not an absolute path/ });
+    assert.throws(() => renderExecProcess({ ...SPEC, cwd: 'local' }), {
+      code: 'invalid_argument',
+      message: /^failed to exec in task: cwd "local" is not an absolute path/,
+    });
   });
 });
 
 describe('execArgs', () => {
   it('runs runc exec in the foreground with the process file', () => {
-    assert.deepEqual(execArgs('/var/lib/nix/runc', '/var/lib/nix/tasks/t/exec-1.json', 't'), ['--root', '/var/lib/nix/runc', 'exec', '--process', '/var/lib/nix/tasks/t/exec-1.json', 't']);
+    assert.deepEqual(execArgs('/var/lib/nix/runc', '/var/lib/nix/tasks/t/exec-1.json', 't'), [
+      '--root',
+      '/var/lib/nix/runc',
+      'exec',
+      '--process',
+      '/var/lib/nix/tasks/t/exec-1.json',
+      't',
+    ]);
   });
 });

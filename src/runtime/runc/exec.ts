@@ -20,7 +20,9 @@ export function renderExecProcess(spec: ExecSpec): OciProcess {
     terminal: spec.tty,
     user: { uid: spec.uid, gid: spec.gid },
     args: [...spec.argv],
-    env: Object.keys(spec.env).sort().map((name) => `${name}=${spec.env[name] ?? ''}`),
+    env: Object.keys(spec.env)
+      .sort()
+      .map((name) => `${name}=${spec.env[name] ?? ''}`),
     cwd: spec.cwd,
     capabilities: { bounding: caps, effective: caps, inheritable: [], permitted: caps, ambient: [] },
     noNewPrivileges: true,

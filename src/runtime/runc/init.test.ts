@@ -28,9 +28,14 @@ describe('findRuncInit', () => {
     assert.deepEqual(findRuncInit('', bin), { found: true, path: join(bin, 'tini-static') });
     const missing = findRuncInit('', empty);
     assert.equal(missing.found, false);
-    assert.match(missing.found ? '' : missing.problem, /^tini-static not found on the agent's PATH \(runc tasks need a static init\); fix: install tini-static/);
+    assert.match(
+      missing.found ? '' : missing.problem,
+      /^tini-static not found on the agent's PATH \(runc tasks need a static init\); fix: install tini-static/,
+    );
     const dynamic = findRuncInit('/bin/ls', bin);
-    assert.match(dynamic.found ? '' : dynamic.problem, /^runc init "\/bin\/ls" is dynamically linked \(loader \S*ld-linux\S*\) and cannot run inside a closure-only root; fix: /);
+    assert.match(
+      dynamic.found ? '' : dynamic.problem,
+      /^runc init "\/bin\/ls" is dynamically linked \(loader \S*ld-linux\S*\) and cannot run inside a closure-only root; fix: /,
+    );
   });
 });
-

@@ -11,7 +11,8 @@ export type InitLookup =
   | { readonly found: true; readonly path: string }
   | { readonly found: false; readonly cause: string; readonly fix: string; readonly problem: string };
 
-const FIX = 'install tini-static (Debian/Ubuntu: apt-get install tini; NixOS: pkgsStatic.tini) or set runc_init in the plugin "nix" config to a statically linked init';
+const FIX =
+  'install tini-static (Debian/Ubuntu: apt-get install tini; NixOS: pkgsStatic.tini) or set runc_init in the plugin "nix" config to a statically linked init';
 
 const missing = (cause: string): InitLookup => ({ found: false, cause, fix: FIX, problem: `${cause}; fix: ${FIX}` });
 

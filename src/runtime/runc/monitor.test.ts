@@ -35,7 +35,7 @@ describe('runc monitor', () => {
     assert.equal(parsePidFile(''), undefined);
   });
 
-  it('extracts error messages from runc\'s JSON log', () => {
+  it("extracts error messages from runc's JSON log", () => {
     const log = [
       '{"level":"warning","msg":"something minor","time":"2026-11-22T10:00:00Z"}',
       '{"level":"error","msg":"runc run failed: unable to start container process: exec: \\"/dev/init\\": permission denied","time":"2026-11-22T10:00:00Z"}',

@@ -119,7 +119,10 @@ describe('renderOciConfig', () => {
   });
 
   it('maps limits to linux.resources and denies every device beyond the defaults', () => {
-    const { config } = render(PROCESS, { ...OPTIONS, limits: { cpuShares: 500, cpusetCpus: '0-1', memoryLimitBytes: 268435456, memorySoftLimitBytes: 134217728, pidsLimit: 64 } });
+    const { config } = render(PROCESS, {
+      ...OPTIONS,
+      limits: { cpuShares: 500, cpusetCpus: '0-1', memoryLimitBytes: 268435456, memorySoftLimitBytes: 134217728, pidsLimit: 64 },
+    });
     assert.deepEqual(config.linux.resources, {
       devices: [{ allow: false, access: 'rwm' }],
       cpu: { shares: 500, cpus: '0-1' },
@@ -144,13 +147,23 @@ describe('renderOciConfig', () => {
 
   it('turns dir and symlink ops into rootfs entries and refuses them inside a mount', () => {
     const ops = PLAN.ops;
-    const plan = { ops: [...ops.slice(0, -1), { kind: 'dir', target: '/run' } as const, { kind: 'symlink', linkTarget: '/nix/store/x-sh/bin/sh', target: '/bin/sh' } as const, ...ops.slice(-1)] };
+    const plan = {
+      ops: [
+        ...ops.slice(0, -1),
+        { kind: 'dir', target: '/run' } as const,
+        { kind: 'symlink', linkTarget: '/nix/store/x-sh/bin/sh', target: '/bin/sh' } as const,
+        ...ops.slice(-1),
+      ],
+    };
     assert.deepEqual(render(PROCESS, OPTIONS, plan).rootfsEntries, [
       { kind: 'dir', path: '/run' },
       { kind: 'symlink', path: '/bin/sh', linkTarget: '/nix/store/x-sh/bin/sh' },
     ]);
     const inside = { ops: [...ops.slice(0, -1), { kind: 'dir', target: '/tmp/x' } as const] };
-    fails(() => render(PROCESS, OPTIONS, inside), 'failed to launch task: dir "/tmp/x" lies inside a mount of the plan; fix: create /tmp/x before the mount that covers it, or outside it');
+    fails(
+      () => render(PROCESS, OPTIONS, inside),
+      'failed to launch task: dir "/tmp/x" lies inside a mount of the plan; fix: create /tmp/x before the mount that covers it, or outside it',
+    );
   });
 
   it('folds a remount-ro of a mount into its options and refuses one of nothing', () => {
@@ -164,13 +177,34 @@ describe('renderOciConfig', () => {
   });
 
   it('refuses what the schema would let through: relative paths, bad capability names, bad limits', () => {
-    fails(() => render({ ...PROCESS, cwd: 'local' }), 'failed to launch task: cwd "local" is not an absolute path; fix: set work_dir to an absolute path inside the task, e.g. "/local"');
-    fails(() => render({ ...PROCESS, uid: 0, capabilities: ['NET_ADMIN'] }), 'failed to launch task: capability "NET_ADMIN" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name');
-    fails(() => render(PROCESS, { ...OPTIONS, networkNamespace: 'netns/a1' }), 'failed to launch task: networkNamespace "netns/a1" is not an absolute path; fix: pass the path of Nomad\'s network namespace, e.g. /var/run/netns/<alloc id>');
-    fails(() => render(PROCESS, { ...OPTIONS, initPath: 'tini' }), 'failed to launch task: initPath "tini" is not an absolute path; fix: point the driver at a statically linked tini (Debian: tini-static)');
-    fails(() => render(PROCESS, { ...OPTIONS, cgroupsPath: '/' }), 'failed to launch task: cgroupsPath "/" is the root cgroup; fix: give the task a cgroup of its own');
-    fails(() => render(PROCESS, { ...OPTIONS, limits: { pidsLimit: -1 } }), 'failed to launch task: limits.pidsLimit -1 is not a positive integer; fix: set the task\'s pidsLimit to a positive whole number');
-    fails(() => render(PROCESS, { ...OPTIONS, limits: { cpusetCpus: '0;1' } }), 'failed to launch task: limits.cpusetCpus "0;1" is not a CPU list such as "0-1,3"; fix: reserve cores with the task\'s resources { cores = N }');
-    fails(() => render({ ...PROCESS, argv: [] }), 'failed to launch task: argv is empty; fix: set the task\'s command');
+    fails(
+      () => render({ ...PROCESS, cwd: 'local' }),
+      'failed to launch task: cwd "local" is not an absolute path; fix: set work_dir to an absolute path inside the task, e.g. "/local"',
+    );
+    fails(
+      () => render({ ...PROCESS, uid: 0, capabilities: ['NET_ADMIN'] }),
+      'failed to launch task: capability "NET_ADMIN" is not a name such as CAP_NET_BIND_SERVICE; fix: spell capabilities as CAP_ followed by the upper-case name',
+    );
+    fails(
+      () => render(PROCESS, { ...OPTIONS, networkNamespace: 'netns/a1' }),
+      'failed to launch task: networkNamespace "netns/a1" is not an absolute path; fix: pass the path of Nomad\'s network namespace, e.g. /var/run/netns/<alloc id>',
+    );
+    fails(
+      () => render(PROCESS, { ...OPTIONS, initPath: 'tini' }),
+      'failed to launch task: initPath "tini" is not an absolute path; fix: point the driver at a statically linked tini (Debian: tini-static)',
+    );
+    fails(
+      () => render(PROCESS, { ...OPTIONS, cgroupsPath: '/' }),
+      'failed to launch task: cgroupsPath "/" is the root cgroup; fix: give the task a cgroup of its own',
+    );
+    fails(
+      () => render(PROCESS, { ...OPTIONS, limits: { pidsLimit: -1 } }),
+      "failed to launch task: limits.pidsLimit -1 is not a positive integer; fix: set the task's pidsLimit to a positive whole number",
+    );
+    fails(
+      () => render(PROCESS, { ...OPTIONS, limits: { cpusetCpus: '0;1' } }),
+      'failed to launch task: limits.cpusetCpus "0;1" is not a CPU list such as "0-1,3"; fix: reserve cores with the task\'s resources { cores = N }',
+    );
+    fails(() => render({ ...PROCESS, argv: [] }), "failed to launch task: argv is empty; fix: set the task's command");
   });
 });

@@ -36,9 +36,7 @@ export interface OciOptions {
 }
 
 /** A directory or symlink the adapter creates inside the bundle's rootfs before `runc run`. */
-export type RootfsEntry =
-  | { readonly kind: 'dir'; readonly path: string }
-  | { readonly kind: 'symlink'; readonly path: string; readonly linkTarget: string };
+export type RootfsEntry = { readonly kind: 'dir'; readonly path: string } | { readonly kind: 'symlink'; readonly path: string; readonly linkTarget: string };
 
 export interface OciBundle {
   readonly config: OciSpec;
@@ -120,7 +118,8 @@ function renderMounts(plan: RootPlan): { mounts: OciMount[]; readonlyRoot: boole
         }
         const index = mounts.findLastIndex((m) => m.destination === op.target);
         const mount = mounts[index];
-        if (mount === undefined) throw invalid(`remount-ro of ${quote(op.target)} follows no mount at that target`, 'remount only a target the plan mounted before');
+        if (mount === undefined)
+          throw invalid(`remount-ro of ${quote(op.target)} follows no mount at that target`, 'remount only a target the plan mounted before');
         mounts[index] = { ...mount, options: [...mount.options.filter((o) => o !== 'rw'), 'ro'] };
         break;
       }
@@ -142,7 +141,7 @@ function renderResources(limits: TaskLimits | undefined, devices: readonly OciDe
   const pids = positive('pidsLimit', limits?.pidsLimit);
   const cpus = limits?.cpusetCpus;
   if (cpus !== undefined && !/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(cpus)) {
-    throw invalid(`limits.cpusetCpus ${quote(cpus)} is not a CPU list such as "0-1,3"`, 'reserve cores with the task\'s resources { cores = N }');
+    throw invalid(`limits.cpusetCpus ${quote(cpus)} is not a CPU list such as "0-1,3"`, "reserve cores with the task's resources { cores = N }");
   }
   const cpu = { ...(shares === undefined ? {} : { shares }), ...(cpus === undefined ? {} : { cpus }) };
   const memory = { ...(limit === undefined ? {} : { limit }), ...(reservation === undefined ? {} : { reservation }) };
@@ -166,7 +165,7 @@ export function renderOciConfig(plan: RootPlan, process: ProcessSpec, options: O
   checkAbsolute('cgroupsPath', options.cgroupsPath, 'pass an absolute, normalised cgroup path such as /nomad-driver-nix/<task>');
   if (options.cgroupsPath === '/') throw invalid('cgroupsPath "/" is the root cgroup', 'give the task a cgroup of its own');
   if (options.networkNamespace !== undefined) {
-    checkAbsolute('networkNamespace', options.networkNamespace, 'pass the path of Nomad\'s network namespace, e.g. /var/run/netns/<alloc id>');
+    checkAbsolute('networkNamespace', options.networkNamespace, "pass the path of Nomad's network namespace, e.g. /var/run/netns/<alloc id>");
   }
   const { mounts, readonlyRoot, entries, devices } = renderMounts(plan);
   if (!mounts.some((m) => m.destination === '/dev')) {
@@ -187,7 +186,9 @@ export function renderOciConfig(plan: RootPlan, process: ProcessSpec, options: O
       // tini: reaps zombies, forwards signals to the command's process group (-g), exits with
       // the command's status (128+N when a signal N ended it, like bwrap)
       args: [INIT_TARGET, '-g', '--', ...process.argv],
-      env: Object.keys(process.env).sort().map((name) => `${name}=${process.env[name] ?? ''}`),
+      env: Object.keys(process.env)
+        .sort()
+        .map((name) => `${name}=${process.env[name] ?? ''}`),
       cwd: process.cwd,
       // A root task holds its set directly. An unprivileged one keeps it across runc's execve
       // only as ambient capabilities, which must also be permitted and inheritable
@@ -205,7 +206,18 @@ export function renderOciConfig(plan: RootPlan, process: ProcessSpec, options: O
       cgroupsPath: options.cgroupsPath,
       resources: renderResources(options.limits, devices),
       // as runc's default spec: kernel internals hidden, tunables read-only
-      maskedPaths: ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
+      maskedPaths: [
+        '/proc/acpi',
+        '/proc/asound',
+        '/proc/kcore',
+        '/proc/keys',
+        '/proc/latency_stats',
+        '/proc/timer_list',
+        '/proc/timer_stats',
+        '/proc/sched_debug',
+        '/proc/scsi',
+        '/sys/firmware',
+      ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
       seccomp: defaultSeccompProfile(options.arch),
     },

@@ -12,7 +12,18 @@ import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
 import { commandLineOf, processStartTime, signalProcess } from '../../host/proc.js';
-import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, monitorIsOurs, resolvedPath, waitForValue, watchDetachedExit, watchSpawned, type SpawnedMonitor, type TaskProcesses } from '../detached-exit.js';
+import {
+  initIsOurs,
+  killMonitor,
+  LAUNCH_REPORT_TIMEOUT_MS,
+  monitorIsOurs,
+  resolvedPath,
+  waitForValue,
+  watchDetachedExit,
+  watchSpawned,
+  type SpawnedMonitor,
+  type TaskProcesses,
+} from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
 import { logSinkOpeners, openAll, readFile } from '../../host/task-files.js';
 import { HOST_PATH } from '../process-spec.js';
@@ -47,10 +58,14 @@ export class RuncRuntime implements Runtime {
     const [command = ''] = request.process.argv;
     const interpreter = await missingInterpreter(request.plan, command);
     if (interpreter !== undefined) {
-      throw failure('launch task', `the command ${command} cannot be executed in the container: its "#!" interpreter ${interpreter} is not in the task's closure`, {
-        code: 'failed_precondition',
-        fix: `make ${interpreter} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`,
-      });
+      throw failure(
+        'launch task',
+        `the command ${command} cannot be executed in the container: its "#!" interpreter ${interpreter} is not in the task's closure`,
+        {
+          code: 'failed_precondition',
+          fix: `make ${interpreter} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`,
+        },
+      );
     }
     const bundle = request.stateDir;
     const containerId = request.key;
@@ -89,7 +104,10 @@ export class RuncRuntime implements Runtime {
     const pid = child.pid;
     if (pid === undefined) {
       const error = await monitor.spawnError;
-      throw failure('launch task', `cannot run ${shellPath}: ${error.message}`, { code: 'failed_precondition', fix: 'install a POSIX shell at /bin/sh on the client' });
+      throw failure('launch task', `cannot run ${shellPath}: ${error.message}`, {
+        code: 'failed_precondition',
+        fix: 'install a POSIX shell at /bin/sh on the client',
+      });
     }
     child.unref();
     const monitorExited = monitor.exited;
@@ -101,7 +119,7 @@ export class RuncRuntime implements Runtime {
       initPid = await waitForValue(bundle, () => readPid(bundle), monitorExited, {
         ms: LAUNCH_REPORT_TIMEOUT_MS,
         what: `runc (monitor pid ${pid}) neither wrote the container's pid file ${PID_FILE} nor exited`,
-        fix: 'check that runc works on the client and see the plugin log for runc\'s messages',
+        fix: "check that runc works on the client and see the plugin log for runc's messages",
       });
     } catch (error) {
       await killMonitor(pid, monitorExited);
@@ -114,10 +132,15 @@ export class RuncRuntime implements Runtime {
       await this.deleteContainer(containerId);
       throw failure('launch task', `runc could not start the container: ${errors.at(-1) ?? 'runc exited without starting it and logged no error'}`, {
         code: 'failed_precondition',
-        fix: 'see `nomad alloc logs -stderr` and the plugin log for runc\'s messages',
+        fix: "see `nomad alloc logs -stderr` and the plugin log for runc's messages",
       });
     }
-    const processes = this.processes({ pid, pidStartTime: processStartTime(pid) ?? 0, initPid, initStartTime: processStartTime(initPid) ?? 0 }, bundle, containerId, request.cgroup.contains);
+    const processes = this.processes(
+      { pid, pidStartTime: processStartTime(pid) ?? 0, initPid, initStartTime: processStartTime(initPid) ?? 0 },
+      bundle,
+      containerId,
+      request.cgroup.contains,
+    );
     return new RuncTask(processes, new Date(), exited, () => this.deleteContainer(containerId), { runcPath, runcRoot, bundle, containerId });
   }
 
@@ -126,7 +149,12 @@ export class RuncRuntime implements Runtime {
    * monitor script for exactly this bundle and container id; tini (the init) is in the task's
    * cgroup.
    */
-  private processes(pids: Pick<TaskProcesses, 'pid' | 'pidStartTime' | 'initPid' | 'initStartTime'>, bundle: string, containerId: string, inTaskCgroup: (pid: number) => boolean): TaskProcesses {
+  private processes(
+    pids: Pick<TaskProcesses, 'pid' | 'pidStartTime' | 'initPid' | 'initStartTime'>,
+    bundle: string,
+    containerId: string,
+    inTaskCgroup: (pid: number) => boolean,
+  ): TaskProcesses {
     const expected = monitorArgs(this.options.runcPath, this.options.runcRoot, bundle, containerId).slice(-2);
     return {
       ...pids,
@@ -147,10 +175,14 @@ export class RuncRuntime implements Runtime {
     const processes = this.processes(record, record.stateDir, record.key, record.inTaskCgroup);
     const recorded = () => readExitCode(record.stateDir);
     if (!monitorIsOurs(processes) && (await recorded()) === undefined) {
-      throw failure('recover task', `its runc monitor ${record.pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, EXIT_FILE)}`, {
-        code: 'not_found',
-        fix: "check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again",
-      });
+      throw failure(
+        'recover task',
+        `its runc monitor ${record.pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, EXIT_FILE)}`,
+        {
+          code: 'not_found',
+          fix: "check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again",
+        },
+      );
     }
     const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) => exitStatusOf(code, null));
     const { runcPath, runcRoot } = this.options;
@@ -176,7 +208,11 @@ export class RuncRuntime implements Runtime {
   /** `runc delete --force` when runc's state of the container is still there (--keep, or its monitor was killed). */
   private async deleteContainer(containerId: string): Promise<void> {
     if ((await entryKind(join(this.options.runcRoot, containerId))) === undefined) return;
-    await runCommand(this.options.runcPath, ['--root', this.options.runcRoot, 'delete', '--force', containerId], { timeoutMs: 30_000, env: { PATH: HOST_PATH }, cleanEnv: true }).catch(() => undefined);
+    await runCommand(this.options.runcPath, ['--root', this.options.runcRoot, 'delete', '--force', containerId], {
+      timeoutMs: 30_000,
+      env: { PATH: HOST_PATH },
+      cleanEnv: true,
+    }).catch(() => undefined);
   }
 }
 
@@ -195,7 +231,6 @@ async function readPid(bundle: string): Promise<number | undefined> {
     return undefined;
   }
 }
-
 
 /**
  * runc exits with the container init's status; tini passes on the command's, 128+N when the
@@ -243,7 +278,12 @@ class RuncTask implements LaunchedTask {
   }
 
   stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
-    return signalThenKill(() => this.signal(signal), () => this.killAll(), this.exited, timeoutMs);
+    return signalThenKill(
+      () => this.signal(signal),
+      () => this.killAll(),
+      this.exited,
+      timeoutMs,
+    );
   }
 
   async kill(): Promise<ExitStatus> {
