@@ -52,9 +52,11 @@ NOMAD_CACHE_FROM="${FRESH_DEBIAN_NOMAD_CACHE:-none}"
 HOST_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/nomad-driver-nix"
 DEMO_PORT="${FRESH_DEBIAN_PORT:-14646}"
 TIMES="$ROOT.times"
-CLONE=/root/nomad-driver-nix
+CLONE=/opt/nomad-driver-nix
 
 log() { printf 'fresh-debian: %s\n' "$*" >&2; }
+# the home of root inside the fresh root, from its own passwd (where Nomad's build cache lives)
+root_home() { awk -F: '$1 == "root" { print $6 }' "$ROOT/etc/passwd"; }
 die() { log "error: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root (mmdebstrap, namespaces and mounts need it)"
 case "$ROOT" in /|/var|/var/tmp|/tmp|"") die "FRESH_DEBIAN_ROOT=$ROOT is not a dedicated directory" ;; esac
@@ -118,14 +120,14 @@ mount_all() {
   fi
   if [ "$NOMAD_CACHE_FROM" = host ]; then
     [ -d "$HOST_CACHE" ] || die "FRESH_DEBIAN_NOMAD_CACHE=host but there is no $HOST_CACHE"
-    mkdir -p "$ROOT/root/.cache/nomad-driver-nix"
+    mkdir -p "$ROOT$(root_home)/.cache/nomad-driver-nix"
   fi
   mkdir -p "$NS" "$ROOT/.oldroot"
   mounted "$NS" || { mount --bind "$NS" "$NS"; mount --make-private "$NS"; }
   touch "$NS/mnt"
   unshare --mount="$NS/mnt" --propagation=private true
   nsenter --mount="$NS/mnt" /bin/sh -euc '
-    root=$1 go=$2 cache=$3
+    root=$1 go=$2 cache=$3 home=$4
     mount --bind "$root" "$root"
     mount -t proc proc "$root/proc"
     mount --rbind /sys "$root/sys"
@@ -136,19 +138,19 @@ mount_all() {
       mount -o remount,bind,ro "$root/usr/local/go"
     fi
     if [ -n "$cache" ]; then
-      mount --bind "$cache" "$root/root/.cache/nomad-driver-nix"
-      mount -o remount,bind,ro "$root/root/.cache/nomad-driver-nix"
+      mount --bind "$cache" "$root$home/.cache/nomad-driver-nix"
+      mount -o remount,bind,ro "$root$home/.cache/nomad-driver-nix"
     fi
     cd "$root"
     pivot_root . .oldroot
     exec /bin/umount -l /.oldroot
-  ' sh "$ROOT" "$GO_FROM" "$([ "$NOMAD_CACHE_FROM" = host ] && printf '%s' "$HOST_CACHE")"
+  ' sh "$ROOT" "$GO_FROM" "$([ "$NOMAD_CACHE_FROM" = host ] && printf '%s' "$HOST_CACHE")" "$(root_home)"
 }
 
 # inside CMD: runs a bash command line in the clone, with a clean environment
 inside() {
   mount_all
-  local env=(HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM="${TERM:-dumb}"
+  local env=(HOME="$(root_home)" USER=root LOGNAME=root LANG=C.UTF-8 TERM="${TERM:-dumb}"
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     NOMAD_DRIVER_NIX_DEMO_PORT="$DEMO_PORT")
   local v

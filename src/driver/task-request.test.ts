@@ -47,8 +47,8 @@ describe('task config rules', () => {
         'failed to validate task config: flake "--version" starts with "-": Nix would read it as a command-line option, not a flake reference; fix: set flake to a flake installable such as "github:owner/repo#web", "git+https://example.org/repo#web", "nixpkgs#hello" or "path:/srv/app#web" under a directory listed in the client\'s allow_local_flakes, in the task\'s config { ... } block',
     });
     assert.throws(
-      () => validateTaskConfig(decodeTaskConfig({ flake: '/root/x#y' })),
-      /^DriverError: failed to validate task config: flake "\/root\/x#y" is a bare path: /,
+      () => validateTaskConfig(decodeTaskConfig({ flake: '/srv/private/x#y' })),
+      /^DriverError: failed to validate task config: flake "\/srv\/private\/x#y" is a bare path: /,
     );
   });
 

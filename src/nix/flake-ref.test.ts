@@ -70,10 +70,10 @@ describe('flake installable grammar', () => {
       ['./x#web', "is a bare path: Nix would read that directory of the client (relative ones from the plugin's working directory)", bare],
       ['.', "is a bare path: Nix would read that directory of the client (relative ones from the plugin's working directory)", bare],
       ['~/app#web', "is a bare path: Nix would read that directory of the client (relative ones from the plugin's working directory)", bare],
-      ['file:///root/x.tar.gz#x', 'is a file: reference: Nix would read a file of the client', file],
-      ['tarball+file:///root/x.tar.gz#x', 'is a tarball+file: reference: Nix would read a file of the client', file],
-      ['file+file:///root/x#x', 'is a file+file: reference: Nix would read a file of the client', file],
-      ['hg+file:///root/repo#x', 'is a hg+file: reference: Nix would read a file of the client', file],
+      ['file:///srv/private/x.tar.gz#x', 'is a file: reference: Nix would read a file of the client', file],
+      ['tarball+file:///srv/private/x.tar.gz#x', 'is a tarball+file: reference: Nix would read a file of the client', file],
+      ['file+file:///srv/private/x#x', 'is a file+file: reference: Nix would read a file of the client', file],
+      ['hg+file:///srv/private/repo#x', 'is a hg+file: reference: Nix would read a file of the client', file],
       [
         'path:root/x#x',
         "is a path: reference to a relative path (read from the plugin's working directory)",
@@ -168,8 +168,8 @@ describe('local flakes', () => {
       cause: "names /srv/flakes/app, a directory of the client, which the plugin's allow_local_flakes does not include (it lists no directory)",
       fix,
     });
-    assert.deepEqual(localFlakeProblem(flake, { realPaths: ['/root/secret'], allowed, allocRoot }), {
-      cause: "resolves to /root/secret (symlinks followed), which the plugin's allow_local_flakes does not include (it lists /srv/flakes)",
+    assert.deepEqual(localFlakeProblem(flake, { realPaths: ['/srv/private/secret'], allowed, allocRoot }), {
+      cause: "resolves to /srv/private/secret (symlinks followed), which the plugin's allow_local_flakes does not include (it lists /srv/flakes)",
       fix,
     });
     assert.deepEqual(localFlakeProblem(flake, { realPaths: ['/srv/flakes/app', '/root'], allowed, allocRoot }), {
