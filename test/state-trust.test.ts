@@ -158,7 +158,7 @@ describe('RecoverTask with a crafted driver_state', { skip: isRoot ? false : 'ne
       const task = sandboxTask(own, busyboxPath(), 'bin/sh', ['-c', 'sleep 600']);
       const started = await call<unknown, { handle: { driver_state: Buffer } }>(first.clients.driver, 'StartTask', { task });
       const state = JSON.parse(Buffer.from(started.handle.driver_state).toString('utf8')) as { initPid: number; version: number };
-      assert.equal(state.version, 3);
+      assert.equal(state.version, 4);
       first.kill('SIGKILL');
       await first.exited;
       const next = await startPlugin();

@@ -15,7 +15,6 @@ import { INTERNAL_FIX } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import type { ExitStatus, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime/runtime.js';
 import { NixDriver } from './driver.js';
-import { encodePersistedTask } from './persisted-task.js';
 import { taskKey, type StartRequest } from './task.js';
 
 const logger = createLogger({ module: 'test', level: 'error', sink: () => undefined });
@@ -193,7 +192,7 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     const driver = driverWith(runtime, config);
     const task = request();
     const handle = await driver.startTask(task);
-    await driver.recoverTask(task.id, encodePersistedTask(handle.persisted!), () => task);
+    await driver.recoverTask(task.id, handle.driverState(), () => task);
     assert.equal(runtime.recovers, 0);
     assert.equal(driver.inspectTask(task.id), handle);
     await driver.destroyTask(task.id, true);
@@ -208,7 +207,7 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     });
     const restarted = driverWith(gone, config);
     await assert.rejects(
-      restarted.recoverTask(task.id, encodePersistedTask(handle.persisted!), () => task),
+      restarted.recoverTask(task.id, handle.driverState(), () => task),
       { code: 'internal', message: `failed to recover task: the task is gone; fix: ${INTERNAL_FIX}` },
     );
     assert.equal(gone.recovers, 1);
@@ -221,7 +220,7 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     const handle = await driverWith(new FakeRuntime(), config).startTask(task);
     const runtime = new FakeRuntime(undefined, () => new Promise((resolve) => setTimeout(() => resolve(new FakeLaunched()), 50)));
     const restarted = driverWith(runtime, config);
-    const driverState = encodePersistedTask(handle.persisted!);
+    const driverState = handle.driverState();
     await Promise.all([restarted.recoverTask(task.id, driverState, () => task), restarted.recoverTask(task.id, driverState, () => task)]);
     const recovered = restarted.inspectTask(task.id);
     assert.equal(recovered.state, 'running');

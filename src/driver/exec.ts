@@ -3,7 +3,7 @@
  * ExecTaskStreaming (`nomad alloc exec`). The command gets the task's user, cwd, environment,
  * namespaces and cgroup (driver/exec-task.ts planExec); the runtime renders how to enter them.
  */
-import { INTERNAL_FIX, failure, quote } from '../errors.js';
+import { failure, quote } from '../errors.js';
 import { executableKindInRoot } from '../host/which.js';
 import { runInTask, startInTask, type ExecSession } from '../host/exec-in-task.js';
 import { firstChild, pathInRootOf, readEnviron } from '../host/proc.js';
@@ -77,19 +77,15 @@ export async function startExec(handle: TaskHandle, command: readonly string[], 
 export async function prepareExec(handle: TaskHandle, command: readonly string[], tty: boolean): Promise<ReturnType<typeof planExec>> {
   if (handle.state === 'exited') throw failure('exec in task', 'the task has exited', { code: 'failed_precondition' });
   const persisted = handle.persisted;
-  const launched =
-    handle.process ??
-    (persisted === undefined
-      ? undefined
-      : {
-          argv: persisted.argv,
-          env: handle.request.env,
-          cwd: persisted.cwd,
-          uid: persisted.user.uid,
-          gid: persisted.user.gid,
-          capabilities: persisted.capabilities,
-        });
-  if (launched === undefined) throw failure('exec in task', 'the task has no recorded process', { code: 'internal', fix: INTERNAL_FIX });
+  // a recovered task: its command as recorded, with the environment Nomad sent again
+  const launched = handle.process ?? {
+    argv: persisted.argv,
+    env: handle.request.env,
+    cwd: persisted.cwd,
+    uid: persisted.user.uid,
+    gid: persisted.user.gid,
+    capabilities: persisted.capabilities,
+  };
   const initPid = handle.launched.initPid;
   const commandPid = firstChild(initPid);
   return planExec(

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodePersistedTask, encodePersistedTask, PERSISTED_TASK_VERSION, storedPersistedTask, type PersistedTask } from './persisted-task.js';
+import { decodePersistedTask, decodeTaskFile, encodePersistedTask, type PersistedTask } from './persisted-task.js';
 
 const ALLOC = '6f1c2b3a-0000-4000-8000-000000000001';
 const TASK_ID = `${ALLOC}/main/x1`;
@@ -9,31 +9,37 @@ const STATE_ROOT = '/var/lib/nomad-driver-nix';
 const EXPECT = { taskId: TASK_ID, stateRoot: STATE_ROOT };
 
 const TASK: PersistedTask = {
-  version: PERSISTED_TASK_VERSION,
   taskId: TASK_ID,
   nodeId: '0b6c7a1e-1111-4222-8333-444455556666',
   runtime: 'runc',
   key: KEY,
   stateDir: `${STATE_ROOT}/tasks/${KEY}`,
-  gcRootKey: KEY,
   viewKey: '0123456789abcdef0123456789abcdef',
   etcKey: 'fedcba9876543210fedcba9876543210',
   pid: 100,
   pidStartTime: 5000,
   initPid: 101,
   initStartTime: 5001,
-  startedAt: '2026-11-22T10:00:00.000Z',
+  startedAt: new Date('2026-11-22T10:00:00.000Z'),
   cgroup: { version: 'v1', root: '/sys/fs/cgroup', path: `nomad/${ALLOC}.main`, cpusetPath: 'nomad/share', sharedCpuset: true },
   oomKillsBefore: 0,
-  user: { name: 'nobody', uid: 65534, gid: 65534 },
+  user: { uid: 65534, gid: 65534 },
   capabilities: [],
   argv: ['/nix/store/x-sh/bin/sh', '-c', 'true'],
   cwd: '/local',
+};
+/** The record as stored (version 4). */
+const STORED = JSON.parse(encodePersistedTask(TASK).toString('utf8')) as Record<string, unknown>;
+/** A record as plugin versions with persisted-task version 3 wrote it: with the GC root key, user name and root plan. */
+const V3 = {
+  ...STORED,
+  version: 3,
+  gcRootKey: KEY,
+  user: { name: 'nobody', uid: 65534, gid: 65534 },
   plan: { ops: [{ kind: 'tmpfs', target: '/tmp' }] },
 };
-const STORED = storedPersistedTask(TASK);
 /** A record as plugin versions with persisted-task version 2 wrote it. */
-const { nodeId: _node, ...V2_BASE } = STORED;
+const { nodeId: _node, ...V2_BASE }: Record<string, unknown> = V3;
 const V2 = { ...V2_BASE, version: 2, stateDir: TASK.stateDir };
 
 const decode = (value: unknown, expect = EXPECT) => decodePersistedTask(Buffer.from(JSON.stringify(value)), expect);
@@ -50,10 +56,54 @@ describe('persisted task (driver_state)', () => {
     assert.deepEqual(decode(V2), { ...TASK, nodeId: '' });
   });
 
+  it('decodes a version 3 record (tasks started before the upgrade to version 4), checking the fields version 4 dropped', () => {
+    assert.deepEqual(decode(V3), TASK);
+    fails({ ...V3, plan: { ops: 'x' } }, /^failed to recover task: driver_state field plan "\{\\"ops\\":\\"x\\"\}" is not a root plan;/);
+    fails({ ...V3, user: { uid: 65534, gid: 65534 } }, /driver_state field user .* is not \{name, uid, gid\}/);
+    fails({ ...V2, plan: undefined }, /driver_state field plan "undefined" is not a root plan/);
+  });
+
+  it('stores only what recovery reads: no root plan, GC root key (the state key) or user name', () => {
+    assert.deepEqual(Object.keys(STORED).sort(), [
+      'argv',
+      'capabilities',
+      'cgroup',
+      'cwd',
+      'etcKey',
+      'initPid',
+      'initStartTime',
+      'key',
+      'nodeId',
+      'oomKillsBefore',
+      'pid',
+      'pidStartTime',
+      'runtime',
+      'startedAt',
+      'taskId',
+      'user',
+      'version',
+      'viewKey',
+    ]);
+    assert.equal(STORED.version, 4);
+    assert.deepEqual(STORED.user, { uid: 65534, gid: 65534 });
+    fails({ ...STORED, user: 'nobody' }, /driver_state field user "nobody" is not \{uid, gid\}/);
+  });
+
+  it('decodes a task.json for the task it names (the orphan sweep), with the same checks', () => {
+    assert.deepEqual(decodeTaskFile(STORED, STATE_ROOT), TASK);
+    assert.deepEqual(decodeTaskFile(V2, STATE_ROOT), { ...TASK, nodeId: '' });
+    assert.throws(() => decodeTaskFile({ ...STORED, taskId: undefined }, STATE_ROOT), {
+      message: /driver_state field taskId "undefined" is not a non-empty string/,
+    });
+    assert.throws(() => decodeTaskFile({ ...STORED, key: 'other_main_x9' }, STATE_ROOT), {
+      message: new RegExp(`driver_state field key "other_main_x9" is not the task's key "${KEY}"`),
+    });
+  });
+
   it("names the bad field and never accepts another task's state", () => {
     fails(
       { ...STORED, version: 1 },
-      /^failed to recover task: driver_state field version "1" is not 3 or 2 \(written by another plugin version\); fix: the task cannot be recovered/,
+      /^failed to recover task: driver_state field version "1" is not 4, 3 or 2 \(written by another plugin version\); fix: the task cannot be recovered/,
     );
     fails(STORED, /driver_state field taskId "6f1c2b3a-0000-4000-8000-000000000001\/main\/x1" does not belong to task "a2\/main\/x2"/, {
       taskId: 'a2/main/x2',
@@ -75,14 +125,15 @@ describe('persisted task (driver_state)', () => {
     });
     assert.throws(() => decode({ ...V2, stateDir: `${STATE_ROOT}/tasks/../..` }), { message: dir(`${STATE_ROOT}/tasks/../..`, 'contains a ".." segment') });
     assert.throws(() => decode({ ...V2, stateDir: 'tasks/x' }), { message: dir('tasks/x', 'is not an absolute path') });
-    assert.throws(() => decode({ ...STORED, stateDir: '/' }), { message: dir('/', 'is not stored in version 3 (derived from state_dir)') });
+    assert.throws(() => decode({ ...V3, stateDir: '/' }), { message: dir('/', 'is not stored in version 3 (derived from state_dir)') });
+    assert.throws(() => decode({ ...STORED, stateDir: '/' }), { message: dir('/', 'is not stored in version 4 (derived from state_dir)') });
   });
 
   it("refuses keys that are not the task's own or break their grammar", () => {
     fails({ ...STORED, key: '../etc' }, /^failed to recover task: driver_state field key "..\/etc" is not a file-name-safe key;/);
     fails({ ...STORED, key: '..' }, /driver_state field key "\.\." is not a file-name-safe key/);
     fails({ ...STORED, key: 'other_main_x9' }, new RegExp(`driver_state field key "other_main_x9" is not the task's key "${KEY}"`));
-    fails({ ...STORED, gcRootKey: 'other_main_x9' }, new RegExp(`driver_state field gcRootKey "other_main_x9" is not the task's key "${KEY}"`));
+    fails({ ...V3, gcRootKey: 'other_main_x9' }, new RegExp(`driver_state field gcRootKey "other_main_x9" is not the task's key "${KEY}"`));
     fails({ ...STORED, viewKey: '../../../etc' }, /driver_state field viewKey "..\/..\/..\/etc" is not a key of 32 hex digits/);
     fails({ ...STORED, etcKey: 'e1' }, /driver_state field etcKey "e1" is not a key of 32 hex digits/);
     fails({ ...STORED, nodeId: '../x' }, /driver_state field nodeId "..\/x" is not a Nomad node id/);

@@ -1,34 +1,43 @@
 /**
- * What the driver hands Nomad as a task's `driver_state` (and keeps as task.json in the
- * task's state dir): everything RecoverTask needs to rebuild the task from nothing, after a
- * plugin crash or an agent restart. Nomad does not keep the task's `config {}` block, so
- * nothing here may depend on it. Versioned JSON; decoding validates every field and names
- * the bad one. Pure: no I/O.
+ * The persisted task record, in one place: built from what StartTask knows, encoded as the
+ * bytes the driver hands Nomad as a task's `driver_state` (and keeps as task.json in the task's
+ * state dir), decoded and validated when RecoverTask or the orphan sweep reads it back. It holds
+ * everything RecoverTask needs to rebuild the task from nothing, after a plugin crash or an
+ * agent restart, and nothing that nobody reads. Nomad does not keep the task's `config {}`
+ * block, so nothing here may depend on it. Versioned JSON; decoding validates every field and
+ * names the bad one. Pure: no I/O.
  */
 import { join } from 'node:path';
 import { failure, quote } from '../errors.js';
 import type { TaskCgroupLocation } from '../cgroup/placement.js';
 import { taskCgroupProblem } from '../cgroup/placement.js';
-import type { RootPlan } from '../rootfs/plan.js';
 import { absolutePathProblem } from '../paths.js';
+import type { ProcessSpec, TaskPids } from '../runtime/runtime.js';
 import { taskKey } from './task-key.js';
 
 /**
+ * Version 4 stores only what the driver reads back: no root plan, no GC root key (always the
+ * state key), no user name (exec'd commands get the uid and gid).
  * Version 3 stores no host path of the driver's own: the state dir is derived from the
  * configured state_dir and the key, and the record names the Nomad node that started the task.
  * Version 2 (plugin 0.1.0 with recovery) stored `stateDir`; it still decodes when that is
- * exactly the derived dir. Version 1 held no process start times: it cannot be recovered.
+ * exactly the derived dir. Versions 3 and 2 still decode (tasks started before an upgrade
+ * recover), their extra fields checked as before. Version 1 held no process start times: it
+ * cannot be recovered.
  */
-export const PERSISTED_TASK_VERSION = 3;
-const PREVIOUS_VERSION = 2;
+export const PERSISTED_TASK_VERSION = 4;
+const DECODED_VERSIONS = [PERSISTED_TASK_VERSION, 3, 2] as const;
+
+/** File in a task's state dir holding its record (the same bytes as its driver_state). */
+export const PERSISTED_TASK_FILE = 'task.json';
 
 /** The grammar of store view and /etc keys (32 hex digits of a content hash). */
 const CONTENT_KEY = /^[0-9a-f]{32}$/;
 /** The grammar of a Nomad node id (a UUID) as the driver accepts it. */
 export const NODE_ID = /^[0-9A-Za-z-]{1,64}$/;
 
-export interface PersistedTask {
-  readonly version: typeof PERSISTED_TASK_VERSION;
+/** A task's record: its processes (TaskPids, start time included) and what it holds on the host. */
+export interface PersistedTask extends TaskPids {
   readonly taskId: string;
   /** The Nomad node (TaskConfig.node_id) whose client started the task; '' when Nomad sent none. */
   readonly nodeId: string;
@@ -36,51 +45,86 @@ export interface PersistedTask {
   readonly runtime: 'bwrap' | 'runc';
   /** State key: taskKey(taskId); the task's dir under state_dir/tasks, GC root name, runc container id. */
   readonly key: string;
-  /** `<state_dir>/tasks/<key>`: derived when decoding, never read from the record. */
+  /** `<state_dir>/tasks/<key>` (taskStateDir): derived, never stored. */
   readonly stateDir: string;
-  /** Always `key`. */
-  readonly gcRootKey: string;
+  /** The shared store view (state_dir/views/<key>) and generated /etc dir (state_dir/etc/<key>). */
   readonly viewKey: string;
   readonly etcKey: string;
-  /** The runtime's monitor on the host (bwrap, or the sh running `runc run`) and its start time. */
-  readonly pid: number;
-  readonly pidStartTime: number;
-  /** The task's PID 1 on the host and its start time (guards against a reused pid). */
-  readonly initPid: number;
-  readonly initStartTime: number;
-  readonly startedAt: string;
   /** The task's cgroup: Nomad's for its alloc and task, or the driver's own (placement.ts taskCgroupProblem). */
   readonly cgroup: TaskCgroupLocation;
   /** The cgroup's OOM-kill counter when the task started (Nomad reuses a task's cgroup). */
   readonly oomKillsBefore: number;
-  readonly user: { readonly name: string; readonly uid: number; readonly gid: number };
-  /** The command's capabilities (`CAP_…`); exec'd commands get the same. */
+  /** The task's command as launched, minus its environment (Nomad sends that again): exec'd commands get the same. */
+  readonly user: { readonly uid: number; readonly gid: number };
+  /** The command's capabilities (`CAP_…`). */
   readonly capabilities: readonly string[];
   readonly argv: readonly string[];
   readonly cwd: string;
-  readonly plan: RootPlan;
+}
+
+/** `<state root>/tasks/<key>`: a task's state dir, derived from the configured state_dir. */
+export function taskStateDir(stateRoot: string, key: string): string {
+  return join(stateRoot, 'tasks', key);
+}
+
+/** What StartTask knows once the task is launched. */
+export interface StartedTask {
+  readonly taskId: string;
+  readonly nodeId: string;
+  readonly runtime: 'bwrap' | 'runc';
+  /** The configured state_dir. */
+  readonly stateRoot: string;
+  readonly viewKey: string;
+  readonly etcKey: string;
+  readonly launched: TaskPids;
+  readonly cgroup: TaskCgroupLocation;
+  readonly oomKillsBefore: number;
+  readonly process: Pick<ProcessSpec, 'argv' | 'cwd' | 'uid' | 'gid' | 'capabilities'>;
+}
+
+/** The record of a task StartTask launched; key and state dir derived as decoding derives them. */
+export function persistedTask(started: StartedTask): PersistedTask {
+  const key = taskKey(started.taskId);
+  const { launched, process } = started;
+  return {
+    taskId: started.taskId,
+    nodeId: started.nodeId,
+    runtime: started.runtime,
+    key,
+    stateDir: taskStateDir(started.stateRoot, key),
+    viewKey: started.viewKey,
+    etcKey: started.etcKey,
+    pid: launched.pid,
+    pidStartTime: launched.pidStartTime,
+    initPid: launched.initPid,
+    initStartTime: launched.initStartTime,
+    startedAt: launched.startedAt,
+    cgroup: started.cgroup,
+    oomKillsBefore: started.oomKillsBefore,
+    user: { uid: process.uid, gid: process.gid },
+    capabilities: [...process.capabilities],
+    argv: [...process.argv],
+    cwd: process.cwd,
+  };
+}
+
+/** The record as stored (driver_state, task.json): version 4 JSON, without the derived state dir. */
+export function encodePersistedTask(task: PersistedTask): Buffer {
+  const { stateDir: _derived, startedAt, ...stored } = task;
+  return Buffer.from(JSON.stringify({ version: PERSISTED_TASK_VERSION, ...stored, startedAt: startedAt.toISOString() }));
 }
 
 const WHAT = 'recover task';
+const FIX = 'the task cannot be recovered; Nomad destroys it and starts it again';
 
 function bad(field: string, value: unknown, why: string): Error {
   return failure(WHAT, `driver_state field ${field} ${quote(typeof value === 'string' ? value : (JSON.stringify(value) ?? 'undefined'))} ${why}`, {
     code: 'invalid_argument',
-    fix: 'the task cannot be recovered; Nomad destroys it and starts it again',
+    fix: FIX,
   });
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** The record as stored (driver_state, task.json): without the derived state dir. */
-export function storedPersistedTask(task: PersistedTask): Omit<PersistedTask, 'stateDir'> {
-  const { stateDir: _derived, ...stored } = task;
-  return stored;
-}
-
-export function encodePersistedTask(task: PersistedTask): Buffer {
-  return Buffer.from(JSON.stringify(storedPersistedTask(task)));
-}
 
 /** `<alloc id>/<task name>/<random>` → its parts, or undefined when `taskId` is not shaped so. */
 export function taskIdParts(taskId: string): { allocId: string; taskName: string } | undefined {
@@ -95,26 +139,35 @@ export interface PersistedTaskExpectation {
 }
 
 /**
- * Parses and validates a driver_state blob (version 3, or 2) for task `expect.taskId`. Nothing
- * in it is trusted: every key has its grammar and must be the one the driver derives from the
- * task id, the state dir is derived from `expect.stateRoot`, the cgroup must be the task's own.
- * Throws an invalid_argument DriverError naming the field.
+ * Parses and validates a driver_state blob (version 4, 3 or 2) for task `expect.taskId`.
+ * Nothing in it is trusted: every key has its grammar and must be the one the driver derives
+ * from the task id, the state dir is derived from `expect.stateRoot`, the cgroup must be the
+ * task's own. Throws an invalid_argument DriverError naming the field.
  */
 export function decodePersistedTask(bytes: Uint8Array, expect: PersistedTaskExpectation): PersistedTask {
-  const { taskId } = expect;
   let value: unknown;
   try {
     value = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (error) {
-    throw failure(WHAT, `driver_state is not JSON: ${(error as Error).message}`, {
-      code: 'invalid_argument',
-      fix: 'the task cannot be recovered; Nomad destroys it and starts it again',
-    });
+    throw failure(WHAT, `driver_state is not JSON: ${(error as Error).message}`, { code: 'invalid_argument', fix: FIX });
   }
+  return decodeRecord(value, expect.taskId, expect.stateRoot);
+}
+
+/**
+ * A task.json the orphan sweep read (parsed JSON), validated as decodePersistedTask does, for
+ * the task the record itself names: the caller checks that its key is the dir's name.
+ */
+export function decodeTaskFile(value: unknown, stateRoot: string): PersistedTask {
+  return decodeRecord(value, undefined, stateRoot);
+}
+
+function decodeRecord(value: unknown, expectedTaskId: string | undefined, stateRoot: string): PersistedTask {
   if (!isObject(value)) throw bad('(root)', value, 'is not an object');
   const v = value;
-  if (v.version !== PERSISTED_TASK_VERSION && v.version !== PREVIOUS_VERSION) {
-    throw bad('version', v.version, `is not ${PERSISTED_TASK_VERSION} or ${PREVIOUS_VERSION} (written by another plugin version)`);
+  const version = DECODED_VERSIONS.find((n) => n === v.version);
+  if (version === undefined) {
+    throw bad('version', v.version, `is not ${DECODED_VERSIONS.slice(0, -1).join(', ')} or ${DECODED_VERSIONS.at(-1)} (written by another plugin version)`);
   }
   const str = (field: string) => {
     const x = v[field];
@@ -142,31 +195,33 @@ export function decodePersistedTask(bytes: Uint8Array, expect: PersistedTaskExpe
     if (!CONTENT_KEY.test(x)) throw bad(field, x, 'is not a key of 32 hex digits');
     return x;
   };
+  const taskId = expectedTaskId ?? str('taskId');
   if (str('taskId') !== taskId) throw bad('taskId', v.taskId, `does not belong to task ${quote(taskId)}`);
   const parts = taskIdParts(taskId);
   if (parts === undefined) throw bad('taskId', taskId, 'is not <alloc id>/<task name>/<id>');
   const stateKey = key('key');
   if (stateKey !== taskKey(taskId)) throw bad('key', stateKey, `is not the task's key ${quote(taskKey(taskId))}`);
-  if (key('gcRootKey') !== stateKey) throw bad('gcRootKey', v.gcRootKey, `is not the task's key ${quote(stateKey)}`);
-  const stateDir = join(expect.stateRoot, 'tasks', stateKey);
-  if (v.version === PREVIOUS_VERSION && path('stateDir') !== stateDir)
-    throw bad('stateDir', v.stateDir, `is not the task's dir ${stateDir} under the configured state_dir`);
-  if (v.version === PERSISTED_TASK_VERSION && v.stateDir !== undefined)
-    throw bad('stateDir', v.stateDir, `is not stored in version ${PERSISTED_TASK_VERSION} (derived from state_dir)`);
-  const nodeId = v.version === PREVIOUS_VERSION || v.nodeId === '' ? '' : str('nodeId');
+  // versions 3 and 2 stored the GC root key (always the state key) and the root plan (checked below)
+  if (version !== PERSISTED_TASK_VERSION && key('gcRootKey') !== stateKey) throw bad('gcRootKey', v.gcRootKey, `is not the task's key ${quote(stateKey)}`);
+  const stateDir = taskStateDir(stateRoot, stateKey);
+  if (version === 2 && path('stateDir') !== stateDir) throw bad('stateDir', v.stateDir, `is not the task's dir ${stateDir} under the configured state_dir`);
+  if (version !== 2 && v.stateDir !== undefined) throw bad('stateDir', v.stateDir, `is not stored in version ${version} (derived from state_dir)`);
+  const nodeId = version === 2 || v.nodeId === '' ? '' : str('nodeId');
   if (nodeId !== '' && !NODE_ID.test(nodeId)) throw bad('nodeId', nodeId, 'is not a Nomad node id');
   const runtime = str('runtime');
   if (runtime !== 'bwrap' && runtime !== 'runc') throw bad('runtime', runtime, 'is not "bwrap" or "runc"');
-  if (Number.isNaN(Date.parse(str('startedAt')))) throw bad('startedAt', v.startedAt, 'is not a timestamp');
+  const startedAt = new Date(str('startedAt'));
+  if (Number.isNaN(startedAt.getTime())) throw bad('startedAt', v.startedAt, 'is not a timestamp');
   const user = v.user;
-  if (!isObject(user) || typeof user.name !== 'string') throw bad('user', user, 'is not {name, uid, gid}');
+  if (!isObject(user)) throw bad('user', user, version === PERSISTED_TASK_VERSION ? 'is not {uid, gid}' : 'is not {name, uid, gid}');
+  if (version !== PERSISTED_TASK_VERSION && typeof user.name !== 'string') throw bad('user', user, 'is not {name, uid, gid}');
   const argv = v.argv;
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) throw bad('argv', argv, 'is not a non-empty list of strings');
   const capabilities = v.capabilities;
   if (!Array.isArray(capabilities) || !capabilities.every((c) => typeof c === 'string' && /^CAP_[A-Z_]+$/.test(c)))
     throw bad('capabilities', capabilities, 'is not a list of CAP_ names');
   const plan = v.plan;
-  if (!isObject(plan) || !Array.isArray(plan.ops)) throw bad('plan', plan, 'is not a root plan');
+  if (version !== PERSISTED_TASK_VERSION && (!isObject(plan) || !Array.isArray(plan.ops))) throw bad('plan', plan, 'is not a root plan');
   const c = v.cgroup;
   if (!isObject(c) || (c.version !== 'v1' && c.version !== 'v2') || typeof c.root !== 'string' || typeof c.path !== 'string')
     throw bad('cgroup', c, 'is not a cgroup location');
@@ -182,26 +237,23 @@ export function decodePersistedTask(bytes: Uint8Array, expect: PersistedTaskExpe
   const cgroupProblem = taskCgroupProblem(cgroup, { ...parts, key: stateKey });
   if (cgroupProblem !== undefined) throw bad('cgroup', c, `${cgroupProblem} (not a cgroup of this task)`);
   return {
-    version: PERSISTED_TASK_VERSION,
     taskId,
     nodeId,
     runtime,
     key: stateKey,
     stateDir,
-    gcRootKey: stateKey,
     viewKey: contentKey('viewKey'),
     etcKey: contentKey('etcKey'),
     pid: int('pid', v, 2),
     pidStartTime: int('pidStartTime'),
     initPid: int('initPid', v, 2),
     initStartTime: int('initStartTime'),
-    startedAt: str('startedAt'),
+    startedAt,
     cgroup,
     oomKillsBefore: int('oomKillsBefore'),
-    user: { name: user.name, uid: int('uid', user), gid: int('gid', user) },
+    user: { uid: int('uid', user), gid: int('gid', user) },
     capabilities: capabilities as string[],
     argv: argv as string[],
     cwd: path('cwd'),
-    plan: plan as unknown as RootPlan,
   };
 }

@@ -12,7 +12,7 @@ import { createLogger } from '../log/logger.js';
 import { addTaskGcRoot } from '../nix/gc-roots.js';
 import type { RecoveryRecord, Runtime } from '../runtime/runtime.js';
 import { markDir, markShared, owner } from './ownership.js';
-import { PERSISTED_TASK_VERSION, storedPersistedTask, type PersistedTask } from './persisted-task.js';
+import { encodePersistedTask, type PersistedTask } from './persisted-task.js';
 import { reconcile, type ReconcileContext } from './reconcile.js';
 import { SharedResources } from './shared-resources.js';
 import { taskKey } from './task.js';
@@ -33,27 +33,24 @@ function record(stateRoot: string, allocId: string, nodeId: string): PersistedTa
   const taskId = `${allocId}/main/t1`;
   const key = taskKey(taskId);
   return {
-    version: PERSISTED_TASK_VERSION,
     taskId,
     nodeId,
     runtime: 'bwrap',
     key,
     stateDir: join(stateRoot, 'tasks', key),
-    gcRootKey: key,
     viewKey: VIEW_SHARED,
     etcKey: ETC_A,
     pid: 999_999,
     pidStartTime: 1,
     initPid: 999_998,
     initStartTime: 1,
-    startedAt: '2026-11-22T10:00:00.000Z',
+    startedAt: new Date('2026-11-22T10:00:00.000Z'),
     cgroup: { version: 'v1', root: '/sys/fs/cgroup', path: `nomad-driver-nix/${key}` },
     oomKillsBefore: 0,
-    user: { name: 'nobody', uid: 65534, gid: 65534 },
+    user: { uid: 65534, gid: 65534 },
     capabilities: [],
     argv: ['/bin/true'],
     cwd: '/local',
-    plan: { ops: [] },
   };
 }
 
@@ -72,13 +69,23 @@ async function fixture() {
     tasks[name] = task;
     mkdirSync(task.stateDir, { recursive: true });
     await markDir(task.stateDir, owner(nodeId, `node-${name}`));
-    writeFileSync(join(task.stateDir, 'task.json'), JSON.stringify(storedPersistedTask(task)));
+    writeFileSync(join(task.stateDir, 'task.json'), encodePersistedTask(task));
     await addTaskGcRoot(gcRoots, task.key, ['/nix/store/00000000000000000000000000000000-x'], owner(nodeId, `node-${name}`));
   }
   // an entry of an older plugin version (or anyone's): no mark
   const legacy = record(stateRoot, 'alloc-old', '');
   mkdirSync(legacy.stateDir, { recursive: true });
-  writeFileSync(join(legacy.stateDir, 'task.json'), JSON.stringify({ ...storedPersistedTask(legacy), version: 2, stateDir: legacy.stateDir }));
+  writeFileSync(
+    join(legacy.stateDir, 'task.json'),
+    JSON.stringify({
+      ...JSON.parse(encodePersistedTask(legacy).toString('utf8')),
+      version: 2,
+      stateDir: legacy.stateDir,
+      gcRootKey: legacy.key,
+      user: { name: 'nobody', uid: 65534, gid: 65534 },
+      plan: { ops: [] },
+    }),
+  );
   await addTaskGcRoot(gcRoots, legacy.key, ['/nix/store/00000000000000000000000000000000-x']);
   mkdirSync(join(gcRoots, 'someone-elses'));
   // a GC root of node A whose task dir is gone

@@ -27,9 +27,9 @@ import { listTaskGcRoots, removeTaskGcRoot } from '../nix/gc-roots.js';
 import { listStoreViews, removeStoreView } from '../nix/store-view.js';
 import type { RecoveryRecord, Runtime } from '../runtime/runtime.js';
 import { ownerOf, sharedOwners, unmarkShared, type SharedKind } from './ownership.js';
-import { decodePersistedTask, type PersistedTask } from './persisted-task.js';
+import { decodeTaskFile, PERSISTED_TASK_FILE, type PersistedTask } from './persisted-task.js';
 import type { SharedResources } from './shared-resources.js';
-import { PERSISTED_TASK_FILE, releaseCgroup } from './start-task.js';
+import { releaseCgroup } from './start-task.js';
 
 export interface SweepContext {
   readonly stateDir: string;
@@ -43,7 +43,7 @@ export interface SweepContext {
 /** What a runtime gets to recover or kill `task`: the validated record and a check of its cgroup. */
 export function recoveryRecord(task: PersistedTask): RecoveryRecord {
   const cgroup = task.cgroup;
-  return { ...task, startedAt: new Date(task.startedAt), inTaskCgroup: (pid) => processInCgroup(pid, cgroup) };
+  return { ...task, inTaskCgroup: (pid) => processInCgroup(pid, cgroup) };
 }
 
 /** Removes everything of one task that is gone or forgotten; each step is best-effort and logged. */
@@ -62,7 +62,7 @@ export async function sweepTask(task: PersistedTask, context: SweepContext): Pro
   await step('forget the runtime record', () => runtime.forget(task.key));
   const cgroup = task.cgroup;
   if (!context.liveCgroups.has(cgroup.path)) await step('remove the cgroup', () => releaseCgroup(openTaskCgroup(cgroup)));
-  await step('remove the GC root', () => removeTaskGcRoot(context.gcRootsDir, task.gcRootKey));
+  await step('remove the GC root', () => removeTaskGcRoot(context.gcRootsDir, task.key));
   await step('remove the state dir', () => removeTree(task.stateDir));
 }
 
@@ -101,10 +101,10 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
       leftAlone(dir, notOurs(mark));
       continue;
     }
-    const raw = await readJsonFile<{ taskId?: unknown }>(join(dir, PERSISTED_TASK_FILE));
+    const raw = await readJsonFile<unknown>(join(dir, PERSISTED_TASK_FILE));
     let task: PersistedTask | undefined;
     try {
-      task = raw === undefined ? undefined : decodePersistedTask(Buffer.from(JSON.stringify(raw)), { taskId: String(raw.taskId), stateRoot: context.stateDir });
+      task = raw === undefined ? undefined : decodeTaskFile(raw, context.stateDir);
     } catch (error) {
       leftAlone(dir, `its task record is not valid: ${errorMessage(error)}`);
       continue;

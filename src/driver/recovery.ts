@@ -222,7 +222,7 @@ async function markRecovered(persisted: PersistedTask, who: Owner, context: Reco
   try {
     const { state_dir: stateRoot, gc_roots_dir: gcRoots } = context.config();
     if ((await ownerOf(persisted.stateDir)) === undefined && (await entryKind(persisted.stateDir)) === 'directory') await markDir(persisted.stateDir, who);
-    const gcRoot = join(gcRoots, persisted.gcRootKey);
+    const gcRoot = join(gcRoots, persisted.key);
     if ((await ownerOf(gcRoot)) === undefined && (await entryKind(gcRoot)) === 'directory') await markDir(gcRoot, who);
     await markShared(stateRoot, 'views', persisted.viewKey, who);
     await markShared(stateRoot, 'etc', persisted.etcKey, who);

@@ -23,8 +23,8 @@ import { chooseDns } from '../rootfs/dns.js';
 import { renderEtcFiles } from '../rootfs/etc-files.js';
 import { planRoot, taskHome } from '../rootfs/plan.js';
 import type { LaunchedTask, ProcessSpec, Runtime } from '../runtime/runtime.js';
-import { writeJsonFileAtomic } from '../host/fs.js';
-import { PERSISTED_TASK_VERSION, storedPersistedTask, type PersistedTask } from './persisted-task.js';
+import { writeFileAtomic } from '../host/fs.js';
+import { encodePersistedTask, PERSISTED_TASK_FILE, persistedTask, taskStateDir, type PersistedTask } from './persisted-task.js';
 import { markDir, markShared, owner } from './ownership.js';
 import type { CgroupVersion, TaskLimits } from '../cgroup/limits.js';
 import { nomadTaskLimits } from '../cgroup/limits.js';
@@ -164,9 +164,6 @@ export async function releaseCgroup(cgroup: TaskCgroup): Promise<void> {
   await cgroup.remove({ timeoutMs: 10_000 });
 }
 
-/** File in a task's state dir holding its PersistedTask. */
-export const PERSISTED_TASK_FILE = 'task.json';
-
 /**
  * The TaskHandle of a launched (or recovered) task. OOM: the kernel's kill counter of the
  * cgroup grew while the task ran (Nomad reuses a task's cgroup across restarts, so the counter
@@ -183,17 +180,8 @@ export function adoptTask(
     const oomKills = await cgroup?.readOomKills().catch(() => undefined);
     return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > persisted.oomKillsBefore };
   });
-  const resources = {
-    key: persisted.key,
-    stateDir: persisted.stateDir,
-    gcRootKey: persisted.gcRootKey,
-    viewKey: persisted.viewKey,
-    etcKey: persisted.etcKey,
-    cgroup: persisted.cgroup,
-  };
-  return new TaskHandle(request, launched, resources, {
+  return new TaskHandle(request, launched, persisted, {
     exited,
-    persisted,
     ...(cgroup === undefined ? {} : { cgroup }),
     ...(process === undefined ? {} : { process }),
   });
@@ -244,12 +232,12 @@ export async function startTask(request: StartRequest, context: StartContext): P
       realised = await realise(tools, closureRequest, { onProgress: context.event });
       await context.closures.remember(closureRequest, realised);
     }
-    const gcRootKey = key;
     // every entry the driver creates carries its owner: the orphan sweep removes only its own node's
     const who = owner(request.nodeId, request.nodeName);
-    cleanup.push('remove GC root', () => removeTaskGcRoot(config.gc_roots_dir, gcRootKey));
+    // the GC root's name is the task's state key
+    cleanup.push('remove GC root', () => removeTaskGcRoot(config.gc_roots_dir, key));
     mark('realised');
-    await addTaskGcRoot(config.gc_roots_dir, gcRootKey, [realised.mainOutput, ...realised.packageOutputs], who);
+    await addTaskGcRoot(config.gc_roots_dir, key, [realised.mainOutput, ...realised.packageOutputs], who);
     mark('gc_root');
 
     // 3. the store view: one directory with exactly the closure, shared by its tasks. The
@@ -276,7 +264,7 @@ export async function startTask(request: StartRequest, context: StartContext): P
     const command = resolveCommand(taskConfig.command, realised, { isExecutable, realPath: realPathOf, list: listDir });
 
     // 5. host-side state: the task's dir and its synthesized /etc
-    const stateDir = join(config.state_dir, 'tasks', key);
+    const stateDir = taskStateDir(config.state_dir, key);
     cleanup.push('remove task state', () => removeTree(stateDir));
     await makeDir(stateDir, 0o711, { exact: false });
     await markDir(stateDir, who);
@@ -375,31 +363,20 @@ export async function startTask(request: StartRequest, context: StartContext): P
       await launched.kill();
     });
     mark('launched');
-    const persisted: PersistedTask = {
-      version: PERSISTED_TASK_VERSION,
+    const persisted = persistedTask({
       taskId: request.id,
       nodeId: request.nodeId,
       runtime: context.runtime.name === 'runc' ? 'runc' : 'bwrap',
-      key,
-      stateDir,
-      gcRootKey,
+      stateRoot: config.state_dir,
       viewKey: view.key,
       etcKey: etc.key,
-      pid: launched.pid,
-      pidStartTime: launched.pidStartTime,
-      initPid: launched.initPid,
-      initStartTime: launched.initStartTime,
-      startedAt: launched.startedAt.toISOString(),
+      launched,
       cgroup: location,
       oomKillsBefore,
-      user: { name: user.name, uid: user.uid, gid: user.gid },
-      capabilities,
-      argv: [command, ...taskConfig.args],
-      cwd: taskConfig.work_dir === '' ? '/local' : taskConfig.work_dir,
-      plan,
-    };
-    // the same record Nomad keeps as driver_state, for the orphan sweep (reconcile.ts)
-    await writeJsonFileAtomic(join(stateDir, PERSISTED_TASK_FILE), storedPersistedTask(persisted));
+      process: taskProcess,
+    });
+    // the same bytes Nomad keeps as driver_state, for the orphan sweep (reconcile.ts)
+    await writeFileAtomic(join(stateDir, PERSISTED_TASK_FILE), encodePersistedTask(persisted));
     logger.info('task started', {
       task_id: request.id,
       pid: launched.pid,

@@ -48,12 +48,12 @@ export async function destroyTask(tasks: TaskStore, taskId: string, force: boole
   }
   await handle.exited;
   tasks.delete(taskId);
-  const { resources } = handle;
+  const { persisted } = handle;
   await handle.launched.dispose();
   if (handle.cgroup !== undefined) await releaseCgroup(handle.cgroup);
-  await removeTaskGcRoot(context.gcRootsDir, resources.gcRootKey);
-  await removeTree(resources.stateDir);
-  await context.releaseShared('views', resources.viewKey, taskId);
-  await context.releaseShared('etc', resources.etcKey, taskId);
+  await removeTaskGcRoot(context.gcRootsDir, persisted.key);
+  await removeTree(persisted.stateDir);
+  await context.releaseShared('views', persisted.viewKey, taskId);
+  await context.releaseShared('etc', persisted.etcKey, taskId);
   context.logger.debug('task destroyed', { task_id: taskId });
 }

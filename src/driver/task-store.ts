@@ -49,11 +49,11 @@ export class TaskStore {
 
   /** True while a task of this key is starting or known (the orphan sweep leaves it). */
   isLiveKey(key: string): boolean {
-    return this.starting.has(key) || [...this.tasks.values()].some((t) => t.resources.key === key);
+    return this.starting.has(key) || [...this.tasks.values()].some((t) => t.persisted.key === key);
   }
 
   /** The cgroup paths of the known tasks. */
   liveCgroups(): Set<string> {
-    return new Set([...this.tasks.values()].flatMap((t) => (t.resources.cgroup === undefined ? [] : [t.resources.cgroup.path])));
+    return new Set([...this.tasks.values()].flatMap((t) => [t.persisted.cgroup.path]));
   }
 }

@@ -2,10 +2,9 @@
  * A task as the driver sees it: what Nomad asked for (TaskRequest, converted by rpc/ from
  * TaskConfig) and the live handle of one started task. Pure types and small helpers.
  */
-import type { TaskCgroupLocation } from '../cgroup/placement.js';
 import type { TaskCgroup } from '../cgroup/task-cgroup.js';
 import type { ExitStatus, LaunchedTask, ProcessSpec } from '../runtime/runtime.js';
-import type { PersistedTask } from './persisted-task.js';
+import { encodePersistedTask, type PersistedTask } from './persisted-task.js';
 import type { TaskConfig } from '../config/task-config.js';
 import type { ClosureRequest } from './task-request.js';
 
@@ -105,21 +104,21 @@ export class TaskHandle {
   /** The task's result, with what the runtime cannot know (OOM kills) added. */
   readonly exited: Promise<ExitStatus>;
   readonly cgroup: TaskCgroup | undefined;
-  /** What Nomad keeps as driver_state (undefined only for tasks built by tests). */
-  readonly persisted: PersistedTask | undefined;
   /** The task's command as launched (user, cwd, environment): what exec'd commands get too. */
   readonly process: ProcessSpec | undefined;
 
   constructor(
     readonly request: TaskRequest,
     readonly launched: LaunchedTask,
-    /** Host-side resources to release on destroy, in order. */
-    readonly resources: TaskResources,
-    extra: { readonly exited?: Promise<ExitStatus>; readonly cgroup?: TaskCgroup; readonly persisted?: PersistedTask; readonly process?: ProcessSpec } = {},
+    /**
+     * The task's record (what Nomad keeps as driver_state): also what it holds on the host and
+     * destroy releases (state dir, GC root = key, store view, /etc dir, cgroup).
+     */
+    readonly persisted: PersistedTask,
+    extra: { readonly exited?: Promise<ExitStatus>; readonly cgroup?: TaskCgroup; readonly process?: ProcessSpec } = {},
   ) {
     this.exited = extra.exited ?? launched.exited;
     this.cgroup = extra.cgroup;
-    this.persisted = extra.persisted;
     this.process = extra.process;
     void this.exited.then((status) => {
       this.exit = status;
@@ -130,15 +129,9 @@ export class TaskHandle {
   get state(): TaskState {
     return this.exit === undefined ? 'running' : 'exited';
   }
-}
 
-export interface TaskResources {
-  readonly key: string;
-  readonly stateDir: string;
-  readonly gcRootKey: string;
-  readonly viewKey: string;
-  /** The shared generated /etc directory (state_dir/etc/<key>). */
-  readonly etcKey: string;
-  /** The task's cgroup (Nomad's or the driver's). */
-  readonly cgroup?: TaskCgroupLocation;
+  /** The opaque driver_state Nomad keeps in the task's handle (the encoded record, persisted-task.ts). */
+  driverState(): Buffer {
+    return encodePersistedTask(this.persisted);
+  }
 }

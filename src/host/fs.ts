@@ -146,10 +146,15 @@ export async function readJsonFile<T>(path: string): Promise<T | undefined> {
 
 /** Writes `value` as JSON to `path` atomically (temp file + rename), creating the directory. */
 export async function writeJsonFileAtomic(path: string, value: unknown): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(value));
+}
+
+/** Writes `data` to `path` atomically (temp file + rename, mode 0600), creating the directory. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o711 });
   // unique per call: two writers of one file in the same millisecond must not share a temp file
   const temp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  await writeFile(temp, JSON.stringify(value), { mode: 0o600 });
+  await writeFile(temp, data, { mode: 0o600 });
   await rename(temp, path);
 }
 

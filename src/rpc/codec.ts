@@ -22,12 +22,11 @@ import { decodeCtyMsgpack } from '../config/cty-msgpack.js';
 import { INPUT_LIMITS, jsonDepth, limitFailure, taskFieldViolation } from '../config/input-limits.js';
 import type { ExitStatus, ResourceRequest, StartRequest, TaskHandle, TaskRequest } from '../driver/task.js';
 import { decodeTaskSpec } from '../driver/task-request.js';
-import { encodePersistedTask } from '../driver/persisted-task.js';
 import type { TaskUsage } from '../driver/driver.js';
 import type { TaskStats } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStats.js';
 import type { CPUUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/CPUUsage.js';
 import type { MemoryUsage } from '../gen/hashicorp/nomad/plugins/drivers/proto/MemoryUsage.js';
-import { INTERNAL_FIX, failure, quote } from '../errors.js';
+import { failure, quote } from '../errors.js';
 
 /** Our HclSpec has exactly the message's shape (oneof `block` plus the chosen member). */
 export function toProtoSpec(spec: HclSpec): Spec {
@@ -357,10 +356,4 @@ export function toTaskStats(taskId: string, usage: TaskUsage): TaskStats {
     },
     resource_usage_by_pid: {},
   };
-}
-
-/** The opaque driver_state Nomad persists in its handle (versioned JSON, driver/persisted-task.ts). */
-export function encodeDriverState(handle: TaskHandle): Buffer {
-  if (handle.persisted === undefined) throw failure('start task', 'the task has no persisted state', { code: 'internal', fix: INTERNAL_FIX });
-  return encodePersistedTask(handle.persisted);
 }

@@ -12,7 +12,6 @@ import { TASK_HANDLE_VERSION } from '../version.js';
 import {
   checkDriverStateLimits,
   durationMs,
-  encodeDriverState,
   fromProtoStartTask,
   fromProtoTaskConfig,
   toDriverTaskEvent,
@@ -90,7 +89,7 @@ export function createDriverHandlers(driver: NixDriver, logger: Logger): DriverH
     StartTask: unary(logger, 'StartTask', async (request) => {
       const handle = await driver.startTask(fromProtoStartTask(request.task));
       return {
-        handle: { version: TASK_HANDLE_VERSION, config: request.task ?? {}, state: 'RUNNING', driver_state: encodeDriverState(handle) },
+        handle: { version: TASK_HANDLE_VERSION, config: request.task ?? {}, state: 'RUNNING', driver_state: handle.driverState() },
       };
     }),
 

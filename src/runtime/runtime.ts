@@ -71,8 +71,11 @@ export interface HostCommand {
   readonly cleanup?: () => Promise<void>;
 }
 
-/** A launched task. Exactly one LaunchedTask exists per task while the plugin runs. */
-export interface LaunchedTask {
+/**
+ * The host processes of a launched task, as the runtime reports them at launch and the driver
+ * records them for a later plugin process (driver/persisted-task.ts).
+ */
+export interface TaskPids {
   /** The runtime's process on the host (bwrap's monitor), a child of the plugin until it restarts. */
   readonly pid: number;
   /** The sandbox's init process (PID 1 inside); killing it ends every process of the task. */
@@ -81,6 +84,10 @@ export interface LaunchedTask {
   readonly pidStartTime: number;
   readonly initStartTime: number;
   readonly startedAt: Date;
+}
+
+/** A launched task. Exactly one LaunchedTask exists per task while the plugin runs. */
+export interface LaunchedTask extends TaskPids {
   /** Resolves once, when the task has exited. */
   readonly exited: Promise<ExitStatus>;
   /** Sends `signal` to the task's command (the processes init started). False when none is left. */
@@ -104,16 +111,11 @@ export interface LaunchedTask {
  * is derived from the configured state_dir, and the cgroup is the task's own; the pids are
  * re-verified by the runtime before anything is signalled (detached-exit.ts TaskProcesses).
  */
-export interface RecoveryRecord {
+export interface RecoveryRecord extends TaskPids {
   readonly key: string;
   readonly stateDir: string;
   /** True when a process is in the task's cgroup. */
   readonly inTaskCgroup: (pid: number) => boolean;
-  readonly pid: number;
-  readonly pidStartTime: number;
-  readonly initPid: number;
-  readonly initStartTime: number;
-  readonly startedAt: Date;
 }
 
 export interface Runtime {
