@@ -215,6 +215,21 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     assert.deepEqual(leftovers(), NOTHING);
   });
 
+  it('RecoverTask of a task started before the upgrade (a version 3 record) recovers it, and destroy leaves nothing', async () => {
+    const task = request();
+    const handle = await driverWith(new FakeRuntime(), config).startTask(task);
+    const v4 = JSON.parse(handle.driverState().toString('utf8')) as Record<string, unknown>;
+    const v3 = { ...v4, version: 3, gcRootKey: taskKey(task.id), user: { name: 'nobody', uid: 65534, gid: 65534 }, plan: { ops: [] } };
+    const runtime = new FakeRuntime();
+    const restarted = driverWith(runtime, config);
+    await restarted.recoverTask(task.id, Buffer.from(JSON.stringify(v3)), () => task);
+    assert.equal(runtime.recovers, 1);
+    assert.equal(restarted.inspectTask(task.id).persisted.key, taskKey(task.id));
+    assert.equal(JSON.parse(restarted.inspectTask(task.id).driverState().toString('utf8')).version, 4);
+    await restarted.destroyTask(task.id, true);
+    assert.deepEqual(leftovers(), NOTHING);
+  });
+
   it('concurrent RecoverTask calls register one task, which holds its view once', async () => {
     const task = request();
     const handle = await driverWith(new FakeRuntime(), config).startTask(task);

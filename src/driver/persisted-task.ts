@@ -54,7 +54,10 @@ export interface PersistedTask extends TaskPids {
   readonly cgroup: TaskCgroupLocation;
   /** The cgroup's OOM-kill counter when the task started (Nomad reuses a task's cgroup). */
   readonly oomKillsBefore: number;
-  /** The task's command as launched, minus its environment (Nomad sends that again): exec'd commands get the same. */
+  /**
+   * The task's command as launched (its ProcessSpec without the environment, which Nomad sends
+   * again, and the hostname): exec'd commands into a recovered task get the same.
+   */
   readonly user: { readonly uid: number; readonly gid: number };
   /** The command's capabilities (`CAP_…`). */
   readonly capabilities: readonly string[];
