@@ -108,7 +108,9 @@ for (const runtime of RUNTIMES)
         nixJobHcl({
           id: 'bomb',
           type: 'service',
-          config: sh('echo bombing; b() { b | b & }; b; sleep 3600', '\n        pids_limit = 64'),
+          // the bomb in the background, then the shell becomes the sleeper (exec: no fork left to
+          // lose; a `sleep` forked after the bomb filled pids.max failed, and sh exited 2)
+          config: sh('echo bombing; b() { b | b & }; b & exec sleep 3600', '\n        pids_limit = 64'),
         }),
       );
       const alloc = await waitForAlloc(agent, job, (a) => isRunning(a, 'main'), 'the bomb to run');
