@@ -116,15 +116,6 @@ export function sharedFilesKey(files: Readonly<Record<string, string>>): string 
 }
 
 /**
- * The key of an entry of a shared-files root: `<key>` itself, or `.tmp-<key>-<random>` being
- * written; undefined for anything else.
- */
-export function sharedFilesKeyOf(name: string): string | undefined {
-  const match = /^(?:([0-9a-f]{32})|\.tmp-([0-9a-f]{32})-[0-9a-f]+)$/.exec(name);
-  return match?.[1] ?? match?.[2];
-}
-
-/**
  * A directory under `root` holding exactly `files` (mode 0644), shared by every caller with
  * the same content: named by the content's hash, written once (temp dir + rename), reused
  * after. Returns its key (the directory name).
