@@ -25,8 +25,8 @@ import {
   type TaskProcesses,
 } from '../detached-exit.js';
 import { signalThenKill } from '../stop.js';
+import { RUNC_ENV } from './runc-env.js';
 import { logSinkOpeners, openAll, readFile } from '../../host/task-files.js';
-import { HOST_PATH } from '../process-spec.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { execArgs, renderExecProcess } from './exec.js';
 import { CONFIG_FILE, EXIT_FILE, LOG_FILE, PID_FILE, ROOTFS_DIR, monitorArgs, parseExitFile, parsePidFile, runcLogErrors } from './monitor.js';
@@ -94,7 +94,7 @@ export class RuncRuntime implements Runtime {
       child = spawn(shellPath, monitorArgs(runcPath, runcRoot, bundle, containerId), {
         detached: true, // own session: survives the plugin, gets no terminal signals
         stdio: ['ignore', stdout.fd, stderr.fd],
-        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+        env: { ...RUNC_ENV },
       });
       // before any await: a monitor that fails at once must not exit unheard
       monitor = watchSpawned(child);
@@ -210,7 +210,7 @@ export class RuncRuntime implements Runtime {
     if ((await entryKind(join(this.options.runcRoot, containerId))) === undefined) return;
     await runCommand(this.options.runcPath, ['--root', this.options.runcRoot, 'delete', '--force', containerId], {
       timeoutMs: 30_000,
-      env: { PATH: HOST_PATH },
+      env: { ...RUNC_ENV },
       cleanEnv: true,
     }).catch(() => undefined);
   }
@@ -309,7 +309,7 @@ class RuncTask implements LaunchedTask {
     return {
       file: runcPath,
       args: execArgs(runcRoot, processFile, containerId),
-      env: { PATH: HOST_PATH },
+      env: { ...RUNC_ENV },
       cleanup: () => removeFile(processFile),
     };
   }
