@@ -3,7 +3,20 @@
  * file, its HTTP API, polling with the log tail in the failure, and a graceful stop.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+
+/**
+ * Appends the child's stdout and stderr to one log file. Both pipes leave the file open
+ * (`end: false`) and it is closed once the child closed both: with the default `end: true` the
+ * first stream to end closed the file and the other's last lines threw ERR_STREAM_WRITE_AFTER_END
+ * (an agent refusing its config, whose stdout ended before its stderr).
+ */
+export function logOutputTo(child: ChildProcess, logPath: string): void {
+  const log = createWriteStream(logPath, { flags: 'a' });
+  child.stdout?.pipe(log, { end: false });
+  child.stderr?.pipe(log, { end: false });
+  child.once('close', () => log.end());
+}
 
 export abstract class AgentProcess {
   private exitCode: number | string | undefined;

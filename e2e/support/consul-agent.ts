@@ -7,10 +7,10 @@
  * period).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentProcess } from './agent-process.js';
+import { AgentProcess, logOutputTo } from './agent-process.js';
 import { freePort, REPO_ROOT } from './nomad-agent.js';
 
 let consulPath: string | undefined;
@@ -85,7 +85,6 @@ export class ConsulAgent extends AgentProcess {
       ),
     );
     const logPath = join(workDir, 'consul.log');
-    const log = createWriteStream(logPath, { flags: 'a' });
     const env: Record<string, string> = { ...(process.env as Record<string, string>), TMPDIR: workDir, HOME: workDir };
     // never talk to (or be configured by) some other Consul of the caller's environment
     for (const name of Object.keys(env)) if (name.startsWith('CONSUL_')) delete env[name];
@@ -95,8 +94,7 @@ export class ConsulAgent extends AgentProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // own process group, as the Nomad agent
     });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    logOutputTo(child, logPath);
     const agent = new ConsulAgent(child, workDir, logPath, ports);
     try {
       await agent.waitFor('consul to elect itself leader', async () => ((await agent.api<string>('/v1/status/leader')) !== '' ? true : undefined), timeoutMs);

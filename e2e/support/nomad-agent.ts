@@ -5,12 +5,12 @@
  * it started is left running.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AgentProcess } from './agent-process.js';
+import { AgentProcess, logOutputTo } from './agent-process.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const PLUGIN_DIR = process.env.NOMAD_DRIVER_NIX_PLUGIN_DIR ?? join(REPO_ROOT, 'build', 'plugins');
@@ -110,7 +110,6 @@ export class NomadAgent extends AgentProcess {
       ].join('\n'),
     );
     const logPath = join(workDir, 'agent.log');
-    const log = createWriteStream(logPath, { flags: 'a' });
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       NOMAD_DRIVER_NIX_LOG_LEVEL: 'debug',
@@ -136,8 +135,7 @@ export class NomadAgent extends AgentProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // own process group: a Ctrl-C of the test run does not hit it twice
     });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    logOutputTo(child, logPath);
     return new NomadAgent(child, workDir, logPath, { http, rpc, serf });
   }
 
