@@ -51,9 +51,16 @@ export abstract class AgentProcess {
     return existsSync(this.logPath) ? readFileSync(this.logPath, 'utf8') : '';
   }
 
-  /** The last lines of the agent log, for assertion messages. */
+  /**
+   * The last lines of the agent log, for assertion messages, without the HTTP API's own request
+   * lines (a test polling the API every 250 ms filled the whole tail with them).
+   */
   logTail(lines = 40): string {
-    return this.log().split('\n').slice(-lines).join('\n');
+    return this.log()
+      .split('\n')
+      .filter((line) => !line.includes('http: request complete'))
+      .slice(-lines)
+      .join('\n');
   }
 
   async api<T>(path: string): Promise<T> {

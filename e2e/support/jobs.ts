@@ -63,17 +63,30 @@ export async function waitForAlloc(
   what: string,
   timeoutMs = 120_000,
 ): Promise<Allocation> {
-  return agent.waitFor(
-    `${what} (job ${jobId})`,
-    async () => {
-      const stubs = await agent.api<{ ID: string; CreateIndex: number }[]>(`/v1/job/${jobId}/allocations`);
-      const newest = [...stubs].sort((a, b) => b.CreateIndex - a.CreateIndex)[0];
-      if (newest === undefined) return undefined;
-      const alloc = await agent.api<Allocation>(`/v1/allocation/${newest.ID}`);
-      return predicate(alloc) ? alloc : undefined;
-    },
-    timeoutMs,
-  );
+  let last: Allocation | undefined;
+  try {
+    return await agent.waitFor(
+      `${what} (job ${jobId})`,
+      async () => {
+        const stubs = await agent.api<{ ID: string; CreateIndex: number }[]>(`/v1/job/${jobId}/allocations`);
+        const newest = [...stubs].sort((a, b) => b.CreateIndex - a.CreateIndex)[0];
+        if (newest === undefined) return undefined;
+        last = await agent.api<Allocation>(`/v1/allocation/${newest.ID}`);
+        return predicate(last) ? last : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (error) {
+    throw withAllocState(error, last);
+  }
+}
+
+/** The error with what the last allocation seen looked like: its status and every task's events. */
+function withAllocState(error: unknown, alloc: Allocation | undefined): unknown {
+  if (!(error instanceof Error) || alloc === undefined) return error;
+  const tasks = Object.keys(alloc.TaskStates ?? {}).map((task) => `task ${task} (${taskState(alloc, task)?.State}):\n${eventMessages(alloc, task)}`);
+  error.message = `${error.message}\nlast allocation ${alloc.ID}: ${alloc.ClientStatus}\n${tasks.join('\n')}`;
+  return error;
 }
 
 /** One allocation by id once `predicate` holds (`nomad alloc stop` replaces a service's alloc). */
@@ -84,14 +97,19 @@ export async function waitForAllocId(
   what: string,
   timeoutMs = 120_000,
 ): Promise<Allocation> {
-  return agent.waitFor(
-    `${what} (alloc ${allocId})`,
-    async () => {
-      const alloc = await agent.api<Allocation>(`/v1/allocation/${allocId}`);
-      return predicate(alloc) ? alloc : undefined;
-    },
-    timeoutMs,
-  );
+  let last: Allocation | undefined;
+  try {
+    return await agent.waitFor(
+      `${what} (alloc ${allocId})`,
+      async () => {
+        last = await agent.api<Allocation>(`/v1/allocation/${allocId}`);
+        return predicate(last) ? last : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (error) {
+    throw withAllocState(error, last);
+  }
 }
 
 export const taskState = (alloc: Allocation, task: string): TaskState | undefined => alloc.TaskStates?.[task];
