@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { taskCgroupLocation } from '../src/cgroup/placement.js';
 import { createTaskCgroup, type TaskCgroup } from '../src/cgroup/task-cgroup.js';
-import { releaseCgroup } from '../src/driver/start-task.js';
+import { releaseCgroup } from '../src/driver/task-cgroup.js';
 import { isRunning, processStartTime } from '../src/host/proc.js';
 import { busyboxPath } from './support/nix-fixtures.js';
 import { call, startPlugin, type RunningPlugin } from './support/plugin-process.js';

@@ -29,7 +29,7 @@ import type { RecoveryRecord, Runtime } from '../runtime/runtime.js';
 import { ownerOf, sharedOwners, unmarkShared, type SharedKind } from './ownership.js';
 import { decodeTaskFile, PERSISTED_TASK_FILE, type PersistedTask } from './persisted-task.js';
 import type { SharedResources } from './shared-resources.js';
-import { releaseCgroup } from './start-task.js';
+import { releaseCgroup } from './task-cgroup.js';
 
 export interface SweepContext {
   readonly stateDir: string;
