@@ -196,7 +196,7 @@ async function checkRecoveredOwner(persisted: PersistedTask, who: Owner): Promis
     if (nodeId !== '' && nodeId !== who.nodeId) {
       throw failure('recover task', `${what} names Nomad node ${quote(nodeId)}, and this task runs on node ${quote(who.nodeId)}`, {
         code: 'invalid_argument',
-        fix: 'the task cannot be recovered; Nomad destroys it and starts it again (give every Nomad client on a host its own state_dir)',
+        fix: 'give every Nomad client on a host its own state_dir; Nomad starts the task again',
       });
     }
   }
@@ -213,7 +213,7 @@ function checkRecoveredUser(persisted: PersistedTask): void {
   if (uid === undefined || uid === user.uid) return;
   throw failure('recover task', `driver_state field user.uid ${quote(String(user.uid))} is not the uid ${uid} the task's init ${initPid} runs as`, {
     code: 'invalid_argument',
-    fix: 'the task cannot be recovered; Nomad destroys it and starts it again',
+    fix: "check that only root can write the Nomad client's data_dir, where Nomad keeps driver_state; Nomad starts the task again",
   });
 }
 

@@ -206,8 +206,8 @@ export class BwrapRuntime implements Runtime {
     return failure('launch task', `bubblewrap ${how} while setting up the sandbox, before the command ran: ${probe}`, { code: 'failed_precondition', fix });
   }
 
-  /** bwrap's stderr (its error lines) when it sets up `request`'s sandbox to run a program that does not exist there. */
-  private async probe(request: LaunchRequest): Promise<string> {
+  /** bwrap's error lines when it sets up `request`'s sandbox to run a program that does not exist there; undefined when it wrote none. */
+  private async probe(request: LaunchRequest): Promise<string | undefined> {
     const args = renderBwrapArgs(
       request.plan,
       { ...request.process, argv: [PROBE_PROGRAM], env: {} },
@@ -227,8 +227,7 @@ export class BwrapRuntime implements Runtime {
       .map((l) => l.trim())
       .filter((l) => l !== '');
     const message = lines.filter((l) => /^(bwrap|nsenter):/.test(l)).join('; ');
-    if (message === '') throw new Error('no message');
-    return message;
+    return message === '' ? undefined : message;
   }
 }
 
