@@ -113,9 +113,15 @@ export class OrphanSweep {
         isLiveKey: (key) => tasks.isLiveKey(key),
         shared,
       });
-      const removed = report.tasks.length + report.gcRoots.length + report.views.length + report.etc.length;
+      const removed = report.tasks.length + report.gcRoots.length + report.views.length + report.etc.length + report.viewLeftovers.length;
       if (removed > 0)
-        logger.info('removed what forgotten tasks left behind', { tasks: report.tasks, gc_roots: report.gcRoots, views: report.views, etc: report.etc });
+        logger.info('removed what forgotten tasks left behind', {
+          tasks: report.tasks,
+          gc_roots: report.gcRoots,
+          views: report.views,
+          etc: report.etc,
+          view_leftovers: report.viewLeftovers,
+        });
       else logger.debug('orphan sweep found nothing to remove');
     } catch (error) {
       logger.error('failed to sweep forgotten tasks', { err: errorMessage(error) });
