@@ -12,7 +12,7 @@ import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which
 import { ensureDirectory, entryKind, removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
 import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
 import { lookupUser, type HostUser } from '../host/users.js';
-import { ensureSharedFiles, makeDir, readFile, sharedFilesKey } from '../host/task-files.js';
+import { ensureSharedFiles, readFile, sharedFilesKey } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { ClosureCache } from '../nix/closure-cache.js';
@@ -230,7 +230,7 @@ export async function startTask(request: StartRequest, context: StartContext): P
     // 5. host-side state: the task's dir and its synthesized /etc
     const stateDir = taskStateDir(config.state_dir, key);
     cleanup.push('remove task state', () => removeTree(stateDir));
-    await makeDir(stateDir, 0o711, { exact: false });
+    await ensureDirectory(stateDir, 0o711);
     await markDir(stateDir, who);
     const host = hostname();
     const [hostResolvConf, systemdResolvConf] = await Promise.all(
