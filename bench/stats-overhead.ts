@@ -28,7 +28,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DRIVER_CGROUP_PARENT } from '../src/driver/start-task.js';
+import { DRIVER_CGROUP_PARENT } from '../src/cgroup/placement.js';
 import type { TaskStatsResponse__Output } from '../src/gen/hashicorp/nomad/plugins/drivers/proto/TaskStatsResponse.js';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
 import { call, startPlugin, type RunningPlugin } from '../test/support/plugin-process.js';

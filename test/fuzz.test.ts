@@ -47,7 +47,7 @@ describe('fuzzed StartTask, SetConfig and RecoverTask through the plugin socket'
       await assert.rejects(call(plugin.clients.driver, 'RecoverTask', request, 10_000), {
         code: 3,
         details:
-          'failed to recover task: driver_state is not JSON: Unexpected token \'\ufffd\', "😀😀" is not valid JSON; fix: the task cannot be recovered; Nomad destroys it and starts it again',
+          "failed to recover task: driver_state is not JSON: Unexpected token '\ufffd', \"😀😀\" is not valid JSON; fix: check that only root can write the Nomad client's data_dir, where Nomad keeps driver_state; Nomad starts the task again",
       });
     } finally {
       plugin.kill();

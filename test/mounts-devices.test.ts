@@ -106,7 +106,7 @@ for (const runtime of ['bwrap', 'runc'] as const) {
       );
       assert.match(
         await startFails({ devices: [{ task_path: '/dev/null', host_path: '/dev/fuse', cgroup_permissions: 'rw' }] }),
-        /failed to plan task root: devices\[0\]\.target "\/dev\/null" would replace the runtime's \/dev\/null/,
+        /failed to start task: devices\[0\]\.target "\/dev\/null" would replace the runtime's \/dev\/null/,
       );
     });
 
@@ -114,7 +114,7 @@ for (const runtime of ['bwrap', 'runc'] as const) {
       const mount = (host_path: string) => ({ mounts: [{ task_path: '/data', host_path, readonly: false, propagation_mode: 'private' }] });
       assert.match(
         await startFails(mount(join(sandbox.stateDir, 'tasks'))),
-        /failed to plan task root: extraMounts\[0\]\.source ".*\/tasks" lies inside \/var\/lib\/nix-task-state-\w+, which no task may see/,
+        /failed to start task: extraMounts\[0\]\.source ".*\/tasks" lies inside \/var\/lib\/nix-task-state-\w+, which no task may see/,
       );
       assert.match(await startFails(mount(busyboxPath())), /lies inside \/nix\/store, which no task may see/);
       assert.match(

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { taskCgroupLocation } from '../src/cgroup/placement.js';
 import { createTaskCgroup, type TaskCgroup } from '../src/cgroup/task-cgroup.js';
-import { releaseCgroup } from '../src/driver/start-task.js';
+import { releaseCgroup } from '../src/driver/task-cgroup.js';
 import { isRunning, processStartTime } from '../src/host/proc.js';
 import { busyboxPath } from './support/nix-fixtures.js';
 import { call, startPlugin, type RunningPlugin } from './support/plugin-process.js';
@@ -19,7 +19,7 @@ import { sandboxPluginConfig, sandboxTask, stateKey, taskSandbox, type TaskSandb
 
 const isRoot = process.getuid?.() === 0;
 const CGROUP_VERSION = existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'v2' : 'v1';
-const FIX = 'fix: the task cannot be recovered; Nomad destroys it and starts it again';
+const FIX = "fix: check that only root can write the Nomad client's data_dir, where Nomad keeps driver_state; Nomad starts the task again";
 
 const cleanups: (() => unknown)[] = [];
 after(async () => {
@@ -144,7 +144,7 @@ describe('RecoverTask with a crafted driver_state', { skip: isRoot ? false : 'ne
     const { stateDir: _stored, ...rest } = v2;
     const state = Buffer.from(JSON.stringify({ ...rest, version: 3, nodeId: 'bbbbbbbb-0000-4000-8000-00000000000b' }));
     await assert.rejects(recover(task, state, { node_id: 'aaaaaaaa-0000-4000-8000-00000000000a' }), {
-      details: `failed to recover task: driver_state field nodeId names Nomad node "bbbbbbbb-0000-4000-8000-00000000000b", and this task runs on node "aaaaaaaa-0000-4000-8000-00000000000a"; ${FIX} (give every Nomad client on a host its own state_dir)`,
+      details: `failed to recover task: driver_state field nodeId names Nomad node "bbbbbbbb-0000-4000-8000-00000000000b", and this task runs on node "aaaaaaaa-0000-4000-8000-00000000000a"; fix: give every Nomad client on a host its own state_dir; Nomad starts the task again`,
     });
   });
 

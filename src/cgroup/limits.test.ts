@@ -35,23 +35,20 @@ describe('limitWrites', () => {
   });
 
   it('names the field and the rule of a value out of range', () => {
-    rejects(
-      { memoryLimitBytes: -5 },
-      'failed to apply task limits: field "memoryLimitBytes" must be a whole number of bytes from 4096 to 9007199254740991, got -5',
-    );
+    rejects({ memoryLimitBytes: -5 }, 'failed to start task: field "memoryLimitBytes" must be a whole number of bytes from 4096 to 9007199254740991, got -5');
     rejects(
       { memorySoftLimitBytes: 1.5 },
-      'failed to apply task limits: field "memorySoftLimitBytes" must be a whole number of bytes from 1 to 9007199254740991, got 1.5',
+      'failed to start task: field "memorySoftLimitBytes" must be a whole number of bytes from 1 to 9007199254740991, got 1.5',
     );
-    rejects({ cpuShares: 1 }, 'failed to apply task limits: field "cpuShares" must be a whole number of shares from 2 to 262144, got 1');
-    rejects({ cpuShares: Number.NaN }, 'failed to apply task limits: field "cpuShares" must be a whole number of shares from 2 to 262144, got NaN');
-    rejects({ pidsLimit: 0 }, 'failed to apply task limits: field "pidsLimit" must be a whole number of processes from 1 to 4194304, got 0');
-    rejects({ cpusetCpus: '0-a' }, 'failed to apply task limits: field "cpusetCpus" "0-a" is not a list of CPU numbers and ranges such as "0-3,6"');
-    rejects({ cpusetCpus: '' }, 'failed to apply task limits: field "cpusetCpus" "" is not a list of CPU numbers and ranges such as "0-3,6"');
-    rejects({ cpusetCpus: '0,3-1' }, 'failed to apply task limits: field "cpusetCpus" "0,3-1" has the descending range "3-1"');
+    rejects({ cpuShares: 1 }, 'failed to start task: field "cpuShares" must be a whole number of shares from 2 to 262144, got 1');
+    rejects({ cpuShares: Number.NaN }, 'failed to start task: field "cpuShares" must be a whole number of shares from 2 to 262144, got NaN');
+    rejects({ pidsLimit: 0 }, 'failed to start task: field "pidsLimit" must be a whole number of processes from 1 to 4194304, got 0');
+    rejects({ cpusetCpus: '0-a' }, 'failed to start task: field "cpusetCpus" "0-a" is not a list of CPU numbers and ranges such as "0-3,6"');
+    rejects({ cpusetCpus: '' }, 'failed to start task: field "cpusetCpus" "" is not a list of CPU numbers and ranges such as "0-3,6"');
+    rejects({ cpusetCpus: '0,3-1' }, 'failed to start task: field "cpusetCpus" "0,3-1" has the descending range "3-1"');
     rejects(
       { memoryLimitBytes: 100 * MIB, memorySoftLimitBytes: 200 * MIB },
-      'failed to apply task limits: field "memorySoftLimitBytes" must be at most memoryLimitBytes (104857600), got 209715200; fix: set resources.memory to at most resources.memory_max',
+      'failed to start task: field "memorySoftLimitBytes" must be at most memoryLimitBytes (104857600), got 209715200; fix: set resources.memory to at most resources.memory_max',
     );
   });
 });

@@ -50,7 +50,7 @@ export const MAX_PIDS_LIMIT = 4_194_304;
 /** One page: a smaller hard limit leaves the task no memory at all. */
 export const MIN_MEMORY_LIMIT_BYTES = 4096;
 
-const WHAT = 'apply task limits';
+const WHAT = 'start task';
 
 function invalid(field: keyof TaskLimits, rule: string, value: unknown, fix?: string): Error {
   return failure(

@@ -53,16 +53,16 @@ describe('nomadTaskCgroup', () => {
     assert.throws(() => nomadTaskCgroup({ version: 'v1', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/sys/fs/cgroup/cpuset/elsewhere/a1.db' }), {
       code: 'invalid_argument',
       message:
-        'failed to locate task cgroup: CpusetCgroupPath "/sys/fs/cgroup/cpuset/elsewhere/a1.db" is neither <parent>/share nor <parent>/reserve/a1.db below /sys/fs/cgroup/cpuset; fix: this Nomad client lays out cgroups differently from Nomad 1.11; report it',
+        'failed to start task: CpusetCgroupPath "/sys/fs/cgroup/cpuset/elsewhere/a1.db" is neither <parent>/share nor <parent>/reserve/a1.db below /sys/fs/cgroup/cpuset; fix: use a Nomad client of version 1.11, whose cgroup layout the plugin knows, or report this CpusetCgroupPath to the plugin\'s maintainers',
     });
     assert.throws(() => nomadTaskCgroup({ version: 'v2', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/sys/fs/cgroup/../etc' }), {
-      message: 'failed to locate task cgroup: CpusetCgroupPath "/sys/fs/cgroup/../etc" contains a ".." segment',
+      message: 'failed to start task: CpusetCgroupPath "/sys/fs/cgroup/../etc" contains a ".." segment',
     });
     assert.throws(() => nomadTaskCgroup({ version: 'v2', allocId: 'a1', taskName: 'db', cpusetCgroupPath: '/tmp/x.scope' }), {
-      message: 'failed to locate task cgroup: CpusetCgroupPath "/tmp/x.scope" is not below /sys/fs/cgroup',
+      message: 'failed to start task: CpusetCgroupPath "/tmp/x.scope" is not below /sys/fs/cgroup',
     });
     assert.throws(() => nomadTaskCgroup({ version: 'v2', allocId: 'a1', taskName: 'x/y' }), {
-      message: 'failed to locate task cgroup: task name "x/y" cannot be part of a cgroup name',
+      message: 'failed to start task: task name "x/y" cannot be part of a cgroup name',
     });
   });
 });
@@ -78,13 +78,13 @@ describe('taskCgroupLocation', () => {
     assert.equal(cgroupPathProblem(''), 'is empty');
     assert.throws(() => taskCgroupLocation({ version: 'v1', path: 'nomad/a', cpusetPath: '../a' }), {
       code: 'invalid_argument',
-      message: 'failed to locate task cgroup: cpusetPath "../a" contains a "." or ".." segment',
+      message: 'failed to start task: cpusetPath "../a" contains a "." or ".." segment',
     });
     assert.throws(() => taskCgroupLocation({ version: 'v2', path: 'a', root: 'sys/fs/cgroup' }), {
-      message: 'failed to locate task cgroup: cgroup root "sys/fs/cgroup" is not an absolute path',
+      message: 'failed to start task: cgroup root "sys/fs/cgroup" is not an absolute path',
     });
     assert.throws(() => taskCgroupLocation({ version: 'v2', path: 'a', cpusetPath: 'b' }), {
-      message: 'failed to locate task cgroup: cpusetPath and sharedCpuset apply to cgroups v1 only; fix: on v2 the task has one cgroup: give only path',
+      message: 'failed to start task: cpusetPath and sharedCpuset apply to cgroups v1 only; fix: on v2 the task has one cgroup: give only path',
     });
   });
 
@@ -127,6 +127,13 @@ describe('taskCgroupProblem and procCgroupIn', () => {
     assert.equal(
       taskCgroupProblem(taskCgroupLocation({ version: 'v1', path: 'nomad' }), task),
       `is neither nomad-driver-nix/${task.key} nor Nomad's cgroup of the task (…/${ALLOC}.web)`,
+    );
+  });
+
+  it('says why a task name cannot name a cgroup, as a cause (not a whole error message)', () => {
+    assert.equal(
+      taskCgroupProblem(nomadTaskCgroup({ version: 'v1', allocId: ALLOC, taskName: 'web' }), { ...task, taskName: 'x/y' }),
+      'task name "x/y" cannot be part of a cgroup name',
     );
   });
 

@@ -46,7 +46,7 @@ export interface TaskCgroupLocation {
   readonly sharedCpuset?: boolean;
 }
 
-const WHAT = 'locate task cgroup';
+const WHAT = 'start task';
 
 /** Why `path` is not a normalised relative cgroup path below the root, or undefined. */
 export function cgroupPathProblem(path: string): string | undefined {
@@ -92,15 +92,21 @@ export function taskCgroupLocation(input: {
   };
 }
 
-/** Nomad's scope name of a task cgroup: `<alloc>.<task>` (v1) or `<alloc>.<task>.scope` (v2). */
-export function nomadScope(version: CgroupVersion, allocId: string, taskName: string): string {
+/** Why `allocId` or `taskName` cannot be part of a cgroup name, or undefined. Pure. */
+function scopeProblem(allocId: string, taskName: string): string | undefined {
   for (const [field, value] of [
     ['alloc id', allocId],
     ['task name', taskName],
   ] as const) {
-    if (value === '' || /[/\0\n]/.test(value))
-      throw failure(WHAT, `${field} ${JSON.stringify(value)} cannot be part of a cgroup name`, { code: 'invalid_argument' });
+    if (value === '' || /[/\0\n]/.test(value)) return `${field} ${JSON.stringify(value)} cannot be part of a cgroup name`;
   }
+  return undefined;
+}
+
+/** Nomad's scope name of a task cgroup: `<alloc>.<task>` (v1) or `<alloc>.<task>.scope` (v2). */
+export function nomadScope(version: CgroupVersion, allocId: string, taskName: string): string {
+  const problem = scopeProblem(allocId, taskName);
+  if (problem !== undefined) throw failure(WHAT, problem, { code: 'invalid_argument' });
   return version === 'v1' ? `${allocId}.${taskName}` : `${allocId}.${taskName}.scope`;
 }
 
@@ -143,7 +149,7 @@ export function nomadTaskCgroup(input: {
   }
   throw failure(WHAT, `CpusetCgroupPath ${JSON.stringify(given)} is neither <parent>/share nor <parent>/reserve/${scope} below ${root}/cpuset`, {
     code: 'invalid_argument',
-    fix: 'this Nomad client lays out cgroups differently from Nomad 1.11; report it',
+    fix: "use a Nomad client of version 1.11, whose cgroup layout the plugin knows, or report this CpusetCgroupPath to the plugin's maintainers",
   });
 }
 
@@ -199,12 +205,9 @@ export function taskCgroupProblem(
   }
   const own = `${DRIVER_CGROUP_PARENT}/${task.key}`;
   if (location.path === own && location.cpusetPath === undefined && location.sharedCpuset !== true) return undefined;
-  let scope: string;
-  try {
-    scope = nomadScope(location.version, task.allocId, task.taskName);
-  } catch (error) {
-    return (error as Error).message;
-  }
+  const scopeFault = scopeProblem(task.allocId, task.taskName);
+  if (scopeFault !== undefined) return scopeFault;
+  const scope = nomadScope(location.version, task.allocId, task.taskName);
   const segments = location.path.split('/');
   const outside = `is neither ${own} nor Nomad's cgroup of the task (…/${scope})`;
   if (segments.length < 2 || segments.at(-1) !== scope) return outside;

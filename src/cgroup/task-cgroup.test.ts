@@ -81,7 +81,7 @@ describe('task cgroup on a fake cgroups v2 tree', () => {
 
       await assert.rejects(cgroup.remove({ timeoutMs: 50 }), {
         code: 'failed_precondition',
-        message: `failed to remove task cgroup: ${fs.root}/${scope} still has processes or child cgroups after 50 ms; fix: kill the task processes first (TaskCgroup.kill)`,
+        message: `failed to destroy task: ${fs.root}/${scope} still has processes or child cgroups after 50 ms; fix: kill the processes listed in ${fs.root}/${scope}/cgroup.procs on the client, then remove ${fs.root}/${scope} (rmdir)`,
       });
       await cgroup.kill();
       assert.deepEqual(await task.exited, [null, 'SIGKILL']);
@@ -100,7 +100,7 @@ describe('task cgroup on a fake cgroups v2 tree', () => {
     try {
       await assert.rejects(createTaskCgroup(taskCgroupLocation({ version: 'v2', root: missing.root, path: 'nomad.slice/t.scope' }), { io: missing }), {
         code: 'failed_precondition',
-        message: `failed to create task cgroup: controllers cpuset are not available in ${missing.root} (cgroup.controllers: cpu io memory pids); fix: enable them in the parent's cgroup.subtree_control, or delegate them to the Nomad client's cgroup (systemd: Delegate=yes)`,
+        message: `failed to start task: controllers cpuset are not available in ${missing.root} (cgroup.controllers: cpu io memory pids); fix: enable them in the parent's cgroup.subtree_control, or delegate them to the Nomad client's cgroup (systemd: Delegate=yes)`,
       });
     } finally {
       missing.dispose();
@@ -111,7 +111,7 @@ describe('task cgroup on a fake cgroups v2 tree', () => {
       await busy.mkdir(`${busy.root}/workload.slice`);
       await busy.write(`${busy.root}/workload.slice/cgroup.procs`, String(task.pid));
       await assert.rejects(createTaskCgroup(taskCgroupLocation({ version: 'v2', root: busy.root, path: 'workload.slice/t.scope' }), { io: busy }), {
-        message: `failed to create task cgroup: cannot enable cpu, cpuset, memory, pids in ${busy.root}/workload.slice/cgroup.subtree_control: ${busy.root}/workload.slice has processes of its own; fix: cgroups v2 lets only a cgroup without processes hand controllers to its children; put the tasks under a parent that has none (Nomad uses nomad.slice)`,
+        message: `failed to start task: cannot enable cpu, cpuset, memory, pids in ${busy.root}/workload.slice/cgroup.subtree_control: ${busy.root}/workload.slice has processes of its own; fix: cgroups v2 lets only a cgroup without processes hand controllers to its children; put the tasks under a parent that has none (Nomad uses nomad.slice)`,
       });
     } finally {
       task.child.kill('SIGKILL');
@@ -128,7 +128,7 @@ describe('task cgroup on a fake cgroups v2 tree', () => {
       await assert.rejects(cgroup.applyLimits({ pidsLimit: 10, memoryLimitBytes: -1 }), { code: 'invalid_argument', message: /field "memoryLimitBytes"/ });
       await assert.rejects(cgroup.addProcess(-3), {
         code: 'invalid_argument',
-        message: 'failed to add process to task cgroup: pid -3 is not a positive whole number',
+        message: 'failed to start task: pid -3 is not a positive whole number',
       });
       assert.equal(fs.writes.length, before);
     } finally {
@@ -161,7 +161,7 @@ describe('task cgroup on a fake cgroups v1 tree', () => {
 
       await assert.rejects(cgroup.applyLimits({ cpusetCpus: '2' }), {
         code: 'failed_precondition',
-        message: `failed to apply task limits: the task's cpuset cgroup ${fs.root}/cpuset/nomad/share is shared with other tasks, so cpusetCpus cannot be set there; fix: give a task with reserved cores its own cpuset cgroup (Nomad: <parent>/reserve/<alloc>.<task>)`,
+        message: `failed to start task: the task's cpuset cgroup ${fs.root}/cpuset/nomad/share is shared with other tasks, so cpusetCpus cannot be set there; fix: give a task with reserved cores its own cpuset cgroup (Nomad: <parent>/reserve/<alloc>.<task>)`,
       });
       await cgroup.applyLimits({ cpuShares: 500, memoryLimitBytes: 64 * MIB, memorySoftLimitBytes: 32 * MIB, pidsLimit: 16 });
       assert.deepEqual(
@@ -259,7 +259,7 @@ describe('task cgroup on a fake cgroups v1 tree', () => {
     try {
       await assert.rejects(createTaskCgroup(nomadTaskCgroup({ version: 'v1', root: noPids.root, allocId: 'a1', taskName: 'web' }), { io: noPids }), {
         code: 'failed_precondition',
-        message: `failed to create task cgroup: the cgroups v1 pids controller is not mounted at ${noPids.root}/pids; fix: mount it (mount -t cgroup -o pids cgroup ${noPids.root}/pids) or boot with cgroups v2`,
+        message: `failed to start task: the cgroups v1 pids controller is not mounted at ${noPids.root}/pids; fix: mount it (mount -t cgroup -o pids cgroup ${noPids.root}/pids) or boot with cgroups v2`,
       });
     } finally {
       noPids.dispose();

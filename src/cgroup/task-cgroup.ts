@@ -77,20 +77,19 @@ export class TaskCgroup {
   async applyLimits(limits: TaskLimits): Promise<void> {
     const writes = limitWrites(this.location.version, limits);
     if (this.location.sharedCpuset === true && writes.some((w) => w.controller === 'cpuset')) {
-      throw failure('apply task limits', `the task's cpuset cgroup ${this.dir('cpuset')} is shared with other tasks, so cpusetCpus cannot be set there`, {
+      throw failure('start task', `the task's cpuset cgroup ${this.dir('cpuset')} is shared with other tasks, so cpusetCpus cannot be set there`, {
         code: 'failed_precondition',
         fix: 'give a task with reserved cores its own cpuset cgroup (Nomad: <parent>/reserve/<alloc>.<task>)',
       });
     }
-    for (const w of writes) await this.#write('apply task limits', posix.join(this.dir(w.controller), w.file), w.value);
+    for (const w of writes) await this.#write('start task', posix.join(this.dir(w.controller), w.file), w.value);
   }
 
   /** Moves process `pid` (and, from now on, its new children) into the task cgroup. */
   async addProcess(pid: number): Promise<void> {
-    if (!Number.isSafeInteger(pid) || pid <= 0)
-      throw failure('add process to task cgroup', `pid ${String(pid)} is not a positive whole number`, { code: 'invalid_argument' });
+    if (!Number.isSafeInteger(pid) || pid <= 0) throw failure('start task', `pid ${String(pid)} is not a positive whole number`, { code: 'invalid_argument' });
     // v1: one write per hierarchy, each waiting for the kernel's migration lock: in parallel
-    await Promise.all((await this.procsFiles()).map((file) => this.#write('add process to task cgroup', file, String(pid))));
+    await Promise.all((await this.procsFiles()).map((file) => this.#write('start task', file, String(pid))));
   }
 
   /**
@@ -118,7 +117,7 @@ export class TaskCgroup {
   async kill(): Promise<void> {
     const { version } = this.location;
     if (version === 'v2' && (await this.#io.exists(posix.join(this.dir(), 'cgroup.kill')))) {
-      await this.#write('kill task processes', posix.join(this.dir(), 'cgroup.kill'), '1');
+      await this.#write('destroy task', posix.join(this.dir(), 'cgroup.kill'), '1');
       return;
     }
     const freezer = version === 'v1' ? (await this.#v1Dirs()).find((d) => d.controller === 'freezer') : undefined;
@@ -132,12 +131,12 @@ export class TaskCgroup {
       return;
     }
     const state = posix.join(freezer.dir, 'freezer.state');
-    await this.#write('kill task processes', state, 'FROZEN');
+    await this.#write('destroy task', state, 'FROZEN');
     try {
       for (let waited = 0; waited < 1000 && (await this.#io.read(state))?.trim() !== 'FROZEN'; waited += 10) await sleep(10);
       signalAll(parsePids((await this.#io.read(posix.join(freezer.dir, 'cgroup.procs'))) ?? ''));
     } finally {
-      await this.#write('kill task processes', state, 'THAWED');
+      await this.#write('destroy task', state, 'THAWED');
     }
   }
 
@@ -160,11 +159,11 @@ export class TaskCgroup {
           if (code === 'ENOENT') break;
           if (code !== 'EBUSY' || Date.now() >= deadline) {
             throw failure(
-              'remove task cgroup',
+              'destroy task',
               code === 'EBUSY' ? `${dir} still has processes or child cgroups after ${timeoutMs} ms` : `cannot remove ${dir}: ${errorMessage(error)}`,
               {
                 code: code === 'EBUSY' ? 'failed_precondition' : 'internal',
-                ...(code === 'EBUSY' ? { fix: 'kill the task processes first (TaskCgroup.kill)' } : {}),
+                ...(code === 'EBUSY' ? { fix: `kill the processes listed in ${dir}/cgroup.procs on the client, then remove ${dir} (rmdir)` } : {}),
                 cause: error,
               },
             );
@@ -244,7 +243,7 @@ export async function createTaskCgroup(location: TaskCgroupLocation, options: Ta
     const base = posix.join(location.root, controller);
     if (!(await io.exists(base))) {
       if (V1_OPTIONAL_CONTROLLERS.has(controller)) continue;
-      throw failure('create task cgroup', `the cgroups v1 ${controller} controller is not mounted at ${base}`, {
+      throw failure('start task', `the cgroups v1 ${controller} controller is not mounted at ${base}`, {
         code: 'failed_precondition',
         fix: `mount it (mount -t cgroup -o ${controller} cgroup ${base}) or boot with cgroups v2`,
       });
@@ -263,28 +262,24 @@ async function makeDir(io: CgroupIo, dir: string): Promise<boolean> {
   try {
     return await io.mkdir(dir);
   } catch (error) {
-    throw failure('create task cgroup', `cannot create ${dir}: ${errorMessage(error)}`, { code: 'failed_precondition', cause: error });
+    throw failure('start task', `cannot create ${dir}: ${errorMessage(error)}`, { code: 'failed_precondition', cause: error });
   }
 }
 
 async function enableControllers(io: CgroupIo, dir: string): Promise<void> {
   const available = await io.read(posix.join(dir, 'cgroup.controllers'));
   if (available === undefined) {
-    throw failure('create task cgroup', `${dir} is not a cgroup v2 directory (it has no cgroup.controllers)`, {
+    throw failure('start task', `${dir} is not a cgroup v2 directory (it has no cgroup.controllers)`, {
       code: 'failed_precondition',
       fix: 'mount cgroup2 at the cgroup root',
     });
   }
   const missing = V2_TASK_CONTROLLERS.filter((c) => !words(available).includes(c));
   if (missing.length > 0) {
-    throw failure(
-      'create task cgroup',
-      `controllers ${missing.join(', ')} are not available in ${dir} (cgroup.controllers: ${words(available).join(' ') || 'none'})`,
-      {
-        code: 'failed_precondition',
-        fix: "enable them in the parent's cgroup.subtree_control, or delegate them to the Nomad client's cgroup (systemd: Delegate=yes)",
-      },
-    );
+    throw failure('start task', `controllers ${missing.join(', ')} are not available in ${dir} (cgroup.controllers: ${words(available).join(' ') || 'none'})`, {
+      code: 'failed_precondition',
+      fix: "enable them in the parent's cgroup.subtree_control, or delegate them to the Nomad client's cgroup (systemd: Delegate=yes)",
+    });
   }
   const subtree = posix.join(dir, 'cgroup.subtree_control');
   const enabled = words(await io.read(subtree));
@@ -294,11 +289,11 @@ async function enableControllers(io: CgroupIo, dir: string): Promise<void> {
     await io.write(subtree, toEnable.map((c) => `+${c}`).join(' '));
   } catch (error) {
     if (errnoCode(error) !== 'EBUSY')
-      throw failure('create task cgroup', `cannot enable ${toEnable.join(', ')} in ${subtree}: ${errorMessage(error)}`, {
+      throw failure('start task', `cannot enable ${toEnable.join(', ')} in ${subtree}: ${errorMessage(error)}`, {
         code: 'failed_precondition',
         cause: error,
       });
-    throw failure('create task cgroup', `cannot enable ${toEnable.join(', ')} in ${subtree}: ${dir} has processes of its own`, {
+    throw failure('start task', `cannot enable ${toEnable.join(', ')} in ${subtree}: ${dir} has processes of its own`, {
       code: 'failed_precondition',
       fix: 'cgroups v2 lets only a cgroup without processes hand controllers to its children; put the tasks under a parent that has none (Nomad uses nomad.slice)',
       cause: error,
@@ -314,7 +309,7 @@ async function inheritCpuset(io: CgroupIo, parent: string, dir: string): Promise
     try {
       await io.write(posix.join(dir, file), value);
     } catch (error) {
-      throw failure('create task cgroup', `cannot copy ${file} ${JSON.stringify(value)} from ${parent} to ${dir}: ${errorMessage(error)}`, {
+      throw failure('start task', `cannot copy ${file} ${JSON.stringify(value)} from ${parent} to ${dir}: ${errorMessage(error)}`, {
         code: 'failed_precondition',
         cause: error,
       });

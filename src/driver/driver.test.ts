@@ -4,11 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../../test/support/nix-fixtures.js';
+import { detectCgroups } from '../cgroup/detect.js';
+import { controllerDir, taskCgroupLocation } from '../cgroup/placement.js';
 import { decodePluginConfig, type PluginConfig } from '../config/plugin-config.js';
 import { decodeTaskConfig } from '../config/task-config.js';
 import { INTERNAL_FIX } from '../errors.js';
@@ -159,6 +161,27 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     // the id was released: a retry fails in the same step, not as "already started"
     await assert.rejects(driver.startTask(task), { message: `failed to start task: launch failed; fix: ${INTERNAL_FIX}` });
     assert.equal(runtime.launches, 2);
+  });
+
+  it('StartTask owns the task cgroup: its limits are written before the launch, the runtime gets only where to put the task, destroy removes it', async () => {
+    const { version } = await detectCgroups();
+    const task = { ...request(), resources: { cpuShares: 300, memoryMb: 48, memoryMaxMb: 0, cpusetCpus: '', cpusetCgroupPath: '' } };
+    const location = taskCgroupLocation({ version: version ?? 'v2', path: `nomad-driver-nix/${taskKey(task.id)}` });
+    const memoryMax = join(controllerDir(location, 'memory'), version === 'v1' ? 'memory.limit_in_bytes' : 'memory.max');
+    let seen: { placement: Omit<LaunchRequest['cgroup'], 'join' | 'contains'>; limitsField: boolean; memoryMax: string } | undefined;
+    const driver = driverWith(
+      new FakeRuntime(async (launch) => {
+        const { join: _join, contains: _contains, ...placement } = launch.cgroup;
+        seen = { placement, limitsField: 'limits' in launch, memoryMax: readFileSync(memoryMax, 'utf8').trim() };
+        return new FakeLaunched();
+      }),
+      config,
+    );
+    await driver.startTask(task);
+    assert.deepEqual(seen, { placement: { path: `/nomad-driver-nix/${taskKey(task.id)}` }, limitsField: false, memoryMax: String(48 * 1024 * 1024) });
+    await driver.destroyTask(task.id, true);
+    assert.equal(existsSync(controllerDir(location, 'memory')), false, 'the task cgroup is removed');
+    assert.deepEqual(leftovers(), NOTHING);
   });
 
   it('DestroyTask refuses a running task without force, then kills it and releases everything', async () => {

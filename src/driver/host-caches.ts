@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { detectCgroups } from '../cgroup/detect.js';
 import type { CgroupVersion } from '../cgroup/limits.js';
 import { failure } from '../errors.js';
-import { makeDir } from '../host/task-files.js';
+import { ensureDirectory } from '../host/fs.js';
 import { ClosureCache } from '../nix/closure-cache.js';
 
 export class HostCaches {
@@ -27,7 +27,8 @@ export class HostCaches {
     if (this.dirsReady === undefined || this.dirsFor !== stateDir) {
       this.dirsFor = stateDir;
       this.dirsReady = (async () => {
-        for (const dir of [stateDir, join(stateDir, 'views'), join(stateDir, 'tasks'), join(stateDir, 'etc')]) await makeDir(dir, 0o711);
+        for (const dir of [stateDir, join(stateDir, 'views'), join(stateDir, 'tasks'), join(stateDir, 'etc')])
+          await ensureDirectory(dir, 0o711, { exact: true });
       })();
       this.dirsReady.catch(() => (this.dirsReady = undefined));
     }

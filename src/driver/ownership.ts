@@ -11,7 +11,7 @@
  *   An entry is removed only when no node's file is left.
  */
 import { join } from 'node:path';
-import { failure, quote } from '../errors.js';
+import { failure, INTERNAL_FIX, quote } from '../errors.js';
 import { listEntries, readJsonFile, removeFile, removeTree, writeJsonFileAtomic } from '../host/fs.js';
 import { GC_ROOT_OWNER_FILE } from '../nix/gc-roots.js';
 import { NODE_ID } from './persisted-task.js';
@@ -56,13 +56,15 @@ export async function ownerOf(dir: string): Promise<Owner | undefined> {
 }
 
 function sharedDir(stateRoot: string, kind: SharedKind, key: string): string {
-  if (!/^[0-9a-f]{32}$/.test(key)) throw new Error(`${JSON.stringify(key)} is not a ${kind} key (32 hex digits)`);
+  if (!/^[0-9a-f]{32}$/.test(key)) {
+    throw failure('start task', `${quote(key)} is not a ${kind} key (32 hex digits)`, { code: 'internal', fix: INTERNAL_FIX });
+  }
   return join(stateRoot, 'owners', kind, key);
 }
 
 function nodeFile(nodeId: string): string {
   if (nodeId !== '' && !NODE_ID.test(nodeId)) {
-    throw failure('mark shared entry', `node id ${quote(nodeId)} is not a Nomad node id (letters, digits and "-")`, {
+    throw failure('start task', `node id ${quote(nodeId)} is not a Nomad node id (letters, digits and "-")`, {
       code: 'invalid_argument',
       fix: 'use a Nomad client of version 1.8 or newer: its node ids are UUIDs',
     });

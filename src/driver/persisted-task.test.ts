@@ -103,7 +103,7 @@ describe('persisted task (driver_state)', () => {
   it("names the bad field and never accepts another task's state", () => {
     fails(
       { ...STORED, version: 1 },
-      /^failed to recover task: driver_state field version "1" is not 4, 3 or 2 \(written by another plugin version\); fix: the task cannot be recovered/,
+      /^failed to recover task: driver_state field version "1" is not 4, 3 or 2 \(written by another plugin version\); fix: install the plugin version that started the task to recover it; otherwise Nomad starts the task again$/,
     );
     fails(STORED, /driver_state field taskId "6f1c2b3a-0000-4000-8000-000000000001\/main\/x1" does not belong to task "a2\/main\/x2"/, {
       taskId: 'a2/main/x2',
@@ -118,7 +118,7 @@ describe('persisted task (driver_state)', () => {
 
   it("refuses a state dir that is not the task's own dir under the configured state_dir", () => {
     const dir = (stateDir: string, why: string) =>
-      `failed to recover task: driver_state field stateDir "${stateDir}" ${why}; fix: the task cannot be recovered; Nomad destroys it and starts it again`;
+      `failed to recover task: driver_state field stateDir "${stateDir}" ${why}; fix: check that only root can write the Nomad client's data_dir, where Nomad keeps driver_state; Nomad starts the task again`;
     assert.throws(() => decode({ ...V2, stateDir: '/' }), { message: dir('/', `is not the task's dir ${TASK.stateDir} under the configured state_dir`) });
     assert.throws(() => decode({ ...V2, stateDir: `${STATE_ROOT}/tasks/other_main_x9` }), {
       message: dir(`${STATE_ROOT}/tasks/other_main_x9`, `is not the task's dir ${TASK.stateDir} under the configured state_dir`),

@@ -118,12 +118,13 @@ export function encodePersistedTask(task: PersistedTask): Buffer {
 }
 
 const WHAT = 'recover task';
-const FIX = 'the task cannot be recovered; Nomad destroys it and starts it again';
+/** driver_state is untrusted: one that does not hold was altered (or written by something else). */
+const FIX = "check that only root can write the Nomad client's data_dir, where Nomad keeps driver_state; Nomad starts the task again";
 
-function bad(field: string, value: unknown, why: string): Error {
+function bad(field: string, value: unknown, why: string, fix = FIX): Error {
   return failure(WHAT, `driver_state field ${field} ${quote(typeof value === 'string' ? value : (JSON.stringify(value) ?? 'undefined'))} ${why}`, {
     code: 'invalid_argument',
-    fix: FIX,
+    fix,
   });
 }
 
@@ -170,7 +171,12 @@ function decodeRecord(value: unknown, expectedTaskId: string | undefined, stateR
   const v = value;
   const version = DECODED_VERSIONS.find((n) => n === v.version);
   if (version === undefined) {
-    throw bad('version', v.version, `is not ${DECODED_VERSIONS.slice(0, -1).join(', ')} or ${DECODED_VERSIONS.at(-1)} (written by another plugin version)`);
+    throw bad(
+      'version',
+      v.version,
+      `is not ${DECODED_VERSIONS.slice(0, -1).join(', ')} or ${DECODED_VERSIONS.at(-1)} (written by another plugin version)`,
+      'install the plugin version that started the task to recover it; otherwise Nomad starts the task again',
+    );
   }
   const str = (field: string) => {
     const x = v[field];

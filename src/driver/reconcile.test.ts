@@ -121,6 +121,37 @@ function context(stateRoot: string, gcRoots: string, nodeId: string, killed: str
 }
 
 describe('orphan sweep ownership', () => {
+  it('removes what an interrupted view build or removal left, only for keys this node alone marks and no task holds', async () => {
+    const { stateRoot, gcRoots } = await fixture();
+    const views = join(stateRoot, 'views');
+    const HELD = '55555555555555555555555555555555';
+    await markShared(stateRoot, 'views', HELD, owner(NODE_A, 'node-a'));
+    const leftovers = [
+      `.tmp-${VIEW_A}-0a0a0a`, // this node's key: removed
+      `.trash-${VIEW_A}-0b0b0b`,
+      `.tmp-${VIEW_SHARED}-0c0c0c`, // node B marks it too: it may be building it now
+      `.tmp-${VIEW_UNMARKED}-0d0d0d`, // nobody's mark: not provably ours
+      `.tmp-${HELD}-0e0e0e`, // a start of this process holds the key
+    ];
+    for (const name of leftovers) mkdirSync(join(views, name));
+    writeFileSync(join(views, `${HELD}.complete`), ''); // a marker without its view, of the held key
+    const shared = new SharedResources();
+    let release!: () => void;
+    const holding = shared.acquire('views', HELD, 'starting-task', () => new Promise<void>((resolve) => (release = resolve)));
+    const sweep = reconcile({ ...context(stateRoot, gcRoots, NODE_A, [], []), shared });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    release();
+    await holding;
+    const report = await sweep;
+    assert.deepEqual(report.viewLeftovers, [`.tmp-${VIEW_A}-0a0a0a`, `.trash-${VIEW_A}-0b0b0b`]);
+    assert.deepEqual(
+      readdirSync(views)
+        .filter((name) => name.startsWith('.'))
+        .sort(),
+      [`.tmp-${HELD}-0e0e0e`, `.tmp-${VIEW_SHARED}-0c0c0c`, `.tmp-${VIEW_UNMARKED}-0d0d0d`].sort(),
+    );
+  });
+
   it("sweeps only its own node's tasks, GC roots and shared entries; leaves the other node's and unmarked ones, saying why", async () => {
     const { stateRoot, gcRoots, tasks, legacy } = await fixture();
     const a = tasks.a as PersistedTask;
@@ -129,7 +160,7 @@ describe('orphan sweep ownership', () => {
     const left: string[] = [];
     const report = await reconcile(context(stateRoot, gcRoots, NODE_A, killed, left));
     // (the task's own GC root goes with its task)
-    assert.deepEqual(report, { tasks: [a.key], gcRoots: ['alloc-c_main_t1'], views: [VIEW_A], etc: [ETC_A] });
+    assert.deepEqual(report, { tasks: [a.key], gcRoots: ['alloc-c_main_t1'], views: [VIEW_A], etc: [ETC_A], viewLeftovers: [] });
     assert.deepEqual(killed, [a.key]);
     assert.deepEqual(readdirSync(join(stateRoot, 'tasks')).sort(), [b.key, legacy.key].sort());
     assert.deepEqual(readdirSync(gcRoots).sort(), [b.key, legacy.key, 'someone-elses'].sort());
@@ -152,7 +183,7 @@ describe('orphan sweep ownership', () => {
     // node B's sweep then removes its own, and the view once no node marks it
     const killedB: string[] = [];
     const reportB = await reconcile(context(stateRoot, gcRoots, NODE_B, killedB, []));
-    assert.deepEqual(reportB, { tasks: [b.key], gcRoots: [], views: [VIEW_SHARED], etc: [] });
+    assert.deepEqual(reportB, { tasks: [b.key], gcRoots: [], views: [VIEW_SHARED], etc: [], viewLeftovers: [] });
     assert.deepEqual(readdirSync(gcRoots).sort(), [legacy.key, 'someone-elses'].sort());
     assert.deepEqual(killedB, [b.key]);
   });
@@ -165,7 +196,7 @@ describe('orphan sweep ownership', () => {
     await shared.acquire('views', VIEW_A, 'a-starting-task', async () => undefined);
     await shared.acquire('etc', ETC_A, 'a-starting-task', async () => undefined);
     const report = await reconcile({ ...context(stateRoot, gcRoots, NODE_A, killed, []), isLiveKey: (key) => key === a.key, shared });
-    assert.deepEqual(report, { tasks: [], gcRoots: ['alloc-c_main_t1'], views: [], etc: [] });
+    assert.deepEqual(report, { tasks: [], gcRoots: ['alloc-c_main_t1'], views: [], etc: [], viewLeftovers: [] });
     assert.deepEqual(killed, []);
   });
 });

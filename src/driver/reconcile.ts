@@ -24,12 +24,12 @@ import { errorMessage } from '../errors.js';
 import { listEntries, readJsonFile, removeTree } from '../host/fs.js';
 import type { Logger } from '../log/logger.js';
 import { listTaskGcRoots, removeTaskGcRoot } from '../nix/gc-roots.js';
-import { listStoreViews, removeStoreView } from '../nix/store-view.js';
+import { listStoreViews, pruneStoreViewLeftovers, removeStoreView } from '../nix/store-view.js';
 import type { RecoveryRecord, Runtime } from '../runtime/runtime.js';
 import { ownerOf, sharedOwners, unmarkShared, type SharedKind } from './ownership.js';
 import { decodeTaskFile, PERSISTED_TASK_FILE, type PersistedTask } from './persisted-task.js';
 import type { SharedResources } from './shared-resources.js';
-import { releaseCgroup } from './start-task.js';
+import { releaseCgroup } from './task-cgroup.js';
 
 export interface SweepContext {
   readonly stateDir: string;
@@ -82,13 +82,15 @@ export interface ReconcileReport {
   readonly gcRoots: string[];
   readonly views: string[];
   readonly etc: string[];
+  /** What interrupted view builds and removals left in the views dir (`.tmp-*`, `.trash-*`, a marker without its view). */
+  readonly viewLeftovers: string[];
 }
 
 const KEY = /^[A-Za-z0-9._-]+$/;
 
 /** The sweep described at the top of this module. */
 export async function reconcile(context: ReconcileContext): Promise<ReconcileReport> {
-  const report: ReconcileReport = { tasks: [], gcRoots: [], views: [], etc: [] };
+  const report: ReconcileReport = { tasks: [], gcRoots: [], views: [], etc: [], viewLeftovers: [] };
   const { nodeId, leftAlone } = context;
   const notOurs = (mark: { nodeId: string } | undefined) =>
     mark === undefined ? 'it carries no owner mark of this plugin' : `it belongs to Nomad node ${JSON.stringify(mark.nodeId)}, not ${JSON.stringify(nodeId)}`;
@@ -132,6 +134,15 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
     report.gcRoots.push(key);
   }
   const views = join(context.stateDir, 'views');
+  // a plugin killed while it built or removed a view left its .tmp-/.trash- copy or a marker:
+  // removed under the key's lock while no task of this process holds the key, and only when
+  // this node alone marks it (another client on a shared state_dir may be building it now)
+  const pruned = await pruneStoreViewLeftovers(views, async (key, remove) => {
+    const owners = await sharedOwners(context.stateDir, 'views', key);
+    if (owners.length === 0 || owners.some((o) => o !== nodeId)) return false;
+    return context.shared.removeUnheld('views', key, remove);
+  }).catch(() => []);
+  report.viewLeftovers.push(...pruned);
   const viewKeys = await listStoreViews(views).catch(() => []);
   const etcKeys = (await listEntries(join(context.stateDir, 'etc')).catch(() => []))
     .filter((e) => e.kind === 'directory' && /^[0-9a-f]{32}$/.test(e.name))

@@ -113,9 +113,15 @@ export class OrphanSweep {
         isLiveKey: (key) => tasks.isLiveKey(key),
         shared,
       });
-      const removed = report.tasks.length + report.gcRoots.length + report.views.length + report.etc.length;
+      const removed = report.tasks.length + report.gcRoots.length + report.views.length + report.etc.length + report.viewLeftovers.length;
       if (removed > 0)
-        logger.info('removed what forgotten tasks left behind', { tasks: report.tasks, gc_roots: report.gcRoots, views: report.views, etc: report.etc });
+        logger.info('removed what forgotten tasks left behind', {
+          tasks: report.tasks,
+          gc_roots: report.gcRoots,
+          views: report.views,
+          etc: report.etc,
+          view_leftovers: report.viewLeftovers,
+        });
       else logger.debug('orphan sweep found nothing to remove');
     } catch (error) {
       logger.error('failed to sweep forgotten tasks', { err: errorMessage(error) });
@@ -196,7 +202,7 @@ async function checkRecoveredOwner(persisted: PersistedTask, who: Owner): Promis
     if (nodeId !== '' && nodeId !== who.nodeId) {
       throw failure('recover task', `${what} names Nomad node ${quote(nodeId)}, and this task runs on node ${quote(who.nodeId)}`, {
         code: 'invalid_argument',
-        fix: 'the task cannot be recovered; Nomad destroys it and starts it again (give every Nomad client on a host its own state_dir)',
+        fix: 'give every Nomad client on a host its own state_dir; Nomad starts the task again',
       });
     }
   }
@@ -213,7 +219,7 @@ function checkRecoveredUser(persisted: PersistedTask): void {
   if (uid === undefined || uid === user.uid) return;
   throw failure('recover task', `driver_state field user.uid ${quote(String(user.uid))} is not the uid ${uid} the task's init ${initPid} runs as`, {
     code: 'invalid_argument',
-    fix: 'the task cannot be recovered; Nomad destroys it and starts it again',
+    fix: "check that only root can write the Nomad client's data_dir, where Nomad keeps driver_state; Nomad starts the task again",
   });
 }
 

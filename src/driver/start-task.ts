@@ -12,7 +12,7 @@ import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which
 import { ensureDirectory, entryKind, removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
 import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
 import { lookupUser, type HostUser } from '../host/users.js';
-import { ensureSharedFiles, makeDir, readFile, sharedFilesKey } from '../host/task-files.js';
+import { ensureSharedFiles, readFile, sharedFilesKey } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { ClosureCache } from '../nix/closure-cache.js';
@@ -26,11 +26,9 @@ import type { LaunchedTask, ProcessSpec, Runtime } from '../runtime/runtime.js';
 import { writeFileAtomic } from '../host/fs.js';
 import { encodePersistedTask, PERSISTED_TASK_FILE, persistedTask, taskStateDir, type PersistedTask } from './persisted-task.js';
 import { markDir, markShared, owner } from './ownership.js';
-import type { CgroupVersion, TaskLimits } from '../cgroup/limits.js';
-import { nomadTaskLimits } from '../cgroup/limits.js';
-import { DRIVER_CGROUP_PARENT, nomadTaskCgroup, taskCgroupLocation, type TaskCgroupLocation } from '../cgroup/placement.js';
-import { createTaskCgroup, type TaskCgroup } from '../cgroup/task-cgroup.js';
-import { processInCgroup } from '../cgroup/membership.js';
+import type { CgroupVersion } from '../cgroup/limits.js';
+import type { TaskCgroup } from '../cgroup/task-cgroup.js';
+import { prepareTaskCgroup, releaseCgroup, taskCgroupPlace, taskLimits, withOomKills } from './task-cgroup.js';
 import { CleanupStack } from './cleanup-stack.js';
 import type { SharedKind } from './shared-resources.js';
 import { taskCapabilities } from './privileges.js';
@@ -133,37 +131,6 @@ export function taskUser(request: TaskRequest, config: PluginConfig): HostUser {
   return user;
 }
 
-/** The limits Nomad allocated (cpu, cores, memory, memory_max) plus the pids limit. */
-export function taskLimits(request: TaskRequest, pidsLimit: number): TaskLimits {
-  const pids = pidsLimit > 0 ? { pidsLimit } : {};
-  const r = request.resources;
-  if (r === undefined) return pids;
-  const limits = nomadTaskLimits({ cpuShares: r.cpuShares, memoryMb: r.memoryMb, memoryMaxMb: r.memoryMaxMb, cpusetCpus: r.cpusetCpus, ...pids });
-  if (r.memoryMb > 0) return limits;
-  // no memory allocated (never from a scheduler; driver-level tests): no memory limit
-  const { memoryLimitBytes: _hard, memorySoftLimitBytes: _soft, ...rest } = limits;
-  return rest;
-}
-
-/** Nomad's cgroup for the task when it made one (CpusetCgroupPath), else the driver's own. */
-export function taskCgroupPlace(request: TaskRequest, key: string, version: CgroupVersion): TaskCgroupLocation {
-  const given = request.resources?.cpusetCgroupPath ?? '';
-  if (given !== '') return nomadTaskCgroup({ version, allocId: request.allocId, taskName: request.name, cpusetCgroupPath: given });
-  return taskCgroupLocation({ version, path: `${DRIVER_CGROUP_PARENT}/${key}` });
-}
-
-export { DRIVER_CGROUP_PARENT } from '../cgroup/placement.js';
-
-/** Kills whatever is left in a task's cgroup and removes it. */
-export async function releaseCgroup(cgroup: TaskCgroup): Promise<void> {
-  // runc's `delete` may have removed the directories already: only live processes make a
-  // failed kill an error
-  await cgroup.kill().catch(async (error: unknown) => {
-    if ((await cgroup.processes().catch(() => [])).length > 0) throw error;
-  });
-  await cgroup.remove({ timeoutMs: 10_000 });
-}
-
 /**
  * The TaskHandle of a launched (or recovered) task. OOM: the kernel's kill counter of the
  * cgroup grew while the task ran (Nomad reuses a task's cgroup across restarts, so the counter
@@ -176,10 +143,7 @@ export function adoptTask(
   cgroup: TaskCgroup | undefined,
   process?: ProcessSpec,
 ): TaskHandle {
-  const exited = launched.exited.then(async (status) => {
-    const oomKills = await cgroup?.readOomKills().catch(() => undefined);
-    return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > persisted.oomKillsBefore };
-  });
+  const exited = launched.exited.then((status) => withOomKills(status, cgroup, persisted.oomKillsBefore));
   return new TaskHandle(request, launched, persisted, {
     exited,
     ...(cgroup === undefined ? {} : { cgroup }),
@@ -266,7 +230,7 @@ export async function startTask(request: StartRequest, context: StartContext): P
     // 5. host-side state: the task's dir and its synthesized /etc
     const stateDir = taskStateDir(config.state_dir, key);
     cleanup.push('remove task state', () => removeTree(stateDir));
-    await makeDir(stateDir, 0o711, { exact: false });
+    await ensureDirectory(stateDir, 0o711);
     await markDir(stateDir, who);
     const host = hostname();
     const [hostResolvConf, systemdResolvConf] = await Promise.all(
@@ -317,14 +281,13 @@ export async function startTask(request: StartRequest, context: StartContext): P
       }
     }
 
-    // 7. the cgroup Nomad made for the task (or our own), with the task's limits; the runtime
-    //    puts the task in it before the command starts
+    // 7. the task's cgroup, owned by the driver (task-cgroup.ts): Nomad's (or our own), made
+    //    and limited here; the runtime only puts the task in it before the command starts
     const limits = taskLimits(request, taskConfig.pids_limit > 0 ? taskConfig.pids_limit : config.pids_limit);
     const location = taskCgroupPlace(request, key, await context.cgroupVersion());
-    const cgroup = await createTaskCgroup(location);
-    cleanup.push('remove task cgroup', () => releaseCgroup(cgroup));
-    await cgroup.applyLimits(limits);
-    const oomKillsBefore = (await cgroup.readOomKills()) ?? 0;
+    const { cgroup, oomKillsBefore, placement } = await prepareTaskCgroup(location, limits, (created) =>
+      cleanup.push('remove task cgroup', () => releaseCgroup(created)),
+    );
     mark('cgroup');
 
     // 8. the root plan and the process
@@ -353,8 +316,7 @@ export async function startTask(request: StartRequest, context: StartContext): P
       plan,
       process: taskProcess,
       ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
-      limits,
-      cgroup: { path: `/${location.path}`, join: (pid) => cgroup.addProcess(pid), contains: (pid) => processInCgroup(pid, location) },
+      cgroup: placement,
       stateDir,
       stdoutPath: request.stdoutPath,
       stderrPath: request.stderrPath,

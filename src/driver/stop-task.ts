@@ -5,7 +5,7 @@ import type { Logger } from '../log/logger.js';
 import { removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { SharedKind } from './shared-resources.js';
 import { parseSignal } from './signals.js';
-import { releaseCgroup } from './start-task.js';
+import { releaseCgroup } from './task-cgroup.js';
 import type { TaskHandle } from './task.js';
 import type { TaskStore } from './task-store.js';
 

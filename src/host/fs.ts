@@ -17,9 +17,14 @@ export function errnoCode(error: unknown): string | undefined {
   return undefined;
 }
 
-/** Creates `dir` and its parents (mode applies to the ones created); existing is fine. */
-export async function ensureDirectory(dir: string, mode = 0o755): Promise<void> {
+/**
+ * Creates `dir` and its parents (`mode` applies to the ones created); existing is fine. With
+ * `exact`, an existing `dir` gets `mode` too (the driver's own dirs, whose mode decides what
+ * task users may traverse).
+ */
+export async function ensureDirectory(dir: string, mode = 0o755, options: { readonly exact?: boolean } = {}): Promise<void> {
   await mkdir(dir, { recursive: true, mode });
+  if (options.exact === true) await chmod(dir, mode);
 }
 
 /** Creates `dir`, which must not exist yet (its parent must). */

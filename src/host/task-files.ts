@@ -1,22 +1,14 @@
 /** File work for a task's host-side state: directories, synthesized files, log FIFOs. */
 import { constants, watch } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { ensureDirectory } from './fs.js';
 import { join } from 'node:path';
 import { failure, quote } from '../errors.js';
 
-/**
- * Creates `dir` (and parents) with `mode` (0755: unprivileged task users can traverse it).
- * With `exact` (the default) an existing directory gets `mode` too.
- */
-export async function makeDir(dir: string, mode = 0o755, options: { exact?: boolean } = {}): Promise<void> {
-  await mkdir(dir, { recursive: true, mode });
-  if (options.exact !== false) await chmod(dir, mode);
-}
-
 /** Writes each file of `files` into `dir` with mode 0644. */
 export async function writeFiles(dir: string, files: Readonly<Record<string, string>>): Promise<void> {
-  await makeDir(dir, 0o755, { exact: false });
+  await ensureDirectory(dir, 0o755);
   await Promise.all(Object.entries(files).map(([name, content]) => writeFile(join(dir, name), content, { mode: 0o644 })));
 }
 

@@ -65,39 +65,39 @@ describe('renderEtcFiles', () => {
   it('rejects values that would add lines or fields to the files', () => {
     fails(
       { ...INPUT, user: { ...INPUT.user, name: 'app\nroot' } },
-      'failed to render task /etc files: user.name "app\\nroot" contains whitespace or a NUL byte; fix: set the task user to a plain user name',
+      'failed to start task: user.name "app\\nroot" contains whitespace or a NUL byte; fix: set the task user to a plain user name',
     );
     fails(
       { ...INPUT, user: { ...INPUT.user, name: 'a:0:0' } },
-      'failed to render task /etc files: user.name "a:0:0" contains ":"; fix: set the task user to a plain user name',
+      'failed to start task: user.name "a:0:0" contains ":"; fix: set the task user to a plain user name',
     );
     fails(
       { ...INPUT, user: { ...INPUT.user, uid: -1 } },
-      'failed to render task /etc files: user.uid -1 is not an integer from 0 to 4294967294; fix: run the task as an existing host user',
+      'failed to start task: user.uid -1 is not an integer from 0 to 4294967294; fix: run the task as an existing host user',
     );
     fails(
       { ...INPUT, user: { ...INPUT.user, home: 'home' } },
-      'failed to render task /etc files: user.home "home" is not an absolute path; fix: give the user an absolute home directory',
+      'failed to start task: user.home "home" is not an absolute path; fix: give the user an absolute home directory',
     );
     fails(
       { ...INPUT, hostname: 'a b' },
-      'failed to render task /etc files: hostname "a b" contains whitespace or a NUL byte; fix: set a hostname of letters, digits, "-" and "."',
+      'failed to start task: hostname "a b" contains whitespace or a NUL byte; fix: set a hostname of letters, digits, "-" and "."',
     );
     fails(
       { ...INPUT, dns: { ...INPUT.dns, servers: ['dns.google'] } },
-      'failed to render task /etc files: dns.servers[0] "dns.google" is not an IP address; fix: fix the dns block of the job or the host\'s /etc/resolv.conf',
+      'failed to start task: dns.servers[0] "dns.google" is not an IP address; fix: fix the dns block of the job or the host\'s /etc/resolv.conf',
     );
     fails(
       { ...INPUT, dns: { ...INPUT.dns, options: ['ndots:1\nnameserver 6.6.6.6'] } },
-      'failed to render task /etc files: dns.options[0] "ndots:1\\nnameserver 6.6.6.6" contains whitespace or a NUL byte; fix: fix the dns block of the job or the host\'s /etc/resolv.conf',
+      'failed to start task: dns.options[0] "ndots:1\\nnameserver 6.6.6.6" contains whitespace or a NUL byte; fix: fix the dns block of the job or the host\'s /etc/resolv.conf',
     );
     fails(
       { ...INPUT, extraHosts: [{ ip: '10.0.0.1', names: [] }] },
-      'failed to render task /etc files: extraHosts[0].names is empty; fix: write extra_hosts entries as "name:IP"',
+      'failed to start task: extraHosts[0].names is empty; fix: write extra_hosts entries as "name:IP"',
     );
     fails(
       { ...INPUT, extraHosts: [{ ip: 'db', names: ['10.0.0.1'] }] },
-      'failed to render task /etc files: extraHosts[0].ip "db" is not an IP address; fix: write extra_hosts entries as "name:IP"',
+      'failed to start task: extraHosts[0].ip "db" is not an IP address; fix: write extra_hosts entries as "name:IP"',
     );
   });
 });

@@ -28,7 +28,7 @@ export interface EtcInput {
 
 export type EtcFileName = 'passwd' | 'group' | 'hosts' | 'resolv.conf' | 'nsswitch.conf';
 
-const WHAT = 'render task /etc files';
+const WHAT = 'start task';
 const GENERATED = '# Written by nomad-driver-nix for this task.';
 const NOBODY_ID = 65534;
 /** Debian's nologin path; it need not exist in the task root, login shells are never run. */

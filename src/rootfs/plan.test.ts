@@ -77,7 +77,7 @@ describe('planRoot', () => {
     const target = '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox/bin/sh';
     fails(
       { ...INPUT, fhsLinks: [{ path: '/etc/passwd' as '/bin/sh', linkTarget: target }] },
-      'failed to plan task root: fhsLinks[0].path "/etc/passwd" is not one of /bin/sh, /usr/bin/env; fix: link only the FHS paths the driver provides',
+      'failed to start task: fhsLinks[0].path "/etc/passwd" is not one of /bin/sh, /usr/bin/env; fix: link only the FHS paths the driver provides',
     );
     fails(
       {
@@ -87,15 +87,15 @@ describe('planRoot', () => {
           { path: '/bin/sh', linkTarget: target },
         ],
       },
-      'failed to plan task root: fhsLinks[1].path "/bin/sh" is linked twice; fix: link each path once',
+      'failed to start task: fhsLinks[1].path "/bin/sh" is linked twice; fix: link each path once',
     );
     fails(
       { ...INPUT, fhsLinks: [{ path: '/bin/sh', linkTarget: '/bin/busybox' }] },
-      'failed to plan task root: fhsLinks[0].linkTarget "/bin/busybox" is not below /nix/store; fix: link to a program of the task\'s closure',
+      'failed to start task: fhsLinks[0].linkTarget "/bin/busybox" is not below /nix/store; fix: link to a program of the task\'s closure',
     );
     fails(
       { ...INPUT, fhsLinks: [{ path: '/bin/sh', linkTarget: '/nix/store/../../bin/sh' }] },
-      'failed to plan task root: fhsLinks[0].linkTarget "/nix/store/../../bin/sh" contains a ".." segment; fix: link to a program of the task\'s closure',
+      'failed to start task: fhsLinks[0].linkTarget "/nix/store/../../bin/sh" contains a ".." segment; fix: link to a program of the task\'s closure',
     );
   });
 
@@ -114,62 +114,62 @@ describe('planRoot', () => {
   it('rejects host paths that are not absolute and normalised, naming the field and value', () => {
     fails(
       { ...INPUT, allocDir: 'rel/x' },
-      'failed to plan task root: allocDir "rel/x" is not an absolute path; fix: set allocDir to an absolute, normalised host path',
+      'failed to start task: allocDir "rel/x" is not an absolute path; fix: set allocDir to an absolute, normalised host path',
     );
     fails(
       { ...INPUT, storeView: '/var/lib/views/../../etc' },
-      'failed to plan task root: storeView "/var/lib/views/../../etc" contains a ".." segment; fix: set storeView to an absolute, normalised host path',
+      'failed to start task: storeView "/var/lib/views/../../etc" contains a ".." segment; fix: set storeView to an absolute, normalised host path',
     );
     fails(
       { ...INPUT, etcDir: '/var/lib//etc' },
-      'failed to plan task root: etcDir "/var/lib//etc" is not normalised (remove "//", "." or a trailing "/"); fix: set etcDir to an absolute, normalised host path',
+      'failed to start task: etcDir "/var/lib//etc" is not normalised (remove "//", "." or a trailing "/"); fix: set etcDir to an absolute, normalised host path',
     );
     fails(
       { ...INPUT, etcDir: '/var/lib/etc/' },
-      'failed to plan task root: etcDir "/var/lib/etc/" is not normalised (remove the trailing "/"); fix: set etcDir to an absolute, normalised host path',
+      'failed to start task: etcDir "/var/lib/etc/" is not normalised (remove the trailing "/"); fix: set etcDir to an absolute, normalised host path',
     );
-    fails({ ...INPUT, etcDir: '' }, 'failed to plan task root: etcDir "" is empty; fix: set etcDir to an absolute, normalised host path');
+    fails({ ...INPUT, etcDir: '' }, 'failed to start task: etcDir "" is empty; fix: set etcDir to an absolute, normalised host path');
   });
 
   it('never binds the host root', () => {
-    fails({ ...INPUT, etcDir: '/' }, 'failed to plan task root: etcDir "/" is the host root; fix: set etcDir to a dedicated directory, never "/"');
+    fails({ ...INPUT, etcDir: '/' }, 'failed to start task: etcDir "/" is the host root; fix: set etcDir to a dedicated directory, never "/"');
   });
 
   it('refuses a store view that is (inside) the real store', () => {
     fails(
       { ...INPUT, storeView: '/nix/store' },
-      'failed to plan task root: storeView "/nix/store" lies inside /nix/store; fix: build the closure view in a directory of the plugin\'s state dir',
+      'failed to start task: storeView "/nix/store" lies inside /nix/store; fix: build the closure view in a directory of the plugin\'s state dir',
     );
     fails(
       { ...INPUT, storeView: '/nix/store/.views/a1' },
-      'failed to plan task root: storeView "/nix/store/.views/a1" lies inside /nix/store; fix: build the closure view in a directory of the plugin\'s state dir',
+      'failed to start task: storeView "/nix/store/.views/a1" lies inside /nix/store; fix: build the closure view in a directory of the plugin\'s state dir',
     );
   });
 
   it('rejects task names that are not one path segment', () => {
     const fix = 'fix: pass the Nomad task name, a single path segment';
-    fails({ ...INPUT, taskName: '' }, `failed to plan task root: taskName "" is empty; ${fix}`);
-    fails({ ...INPUT, taskName: '..' }, `failed to plan task root: taskName ".." is a relative path segment; ${fix}`);
-    fails({ ...INPUT, taskName: '.' }, `failed to plan task root: taskName "." is a relative path segment; ${fix}`);
-    fails({ ...INPUT, taskName: 'web/../../x' }, `failed to plan task root: taskName "web/../../x" contains "/"; ${fix}`);
+    fails({ ...INPUT, taskName: '' }, `failed to start task: taskName "" is empty; ${fix}`);
+    fails({ ...INPUT, taskName: '..' }, `failed to start task: taskName ".." is a relative path segment; ${fix}`);
+    fails({ ...INPUT, taskName: '.' }, `failed to start task: taskName "." is a relative path segment; ${fix}`);
+    fails({ ...INPUT, taskName: 'web/../../x' }, `failed to start task: taskName "web/../../x" contains "/"; ${fix}`);
   });
 
   it('rejects extra mounts that would shadow the plan or each other', () => {
     const fix = 'fix: mount the volume at an absolute, normalised path of its own, e.g. "/srv/data"';
     const extra = (target: string, source = '/srv/v') => ({ ...INPUT, extraMounts: [{ source, target, readOnly: true }] });
-    fails(extra('/nix'), `failed to plan task root: extraMounts[0].target "/nix" would shadow /nix/store; ${fix}`);
-    fails(extra('/nix/store/x'), `failed to plan task root: extraMounts[0].target "/nix/store/x" would shadow /nix/store; ${fix}`);
-    fails(extra('/etc/ssl'), `failed to plan task root: extraMounts[0].target "/etc/ssl" would shadow /etc; ${fix}`);
-    fails(extra('/proc/sys'), `failed to plan task root: extraMounts[0].target "/proc/sys" would shadow /proc; ${fix}`);
-    fails(extra('/dev'), `failed to plan task root: extraMounts[0].target "/dev" would shadow /dev; ${fix}`);
-    fails(extra('/secrets'), `failed to plan task root: extraMounts[0].target "/secrets" would shadow /secrets; ${fix}`);
-    fails(extra('/local/data'), `failed to plan task root: extraMounts[0].target "/local/data" would shadow /local; ${fix}`);
-    fails(extra('/alloc'), `failed to plan task root: extraMounts[0].target "/alloc" would shadow /alloc; ${fix}`);
-    fails(extra('/'), `failed to plan task root: extraMounts[0].target "/" would replace the task root; ${fix}`);
-    fails(extra('data'), `failed to plan task root: extraMounts[0].target "data" is not an absolute path; ${fix}`);
+    fails(extra('/nix'), `failed to start task: extraMounts[0].target "/nix" would shadow /nix/store; ${fix}`);
+    fails(extra('/nix/store/x'), `failed to start task: extraMounts[0].target "/nix/store/x" would shadow /nix/store; ${fix}`);
+    fails(extra('/etc/ssl'), `failed to start task: extraMounts[0].target "/etc/ssl" would shadow /etc; ${fix}`);
+    fails(extra('/proc/sys'), `failed to start task: extraMounts[0].target "/proc/sys" would shadow /proc; ${fix}`);
+    fails(extra('/dev'), `failed to start task: extraMounts[0].target "/dev" would shadow /dev; ${fix}`);
+    fails(extra('/secrets'), `failed to start task: extraMounts[0].target "/secrets" would shadow /secrets; ${fix}`);
+    fails(extra('/local/data'), `failed to start task: extraMounts[0].target "/local/data" would shadow /local; ${fix}`);
+    fails(extra('/alloc'), `failed to start task: extraMounts[0].target "/alloc" would shadow /alloc; ${fix}`);
+    fails(extra('/'), `failed to start task: extraMounts[0].target "/" would replace the task root; ${fix}`);
+    fails(extra('data'), `failed to start task: extraMounts[0].target "data" is not an absolute path; ${fix}`);
     fails(
       extra('/data', 'srv'),
-      'failed to plan task root: extraMounts[0].source "srv" is not an absolute path; fix: set extraMounts[0].source to an absolute, normalised host path',
+      'failed to start task: extraMounts[0].source "srv" is not an absolute path; fix: set extraMounts[0].source to an absolute, normalised host path',
     );
     fails(
       {
@@ -179,7 +179,7 @@ describe('planRoot', () => {
           { source: '/srv/b', target: '/data', readOnly: false },
         ],
       },
-      'failed to plan task root: extraMounts[1].target "/data" overlaps the extra mount at "/data/a"; fix: give each volume its own, non-nested target',
+      'failed to start task: extraMounts[1].target "/data" overlaps the extra mount at "/data/a"; fix: give each volume its own, non-nested target',
     );
   });
 
@@ -190,20 +190,14 @@ describe('planRoot', () => {
       protectedHostDirs: ['/var/lib/nomad-driver-nix'],
       extraMounts: [{ source, target: '/data', readOnly: false }],
     });
-    fails(
-      extra('/nix/store/abc-x'),
-      `failed to plan task root: extraMounts[0].source "/nix/store/abc-x" lies inside /nix/store, which no task may see; ${fix}`,
-    );
-    fails(extra('/nix'), `failed to plan task root: extraMounts[0].source "/nix" contains /nix/store, which no task may see; ${fix}`);
+    fails(extra('/nix/store/abc-x'), `failed to start task: extraMounts[0].source "/nix/store/abc-x" lies inside /nix/store, which no task may see; ${fix}`);
+    fails(extra('/nix'), `failed to start task: extraMounts[0].source "/nix" contains /nix/store, which no task may see; ${fix}`);
     fails(
       extra('/var/lib/nomad-driver-nix/tasks'),
-      `failed to plan task root: extraMounts[0].source "/var/lib/nomad-driver-nix/tasks" lies inside /var/lib/nomad-driver-nix, which no task may see; ${fix}`,
+      `failed to start task: extraMounts[0].source "/var/lib/nomad-driver-nix/tasks" lies inside /var/lib/nomad-driver-nix, which no task may see; ${fix}`,
     );
-    fails(extra('/var/lib'), `failed to plan task root: extraMounts[0].source "/var/lib" contains /var/lib/nomad-driver-nix, which no task may see; ${fix}`);
-    fails(
-      extra('/'),
-      'failed to plan task root: extraMounts[0].source "/" is the host root; fix: set extraMounts[0].source to a dedicated directory, never "/"',
-    );
+    fails(extra('/var/lib'), `failed to start task: extraMounts[0].source "/var/lib" contains /var/lib/nomad-driver-nix, which no task may see; ${fix}`);
+    fails(extra('/'), 'failed to start task: extraMounts[0].source "/" is the host root; fix: set extraMounts[0].source to a dedicated directory, never "/"');
     assert.equal(planRoot(extra('/srv/data')).ops.at(-2)?.kind, 'bind');
   });
 
@@ -224,31 +218,25 @@ describe('planRoot', () => {
       devices: [...more, { ...base, ...change }] as never,
     });
     const fix = "fix: reserve a device node below /dev (a device plugin's device spec: host_path and task_path below /dev)";
-    fails(dev({ source: '/srv/fuse' }), `failed to plan task root: devices[0].source "/srv/fuse" is not below /dev; ${fix}`);
-    fails(dev({ target: '/opt/fuse' }), `failed to plan task root: devices[0].target "/opt/fuse" is not below /dev; ${fix}`);
-    fails(dev({ target: '/dev' }), `failed to plan task root: devices[0].target "/dev" is not below /dev; ${fix}`);
-    fails(dev({ target: '/dev/../etc/x' }), `failed to plan task root: devices[0].target "/dev/../etc/x" contains a ".." segment; ${fix}`);
+    fails(dev({ source: '/srv/fuse' }), `failed to start task: devices[0].source "/srv/fuse" is not below /dev; ${fix}`);
+    fails(dev({ target: '/opt/fuse' }), `failed to start task: devices[0].target "/opt/fuse" is not below /dev; ${fix}`);
+    fails(dev({ target: '/dev' }), `failed to start task: devices[0].target "/dev" is not below /dev; ${fix}`);
+    fails(dev({ target: '/dev/../etc/x' }), `failed to start task: devices[0].target "/dev/../etc/x" contains a ".." segment; ${fix}`);
     fails(
       dev({ target: '/dev/null' }),
-      'failed to plan task root: devices[0].target "/dev/null" would replace the runtime\'s /dev/null; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"',
+      'failed to start task: devices[0].target "/dev/null" would replace the runtime\'s /dev/null; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"',
     );
     fails(
       dev({ target: '/dev/pts/0' }),
-      'failed to plan task root: devices[0].target "/dev/pts/0" would replace the runtime\'s /dev/pts; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"',
+      'failed to start task: devices[0].target "/dev/pts/0" would replace the runtime\'s /dev/pts; fix: give the device a task_path of its own below /dev, e.g. "/dev/fuse"',
     );
-    fails(
-      dev({}, [base]),
-      'failed to plan task root: devices[1].target "/dev/fuse" overlaps the device at "/dev/fuse"; fix: give each device its own task_path',
-    );
-    fails(dev({ deviceType: 'p' }), 'failed to plan task root: devices[0].deviceType "p" is not "c" or "b"; fix: bind only character or block devices');
-    fails(
-      dev({ major: -1 }),
-      'failed to plan task root: devices[0].major -1 is not a device number; fix: take the numbers from stat(2) of the host device node',
-    );
+    fails(dev({}, [base]), 'failed to start task: devices[1].target "/dev/fuse" overlaps the device at "/dev/fuse"; fix: give each device its own task_path');
+    fails(dev({ deviceType: 'p' }), 'failed to start task: devices[0].deviceType "p" is not "c" or "b"; fix: bind only character or block devices');
+    fails(dev({ major: -1 }), 'failed to start task: devices[0].major -1 is not a device number; fix: take the numbers from stat(2) of the host device node');
     for (const permissions of ['', 'wr', 'rwx', 'rr']) {
       fails(
         dev({ permissions }),
-        `failed to plan task root: devices[0].permissions ${JSON.stringify(permissions)} is not a non-empty subset of "rwm"; fix: grant some of r (read), w (write) and m (mknod), in that order, e.g. "rw"`,
+        `failed to start task: devices[0].permissions ${JSON.stringify(permissions)} is not a non-empty subset of "rwm"; fix: grant some of r (read), w (write) and m (mknod), in that order, e.g. "rw"`,
       );
     }
   });

@@ -152,7 +152,7 @@ export const RUNTIME_DEV_ENTRIES: readonly string[] = [
   'init',
 ].map((name) => `/dev/${name}`);
 
-const WHAT = 'plan task root';
+const WHAT = 'start task';
 
 function invalid(cause: string, fix: string): Error {
   return failure(WHAT, cause, { code: 'invalid_argument', fix });

@@ -7,10 +7,6 @@ import type { ProcessSpec } from './process-spec.js';
 
 export type { ProcessSpec } from './process-spec.js';
 
-/** Resource limits of one task (cgroup/limits.ts maps them to cgroup files). */
-export type { TaskLimits } from '../cgroup/limits.js';
-import type { TaskLimits } from '../cgroup/limits.js';
-
 export interface ExitStatus {
   readonly exitCode: number;
   /** Signal number when the command died of one (0 otherwise). */
@@ -30,13 +26,15 @@ export interface LaunchRequest {
   readonly stderrPath: string;
   /** Nomad's network namespace for the group (`/var/run/netns/<alloc>`); host network when absent. */
   readonly networkNamespace?: string;
-  /** The limits written to the task's cgroup (already applied by the driver; runc re-applies them). */
-  readonly limits?: TaskLimits;
   /** The task's cgroup, which the task must be in before its command starts. */
   readonly cgroup: CgroupPlacement;
 }
 
-/** Where the task's processes go: the driver created the cgroup; the runtime puts the task in it. */
+/**
+ * Where the task's processes go. The driver owns the cgroup (driver/task-cgroup.ts): it made
+ * it and wrote every limit, and it reads, kills and removes it; the runtime only puts the task
+ * in it before the command starts, and writes no limit (but `cpusetCpusAtPath`).
+ */
 export interface CgroupPlacement {
   /** The cgroup path as runc's `cgroupsPath` takes it: absolute from each hierarchy's root. */
   readonly path: string;
@@ -44,6 +42,12 @@ export interface CgroupPlacement {
   readonly join: (pid: number) => Promise<void>;
   /** True when a process is in this cgroup: checked before the sandbox's init is signalled. */
   readonly contains: (pid: number) => boolean;
+  /**
+   * cgroups v1, a task with reserved cores whose cpuset cgroup is not at `path` (Nomad's
+   * `reserve` partition): its CPU list, for a runtime that joins `cpuset/<path>` instead and
+   * makes that directory itself (runc), so it writes the list there. Absent otherwise.
+   */
+  readonly cpusetCpusAtPath?: string;
 }
 
 /**

@@ -7,28 +7,17 @@
  * on a per-task file, so the sandbox's pid and the exit code are on disk even when the plugin
  * is not running.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { removeFile, writeTextFile } from '../../host/fs.js';
-import { childPids, executableOf, fdTarget, processGroupOf, processStartTime, signalProcess } from '../../host/proc.js';
-import {
-  initIsOurs,
-  killMonitor,
-  LAUNCH_REPORT_TIMEOUT_MS,
-  monitorIsOurs,
-  resolvedPath,
-  waitForValue,
-  watchDetachedExit,
-  watchSpawned,
-  type SpawnedMonitor,
-  type TaskProcesses,
-} from '../detached-exit.js';
-import { signalThenKill } from '../stop.js';
-import { createFile, giveFifoTo, logSinkOpeners, openAll, readFile } from '../../host/task-files.js';
+import { childPids, executableOf, fdTarget, processGroupOf, signalProcess } from '../../host/proc.js';
+import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, resolvedPath, waitForValue, type TaskProcesses } from '../detached-exit.js';
+import { DetachedTask, exitStatusFromCode, killOwned, launchedPids, type MonitorExit, readRecord, recoveredExit, spawnMonitor } from '../detached-task.js';
+import { createFile, giveFifoTo, logSinkOpeners, openAll } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs, splitArgsForFd } from './argv.js';
@@ -95,22 +84,23 @@ export class BwrapRuntime implements Runtime {
     // the task opens them by name too (/dev/stdout, /proc/self/fd/2): make them its user's
     if (!asRoot) await Promise.all([giveFifoTo(stdout, request.process.uid), giveFifoTo(stderr, request.process.uid)]);
     const { program, argv, asUser } = this.command(request, bwrapArgv);
-    let child: ChildProcess;
-    let monitor: SpawnedMonitor;
-    try {
-      child = spawn(program, argv, {
-        detached: true, // own session and process group: survives the plugin, gets no terminal signals
+    const {
+      child,
+      pid,
+      exited: exitedRaw,
+    } = await spawnMonitor(
+      {
+        program,
+        args: argv,
         // fd 4: a pipe bwrap waits on before the command starts (cgroup placement, below);
         // fd 5: a pipe bwrap reads its options from (splitArgsForFd)
         stdio: ['ignore', stdout.fd, stderr.fd, status.fd, 'pipe', 'pipe'],
         env: {}, // bwrap's own environment; the task gets only --setenv values
         ...asUser,
-      });
-      // before any await: a bwrap that fails at once must not exit unheard
-      monitor = watchSpawned(child);
-    } finally {
-      await Promise.all([stdout.close(), stderr.close(), status.close()]);
-    }
+        missingFix: 'install bubblewrap or set runtime = "runc"',
+      },
+      [stdout, stderr, status],
+    );
     const pipes = child.stdio as readonly unknown[];
     const block = pipes[BLOCK_FD] as Writable | null;
     const argsPipe = pipes[ARGS_FD] as Writable | null;
@@ -122,18 +112,7 @@ export class BwrapRuntime implements Runtime {
       block?.destroy();
       argsPipe?.destroy();
     };
-    const pid = child.pid;
-    if (pid === undefined) {
-      const error = await monitor.spawnError;
-      closePipes();
-      throw failure('launch task', `cannot run ${program}: ${error.message}`, {
-        code: 'failed_precondition',
-        fix: 'install bubblewrap or set runtime = "runc"',
-      });
-    }
-    child.unref();
     argsPipe?.end(argsData);
-    const exitedRaw = monitor.exited;
     const exited = exitedRaw.then(async ({ code, signal }) => exitStatusOf(await readStatus(statusPath), code, signal));
 
     // bwrap reports the sandbox init's pid as soon as it cloned it; the init then sets up the
@@ -154,12 +133,7 @@ export class BwrapRuntime implements Runtime {
       closePipes();
       throw await this.sandboxFailure(request, exitedRaw);
     }
-    const processes = bwrapProcesses(
-      { pid, pidStartTime: processStartTime(pid) ?? 0, initPid, initStartTime: processStartTime(initPid) ?? 0 },
-      request.stateDir,
-      cgroup.contains,
-      this.bwrapPath,
-    );
+    const processes = bwrapProcesses(launchedPids(pid, initPid), request.stateDir, cgroup.contains, this.bwrapPath);
     const task = new BwrapTask(processes, new Date(), exited, request.stateDir);
     // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
     // command, which inherits the cgroup (the bwrap monitor itself stays outside)
@@ -206,7 +180,7 @@ export class BwrapRuntime implements Runtime {
    * error again (`bwrap: Can't find source path …`), or, when the setup succeeds now, the
    * failed exec of the command itself (its `#!` interpreter missing from the closure, say).
    */
-  private async sandboxFailure(request: LaunchRequest, exitedRaw: Promise<{ code: number | null; signal: NodeJS.Signals | null }>): Promise<Error> {
+  private async sandboxFailure(request: LaunchRequest, exitedRaw: Promise<MonitorExit>): Promise<Error> {
     const { code, signal } = await exitedRaw;
     const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
     const probe = await this.probe(request).catch(() => undefined);
@@ -232,8 +206,8 @@ export class BwrapRuntime implements Runtime {
     return failure('launch task', `bubblewrap ${how} while setting up the sandbox, before the command ran: ${probe}`, { code: 'failed_precondition', fix });
   }
 
-  /** bwrap's stderr (its error lines) when it sets up `request`'s sandbox to run a program that does not exist there. */
-  private async probe(request: LaunchRequest): Promise<string> {
+  /** bwrap's error lines when it sets up `request`'s sandbox to run a program that does not exist there; undefined when it wrote none. */
+  private async probe(request: LaunchRequest): Promise<string | undefined> {
     const args = renderBwrapArgs(
       request.plan,
       { ...request.process, argv: [PROBE_PROGRAM], env: {} },
@@ -253,8 +227,7 @@ export class BwrapRuntime implements Runtime {
       .map((l) => l.trim())
       .filter((l) => l !== '');
     const message = lines.filter((l) => /^(bwrap|nsenter):/.test(l)).join('; ');
-    if (message === '') throw new Error('no message');
-    return message;
+    return message === '' ? undefined : message;
   }
 }
 
@@ -285,22 +258,12 @@ export async function recoverBwrapTask(record: RecoveryRecord, bwrapPath: string
   const statusPath = join(record.stateDir, STATUS_FILE);
   const processes = bwrapProcesses(record, record.stateDir, record.inTaskCgroup, bwrapPath);
   const recorded = async () => (await readStatus(statusPath)).exitCode;
-  if (!monitorIsOurs(processes) && (await recorded()) === undefined) {
-    throw failure('recover task', `its bubblewrap process ${record.pid} is gone (or is not this task's bwrap) and recorded no exit status in ${statusPath}`, {
-      code: 'not_found',
-      fix: "check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again",
-    });
-  }
-  const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) =>
-    exitStatusOf({ ...(code === undefined ? {} : { exitCode: code }) }, code === undefined ? 137 : null, null),
+  const { exited } = await recoveredExit(
+    processes,
+    recorded,
+    `its bubblewrap process ${record.pid} is gone (or is not this task's bwrap) and recorded no exit status in ${statusPath}`,
   );
   return new BwrapTask(processes, record.startedAt, exited, record.stateDir);
-}
-
-/** SIGKILL to the sandbox's init (its pid namespace dies with it) and the monitor, each only when provably the task's. */
-function killOwned(processes: TaskProcesses): void {
-  if (initIsOurs(processes)) signalProcess(processes.initPid, 'SIGKILL');
-  if (monitorIsOurs(processes)) signalProcess(processes.pid, 'SIGKILL');
 }
 
 /**
@@ -333,12 +296,8 @@ async function endedWithoutCommand(exitedRaw: Promise<unknown>, statusPath: stri
   return ended && (await readStatus(statusPath)).exitCode === undefined;
 }
 
-async function readStatus(path: string) {
-  try {
-    return parseBwrapStatus(await readFile(path, 'utf8'));
-  } catch {
-    return {};
-  }
+async function readStatus(path: string): Promise<{ childPid?: number; exitCode?: number }> {
+  return (await readRecord(path, parseBwrapStatus)) ?? {};
 }
 
 /**
@@ -346,8 +305,7 @@ async function readStatus(path: string) {
  * bwrap reports that number as `exit-code`.
  */
 export function exitStatusOf(status: { exitCode?: number }, code: number | null, signal: NodeJS.Signals | null): ExitStatus {
-  const exitCode = status.exitCode ?? code ?? 128 + signalNumber(signal);
-  return { exitCode, signal: exitCode > 128 && exitCode < 128 + 65 ? exitCode - 128 : 0, oomKilled: false };
+  return exitStatusFromCode(status.exitCode ?? code ?? 128 + signalNumber(signal));
 }
 
 function signalNumber(signal: NodeJS.Signals | null): number {
@@ -356,23 +314,15 @@ function signalNumber(signal: NodeJS.Signals | null): number {
   return table[signal] ?? 0;
 }
 
-class BwrapTask implements LaunchedTask {
-  readonly pid: number;
-  readonly pidStartTime: number;
-  readonly initPid: number;
-  readonly initStartTime: number;
-
+class BwrapTask extends DetachedTask {
   constructor(
-    private readonly processes: TaskProcesses,
-    readonly startedAt: Date,
-    readonly exited: Promise<ExitStatus>,
+    processes: TaskProcesses,
+    startedAt: Date,
+    exited: Promise<ExitStatus>,
     /** The task's state dir (root-only): exec spec files go there. */
     private readonly stateDir: string,
   ) {
-    this.pid = processes.pid;
-    this.pidStartTime = processes.pidStartTime;
-    this.initPid = processes.initPid;
-    this.initStartTime = processes.initStartTime;
+    super(processes, startedAt, exited);
   }
 
   /**
@@ -388,23 +338,6 @@ class BwrapTask implements LaunchedTask {
     return delivered;
   }
 
-  stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
-    return signalThenKill(
-      () => this.signal(signal),
-      () => this.killAll(),
-      this.exited,
-      timeoutMs,
-    );
-  }
-
-  async kill(): Promise<ExitStatus> {
-    this.killAll();
-    return this.exited;
-  }
-
-  /** bwrap keeps no state of its own beyond the status file in the task's state dir. */
-  async dispose(): Promise<void> {}
-
   /**
    * nsenter and friends from util-linux join the sandbox from outside (runtime/bwrap/exec.ts);
    * the helper's spec (cwd, environment, command) goes in a 0600 file of the task's state dir,
@@ -417,8 +350,8 @@ class BwrapTask implements LaunchedTask {
     return { ...command, cleanup: () => removeFile(specFile) };
   }
 
-  /** SIGKILL to the sandbox's init ends its pid namespace, so every task process dies with it. */
-  private killAll(): void {
+  /** SIGKILL to the sandbox's init (its pid namespace dies with it) and to bwrap, each only when provably the task's. */
+  protected override killAll(): void {
     killOwned(this.processes);
   }
 }

@@ -14,7 +14,7 @@ import { failure, quote } from '../../errors.js';
 import { absolutePathProblem, isWithin } from '../../paths.js';
 import type { MountOp, RootPlan } from '../../rootfs/plan.js';
 import { validateProcessSpec, type ProcessSpec } from '../process-spec.js';
-import type { TaskLimits } from '../runtime.js';
+import type { TaskLimits } from '../../cgroup/limits.js';
 import type { OciDeviceRule, OciMount, OciNamespace, OciResources, OciSpec } from './oci-types.js';
 import { defaultSeccompProfile } from './seccomp.js';
 

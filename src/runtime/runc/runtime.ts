@@ -4,27 +4,15 @@
  * (runc/monitor.ts) runs `runc run` in the foreground so the exit code is on disk even when
  * the plugin is not running. runc starts as root and switches to the task user itself.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { runCommand } from '../../host/exec.js';
 import { createDirectory, createSymlink, entryKind, removeFile, writeTextFile } from '../../host/fs.js';
-import { commandLineOf, processStartTime, signalProcess } from '../../host/proc.js';
-import {
-  initIsOurs,
-  killMonitor,
-  LAUNCH_REPORT_TIMEOUT_MS,
-  monitorIsOurs,
-  resolvedPath,
-  waitForValue,
-  watchDetachedExit,
-  watchSpawned,
-  type SpawnedMonitor,
-  type TaskProcesses,
-} from '../detached-exit.js';
-import { signalThenKill } from '../stop.js';
+import { commandLineOf, signalProcess } from '../../host/proc.js';
+import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, resolvedPath, waitForValue, type TaskProcesses } from '../detached-exit.js';
+import { DetachedTask, exitStatusFromCode, killOwned, launchedPids, readRecord, recoveredExit, spawnMonitor } from '../detached-task.js';
 import { RUNC_ENV } from './runc-env.js';
 import { logSinkOpeners, openAll, readFile } from '../../host/task-files.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
@@ -71,12 +59,13 @@ export class RuncRuntime implements Runtime {
     const containerId = request.key;
     const { config, rootfsEntries } = renderOciConfig(request.plan, request.process, {
       initPath,
-      // runc joins the cgroup the driver prepared (and re-applies the limits) before the
-      // container's init starts
+      // runc joins the cgroup the driver made and limited before the container's init
+      // starts, and writes no limit there (driver/task-cgroup.ts): only reserved cores on v1,
+      // into the cpuset directory runc makes itself
       cgroupsPath: request.cgroup.path,
       arch: process.arch,
       ...(request.networkNamespace === undefined ? {} : { networkNamespace: request.networkNamespace }),
-      ...(request.limits === undefined ? {} : { limits: request.limits }),
+      ...(request.cgroup.cpusetCpusAtPath === undefined ? {} : { limits: { cpusetCpus: request.cgroup.cpusetCpusAtPath } }),
     });
     const rootfs = join(bundle, ROOTFS_DIR);
     await createDirectory(rootfs, 0o755);
@@ -88,29 +77,16 @@ export class RuncRuntime implements Runtime {
 
     // all or none: a failed open closes the other (openAll)
     const [stdout, stderr] = (await openAll(logSinkOpeners(request.stdoutPath, request.stderrPath))) as [FileHandle, FileHandle];
-    let child: ChildProcess;
-    let monitor: SpawnedMonitor;
-    try {
-      child = spawn(shellPath, monitorArgs(runcPath, runcRoot, bundle, containerId), {
-        detached: true, // own session: survives the plugin, gets no terminal signals
+    const { pid, exited: monitorExited } = await spawnMonitor(
+      {
+        program: shellPath,
+        args: monitorArgs(runcPath, runcRoot, bundle, containerId),
         stdio: ['ignore', stdout.fd, stderr.fd],
-        env: { ...RUNC_ENV },
-      });
-      // before any await: a monitor that fails at once must not exit unheard
-      monitor = watchSpawned(child);
-    } finally {
-      await Promise.all([stdout.close(), stderr.close()]);
-    }
-    const pid = child.pid;
-    if (pid === undefined) {
-      const error = await monitor.spawnError;
-      throw failure('launch task', `cannot run ${shellPath}: ${error.message}`, {
-        code: 'failed_precondition',
-        fix: 'install a POSIX shell at /bin/sh on the client',
-      });
-    }
-    child.unref();
-    const monitorExited = monitor.exited;
+        env: RUNC_ENV,
+        missingFix: 'install a POSIX shell at /bin/sh on the client',
+      },
+      [stdout, stderr],
+    );
     const exited = monitorExited.then(async ({ code }) => exitStatusOf(await readExitCode(bundle), code));
 
     // runc writes the container init's pid file once the container started
@@ -135,12 +111,7 @@ export class RuncRuntime implements Runtime {
         fix: "see `nomad alloc logs -stderr` and the plugin log for runc's messages",
       });
     }
-    const processes = this.processes(
-      { pid, pidStartTime: processStartTime(pid) ?? 0, initPid, initStartTime: processStartTime(initPid) ?? 0 },
-      bundle,
-      containerId,
-      request.cgroup.contains,
-    );
+    const processes = this.processes(launchedPids(pid, initPid), bundle, containerId, request.cgroup.contains);
     return new RuncTask(processes, new Date(), exited, () => this.deleteContainer(containerId), { runcPath, runcRoot, bundle, containerId });
   }
 
@@ -173,18 +144,11 @@ export class RuncRuntime implements Runtime {
    */
   async recover(record: RecoveryRecord): Promise<LaunchedTask> {
     const processes = this.processes(record, record.stateDir, record.key, record.inTaskCgroup);
-    const recorded = () => readExitCode(record.stateDir);
-    if (!monitorIsOurs(processes) && (await recorded()) === undefined) {
-      throw failure(
-        'recover task',
-        `its runc monitor ${record.pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, EXIT_FILE)}`,
-        {
-          code: 'not_found',
-          fix: "check the task's logs (nomad alloc logs -stderr) for why it ended while the plugin was down; Nomad starts it again",
-        },
-      );
-    }
-    const exited = watchDetachedExit(() => monitorIsOurs(processes), recorded).then((code) => exitStatusOf(code, null));
+    const { exited } = await recoveredExit(
+      processes,
+      () => readExitCode(record.stateDir),
+      `its runc monitor ${record.pid} is gone (or is not this task's monitor) and recorded no exit status in ${join(record.stateDir, EXIT_FILE)}`,
+    );
     const { runcPath, runcRoot } = this.options;
     return new RuncTask(processes, record.startedAt, exited, () => this.deleteContainer(record.key), {
       runcPath,
@@ -196,9 +160,7 @@ export class RuncRuntime implements Runtime {
 
   /** SIGKILLs a forgotten task's init and monitor, each only when provably the task's own. */
   killOrphan(record: RecoveryRecord): void {
-    const processes = this.processes(record, record.stateDir, record.key, record.inTaskCgroup);
-    if (initIsOurs(processes)) signalProcess(processes.initPid, 'SIGKILL');
-    if (monitorIsOurs(processes)) signalProcess(processes.pid, 'SIGKILL');
+    killOwned(this.processes(record, record.stateDir, record.key, record.inTaskCgroup));
   }
 
   forget(key: string): Promise<void> {
@@ -216,20 +178,12 @@ export class RuncRuntime implements Runtime {
   }
 }
 
-async function readExitCode(bundle: string): Promise<number | undefined> {
-  try {
-    return parseExitFile(await readFile(join(bundle, EXIT_FILE), 'utf8'));
-  } catch {
-    return undefined;
-  }
+function readExitCode(bundle: string): Promise<number | undefined> {
+  return readRecord(join(bundle, EXIT_FILE), parseExitFile);
 }
 
-async function readPid(bundle: string): Promise<number | undefined> {
-  try {
-    return parsePidFile(await readFile(join(bundle, PID_FILE), 'utf8'));
-  } catch {
-    return undefined;
-  }
+function readPid(bundle: string): Promise<number | undefined> {
+  return readRecord(join(bundle, PID_FILE), parsePidFile);
 }
 
 /**
@@ -237,8 +191,7 @@ async function readPid(bundle: string): Promise<number | undefined> {
  * command died of signal N (and runc reports 128+9 when tini itself was SIGKILLed).
  */
 export function exitStatusOf(recorded: number | undefined, monitorCode: number | null): ExitStatus {
-  const exitCode = recorded ?? monitorCode ?? 137;
-  return { exitCode, signal: exitCode > 128 && exitCode < 128 + 65 ? exitCode - 128 : 0, oomKilled: false };
+  return exitStatusFromCode(recorded ?? monitorCode ?? 137);
 }
 
 /** What `runc exec` needs to find the task's container. */
@@ -249,27 +202,15 @@ interface RuncContainer {
   readonly containerId: string;
 }
 
-class RuncTask implements LaunchedTask {
-  readonly pid: number;
-  readonly pidStartTime: number;
-  readonly initPid: number;
-  readonly initStartTime: number;
-
+class RuncTask extends DetachedTask {
   constructor(
-    private readonly processes: TaskProcesses,
-    readonly startedAt: Date,
-    private readonly monitorExited: Promise<ExitStatus>,
+    processes: TaskProcesses,
+    startedAt: Date,
+    exited: Promise<ExitStatus>,
     private readonly cleanup: () => Promise<void>,
     private readonly container: RuncContainer,
   ) {
-    this.pid = processes.pid;
-    this.pidStartTime = processes.pidStartTime;
-    this.initPid = processes.initPid;
-    this.initStartTime = processes.initStartTime;
-  }
-
-  get exited(): Promise<ExitStatus> {
-    return this.monitorExited;
+    super(processes, startedAt, exited);
   }
 
   /** tini (the container's init) forwards the signal to the command's process group. */
@@ -277,24 +218,8 @@ class RuncTask implements LaunchedTask {
     return initIsOurs(this.processes) && signalProcess(this.initPid, signal);
   }
 
-  stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitStatus> {
-    return signalThenKill(
-      () => this.signal(signal),
-      () => this.killAll(),
-      this.exited,
-      timeoutMs,
-    );
-  }
-
-  async kill(): Promise<ExitStatus> {
-    this.killAll();
-    const status = await this.exited;
-    await this.cleanup();
-    return status;
-  }
-
   /** `runc run --keep` leaves the container's record (and cgroup) for the driver to read: delete it. */
-  async dispose(): Promise<void> {
+  override async dispose(): Promise<void> {
     await this.cleanup();
   }
 
@@ -312,10 +237,5 @@ class RuncTask implements LaunchedTask {
       env: { ...RUNC_ENV },
       cleanup: () => removeFile(processFile),
     };
-  }
-
-  /** SIGKILL of the container's init ends its pid namespace, so every task process dies with it. */
-  private killAll(): void {
-    if (initIsOurs(this.processes)) signalProcess(this.initPid, 'SIGKILL');
   }
 }
