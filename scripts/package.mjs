@@ -20,7 +20,7 @@ import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = process.env.NOMAD_DRIVER_NIX_RELEASE_DIR ?? join(root, 'build', 'release');
-const work = join(root, 'build', 'sea');
+const work = join(out, '.work');
 const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const arch = { x64: 'amd64', arm64: 'arm64' }[process.arch] ?? process.arch;
 
@@ -162,4 +162,5 @@ const sum = createHash('sha256')
   .update(readFileSync(join(out, tarball)))
   .digest('hex');
 writeFileSync(join(out, 'SHA256SUMS'), `${sum}  ${tarball}\n`);
+rmSync(work, { recursive: true, force: true });
 console.log(`release: ${join(out, tarball)}\nchecksums: ${join(out, 'SHA256SUMS')}`);
