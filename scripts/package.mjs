@@ -40,6 +40,16 @@ for (const [path, fix] of [
   if (!existsSync(path)) die(`failed to package the plugin: ${path} is missing; fix: ${fix}`);
 }
 
+// The node that becomes the plugin: this one, or NOMAD_DRIVER_NIX_SEA_NODE (same version: it
+// also writes the blob). It must carry the SEA fuse itself: nodejs.org's and NodeSource's
+// builds do; Debian's nodejs is a small executable linking libnode.so, which cannot.
+const FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+const seaNode = process.env.NOMAD_DRIVER_NIX_SEA_NODE ?? process.execPath;
+if (!readFileSync(seaNode).includes(FUSE))
+  die(
+    `failed to package the plugin: ${seaNode} is not a node that can become a single executable (no ${FUSE} in it; Debian's nodejs keeps node in libnode.so); fix: install node from nodejs.org or NodeSource and run with it, or point NOMAD_DRIVER_NIX_SEA_NODE at one of the same version`,
+  );
+
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 mkdirSync(out, { recursive: true });
@@ -131,18 +141,11 @@ const run = (file, args) => {
   const result = spawnSync(file, args, { stdio: 'inherit', cwd: work });
   if (result.status !== 0) die(`failed to run ${file} ${args.join(' ')}: ${result.error?.message ?? `exit ${result.status}`}`);
 };
-run(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')]);
+run(seaNode, ['--experimental-sea-config', join(work, 'sea-config.json')]);
 const exe = join(work, 'nix');
-copyFileSync(process.execPath, exe);
+copyFileSync(seaNode, exe);
 chmodSync(exe, 0o755);
-run(process.execPath, [
-  join(root, 'node_modules', 'postject', 'dist', 'cli.js'),
-  exe,
-  'NODE_SEA_BLOB',
-  join(work, 'sea-prep.blob'),
-  '--sentinel-fuse',
-  'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
-]);
+run(process.execPath, [join(root, 'node_modules', 'postject', 'dist', 'cli.js'), exe, 'NODE_SEA_BLOB', join(work, 'sea-prep.blob'), '--sentinel-fuse', FUSE]);
 renameSync(exe, join(out, 'nix'));
 console.log(`single-file plugin: ${join(out, 'nix')} (${(statSync(join(out, 'nix')).size / 2 ** 20).toFixed(1)} MiB)`);
 
