@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -56,12 +56,84 @@ describe('the release', () => {
         .trim()
         .split('\n')
         .map((line) => {
-          const [mode, owner, , , , , name] = line.split(/\s+/);
+          const [mode, owner, , , , name] = line.split(/\s+/);
           return `${mode} ${owner} ${name}`;
         }),
       [`drwxr-xr-x 0/0 ${RELEASE}/`, `-rwxr-xr-x 0/0 ${RELEASE}/install-service.sh`, `-rwxr-xr-x 0/0 ${RELEASE}/nix`, `-rw-r--r-- 0/0 ${RELEASE}/nix.hcl`],
     );
   });
+});
+
+describe('the single file unpacks its files into ${TMPDIR}/nomad-driver-nix-<uid>/<version>-<hash>/, a directory of its own', () => {
+  let tmp: string;
+  before(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'nix-e2e-unpack-'));
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  /** Runs `nix` without the magic cookie: it unpacks, then says it is a plugin and exits 1. */
+  const runIn = (dir: string) => spawnSync(join(releaseDir, 'nix'), [], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, TMPDIR: dir } });
+
+  it('lays out proto/, dist/native/nix-exec and pty.node, private to root, and reuses them on the next start', () => {
+    const dir = mkdtempSync(join(tmp, 'fresh-'));
+    const first = runIn(dir);
+    assert.equal(first.status, 1, first.stderr);
+    assert.match(first.stderr, /^This binary is a plugin: the Nix task driver for HashiCorp Nomad\./m);
+    const base = join(dir, 'nomad-driver-nix-0');
+    const versions = readdirSync(base);
+    assert.equal(versions.length, 1, versions.join(' '));
+    assert.match(versions[0] ?? '', new RegExp(`^${version.replaceAll('.', '\\.')}-[0-9a-f]{16}$`));
+    const root = join(base, versions[0] ?? '');
+    const mode = (path: string) => (statSync(join(root, path)).mode & 0o7777).toString(8);
+    assert.equal((statSync(base).mode & 0o7777).toString(8), '700');
+    assert.deepEqual(
+      ['.', 'pty.node', 'dist', 'dist/native', 'dist/native/nix-exec', 'proto/plugins/drivers/proto/driver.proto'].map((p) => `${p} ${mode(p)}`),
+      ['. 700', 'pty.node 755', 'dist 700', 'dist/native 700', 'dist/native/nix-exec 755', 'proto/plugins/drivers/proto/driver.proto 644'],
+    );
+    assert.deepEqual(readFileSync(join(root, 'dist/native/nix-exec')), readFileSync(join(REPO_ROOT, 'dist/native/nix-exec')));
+    const inode = statSync(join(root, 'pty.node')).ino;
+    assert.equal(runIn(dir).status, 1);
+    assert.equal(statSync(join(root, 'pty.node')).ino, inode, 'unpacked once');
+  });
+
+  for (const [what, squat] of [
+    [
+      'owned by another user',
+      (base: string) => {
+        mkdirSync(base, { mode: 0o700 });
+        chownSync(base, 65534, 65534);
+        return 'mode 700, owner 65534';
+      },
+    ],
+    [
+      'writable by others',
+      (base: string) => {
+        mkdirSync(base);
+        chmodSync(base, 0o777);
+        return 'mode 777, owner 0';
+      },
+    ],
+    [
+      'a symbolic link',
+      (base: string) => {
+        symlinkSync(mkdtempSync(join(tmp, 'elsewhere-')), base);
+        return 'a symbolic link';
+      },
+    ],
+  ] as const)
+    it(`refuses a ${'${TMPDIR}'}/nomad-driver-nix-0 ${what}, writes nothing into it and does not start`, () => {
+      const dir = mkdtempSync(join(tmp, 'squatted-'));
+      const base = join(dir, 'nomad-driver-nix-0');
+      const found = squat(base);
+      const result = runIn(dir);
+      assert.equal(result.status, 1);
+      assert.deepEqual(JSON.parse(result.stderr.trim().split('\n')[0] ?? ''), {
+        '@level': 'error',
+        '@message': `failed to unpack the plugin's files: ${JSON.stringify(base)} is not a private directory of uid 0 (found ${found}); fix: remove ${JSON.stringify(base)} or point TMPDIR at a directory of the agent's own (in the agent's environment: Environment=TMPDIR=… in its systemd unit)`,
+        '@module': 'nix',
+      });
+      assert.deepEqual(readdirSync(base), []);
+    });
 });
 
 /** Pids whose executable is `path` (the plugin runs as the file itself: no interpreter, no wrapper). */

@@ -165,7 +165,11 @@ install_conffile "$WORK/nomad.hcl" /etc/nomad.d/nomad.hcl
 } >"$WORK/nix.hcl"
 install_conffile "$WORK/nix.hcl" /etc/nomad.d/nix.hcl
 
+before_plugin="$CHANGED"
+CHANGED=0
 install_file 0755 "$PLUGIN" /opt/nomad/plugins/nix
+PLUGIN_CHANGED="$CHANGED"
+[ "$before_plugin" = 0 ] || CHANGED=1
 
 # HashiCorp's nomad.service (the nomad package's), with the binary found above and
 # Delegate=yes: Nomad makes the tasks' cgroups below its own slice (cgroups v2).
@@ -207,7 +211,34 @@ if [ ! -d /run/systemd/system ]; then
 fi
 systemctl daemon-reload
 systemctl enable --quiet nomad
-if [ "$CHANGED" = 1 ]; then systemctl restart nomad; else systemctl start nomad; fi
+if [ "$PLUGIN_CHANGED" = 1 ]; then
+  # A restarted agent reattaches to the plugin process it left running (tasks outlive both),
+  # which is still the old file: stop Nomad, end that plugin (SIGTERM: it exits, its tasks keep
+  # running and the new plugin recovers them), start Nomad, which launches the new file.
+  systemctl stop nomad
+  old_plugins=""
+  for exe in /proc/[0-9]*/exe; do
+    if [ "$(readlink "$exe" 2>/dev/null)" = "/opt/nomad/plugins/nix (deleted)" ]; then
+      pid="${exe#/proc/}"
+      old_plugins="$old_plugins ${pid%/exe}"
+    fi
+  done
+  if [ -n "$old_plugins" ]; then
+    echo "ending the old plugin:$old_plugins"
+    # shellcheck disable=SC2086
+    kill -TERM $old_plugins 2>/dev/null || true
+    for _ in $(seq 1 20); do
+      # shellcheck disable=SC2086
+      kill -0 $old_plugins 2>/dev/null || break
+      sleep 0.5
+    done
+  fi
+  systemctl start nomad
+elif [ "$CHANGED" = 1 ]; then
+  systemctl restart nomad
+else
+  systemctl start nomad
+fi
 export NOMAD_ADDR="${NOMAD_ADDR:-http://127.0.0.1:4646}"
 for _ in $(seq 1 90); do
   if "$NOMAD_BIN" node status -self -verbose 2>/dev/null | grep -q 'driver.nix.runtime'; then

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -217,6 +217,85 @@ describe('install-service.sh from the unpacked release tarball, away from this c
     assert.equal(result.status, 0, result.stderr);
     assert.deepEqual(readFileSync(join(root, 'opt/nomad/plugins/nix')), readFileSync(fakePlugin));
     assert.ok(readFileSync(join(root, 'etc/nomad.d/nix.hcl'), 'utf8').endsWith(PLUGIN_HCL));
+  });
+});
+
+describe('install-service.sh on a systemd host (a private mount namespace over /opt, /etc and /run, a fake systemctl)', () => {
+  /**
+   * Runs the script without --prefix inside `unshare --mount`, with tmpfs over the directories
+   * it writes and a systemctl that logs its arguments; `setup` runs there first. Returns the
+   * script's result, systemctl's calls, and what `after` printed.
+   */
+  function onSystemdHost(setup: string, args: readonly string[], after = '') {
+    const log = join(work, `systemctl-${randomInt(1e9)}.log`);
+    const bin = mkdtempSync(join(work, 'bin-'));
+    chmodSync(bin, 0o755);
+    writeFileSync(join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> ${log}\n`, { mode: 0o755 });
+    writeFileSync(log, '');
+    const script = [
+      'set -e',
+      'for d in /opt /etc/nomad.d /etc/systemd/system /usr/local/bin /run; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"; done',
+      'mkdir -p /run/systemd/system',
+      setup,
+      `set +e; PATH=${bin}:$PATH bash ${SCRIPT} ${args.join(' ')}; status=$?; set -e`,
+      after,
+      'exit $status',
+    ].join('\n');
+    const result = spawnSync('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', script], { encoding: 'utf8', timeout: 120_000 });
+    return { status: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '', calls: readFileSync(log, 'utf8').trim().split('\n') };
+  }
+
+  // a nomad that answers the script's readiness check
+  const fakeAgent = (release = '1') => {
+    const path = join(work, `nomad-agent-${randomInt(1e9)}`);
+    writeFileSync(path, `#!/bin/sh\n# release ${release}\necho "driver.nix.runtime = bwrap"\n`, { mode: 0o755 });
+    return path;
+  };
+
+  it('a fresh install: daemon-reload, enable, stop, start (no old plugin to end), and waits for the driver', () => {
+    const result = onSystemdHost('', ['--plugin', tarball, '--nomad', fakeAgent()]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(result.calls, ['daemon-reload', 'enable --quiet nomad', 'stop nomad', 'start nomad']);
+    assert.doesNotMatch(result.stdout, /ending the old plugin/);
+    assert.match(result.stdout, /^driver\.nix\.runtime = bwrap$/m);
+  });
+
+  it('a new Nomad binary, the same plugin: restart', () => {
+    const result = onSystemdHost(`PATH=/usr/bin:/bin bash ${SCRIPT} --plugin ${tarball} --nomad ${fakeAgent()} --prefix / >/dev/null 2>&1 || true`, [
+      '--plugin',
+      tarball,
+      '--nomad',
+      fakeAgent('2'),
+    ]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(result.calls, ['daemon-reload', 'enable --quiet nomad', 'restart nomad']);
+  });
+
+  it('nothing changed: start (a no-op when running), no restart', () => {
+    const agent = fakeAgent();
+    const result = onSystemdHost(`PATH=/usr/bin:/bin bash ${SCRIPT} --plugin ${tarball} --nomad ${agent} --prefix / >/dev/null 2>&1 || true`, [
+      '--plugin',
+      tarball,
+      '--nomad',
+      agent,
+    ]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(result.calls, ['daemon-reload', 'enable --quiet nomad', 'start nomad']);
+  });
+
+  it('a new plugin: stops Nomad, ends the old plugin process with SIGTERM (Nomad would reattach to it), starts Nomad', () => {
+    const agent = fakeAgent();
+    const newer = join(work, 'plugin-newest');
+    copyFileSync('/bin/true', newer);
+    const result = onSystemdHost(
+      ['mkdir -p /opt/nomad/plugins', 'cp /bin/sleep /opt/nomad/plugins/nix', '/opt/nomad/plugins/nix 300 &', 'old=$!', 'sleep 0.5'].join('\n'),
+      ['--plugin', newer, '--nomad', agent],
+      'code=0; wait $old || code=$?; echo "old plugin exit $code"',
+    );
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(result.calls, ['daemon-reload', 'enable --quiet nomad', 'stop nomad', 'start nomad']);
+    assert.match(result.stdout, /^ending the old plugin: \d+$/m);
+    assert.match(result.stdout, /^old plugin exit 143$/m);
   });
 });
 
