@@ -212,9 +212,10 @@ fi
 systemctl daemon-reload
 systemctl enable --quiet nomad
 if [ "$PLUGIN_CHANGED" = 1 ]; then
-  # A restarted agent reattaches to the plugin process it left running (tasks outlive both),
-  # which is still the old file: stop Nomad, end that plugin (SIGTERM: it exits, its tasks keep
-  # running and the new plugin recovers them), start Nomad, which launches the new file.
+  # A clean stop of Nomad ends its plugins; a plugin left running by an agent that died
+  # (crash, SIGKILL, OOM kill) would be reattached to by the next agent, and it is still the
+  # old file. So: stop Nomad, end any such plugin (SIGTERM: it exits, its tasks keep running
+  # and the new plugin recovers them), start Nomad, which launches the new file.
   systemctl stop nomad
   old_plugins=""
   for exe in /proc/[0-9]*/exe; do

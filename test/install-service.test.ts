@@ -283,7 +283,7 @@ describe('install-service.sh on a systemd host (a private mount namespace over /
     assert.deepEqual(result.calls, ['daemon-reload', 'enable --quiet nomad', 'start nomad']);
   });
 
-  it('a new plugin: stops Nomad, ends the old plugin process with SIGTERM (Nomad would reattach to it), starts Nomad', () => {
+  it('a new plugin: stops Nomad, ends an old plugin process left running (the next agent would reattach to it) with SIGTERM, starts Nomad', () => {
     const agent = fakeAgent();
     const newer = join(work, 'plugin-newest');
     copyFileSync('/bin/true', newer);
