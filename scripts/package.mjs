@@ -40,14 +40,14 @@ for (const [path, fix] of [
   if (!existsSync(path)) die(`failed to package the plugin: ${path} is missing; fix: ${fix}`);
 }
 
-// The node that becomes the plugin: this one, or NOMAD_DRIVER_NIX_SEA_NODE (same version: it
-// also writes the blob). It must carry the SEA fuse itself: nodejs.org's and NodeSource's
+// The node that becomes the plugin: this one, or NOMAD_DRIVER_NIX_SEA_NODE (20.12 or newer,
+// for SEA assets; it also writes the blob, and node-pty's addon must fit its ABI: same major). It must carry the SEA fuse itself: nodejs.org's and NodeSource's
 // builds do; Debian's nodejs is a small executable linking libnode.so, which cannot.
 const FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 const seaNode = process.env.NOMAD_DRIVER_NIX_SEA_NODE ?? process.execPath;
 if (!readFileSync(seaNode).includes(FUSE))
   die(
-    `failed to package the plugin: ${seaNode} is not a node that can become a single executable (no ${FUSE} in it; Debian's nodejs keeps node in libnode.so); fix: install node from nodejs.org or NodeSource and run with it, or point NOMAD_DRIVER_NIX_SEA_NODE at one of the same version`,
+    `failed to package the plugin: ${seaNode} is not a node that can become a single executable (no ${FUSE} in it; Debian's nodejs keeps node in libnode.so); fix: install node from nodejs.org or NodeSource and run with it, or point NOMAD_DRIVER_NIX_SEA_NODE at one (the same major version)`,
   );
 
 rmSync(work, { recursive: true, force: true });
