@@ -1,7 +1,9 @@
 # Client agent configuration for the nix task driver plugin.
 #
-# 1. Put the plugin executable `nix` (build/plugins/nix after `npm run build`) in the
-#    client's plugin_dir (default <data_dir>/plugins), or start the agent with -plugin-dir.
+# 1. Put the plugin executable `nix` (the single file of the release tarball, or
+#    build/plugins/nix after `npm run build` in a checkout) in the client's plugin_dir
+#    (default <data_dir>/plugins), or start the agent with -plugin-dir.
+#    scripts/install-service.sh does steps 1 and 2 on a systemd host.
 # 2. Add this block to the client's agent configuration. The block label must be "nix":
 #    Nomad only loads plugins that a plugin block names.
 # 3. Jobs then use `driver = "nix"`. Check the node with:

@@ -70,6 +70,8 @@ export interface AgentOptions {
    * checks) are registered there. Omitted: Nomad's default, a Consul it will not find.
    */
   readonly consulAddress?: string;
+  /** The agent's -plugin-dir; omitted: PLUGIN_DIR (this build's launcher). */
+  readonly pluginDir?: string;
 }
 
 export interface DriverInfo {
@@ -127,7 +129,15 @@ export class NomadAgent extends AgentProcess {
       chmodSync(dataDir, 0o711);
     }
     const mode = options.persistent === true ? ['-server', '-client', '-bootstrap-expect=1', `-data-dir=${dataDir}`, '-network-interface=lo'] : ['-dev'];
-    const agentArgv = [nomad, 'agent', ...mode, '-bind=127.0.0.1', '-log-level=DEBUG', `-plugin-dir=${PLUGIN_DIR}`, `-config=${configPath}`];
+    const agentArgv = [
+      nomad,
+      'agent',
+      ...mode,
+      '-bind=127.0.0.1',
+      '-log-level=DEBUG',
+      `-plugin-dir=${options.pluginDir ?? PLUGIN_DIR}`,
+      `-config=${configPath}`,
+    ];
     const [file, ...args] = [...(options.wrapper ?? []), ...agentArgv] as [string, ...string[]];
     const child = spawn(file, args, {
       cwd: workDir,

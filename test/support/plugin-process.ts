@@ -60,12 +60,17 @@ export interface RunningPlugin {
   kill(signal?: NodeJS.Signals): void;
 }
 
-export async function startPlugin(options: { env?: Record<string, string | undefined> } = {}): Promise<RunningPlugin> {
+/**
+ * Starts the plugin: `node dist/src/main.js`, or `argv` (e.g. the build/plugins/nix launcher or
+ * the single-file plugin of `npm run package`, as the startup benchmark compares them).
+ */
+export async function startPlugin(options: { env?: Record<string, string | undefined>; argv?: readonly [string, ...string[]] } = {}): Promise<RunningPlugin> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...process.env, [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, ...options.env })) {
     if (v !== undefined) env[k] = v;
   }
-  const child = spawn(process.execPath, [MAIN_JS], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [file, ...args] = options.argv ?? [process.execPath, MAIN_JS];
+  const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const stdoutLines: string[] = [];
   const stderrLines: string[] = [];
