@@ -272,7 +272,7 @@ class RuncTask implements LaunchedTask {
     return this.monitorExited;
   }
 
-  /** tini (the container's init) forwards the signal to the command's process group. */
+  /** tini (the container's init) forwards the signal to the command alone (no `-g`: see oci-config.ts). */
   signal(signal: NodeJS.Signals): boolean {
     return initIsOurs(this.processes) && signalProcess(this.initPid, signal);
   }
