@@ -7,6 +7,10 @@
 #     curl, g++, make and python3 (node-gyp compiles node-pty, which has no Linux prebuilds;
 #     g++ brings gcc and the static libc that `npm run build` compiles native/nix-exec.c with),
 #     and Node.js when it is missing (Debian 12's is too old: install Node.js >= 20 first);
+#   - the Debian programs the workload tests turn into Nix closures
+#     (test/support/debian-closure.ts): patchelf, nginx-light, redis-server, postgresql-15,
+#     supervisor, python3 and tzdata; the services Debian starts on install are stopped and
+#     disabled again (the tests start their own, from the closures);
 #   - Nix's build users: the group build-users-group names (nixbld) with members nixbld1..32,
 #     as Nix's own installer creates them (Debian's nix-bin creates none, and Nix running as
 #     root without a daemon runs every build as one of them);
@@ -63,6 +67,11 @@ export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 
 # --- Debian packages -------------------------------------------------------------------
 packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containernetworking-plugins tini golang-github-opencontainers-specs-dev ca-certificates curl g++ make python3)
+# the workload tests' programs (closures made by test/support/debian-closure.ts), and the
+# services their packages start on install, stopped again below
+workload_packages=(patchelf nginx-light redis-server postgresql-15 supervisor tzdata)
+workload_services=(nginx-light:nginx redis-server:redis-server postgresql-15:postgresql supervisor:supervisor) # package:service
+packages+=("${workload_packages[@]}")
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 if [ "$(node_major)" -lt 20 ]; then
   # only when the distribution's Node.js is new enough (Debian 12 has 18, Debian 13 has 20)
@@ -99,6 +108,14 @@ install_packages() {
 }
 if [ "${#missing[@]}" -gt 0 ]; then
   step "installing Debian packages (about 1-2 min): ${missing[*]}" install_packages "${missing[@]}"
+  # only the services of packages this run installed: a machine's own nginx or PostgreSQL stays
+  if [ -d /run/systemd/system ]; then
+    for pair in "${workload_services[@]}"; do
+      case " ${missing[*]} " in
+        *" ${pair%%:*} "*) as_root systemctl disable --now "${pair#*:}" >/dev/null 2>&1 || true ;;
+      esac
+    done
+  fi
 fi
 if [ "$(node_major)" -lt 20 ]; then
   die "Node.js >= 20 is required, found $(node --version 2>/dev/null || echo none); install it from your distribution or nodejs.org"

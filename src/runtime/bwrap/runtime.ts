@@ -14,7 +14,7 @@ import type { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { removeFile, writeTextFile } from '../../host/fs.js';
-import { childPids, executableOf, fdTarget, processGroupOf, signalProcess } from '../../host/proc.js';
+import { childPids, executableOf, fdTarget, firstChild, signalProcess } from '../../host/proc.js';
 import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, resolvedPath, waitForValue, type TaskProcesses } from '../detached-exit.js';
 import { DetachedTask, exitStatusFromCode, killOwned, launchedPids, type MonitorExit, readRecord, recoveredExit, spawnMonitor } from '../detached-task.js';
 import { createFile, giveFifoTo, logSinkOpeners, openAll } from '../../host/task-files.js';
@@ -326,16 +326,18 @@ class BwrapTask extends DetachedTask {
   }
 
   /**
-   * With --new-session the sandbox's init leads its own process group, so the group gets the
-   * signal: init (PID 1 inside) ignores what it has no handler for, the command receives it.
-   * Processes that left the group (setsid daemons) are reached as init's direct children.
+   * The signal goes to the command alone, as Nomad's exec and docker drivers send it: the
+   * sandbox's init's first child (bwrap's init starts it before anything else; orphans that
+   * reparent to the init come later), checked to be in the task's cgroup. A process manager
+   * (nginx's master, postmaster, supervisord) signals its children itself, in its own order;
+   * signalling the command's process group made every child get it too (issue 13: nginx's
+   * workers got the master's SIGHUP and SIGQUIT, a child without a handler died of a SIGHUP
+   * meant for its parent). A command without a handler still dies of it: it is not PID 1.
    */
   signal(signal: NodeJS.Signals): boolean {
     if (!initIsOurs(this.processes)) return false;
-    const outsideGroup = childPids(this.initPid).filter((pid) => processGroupOf(pid) !== this.initPid);
-    let delivered = signalProcess(-this.initPid, signal);
-    for (const pid of outsideGroup) delivered = signalProcess(pid, signal) || delivered;
-    return delivered;
+    const command = firstChild(this.initPid);
+    return command !== undefined && this.processes.inTaskCgroup(command) && signalProcess(command, signal);
   }
 
   /**

@@ -58,7 +58,7 @@ describe('renderOciConfig', () => {
 
   it('runs the command under tini as the task user, with no privileges and a cleared environment', () => {
     const { config } = render();
-    assert.deepEqual(config.process.args, ['/dev/init', '-g', '--', '/nix/store/abc-web/bin/web', '-p', '8080']);
+    assert.deepEqual(config.process.args, ['/dev/init', '--', '/nix/store/abc-web/bin/web', '-p', '8080']);
     assert.deepEqual(config.process.user, { uid: 65534, gid: 65534 });
     assert.deepEqual(config.process.env, ['NOMAD_TASK_NAME=web', 'PATH=/nix/store/abc-web/bin']);
     assert.equal(config.process.noNewPrivileges, true);

@@ -183,9 +183,11 @@ export function renderOciConfig(plan: RootPlan, process: ProcessSpec, options: O
     process: {
       terminal: false,
       user: { uid: process.uid, gid: process.gid },
-      // tini: reaps zombies, forwards signals to the command's process group (-g), exits with
-      // the command's status (128+N when a signal N ended it, like bwrap)
-      args: [INIT_TARGET, '-g', '--', ...process.argv],
+      // tini: reaps zombies, forwards signals to the command alone (not with -g to its process
+      // group: a process manager signals its children itself, as under Nomad's exec and docker
+      // drivers; issue 13), exits with the command's status (128+N when a signal N ended it,
+      // like bwrap)
+      args: [INIT_TARGET, '--', ...process.argv],
       env: Object.keys(process.env)
         .sort()
         .map((name) => `${name}=${process.env[name] ?? ''}`),

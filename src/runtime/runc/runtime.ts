@@ -213,7 +213,7 @@ class RuncTask extends DetachedTask {
     super(processes, startedAt, exited);
   }
 
-  /** tini (the container's init) forwards the signal to the command's process group. */
+  /** tini (the container's init) forwards the signal to the command alone (no `-g`: see oci-config.ts). */
   signal(signal: NodeJS.Signals): boolean {
     return initIsOurs(this.processes) && signalProcess(this.initPid, signal);
   }
