@@ -1,12 +1,14 @@
 /**
  * Issue 13 (real programs): PostgreSQL 15 through a real Nomad agent, once per runtime, from a
  * genuine closure of Debian's build (test/support/debian-closure.ts): `initdb` then `postgres`
- * on a client host volume as the unprivileged task user, which exercises `/bin/sh` through
- * popen (initdb runs `postgres -V` and the bootstrap backend through it: the closure's dash,
- * linked by `fhs_links`), POSIX shared memory in `/dev/shm` (initdb probes shm_open and picks
- * dynamic_shared_memory_type = posix) and a UTF-8 locale from the closure (`LOCPATH`). A poststart client task of the group
- * writes a row over localhost with `psql`; after `nomad alloc restart -all-tasks` the row is
- * still there; `kill_signal = "SIGINT"` (fast shutdown) leaves a clean data directory.
+ * on a client host volume as the unprivileged task user (`postgres`), which exercises `/bin/sh`
+ * through popen (initdb runs `postgres -V` and the bootstrap backend through it: the closure's
+ * dash, linked by `fhs_links`), POSIX shared memory in `/dev/shm` (initdb probes shm_open and
+ * picks dynamic_shared_memory_type = posix) and a UTF-8 locale from the closure (`LOCPATH`). A
+ * poststart client task of the group writes a row over localhost with `psql`, in the host's
+ * network and in a bridge namespace of the group's own; after `nomad alloc restart -all-tasks`
+ * the row is still there and `nomad alloc exec` reads it; `kill_signal = "SIGINT"` (fast
+ * shutdown) leaves a clean data directory; a new allocation finds the cluster on the volume.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -50,6 +52,9 @@ export function postgresClosure(): DebianClosure {
 }
 
 let pg: DebianClosure;
+
+/** The group's network: the host's, or a namespace of its own (CNI bridge) that both tasks share. */
+const NETWORK_MODES = ['host', 'bridge'] as const;
 
 before(() => {
   nomadBinary();
@@ -99,14 +104,18 @@ for (const runtime of RUNTIMES)
       // volume itself is the task user's and private, as PostgreSQL wants its data dir
       volumes = mkdtempSync(`/var/lib/nix-e2e-pg-${runtime}-`);
       chmodSync(volumes, 0o711);
-      mkdirSync(join(volumes, 'pgdata'), { mode: 0o700 });
       const uid = spawnSync('id', ['-u', PG_USER], { encoding: 'utf8' }).stdout.trim();
       const gid = spawnSync('id', ['-g', PG_USER], { encoding: 'utf8' }).stdout.trim();
       assert.match(`${uid}:${gid}`, /^\d+:\d+$/, `the host has a user ${PG_USER} (Debian's postgresql-common makes it)`);
-      chownSync(join(volumes, 'pgdata'), Number(uid), Number(gid));
+      for (const mode of NETWORK_MODES) {
+        mkdirSync(join(volumes, mode), { mode: 0o700 });
+        chownSync(join(volumes, mode), Number(uid), Number(gid));
+      }
       taskAgent = await startTaskAgent(`pg-${runtime}`, {
         runtime,
-        clientConfig: `  host_volume "pgdata" {\n    path      = ${hcl(join(volumes, 'pgdata'))}\n    read_only = false\n  }`,
+        clientConfig: NETWORK_MODES.map(
+          (mode) => `  host_volume "pgdata-${mode}" {\n    path      = ${hcl(join(volumes, mode))}\n    read_only = false\n  }`,
+        ).join('\n'),
       });
       agent = taskAgent.agent;
     });
@@ -138,80 +147,81 @@ for (const runtime of RUNTIMES)
             `${allocLogs(agent, allocId, 'client')}\nstderr: ${allocLogs(agent, allocId, 'client', true)}\nserver: ${allocLogs(agent, allocId, 'main', true)}`,
         );
 
-    it('initdb and postgres on a host volume as the postgres user; a psql client task writes a row that survives `nomad alloc restart`; SIGINT leaves a clean shutdown', async () => {
-      const jobHcl = nixJobHcl({
-        id: 'postgres',
-        type: 'service',
-        groupExtra: `    network {\n      port "db" {}\n    }\n    volume "pgdata" {\n      type      = "host"\n      source    = "pgdata"\n      read_only = false\n    }\n`,
-        resources: { cpu: 200, memory: 256 },
-        taskExtra: [
-          '      volume_mount {',
-          '        volume      = "pgdata"',
-          '        destination = "/data"',
-          '      }',
-          `      user         = ${hcl(PG_USER)}`,
-          '      kill_signal  = "SIGINT"',
-          '      kill_timeout = "60s"',
-        ].join('\n'),
-        config: storeConfig(pg.path, 'bin/sh', ['-c', serverScript()]),
-        extraTasks: [
-          {
-            name: 'client',
-            config: storeConfig(pg.path, 'bin/sh', ['-c', clientScript()]),
-            taskExtra: '      lifecycle {\n        hook = "poststart"\n      }',
-          },
-        ],
+    for (const mode of NETWORK_MODES)
+      it(`initdb and postgres on a host volume as the postgres user; a psql client task writes a row over localhost (network mode ${mode}) that survives \`nomad alloc restart\`; SIGINT leaves a clean shutdown`, async () => {
+        const jobHcl = nixJobHcl({
+          id: `postgres-${mode}`,
+          type: 'service',
+          groupExtra: `    network {\n      mode = "${mode}"\n      port "db" {}\n    }\n    volume "pgdata" {\n      type      = "host"\n      source    = "pgdata-${mode}"\n      read_only = false\n    }\n`,
+          resources: { cpu: 200, memory: 256 },
+          taskExtra: [
+            '      volume_mount {',
+            '        volume      = "pgdata"',
+            '        destination = "/data"',
+            '      }',
+            `      user         = ${hcl(PG_USER)}`,
+            '      kill_signal  = "SIGINT"',
+            '      kill_timeout = "60s"',
+          ].join('\n'),
+          config: storeConfig(pg.path, 'bin/sh', ['-c', serverScript()]),
+          extraTasks: [
+            {
+              name: 'client',
+              config: storeConfig(pg.path, 'bin/sh', ['-c', clientScript()]),
+              taskExtra: '      lifecycle {\n        hook = "poststart"\n      }',
+            },
+          ],
+        });
+        const job = runJob(agent, jobHcl);
+        const running = (a: Allocation) => isRunning(a, 'main');
+        const alloc = await waitForAlloc(agent, job, running, 'postgres to run', 300_000);
+        const first = await clientOutput(alloc.ID, 3);
+        assert.equal(first, '1 GRÜßE\nUTF8 C.UTF-8 C.UTF-8\nposix UTC0 false 1\n');
+        startLatency(`postgresql (${runtime}, ${mode}) cold`, alloc, 'main');
+
+        const restart = nomad(agent, ['alloc', 'restart', '-all-tasks', alloc.ID]);
+        assert.equal(restart.status, 0, restart.stderr);
+        const second = await clientOutput(alloc.ID, 7);
+        assert.equal(
+          second,
+          '1 GRÜßE\nUTF8 C.UTF-8 C.UTF-8\nposix UTC0 false 1\n1 GRÜßE\n2 GRÜßE\nUTF8 C.UTF-8 C.UTF-8\nposix UTC0 false 1\n',
+          'the first row is still there',
+        );
+        await waitForAllocId(agent, alloc.ID, running, 'postgres to run again');
+        const port = String(alloc.AllocatedResources?.Shared?.Ports?.find((p) => p.Label === 'db')?.Value);
+        const exec = nomad(agent, [
+          'alloc',
+          'exec',
+          '-task',
+          'main',
+          alloc.ID,
+          `${pg.path}/lib/postgresql/15/bin/psql`,
+          ...psqlArgs(port),
+          '-c',
+          'SELECT count(*), current_user FROM runs',
+        ]);
+        assert.equal(exec.status, 0, exec.stderr);
+        assert.equal(exec.stdout, '2|postgres\n', "`nomad alloc exec` runs the closure's psql in the task");
+
+        nomad(agent, ['job', 'stop', job]);
+        const stopped = await waitForAllocId(agent, alloc.ID, (a) => isDead(a, 'main'), 'postgres to stop', 120_000);
+        const serverLog = allocLogs(agent, alloc.ID, 'main', true);
+        assert.match(serverLog, /received fast shutdown request/, eventMessages(stopped, 'main'));
+        assert.match(serverLog, /database system is shut down/);
+        assert.equal((serverLog.match(/initdb done/g) ?? []).length, 0, 'initdb writes to stdout, not stderr');
+        assert.equal(allocLogs(agent, alloc.ID, 'main'), 'initdb done\n', 'initdb ran once: the restarted server found its cluster on the volume');
+        const control = spawnSync(`${PG}/bin/pg_controldata`, ['-D', join(volumes, mode, 'pg')], { encoding: 'utf8' });
+        assert.equal(control.status, 0, control.stderr);
+        assert.equal(/^Database cluster state:\s*(.*)$/m.exec(control.stdout)?.[1], 'shut down');
+        assert.deepEqual(await leftovers(alloc.ID), []);
+
+        // a new allocation of the same closure (warm: realised and viewed before) finds the cluster
+        runJob(agent, jobHcl);
+        const again = await waitForAlloc(agent, job, (a) => a.ID !== alloc.ID && isRunning(a, 'main'), 'the second allocation to run', 300_000);
+        assert.equal(await clientOutput(again.ID, 5), '1 GRÜßE\n2 GRÜßE\n3 GRÜßE\nUTF8 C.UTF-8 C.UTF-8\nposix UTC0 false 1\n');
+        startLatency(`postgresql (${runtime}, ${mode}) warm`, again, 'main');
+        nomad(agent, ['job', 'stop', job]);
+        await waitForAllocId(agent, again.ID, (a) => isDead(a, 'main'), 'postgres to stop again', 120_000);
+        assert.deepEqual(await leftovers(again.ID), []);
       });
-      const job = runJob(agent, jobHcl);
-      const running = (a: Allocation) => isRunning(a, 'main');
-      const alloc = await waitForAlloc(agent, job, running, 'postgres to run', 300_000);
-      const first = await clientOutput(alloc.ID, 3);
-      assert.equal(first, '1 GRÜßE\nUTF8 C.UTF-8 C.UTF-8\nposix UTC0 false 1\n');
-      startLatency(`postgresql (${runtime}) cold`, alloc, 'main');
-
-      const restart = nomad(agent, ['alloc', 'restart', '-all-tasks', alloc.ID]);
-      assert.equal(restart.status, 0, restart.stderr);
-      const second = await clientOutput(alloc.ID, 7);
-      assert.equal(
-        second,
-        '1 GRÜßE\nUTF8 C.UTF-8 C.UTF-8\nposix UTC0 false 1\n1 GRÜßE\n2 GRÜßE\nUTF8 C.UTF-8 C.UTF-8\nposix UTC0 false 1\n',
-        'the first row is still there',
-      );
-      await waitForAllocId(agent, alloc.ID, running, 'postgres to run again');
-      const port = String(alloc.AllocatedResources?.Shared?.Ports?.find((p) => p.Label === 'db')?.Value);
-      const exec = nomad(agent, [
-        'alloc',
-        'exec',
-        '-task',
-        'main',
-        alloc.ID,
-        `${pg.path}/lib/postgresql/15/bin/psql`,
-        ...psqlArgs(port),
-        '-c',
-        'SELECT count(*), current_user FROM runs',
-      ]);
-      assert.equal(exec.status, 0, exec.stderr);
-      assert.equal(exec.stdout, '2|postgres\n', "`nomad alloc exec` runs the closure's psql in the task");
-
-      nomad(agent, ['job', 'stop', job]);
-      const stopped = await waitForAllocId(agent, alloc.ID, (a) => isDead(a, 'main'), 'postgres to stop', 120_000);
-      const serverLog = allocLogs(agent, alloc.ID, 'main', true);
-      assert.match(serverLog, /received fast shutdown request/, eventMessages(stopped, 'main'));
-      assert.match(serverLog, /database system is shut down/);
-      assert.equal((serverLog.match(/initdb done/g) ?? []).length, 0, 'initdb writes to stdout, not stderr');
-      assert.equal(allocLogs(agent, alloc.ID, 'main'), 'initdb done\n', 'initdb ran once: the restarted server found its cluster on the volume');
-      const control = spawnSync(`${PG}/bin/pg_controldata`, ['-D', join(volumes, 'pgdata', 'pg')], { encoding: 'utf8' });
-      assert.equal(control.status, 0, control.stderr);
-      assert.equal(/^Database cluster state:\s*(.*)$/m.exec(control.stdout)?.[1], 'shut down');
-      assert.deepEqual(await leftovers(alloc.ID), []);
-
-      // a new allocation of the same closure (warm: realised and viewed before) finds the cluster
-      runJob(agent, jobHcl);
-      const again = await waitForAlloc(agent, job, (a) => a.ID !== alloc.ID && isRunning(a, 'main'), 'the second allocation to run', 300_000);
-      assert.equal(await clientOutput(again.ID, 5), '1 GRÜßE\n2 GRÜßE\n3 GRÜßE\nUTF8 C.UTF-8 C.UTF-8\nposix UTC0 false 1\n');
-      startLatency(`postgresql (${runtime}) warm`, again, 'main');
-      nomad(agent, ['job', 'stop', job]);
-      await waitForAllocId(agent, again.ID, (a) => isDead(a, 'main'), 'postgres to stop again', 120_000);
-      assert.deepEqual(await leftovers(again.ID), []);
-    });
   });
