@@ -16,6 +16,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildDebianClosure, type DebianClosure } from '../../test/support/debian-closure.js';
+import { busyboxPath } from '../../test/support/nix-fixtures.js';
 import { hcl, nixJobHcl, storeConfig } from '../support/job-hcl.js';
 import { allocLogs, eventMessages, isDead, isRunning, nomad, runJob, waitForAlloc, waitForAllocId, type Allocation } from '../support/jobs.js';
 import { waitForNoLeftovers } from '../support/leftovers.js';
@@ -52,6 +53,7 @@ export function postgresClosure(): DebianClosure {
 }
 
 let pg: DebianClosure;
+let busybox: string;
 
 /** The group's network: the host's, or a namespace of its own (CNI bridge) that both tasks share. */
 const NETWORK_MODES = ['host', 'bridge'] as const;
@@ -59,6 +61,7 @@ const NETWORK_MODES = ['host', 'bridge'] as const;
 before(() => {
   nomadBinary();
   pg = postgresClosure();
+  busybox = busyboxPath();
 });
 
 /** The environment both tasks' scripts set: the closure's programs and its locale, nothing of the host. */
@@ -224,4 +227,26 @@ for (const runtime of RUNTIMES)
         await waitForAllocId(agent, again.ID, (a) => isDead(a, 'main'), 'postgres to stop again', 120_000);
         assert.deepEqual(await leftovers(again.ID), []);
       });
+
+    // PostgreSQL's parallel queries put their hash tables in POSIX shared memory (a 64 MiB
+    // /dev/shm fails them with "could not resize shared memory segment"), as do browsers and
+    // ML data loaders: the task's /dev/shm holds up to its memory limit on both runtimes (its
+    // pages are charged to the task's memory cgroup), not runc's default 64 MiB
+    it('/dev/shm holds more than 64 MiB, up to the task memory limit (dynamic shared memory of large parallel queries)', async () => {
+      const job = runJob(
+        agent,
+        nixJobHcl({
+          id: 'shm',
+          resources: { memory: 256 },
+          config: storeConfig(busybox, 'bin/sh', [
+            '-c',
+            'dd if=/dev/zero of=/dev/shm/PostgreSQL.1 bs=1048576 count=160 2>/dev/null; wc -c < /dev/shm/PostgreSQL.1',
+          ]),
+        }),
+      );
+      const alloc = await waitForAlloc(agent, job, (a) => isDead(a, 'main'), 'the task to finish');
+      assert.equal(alloc.ClientStatus, 'complete', eventMessages(alloc, 'main'));
+      assert.equal(allocLogs(agent, alloc.ID, 'main'), `${160 * 1048576}\n`, allocLogs(agent, alloc.ID, 'main', true));
+      assert.deepEqual(await leftovers(alloc.ID), []);
+    });
   });
