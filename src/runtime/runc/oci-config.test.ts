@@ -134,6 +134,12 @@ describe('renderOciConfig', () => {
     assert.deepEqual(render().config.linux.resources, { devices: [{ allow: false, access: 'rwm' }] });
   });
 
+  it("sizes /dev/shm to the task's memory limit (bubblewrap's /dev/shm has no cap of its own), the kernel's default without one", () => {
+    const shm = (options: OciOptions) => render(PROCESS, options).config.mounts.find((m) => m.destination === '/dev/shm')?.options;
+    assert.deepEqual(shm({ ...OPTIONS, limits: { memoryLimitBytes: 268435456 } }), ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=268435456']);
+    assert.deepEqual(shm(OPTIONS), ['nosuid', 'noexec', 'nodev', 'mode=1777']);
+  });
+
   it('has a seccomp deny list for this architecture that refuses namespaces, mounts and module loading', () => {
     const { seccomp } = render().config.linux;
     assert.equal(seccomp.defaultAction, 'SCMP_ACT_ALLOW');

@@ -54,12 +54,23 @@ function checkAbsolute(field: string, path: string, fix: string): void {
   if (problem !== undefined) throw invalid(`${field} ${quote(path)} ${problem}`, fix);
 }
 
-/** runc's /dev: a small tmpfs with the default devices runc creates, a private devpts, shm and mqueue. */
-function devMounts(target: string): OciMount[] {
+/**
+ * runc's /dev: a small tmpfs with the default devices runc creates, a private devpts, shm and
+ * mqueue. `/dev/shm` holds up to the task's memory limit (bytes; no limit: the kernel's tmpfs
+ * default, half the RAM), as bubblewrap's /dev/shm does (a directory of its /dev tmpfs): its
+ * pages are charged to the task's memory cgroup either way, and runc's usual 64 MiB failed
+ * PostgreSQL's parallel queries ("could not resize shared memory segment") on runc only.
+ */
+function devMounts(target: string, shmBytes: number | undefined): OciMount[] {
   return [
     { destination: target, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     { destination: `${target}/pts`, type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
-    { destination: `${target}/shm`, type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    {
+      destination: `${target}/shm`,
+      type: 'tmpfs',
+      source: 'shm',
+      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', ...(shmBytes === undefined ? [] : [`size=${shmBytes}`])],
+    },
     { destination: `${target}/mqueue`, type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
   ];
 }
@@ -68,7 +79,10 @@ function devMounts(target: string): OciMount[] {
  * The plan's ops as OCI mounts, in order. Binds are recursive and nosuid/nodev like bwrap's;
  * `remount-ro` of `/` becomes `root.readonly`, of another target the `ro` option of its mount.
  */
-function renderMounts(plan: RootPlan): { mounts: OciMount[]; readonlyRoot: boolean; entries: RootfsEntry[]; devices: OciDeviceRule[] } {
+function renderMounts(
+  plan: RootPlan,
+  shmBytes: number | undefined,
+): { mounts: OciMount[]; readonlyRoot: boolean; entries: RootfsEntry[]; devices: OciDeviceRule[] } {
   const mounts: OciMount[] = [];
   const entries: RootfsEntry[] = [];
   const devices: OciDeviceRule[] = [];
@@ -92,7 +106,7 @@ function renderMounts(plan: RootPlan): { mounts: OciMount[]; readonlyRoot: boole
         mounts.push({ destination: op.target, type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] });
         break;
       case 'dev':
-        mounts.push(...devMounts(op.target));
+        mounts.push(...devMounts(op.target, shmBytes));
         break;
       case 'tmpfs':
         mounts.push({ destination: op.target, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] });
@@ -167,7 +181,7 @@ export function renderOciConfig(plan: RootPlan, process: ProcessSpec, options: O
   if (options.networkNamespace !== undefined) {
     checkAbsolute('networkNamespace', options.networkNamespace, "pass the path of Nomad's network namespace, e.g. /var/run/netns/<alloc id>");
   }
-  const { mounts, readonlyRoot, entries, devices } = renderMounts(plan);
+  const { mounts, readonlyRoot, entries, devices } = renderMounts(plan, options.limits?.memoryLimitBytes);
   if (!mounts.some((m) => m.destination === '/dev')) {
     throw invalid('the plan has no /dev mount', 'plan a dev op at /dev: the init binary is bound there');
   }
