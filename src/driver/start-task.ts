@@ -38,6 +38,7 @@ import { checkMountRequests, resolveMounts } from './volumes.js';
 import { checkedInstallable } from './local-flake.js';
 import { binDirs, fhsLinks, resolveCommand, taskEnvironment } from './task-request.js';
 import { TaskHandle, taskKey, type StartRequest, type TaskRequest } from './task.js';
+import { oomKilledAtExit, oomKillEventMessage, watchOomKills } from './oom-watch.js';
 
 export interface StartContext {
   readonly config: PluginConfig;
@@ -167,7 +168,9 @@ export async function releaseCgroup(cgroup: TaskCgroup): Promise<void> {
 /**
  * The TaskHandle of a launched (or recovered) task. OOM: the kernel's kill counter of the
  * cgroup grew while the task ran (Nomad reuses a task's cgroup across restarts, so the counter
- * is compared with its value at start, not read).
+ * is compared with its value at start, not read): each growth is a task event through `event`
+ * when given, and the exit is an OOM kill only when the main process died of SIGKILL
+ * (driver/oom-watch.ts).
  */
 export function adoptTask(
   request: TaskRequest,
@@ -175,10 +178,21 @@ export function adoptTask(
   persisted: PersistedTask,
   cgroup: TaskCgroup | undefined,
   process?: ProcessSpec,
+  event?: (message: string) => void,
 ): TaskHandle {
+  if (cgroup !== undefined && event !== undefined) {
+    // a kill of any of the task's processes, reported when it happens (driver/oom-watch.ts)
+    const limitBytes = taskLimits(request, 0).memoryLimitBytes;
+    watchOomKills({
+      read: () => cgroup.readOomKills(),
+      since: persisted.oomKillsBefore,
+      until: launched.exited,
+      report: (killed) => event(oomKillEventMessage(killed, limitBytes)),
+    });
+  }
   const exited = launched.exited.then(async (status) => {
     const oomKills = await cgroup?.readOomKills().catch(() => undefined);
-    return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > persisted.oomKillsBefore };
+    return { ...status, oomKilled: oomKilledAtExit(status, persisted.oomKillsBefore, oomKills) };
   });
   return new TaskHandle(request, launched, persisted, {
     exited,
@@ -386,7 +400,7 @@ export async function startTask(request: StartRequest, context: StartContext): P
       closure_paths: realised.closure.length,
       steps_ms: steps,
     });
-    return adoptTask(request, launched, persisted, cgroup, taskProcess);
+    return adoptTask(request, launched, persisted, cgroup, taskProcess, context.event);
   } catch (error) {
     await cleanup.unwind(logger);
     throw asFailure('start task', error);
