@@ -10,6 +10,9 @@
  *     reports the kill as a task event at once, and the task keeps running;
  *   - `nomad alloc stop` stops supervisord, which stops both holders (their exits logged); the
  *     task's exit is a clean one, not an OOM kill (its main process was not killed).
+ * supervisord rather than s6: setup.sh installs Debian's supervisor already, its closure is
+ * the Python closure the web-app and time-zone workloads use, and its programs are plain
+ * commands; s6's run scripts would need execline or a shell in the closure as well.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
