@@ -13,6 +13,12 @@
  * network, one bind per store path / one bind of the view), each "StartTask (or spawn) until
  * `true` has run and exited", median of several runs, plus the number of entries
  * `ls /nix/store` shows inside the task (must be N). BENCH_RUNTIMES=bwrap or =runc runs one.
+ *
+ * Then real closures (BENCH_REAL=0 skips them): busybox (`bin/true`) next to Debian's Python
+ * 3 (test/support/python-closure.ts, `bin/python3 -c pass` with PYTHONHOME: the interpreter
+ * starts and imports its site module from the closure), with their store paths, files
+ * (`find` entries) and bytes (`nix-store --query --size` summed), driver cold and warm per
+ * runtime as above (warm: 5 starts while a task of the same closure holds its view).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { NO_SUBSTITUTERS, busyboxPath, nixString } from '../test/support/nix-fixtures.js';
+import { pythonClosure } from '../test/support/python-closure.js';
 import { call, startPlugin, type RunningPlugin } from '../test/support/plugin-process.js';
 import { sandboxPluginConfig, sandboxTask, taskSandbox, type TaskSandbox } from '../test/support/task-sandbox.js';
 
@@ -157,6 +164,59 @@ async function measureDriver(plugin: RunningPlugin, sandbox: TaskSandbox, main: 
   return { cold, warm: median(warm), listed, viewDir };
 }
 
+/** A real closure: how to run it once (`command`) and how to hold its view (`hold`). */
+interface RealClosure {
+  readonly name: string;
+  readonly path: string;
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly hold: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+}
+
+function realClosures(): RealClosure[] {
+  const busybox = busyboxPath();
+  const closures: RealClosure[] = [{ name: 'busybox', path: busybox, command: 'bin/true', args: [], hold: ['bin/sleep', '600'], env: {} }];
+  const python = pythonClosure().path;
+  closures.push({
+    name: 'python3 (Debian)',
+    path: python,
+    command: 'bin/python3',
+    args: ['-c', 'pass'],
+    hold: ['bin/python3', '-c', 'import time; time.sleep(600)'],
+    env: { PYTHONHOME: python },
+  });
+  return closures;
+}
+
+/** Store paths, `find` entries and bytes of `path`'s closure. */
+function closureFigures(path: string): { paths: number; files: number; bytes: number } {
+  const requisites = execFileSync('nix-store', ['--query', '--requisites', path], { encoding: 'utf8' }).trim().split('\n');
+  const sizes = execFileSync('nix-store', ['--query', '--size', ...requisites], { encoding: 'utf8' })
+    .trim()
+    .split('\n');
+  const files = execFileSync('find', requisites, { encoding: 'utf8', maxBuffer: 1 << 26 })
+    .trim()
+    .split('\n').length;
+  return { paths: requisites.length, files, bytes: sizes.reduce((sum, s) => sum + Number(s), 0) };
+}
+
+async function measureReal(plugin: RunningPlugin, sandbox: TaskSandbox, c: RealClosure): Promise<{ cold: number; warm: number }> {
+  const task = (command: string, args: readonly string[]) => {
+    const t = sandboxTask(sandbox, c.path, command, args);
+    return { ...t, env: { ...t.env, ...c.env } };
+  };
+  const cold = await startAndWait(plugin, task(c.command, c.args));
+  const [holdCommand = '', ...holdArgs] = c.hold;
+  const holder = task(holdCommand, holdArgs);
+  await call(plugin.clients.driver, 'StartTask', { task: holder });
+  const warm: number[] = [];
+  for (let i = 0; i < 5; i += 1) warm.push(await startAndWait(plugin, task(c.command, c.args)));
+  await call(plugin.clients.driver, 'StopTask', { task_id: holder.id, timeout: { seconds: 1 }, signal: 'SIGKILL' });
+  await call(plugin.clients.driver, 'DestroyTask', { task_id: holder.id, force: true });
+  return { cold, warm: median(warm) };
+}
+
 async function configure(plugin: RunningPlugin, sandbox: TaskSandbox, runtime: 'bwrap' | 'runc'): Promise<void> {
   await call(plugin.clients.base, 'SetConfig', { msgpack_config: sandboxPluginConfig(sandbox, { runtime }) });
 }
@@ -169,6 +229,7 @@ async function main(): Promise<void> {
   const runtimes = (process.env.BENCH_RUNTIMES ?? 'bwrap,runc').split(',');
   const bwrapRows: string[] = [];
   const runcRows: string[] = [];
+  const realRows: string[] = [];
   const plugin = await startPlugin();
   try {
     for (const n of sizes.length > 0 ? sizes : [10, 100, 1000, 2000]) {
@@ -220,6 +281,27 @@ async function main(): Promise<void> {
       }
       console.error(`done: ${n} paths`);
     }
+    if (process.env.BENCH_REAL !== '0')
+      for (const c of realClosures()) {
+        const f = closureFigures(c.path);
+        const cells: string[] = [];
+        for (const runtime of ['bwrap', 'runc'] as const) {
+          if (!runtimes.includes(runtime)) {
+            cells.push('–', '–');
+            continue;
+          }
+          const sandbox = taskSandbox();
+          try {
+            await configure(plugin, sandbox, runtime);
+            const d = await measureReal(plugin, sandbox, c);
+            cells.push(d.cold.toFixed(1), d.warm.toFixed(1));
+          } finally {
+            sandbox.remove();
+          }
+        }
+        realRows.push(`| ${c.name} | ${f.paths} | ${f.files} | ${(f.bytes / 1e6).toFixed(1)} MB | ${cells.join(' | ')} |`);
+        console.error(`done: ${c.name}`);
+      }
   } finally {
     if (process.env.BENCH_LOG_LEVEL !== undefined) for (const line of plugin.stderrLines) console.error(line);
     plugin.kill('SIGTERM');
@@ -241,6 +323,12 @@ async function main(): Promise<void> {
     );
     console.log('|---|---|---|---|---|---|---|---|');
     for (const row of runcRows) console.log(row);
+  }
+  if (realRows.length > 0) {
+    console.log('\nreal closures: StartTask until the command has run and exited, medians in ms\n');
+    console.log('| closure | store paths | files | bytes | bwrap cold | bwrap warm | runc cold | runc warm |');
+    console.log('|---|---|---|---|---|---|---|---|');
+    for (const row of realRows) console.log(row);
   }
 }
 

@@ -70,6 +70,7 @@ packages=(nix-bin bubblewrap runc busybox-static util-linux iproute2 containerne
 # the workload tests' programs (closures made by test/support/debian-closure.ts), and the
 # services their packages start on install, stopped again below
 workload_packages=(patchelf nginx-light redis-server postgresql-15 supervisor tzdata)
+workload_packages+=(openssl) # the TLS client of e2e/workloads/tz-tls (python3, supervisor and tzdata are above)
 workload_services=(nginx-light:nginx redis-server:redis-server postgresql-15:postgresql supervisor:supervisor) # package:service
 packages+=("${workload_packages[@]}")
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }

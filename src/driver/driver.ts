@@ -242,6 +242,8 @@ export class NixDriver {
       tasks: this.tasks,
       shared: this.shared,
       runtimeNamed: (name) => this.runtimes(name, 'recover task', this.currentConfig),
+      event: (task, message) =>
+        this.events.publish({ taskId: task.id, allocId: task.allocId, taskName: task.name, timestamp: new Date(), message, annotations: {} }),
     };
   }
 }

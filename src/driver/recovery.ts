@@ -29,6 +29,8 @@ export interface RecoveryContext {
   readonly shared: SharedResources;
   /** The runtime of that name, for taking over and sweeping tasks (runtime/select.ts, purpose `recover task`). */
   readonly runtimeNamed: (name: 'bwrap' | 'runc') => Runtime;
+  /** Publishes a task event of a recovered task (its OOM kills, driver/oom-watch.ts). */
+  readonly event?: (task: TaskRequest, message: string) => void;
 }
 
 /**
@@ -181,7 +183,8 @@ export async function recoverTask(taskId: string, driverState: Uint8Array, reque
   if (tasks.has(taskId)) return; // a concurrent RecoverTask won
   await markRecovered(persisted, who, context);
   const cgroup = openTaskCgroup(persisted.cgroup);
-  const handle = adoptTask(taskRequest, launched, persisted, cgroup);
+  const event = context.event;
+  const handle = adoptTask(taskRequest, launched, persisted, cgroup, undefined, event === undefined ? undefined : (message) => event(taskRequest, message));
   tasks.add(taskId, handle);
   logger.info('task recovered', { task_id: taskId, pid: persisted.pid, init_pid: persisted.initPid, runtime: persisted.runtime });
   void handle.exited.then((status) =>

@@ -36,6 +36,7 @@ import { checkMountRequests, resolveMounts } from './volumes.js';
 import { checkedInstallable } from './local-flake.js';
 import { binDirs, fhsLinks, resolveCommand, taskEnvironment } from './task-request.js';
 import { TaskHandle, taskKey, type StartRequest, type TaskRequest } from './task.js';
+import { oomKillEventMessage, watchOomKills } from './oom-watch.js';
 
 export interface StartContext {
   readonly config: PluginConfig;
@@ -134,7 +135,9 @@ export function taskUser(request: TaskRequest, config: PluginConfig): HostUser {
 /**
  * The TaskHandle of a launched (or recovered) task. OOM: the kernel's kill counter of the
  * cgroup grew while the task ran (Nomad reuses a task's cgroup across restarts, so the counter
- * is compared with its value at start, not read).
+ * is compared with its value at start, not read): each growth is a task event through `event`
+ * when given, and the exit is an OOM kill only when the main process died of SIGKILL
+ * (driver/oom-watch.ts).
  */
 export function adoptTask(
   request: TaskRequest,
@@ -142,7 +145,18 @@ export function adoptTask(
   persisted: PersistedTask,
   cgroup: TaskCgroup | undefined,
   process?: ProcessSpec,
+  event?: (message: string) => void,
 ): TaskHandle {
+  if (cgroup !== undefined && event !== undefined) {
+    // a kill of any of the task's processes, reported when it happens (driver/oom-watch.ts)
+    const limitBytes = taskLimits(request, 0).memoryLimitBytes;
+    watchOomKills({
+      read: () => cgroup.readOomKills(),
+      since: persisted.oomKillsBefore,
+      until: launched.exited,
+      report: (killed) => event(oomKillEventMessage(killed, limitBytes)),
+    });
+  }
   const exited = launched.exited.then((status) => withOomKills(status, cgroup, persisted.oomKillsBefore));
   return new TaskHandle(request, launched, persisted, {
     exited,
@@ -348,7 +362,7 @@ export async function startTask(request: StartRequest, context: StartContext): P
       closure_paths: realised.closure.length,
       steps_ms: steps,
     });
-    return adoptTask(request, launched, persisted, cgroup, taskProcess);
+    return adoptTask(request, launched, persisted, cgroup, taskProcess, context.event);
   } catch (error) {
     await cleanup.unwind(logger);
     throw asFailure('start task', error);

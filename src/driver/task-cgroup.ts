@@ -18,6 +18,7 @@ import { processInCgroup } from '../cgroup/membership.js';
 import { DRIVER_CGROUP_PARENT, nomadTaskCgroup, taskCgroupLocation, type TaskCgroupLocation } from '../cgroup/placement.js';
 import { createTaskCgroup, type TaskCgroup } from '../cgroup/task-cgroup.js';
 import type { CgroupPlacement, ExitStatus } from '../runtime/runtime.js';
+import { oomKilledAtExit } from './oom-watch.js';
 import type { TaskRequest } from './task.js';
 
 /** The limits Nomad allocated (cpu, cores, memory, memory_max) plus the pids limit. */
@@ -88,10 +89,12 @@ export async function releaseCgroup(cgroup: TaskCgroup): Promise<void> {
 }
 
 /**
- * The runtime's exit status with `oomKilled` set when the kernel's OOM kill counter of the
- * cgroup grew while the task ran (it is compared with its value at start, `oomKillsBefore`).
+ * The runtime's exit status with `oomKilled` set when the task's main process died of the
+ * kernel's SIGKILL while the cgroup's OOM kill counter grew past its value at start
+ * (`oomKillsBefore`); a kill of another process of the task is a task event instead
+ * (driver/oom-watch.ts).
  */
 export async function withOomKills(status: ExitStatus, cgroup: TaskCgroup | undefined, oomKillsBefore: number): Promise<ExitStatus> {
   const oomKills = await cgroup?.readOomKills().catch(() => undefined);
-  return { ...status, oomKilled: status.oomKilled || (oomKills ?? 0) > oomKillsBefore };
+  return { ...status, oomKilled: oomKilledAtExit(status, oomKillsBefore, oomKills) };
 }
