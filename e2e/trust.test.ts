@@ -10,7 +10,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -78,6 +79,39 @@ function shippedApp(sign: SigningKey | undefined): { path: string; payload: stri
   deleteFromStore(app.path);
   assert.equal(onDisk(app.path), false);
   return app;
+}
+
+/**
+ * `path`'s closure as a tarred binary cache (signed by `sign`, if given) served by the test's
+ * server, the task's `artifact` block unpacking it into local/closure with its checksum, and
+ * the path gone from the local store.
+ */
+function shipAsArtifact(path: string, sign: SigningKey | undefined): { hcl: string; fileSize: number; narSize: number } {
+  const name = `closure-${randomBytes(6).toString('hex')}`;
+  const dir = makeCacheDir(join(work, name));
+  pushToCache(dir, [path], sign === undefined ? {} : { sign });
+  const info = narinfo(dir, path);
+  const tarball = join(cacheDir, `${name}.tar.gz`);
+  execFileSync('tar', ['-czf', tarball, '-C', dir, '.']);
+  const checksum = createHash('sha256').update(readFileSync(tarball)).digest('hex');
+  deleteFromStore(path);
+  const hclText = `      artifact {
+        source      = ${hcl(`${server.url}/${name}.tar.gz`)}
+        destination = "local/closure"
+        options {
+          checksum = ${hcl(`sha256:${checksum}`)}
+        }
+      }`;
+  return { hcl: hclText, fileSize: Number(info.FileSize), narSize: Number(info.NarSize) };
+}
+
+/** The allocation's directory below the -dev agent's work dir (`<work dir>/<client dir>/<alloc id>`). */
+function findAllocDir(workDir: string, allocId: string): string {
+  for (const entry of readdirSync(workDir)) {
+    const candidate = join(workDir, entry, allocId);
+    if (existsSync(join(candidate, 'main'))) return candidate;
+  }
+  throw new Error(`no allocation dir of ${allocId} below ${workDir}`);
 }
 
 const appConfig = (path: string, extra = '') => `        store_path = ${hcl(path)}\n        command    = "bin/hello"${extra}`;
@@ -236,7 +270,10 @@ for (const runtime of RUNTIMES)
   describe(`a store-path-only client (allow_flakes = false, ${runtime})`, { timeout: 600_000 }, () => {
     let taskAgent: TaskAgent;
     before(async () => {
-      taskAgent = await startTaskAgent(`store-only-${runtime}`, { runtime, pluginConfig: '    allow_flakes = false' });
+      taskAgent = await startTaskAgent(`store-only-${runtime}`, {
+        runtime,
+        pluginConfig: ['    allow_flakes = false', `    trusted_public_keys = [${hcl(key.publicKey)}]`].join('\n'),
+      });
     });
     after(async () => {
       await taskAgent?.close();
@@ -254,5 +291,39 @@ for (const runtime of RUNTIMES)
       const alloc = await finished(taskAgent.agent, runJob(taskAgent.agent, nixJobHcl({ id: 'store-path', config: appConfig(path) })));
       assert.equal(alloc.ClientStatus, 'complete', eventMessages(alloc, 'main'));
       assert.equal(allocLogs(taskAgent.agent, alloc.ID, 'main').trim(), payload);
+    });
+
+    it('imports a signed closure shipped as an artifact (no cache configured), and a second task of it imports nothing', async () => {
+      const { path, payload } = freshApp();
+      const artifact = shipAsArtifact(path, key);
+      const config = appConfig(path, '\n        closure_cache = "local/closure"');
+      const first = await finished(taskAgent.agent, runJob(taskAgent.agent, nixJobHcl({ id: 'artifact', config, taskExtra: artifact.hcl })));
+      const events = eventMessages(first, 'main');
+      assert.equal(first.ClientStatus, 'complete', events);
+      assert.equal(allocLogs(taskAgent.agent, first.ID, 'main').trim(), payload);
+      const closureDir = realpathSync(join(findAllocDir(taskAgent.agent.workDir, first.ID), 'main', 'local', 'closure'));
+      const fetched = `Fetched 1 store path (${formatBytes(artifact.fileSize)} download, ${formatBytes(artifact.narSize)} unpacked) from file://${closureDir}`;
+      assert.ok(events.includes(`Driver: ${fetched}`), `expected the event\n  ${fetched}\nin\n${events}`);
+      const second = await finished(taskAgent.agent, runJob(taskAgent.agent, nixJobHcl({ id: 'artifact-again', config, taskExtra: artifact.hcl })));
+      const again = eventMessages(second, 'main');
+      assert.equal(second.ClientStatus, 'complete', again);
+      assert.doesNotMatch(again, /Fetched|Realising/, 'the second task runs the closure already on the client');
+    });
+
+    it('refuses an unsigned closure shipped as an artifact, and keeps nothing of it', async () => {
+      const { path } = freshApp();
+      const artifact = shipAsArtifact(path, undefined);
+      const job = runJob(
+        taskAgent.agent,
+        nixJobHcl({ id: 'artifact-unsigned', config: appConfig(path, '\n        closure_cache = "local/closure"'), taskExtra: artifact.hcl }),
+      );
+      const alloc = await finished(taskAgent.agent, job);
+      const events = eventMessages(alloc, 'main');
+      assert.equal(alloc.ClientStatus, 'failed', events);
+      const cache = `file://${realpathSync(join(findAllocDir(taskAgent.agent.workDir, alloc.ID), 'main', 'local', 'closure'))}`;
+      const message = `failed to realise store path ${JSON.stringify(path)}: '${path}' from '${cache}' is not signed by a trusted key: it has no signature (trusted: test-1), and require_signatures is on; nothing of it was kept; fix: sign the path in the cache with a key listed in trusted_public_keys (nix store sign --key-file <secret key file> --store ${cache} ${path}; nix sign-paths before Nix 2.9)`;
+      assert.ok(events.includes(message), `expected the event\n  ${message}\nin\n${events}`);
+      assert.deepEqual(await waitForNoLeftovers(taskAgent, alloc.ID), []);
+      assert.equal(onDisk(path), false);
     });
   });

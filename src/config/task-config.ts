@@ -28,6 +28,11 @@ export const taskConfigFields = {
             fix: 'set nar_hash to the narHash nix path-info --json <store path> prints for it, e.g. "sha256-Rib7/YwUDDB5/u6541P/+IWw5G/Qm5V4GRbt/81xgHs="',
           },
   }),
+  closure_cache: field({
+    type: 'string',
+    doc: 'A binary-cache directory in the task\'s `local/` (what `nix copy --to file://…` writes, e.g. shipped as a tarball by an `artifact` with a checksum) that `store_path` and `packages` are also fetched from, under the same signature rules as the plugin\'s `substituters` (README "Shipping closures"). Read only when the closure is not on the client yet. Needs `store_path`.',
+    example: 'closure_cache = "local/closure"',
+  }),
   packages: field({
     type: 'list(string)',
     default: [],

@@ -11,6 +11,8 @@ import { asFailure, failure, quote } from '../errors.js';
 import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
 import { ensureDirectory, entryKind, removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
 import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
+import { binaryCacheDirProblem } from '../host/binary-cache-dir.js';
+import { isWithin } from '../paths.js';
 import { lookupUser, type HostUser } from '../host/users.js';
 import { ensureSharedFiles, makeDir, readFile, sharedFilesKey } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
@@ -138,6 +140,28 @@ export async function checkNarHash(tools: NixTools, path: string, pinned: string
   });
 }
 
+/**
+ * The `file://` URL of a task's closure_cache (`local/…`, validated at the edge): resolved with
+ * symlinks, inside the task's own `local/`, and a plain binary-cache directory
+ * (host/binary-cache-dir.ts). Throws an `invalid_argument` DriverError naming closure_cache,
+ * the value and the fix otherwise.
+ */
+export async function closureCacheUrl(request: TaskRequest, closureCache: string): Promise<string> {
+  const taskDir = join(request.allocDir, request.name);
+  const local = realPathOf(join(taskDir, 'local'));
+  const real = realPathOf(join(taskDir, closureCache));
+  const refuse = (cause: string) =>
+    failure('read closure cache', `closure_cache ${quote(closureCache)} ${cause}`, {
+      code: 'invalid_argument',
+      fix: 'unpack a binary cache written by nix copy --to file://<dir> there, e.g. artifact { source = "https://…/closure.tar.gz" destination = "local/closure" } with a checksum, or check closure_cache in the task\'s config { ... } block',
+    });
+  if (real === undefined || local === undefined) throw refuse("does not exist in the task's directory");
+  if (!isWithin(real, local)) throw refuse(`resolves to ${real}, outside the task's local/ (symlinks followed)`);
+  const problem = await binaryCacheDirProblem(real);
+  if (problem !== undefined) throw refuse(problem);
+  return `file://${real}`;
+}
+
 /** The host user the task runs as: its `user`, else nobody; root only with allow_root. */
 export function taskUser(request: TaskRequest, config: PluginConfig): HostUser {
   const name = request.user === '' ? DEFAULT_USER : request.user;
@@ -255,7 +279,9 @@ export async function startTask(request: StartRequest, context: StartContext): P
       const plain = nixTools(config, process.env.PATH);
       const tools = closureRequest.flake === undefined ? plain : { ...plain, flakeSandbox: await flakeSandboxHost(config, plain.nix, process.env.PATH) };
       context.event(closureRequest.flake !== undefined ? `Building flake ${closureRequest.flake}` : `Realising ${closureRequest.storePath}`);
+      const closureCache = closureRequest.closureCache === undefined ? undefined : await closureCacheUrl(request, closureRequest.closureCache);
       realised = await realise(tools, closureRequest, {
+        ...(closureCache === undefined ? {} : { extraSubstituters: [closureCache] }),
         onProgress: context.event,
         onFetched: (summary) => {
           const message = fetchMessage(summary);

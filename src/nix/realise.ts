@@ -96,6 +96,12 @@ export interface RealiseOptions {
   readonly signal?: AbortSignal;
   /** Applies to each Nix command separately; no limit when absent. */
   readonly timeoutMs?: number;
+  /**
+   * More binary caches for store paths and packages (`--option extra-substituters`, after the
+   * plugin's trust settings, so the same signature rules apply), e.g. a task's closure_cache
+   * `file:///…/local/closure`. Flakes never get them.
+   */
+  readonly extraSubstituters?: readonly string[];
   /** Called once per Nix command that substituted paths, after it succeeded. */
   readonly onFetched?: (summary: FetchSummary) => void;
 }
@@ -283,7 +289,9 @@ export function failedDerivation(text: string): string | undefined {
 async function realisePaths(ctx: Context, paths: readonly string[], storePath: string | undefined): Promise<string[]> {
   if (paths.length === 0) return [];
   const what = realiseWhat(paths, storePath);
-  const run = await runNix(ctx, ctx.tools.nixStore, ['--realise', ...LOG_FORMAT, ...ctx.tools.extraOptions, ...paths], what);
+  const extra = ctx.options.extraSubstituters ?? [];
+  const substituters = extra.length === 0 ? [] : ['--option', 'extra-substituters', extra.join(' ')];
+  const run = await runNix(ctx, ctx.tools.nixStore, ['--realise', ...LOG_FORMAT, ...ctx.tools.extraOptions, ...substituters, ...paths], what);
   if (!run.ok) throw (await substitutionFailure(ctx, what, run.collector, paths)) ?? (await pathFailure(ctx, paths, storePath, run.text));
   return [...paths];
 }
