@@ -325,7 +325,10 @@ async function substitutionFailure(ctx: Context, what: string, log: NixLogCollec
       },
     );
   }
-  if (untrusted !== undefined && log.errors.length > 0) {
+  // a store path can only be fetched, so a refused substitute is the cause; a flake's build may
+  // have failed on its own after Nix fell back to building what it would not fetch
+  const refusedIsCause = requested.length > 0 || !log.errors.some((e) => /builder for '/.test(e));
+  if (untrusted !== undefined && log.errors.length > 0 && refusedIsCause) {
     const [, path = '', cache = ''] = untrusted;
     const signers = await signersIn(ctx, cache, path);
     const trusted =
