@@ -53,7 +53,7 @@ for (const runtime of RUNTIMES)
       [
         `    state_dir    = ${hcl(stateDir)}`,
         `    gc_roots_dir = ${hcl(gcRootsDir)}`,
-        '    nix_options  = ["substituters ="]',
+        '    substituters = []',
         `    runtime      = ${hcl(runtime satisfies RuntimeName)}`,
         `    orphan_grace = ${hcl(grace)}`,
       ].join('\n');

@@ -19,9 +19,22 @@ plugin "nix" {
     nix_bin = ""
 
     # Extra Nix settings, one nix.conf line each, for every nix command the driver runs,
-    # e.g. ["substituters = https://cache.example.org", "trusted-public-keys = …"].
-    # ["substituters ="] turns binary caches off (a client without network access).
+    # e.g. ["max-jobs = 4"]. Not the trust settings below (substituters, keys, require-sigs).
     nix_options = []
+
+    # Binary caches and the keys whose signatures they must carry (README "Shipping
+    # closures"). Unset = the client's nix.conf; [] = no cache at all (offline clients).
+    # substituters = ["https://cache.example.org"]
+    # trusted_public_keys = ["cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="]
+    # A path fetched from a cache must be signed by a trusted key, whatever nix.conf says.
+    require_signatures = true
+
+    # Evaluation policy: may jobs make this client evaluate and build flakes (as root)?
+    # false = store paths only (production clients). flake_namespaces = Nomad namespaces
+    # allowed to (empty = all); allowed_flakes = reference prefixes (empty = any).
+    allow_flakes = true
+    flake_namespaces = []
+    allowed_flakes = []
 
     # Tasks run as their `user`, else as nobody. Root tasks need this switched on.
     allow_root = false

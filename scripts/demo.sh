@@ -42,7 +42,7 @@ chmod 0711 "$DEMO_DIR"
 # the documented client config, plus: our own port, and no binary cache (the demo builds
 # everything it runs from busybox, offline)
 sed -e "s/^client {/ports {\n  http = $PORT\n}\n\nclient {/" \
-    -e 's/^    nix_options = \[\]/    nix_options = ["substituters ="]/' \
+    -e 's/^    # substituters = \[.*\]$/    substituters = []/' \
     -e "s|^    allow_local_flakes = \[\]|    allow_local_flakes = [\"$DEMO_DIR/web\"]|" \
     plugin-config/nix.hcl > "$DEMO_DIR/agent.hcl"
 

@@ -192,18 +192,24 @@ describe('BasePlugin', () => {
     assert.equal(runtime.default.default.literal.value, '"bwrap"');
     assert.deepEqual(Object.keys(spec.object.attributes).sort(), [
       'allow_caps',
+      'allow_flakes',
       'allow_local_flakes',
       'allow_root',
       'allow_volumes',
+      'allowed_flakes',
+      'flake_namespaces',
       'gc_roots_dir',
       'log_level',
       'nix_bin',
       'nix_options',
       'orphan_grace',
       'pids_limit',
+      'require_signatures',
       'runc_init',
       'runtime',
       'state_dir',
+      'substituters',
+      'trusted_public_keys',
     ]);
   });
 

@@ -60,11 +60,7 @@ after(() => {
 for (const runtime of RUNTIMES)
   describe(`two Nomad clients sharing the default state_dir (${runtime})`, { timeout: 900_000 }, () => {
     const agents: NomadAgent[] = [];
-    const pluginConfig = [
-      `    runtime      = ${hcl(runtime satisfies RuntimeName)}`,
-      '    nix_options  = ["substituters ="]',
-      `    orphan_grace = ${hcl(GRACE)}`,
-    ].join('\n');
+    const pluginConfig = [`    runtime      = ${hcl(runtime satisfies RuntimeName)}`, '    substituters = []', `    orphan_grace = ${hcl(GRACE)}`].join('\n');
     const job = (id: string) => nixJobHcl({ id, type: 'service', config: shConfig(busybox, 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done') });
     const runningAlloc = async (agent: NomadAgent, jobId: string) =>
       agent.waitFor(

@@ -36,9 +36,15 @@ export function e2eFlakeDir(): string {
 
 export async function startTaskAgent(
   name: string,
-  options: Omit<AgentOptions, 'pluginConfig'> & { runtime?: RuntimeName /** More lines inside the plugin's config block. */; pluginConfig?: string } = {},
+  options: Omit<AgentOptions, 'pluginConfig'> & {
+    runtime?: RuntimeName;
+    /** More lines inside the plugin's config block. */
+    pluginConfig?: string;
+    /** The plugin's substituters (default none: closures are built locally). */
+    substituters?: readonly string[];
+  } = {},
 ): Promise<TaskAgent> {
-  const { runtime, pluginConfig, ...agentOptions } = options;
+  const { runtime, pluginConfig, substituters = [], ...agentOptions } = options;
   const stateDir = mkdtempSync(`/var/lib/nix-e2e-${name}-`);
   const gcRootsDir = mkdtempSync(`/nix/var/nix/gcroots/nix-e2e-${name}-`);
   const agent = await NomadAgent.start({
@@ -46,7 +52,7 @@ export async function startTaskAgent(
     pluginConfig: [
       `    state_dir    = ${hcl(stateDir)}`,
       `    gc_roots_dir = ${hcl(gcRootsDir)}`,
-      '    nix_options  = ["substituters ="]',
+      `    substituters = [${substituters.map(hcl).join(', ')}]`,
       `    allow_local_flakes = [${hcl(E2E_FLAKES_DIR)}]`,
       ...(runtime === undefined ? [] : [`    runtime      = ${hcl(runtime)}`]),
       ...(pluginConfig === undefined ? [] : [pluginConfig]),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Packr } from 'msgpackr';
 import { decodeCtyMsgpack } from './cty-msgpack.js';
-import { decodePluginConfig, defaultPluginConfig, pluginConfigFields } from './plugin-config.js';
+import { decodePluginConfig, defaultPluginConfig, pluginConfigFields, trustOptions } from './plugin-config.js';
 import { describeFields, toHclSpec } from './schema.js';
 import { decodeTaskConfig } from './task-config.js';
 
@@ -12,6 +12,12 @@ describe('plugin config', () => {
       runtime: 'bwrap',
       nix_bin: '',
       nix_options: [],
+      substituters: undefined,
+      trusted_public_keys: undefined,
+      require_signatures: true,
+      allow_flakes: true,
+      allowed_flakes: [],
+      flake_namespaces: [],
       state_dir: '/var/lib/nomad-driver-nix',
       gc_roots_dir: '/nix/var/nix/gcroots/nomad-driver-nix',
       runc_init: '',
@@ -97,15 +103,78 @@ describe('plugin config', () => {
   });
 
   it('takes nix settings as nix.conf lines', () => {
-    assert.deepEqual(decodePluginConfig({ nix_options: ['substituters =', 'max-jobs = 4'] }).nix_options, ['substituters =', 'max-jobs = 4']);
+    assert.deepEqual(decodePluginConfig({ nix_options: ['connect-timeout = 5', 'max-jobs = 4'] }).nix_options, ['connect-timeout = 5', 'max-jobs = 4']);
     assert.throws(() => decodePluginConfig({ nix_options: ['--option x'] }), /field "nix_options": "--option x" is not a nix.conf line "name = value"/);
+  });
+
+  it("refuses Nix's trust settings in nix_options: the trust options decide them", () => {
+    assert.throws(() => decodePluginConfig({ nix_options: ['max-jobs = 4', 'require-sigs = false'] }), {
+      message:
+        'failed to decode plugin config: field "nix_options": "require-sigs = false" sets Nix\'s require-sigs, which the plugin\'s require_signatures decides (the driver passes it to every Nix command after nix_options); fix: remove it from nix_options and set require_signatures in the client\'s plugin "nix" { config { ... } } block',
+    });
+    for (const [line, option] of [
+      ['substituters =', 'substituters'],
+      ['extra-substituters = http://x', 'substituters'],
+      ['binary-caches = http://x', 'substituters'],
+      ['trusted-substituters = http://x', 'substituters'],
+      ['extra-trusted-public-keys = k:AAAA', 'trusted_public_keys'],
+      ['binary-cache-public-keys = k:AAAA', 'trusted_public_keys'],
+    ] as const) {
+      assert.throws(() => decodePluginConfig({ nix_options: [line] }), new RegExp(`which the plugin's ${option} decides`), line);
+    }
+  });
+
+  it('passes the trust settings to Nix: require-sigs always, caches and keys when set', () => {
+    const key = 'test-1:tykvNdtQpM9gsNRod+550mU+zCvUyRMv7+Wu87WDOPc=';
+    assert.deepEqual(trustOptions(decodePluginConfig({})), ['--option', 'require-sigs', 'true']);
+    assert.deepEqual(trustOptions(decodePluginConfig({ substituters: [], require_signatures: false })), [
+      '--option',
+      'require-sigs',
+      'false',
+      '--option',
+      'substituters',
+      '',
+    ]);
+    assert.deepEqual(trustOptions(decodePluginConfig({ substituters: ['http://a', 'file:///srv/c'], trusted_public_keys: [key, key] })), [
+      '--option',
+      'require-sigs',
+      'true',
+      '--option',
+      'substituters',
+      'http://a file:///srv/c',
+      '--option',
+      'trusted-public-keys',
+      `${key} ${key}`,
+    ]);
+  });
+
+  it('checks cache URLs and public keys', () => {
+    assert.throws(() => decodePluginConfig({ substituters: ['cache.example.org'] }), {
+      message:
+        'failed to decode plugin config: field "substituters": "cache.example.org" is not a binary cache URL (<scheme>://…, without spaces); fix: list cache URLs such as "https://cache.example.org" or "file:///srv/cache" in substituters in the client\'s plugin "nix" { config { ... } } block',
+    });
+    assert.throws(() => decodePluginConfig({ substituters: ['http://c?trusted=1'] }), {
+      message:
+        'failed to decode plugin config: field "substituters": "http://c?trusted=1" has trusted=1, which makes Nix accept its paths without signatures while require_signatures is on; fix: remove trusted=1 from the URL and add the cache\'s public key to trusted_public_keys in the client\'s plugin "nix" { config { ... } } block',
+    });
+    assert.deepEqual(decodePluginConfig({ substituters: ['http://c?trusted=1'], require_signatures: false }).substituters, ['http://c?trusted=1']);
+    assert.throws(
+      () => decodePluginConfig({ trusted_public_keys: ['test-1:AAAA'] }),
+      /field "trusted_public_keys": "test-1:AAAA" is not a Nix public key "<name>:<base64 of 32 bytes>"/,
+    );
+    assert.throws(() => decodePluginConfig({ trusted_public_keys: ['nokey'] }), /"nokey" is not a Nix public key/);
   });
 
   it('produces an hclspec where every attribute has its own name inside a Default', () => {
     const spec = toHclSpec(pluginConfigFields) as any;
     for (const [name, attr] of Object.entries<any>(spec.object.attributes)) {
-      assert.equal(attr.block, 'default');
-      assert.equal(attr.default.primary.Attr.name, name);
+      // substituters and trusted_public_keys have no default: unset means the client's nix.conf
+      if (['substituters', 'trusted_public_keys'].includes(name))
+        assert.deepEqual(attr, { block: 'Attr', Attr: { name, type: 'list(string)', required: false } });
+      else {
+        assert.equal(attr.block, 'default');
+        assert.equal(attr.default.primary.Attr.name, name);
+      }
     }
     assert.equal(spec.object.attributes.gc_roots_dir.default.default.literal.value, '"/nix/var/nix/gcroots/nomad-driver-nix"');
   });

@@ -110,17 +110,85 @@ export const pluginConfigFields = {
   nix_options: field({
     type: 'list(string)',
     default: [],
-    doc: "Nix settings, one nix.conf line each (`name = value`), passed as `--option name value` to every nix command the driver runs (substituters, trusted keys, builders, …), on top of the client's nix.conf. (A list, not a map: the agent's HCL1 config cannot pass maps to plugins.)",
-    example: 'nix_options = ["substituters = https://cache.example.org", "trusted-public-keys = cache.example.org-1:…"]',
+    doc: "Nix settings, one nix.conf line each (`name = value`), passed as `--option name value` to every nix command the driver runs (builders, max-jobs, …), on top of the client's nix.conf. Which caches and keys Nix trusts is set by `substituters`, `trusted_public_keys` and `require_signatures` alone: a line naming one of Nix's trust settings (`substituters`, `trusted-public-keys`, `require-sigs`, their `extra-` forms and old aliases) is refused. (A list, not a map: the agent's HCL1 config cannot pass maps to plugins.)",
+    example: 'nix_options = ["max-jobs = 4", "connect-timeout = 5"]',
     check: (value) => {
       const bad = value.find((line) => parseNixOption(line) === undefined);
-      return bad === undefined
-        ? undefined
-        : {
-            cause: `${JSON.stringify(bad)} is not a nix.conf line "name = value"`,
-            fix: 'write each entry as "name = value", e.g. "substituters = https://cache.example.org"',
+      if (bad !== undefined)
+        return {
+          cause: `${JSON.stringify(bad)} is not a nix.conf line "name = value"`,
+          fix: 'write each entry as "name = value", e.g. "max-jobs = 4"',
+        };
+      for (const line of value) {
+        const [name = ''] = parseNixOption(line) ?? [];
+        const option = TRUST_SETTINGS[name.replace(/^extra-/, '')];
+        if (option !== undefined)
+          return {
+            cause: `${JSON.stringify(line)} sets Nix's ${name}, which the plugin's ${option} decides (the driver passes it to every Nix command after nix_options)`,
+            fix: `remove it from nix_options and set ${option} in ${WHERE}`,
           };
+      }
+      return undefined;
     },
+  }),
+  substituters: field({
+    type: 'list(string)',
+    doc: "Binary caches Nix may fetch store paths from, in order (Nix's `substituters`, replacing the client's nix.conf), e.g. `https://cache.example.org` or `file:///srv/cache`. Unset: the nix.conf's. `[]`: none, every path must already be on the client or be built there. A cache URL with `trusted=1`, which would skip signature checks, is refused while `require_signatures` is on (README \"Shipping closures\").",
+    example: 'substituters = ["https://cache.example.org"]',
+    check: (value) => {
+      for (const url of value) {
+        if (!/^[a-z][a-z0-9+.-]*:\/\/[^\s]+$/.test(url))
+          return {
+            cause: `${JSON.stringify(url)} is not a binary cache URL (<scheme>://…, without spaces)`,
+            fix: `list cache URLs such as "https://cache.example.org" or "file:///srv/cache" in substituters in ${WHERE}`,
+          };
+      }
+      return undefined;
+    },
+  }),
+  trusted_public_keys: field({
+    type: 'list(string)',
+    doc: "Public keys (`name:base64`, as `nix key convert-secret-to-public` or `nix-store --generate-binary-cache-key` write them) whose signatures make a fetched path acceptable (Nix's `trusted-public-keys`, replacing the client's nix.conf). Unset: the nix.conf's. Applies to paths entering the store from a cache or an artifact; paths already valid on the client are used as they are (pin them with the task's `nar_hash`).",
+    example: 'trusted_public_keys = ["cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="]',
+    check: (value) => {
+      for (const key of value) {
+        const match = /^([^:\s]+):([A-Za-z0-9+/]+={0,2})$/.exec(key);
+        if (match === null || Buffer.from(match[2] ?? '', 'base64').length !== 32)
+          return {
+            cause: `${JSON.stringify(key)} is not a Nix public key "<name>:<base64 of 32 bytes>"`,
+            fix: `list public keys such as "cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=" (the .pub file nix-store --generate-binary-cache-key writes) in trusted_public_keys in ${WHERE}`,
+          };
+      }
+      return undefined;
+    },
+  }),
+  require_signatures: field({
+    type: 'bool',
+    default: true,
+    doc: "Refuse a path fetched from a cache unless a key in `trusted_public_keys` signed it (Nix's `require-sigs`, passed to every Nix command whatever the client's nix.conf says). Such a task fails with a message naming the path, the cache and the fix, and leaves nothing in the store. Content-addressed paths (e.g. `nix-store --add`) need no signature: their name is their hash.",
+    example: 'require_signatures = true',
+  }),
+  allow_flakes: field({
+    type: 'bool',
+    default: true,
+    doc: 'Let jobs use `flake` (the client evaluates and builds it as root). Off, the client runs prebuilt `store_path`s only (the production mode: build and sign once, ship through a cache, README "Shipping closures") and a flake task fails with a message naming this option.',
+    example: 'allow_flakes = false',
+  }),
+  allowed_flakes: field({
+    type: 'list(string)',
+    default: [],
+    doc: "Prefixes a job's `flake` must start with, e.g. `github:my-org/`; a prefix not ending in `/`, `:`, `?` or `#` matches only up to one of those (`github:my-org` allows `github:my-org/app` but not `github:my-org-evil/app`). Compared with the reference as written, before Nix resolves registry ids. Empty: any reference the grammar accepts.",
+    example: 'allowed_flakes = ["github:my-org/", "git+https://git.example.org/"]',
+    check: (value) =>
+      value.some((prefix) => prefix === '' || /\s/.test(prefix))
+        ? { cause: 'has an empty prefix or one with a space', fix: `list flake reference prefixes such as "github:my-org/" in allowed_flakes in ${WHERE}` }
+        : undefined,
+  }),
+  flake_namespaces: field({
+    type: 'list(string)',
+    default: [],
+    doc: 'Nomad namespaces whose jobs may use `flake`; jobs of other namespaces may run store paths only. Empty: every namespace (as `allow_flakes` and `allowed_flakes` allow).',
+    example: 'flake_namespaces = ["dev", "ci"]',
   }),
   state_dir: field({
     type: 'string',
@@ -225,6 +293,20 @@ export const pluginConfigFields = {
   }),
 } as const;
 
+/**
+ * Nix's trust settings (and their old aliases; an `extra-` prefix is stripped before the
+ * lookup) → the plugin option that decides them: nix_options may not set them.
+ */
+export const TRUST_SETTINGS: Readonly<Record<string, string>> = {
+  substituters: 'substituters',
+  'binary-caches': 'substituters',
+  'trusted-substituters': 'substituters',
+  'trusted-binary-caches': 'substituters',
+  'trusted-public-keys': 'trusted_public_keys',
+  'binary-cache-public-keys': 'trusted_public_keys',
+  'require-sigs': 'require_signatures',
+};
+
 export type PluginConfig = Decoded<typeof pluginConfigFields>;
 
 export const PLUGIN_CONFIG_CONTEXT: BlockContext = { what: 'plugin config', where: WHERE };
@@ -232,6 +314,17 @@ export const PLUGIN_CONFIG_CONTEXT: BlockContext = { what: 'plugin config', wher
 /** Decodes and validates the plugin config value Nomad sent in SetConfig. */
 export function decodePluginConfig(raw: unknown): PluginConfig {
   const config = decodeBlock(pluginConfigFields, raw, PLUGIN_CONFIG_CONTEXT);
+  const trustedCache = config.require_signatures ? config.substituters?.find((url) => /[?&]trusted=(1|true)(&|$)/.test(url)) : undefined;
+  if (trustedCache !== undefined) {
+    throw failure(
+      `decode ${PLUGIN_CONFIG_CONTEXT.what}`,
+      `field "substituters": ${JSON.stringify(trustedCache)} has trusted=1, which makes Nix accept its paths without signatures while require_signatures is on`,
+      {
+        code: 'invalid_argument',
+        fix: `remove trusted=1 from the URL and add the cache's public key to trusted_public_keys in ${WHERE}`,
+      },
+    );
+  }
   const { state_dir: state, gc_roots_dir: roots } = config;
   if (isWithin(state, roots) || isWithin(roots, state)) {
     throw failure(
@@ -258,6 +351,21 @@ export function parseDurationMs(text: string): number | undefined {
   let total = 0;
   for (const match of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(match[1]) * (units[match[2] ?? ''] ?? 0);
   return total >= 1000 ? Math.round(total) : undefined;
+}
+
+/**
+ * The `--option` arguments of the plugin's trust settings, given to every Nix command after
+ * nix_options: `require-sigs` always, `substituters` and `trusted-public-keys` when set (lists
+ * joined by spaces, as nix.conf writes them; an empty list is `''`: none).
+ */
+export function trustOptions(config: Pick<PluginConfig, 'require_signatures' | 'substituters' | 'trusted_public_keys'>): string[] {
+  return [
+    '--option',
+    'require-sigs',
+    String(config.require_signatures),
+    ...(config.substituters === undefined ? [] : ['--option', 'substituters', config.substituters.join(' ')]),
+    ...(config.trusted_public_keys === undefined ? [] : ['--option', 'trusted-public-keys', config.trusted_public_keys.join(' ')]),
+  ];
 }
 
 /** `substituters = a b` → ['substituters', 'a b']; undefined when it is not a nix.conf line. */

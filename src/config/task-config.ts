@@ -16,6 +16,23 @@ export const taskConfigFields = {
     doc: 'A prebuilt output path `/nix/store/<hash>-<name>` (not a `.drv`); when missing it is substituted from the configured caches, never evaluated or built.',
     example: 'store_path = "/nix/store/…-web"',
   }),
+  nar_hash: field({
+    type: 'string',
+    doc: "Pins the NAR hash of the task's main store path (`store_path`, or the flake's output) in SRI form, as `nix path-info --json` reports `narHash`. Checked after the closure is realised and before anything runs, also when the path was already on the client (against the hash Nix recorded when it became valid); a mismatch fails the task.",
+    example: 'nar_hash = "sha256-Rib7/YwUDDB5/u6541P/+IWw5G/Qm5V4GRbt/81xgHs="',
+    check: (value) =>
+      /^sha256-[A-Za-z0-9+/]{43}=$/.test(value)
+        ? undefined
+        : {
+            cause: `${JSON.stringify(value)} is not an SRI SHA-256 hash ("sha256-" and 44 base64 characters)`,
+            fix: 'set nar_hash to the narHash nix path-info --json <store path> prints for it, e.g. "sha256-Rib7/YwUDDB5/u6541P/+IWw5G/Qm5V4GRbt/81xgHs="',
+          },
+  }),
+  closure_cache: field({
+    type: 'string',
+    doc: 'A binary-cache directory in the task\'s `local/` (what `nix copy --to file://…` writes, e.g. shipped as a tarball by an `artifact` with a checksum) that `store_path` and `packages` are also fetched from, under the same signature rules as the plugin\'s `substituters` (README "Shipping closures"). Read only when the closure is not on the client yet. Needs `store_path`.',
+    example: 'closure_cache = "local/closure"',
+  }),
   packages: field({
     type: 'list(string)',
     default: [],

@@ -6,17 +6,20 @@
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { parseNixOption, type PluginConfig } from '../config/plugin-config.js';
+import { parseNixOption, trustOptions, type PluginConfig } from '../config/plugin-config.js';
 import { asFailure, failure, quote } from '../errors.js';
 import { findExecutable, isExecutable, listDir, realPathOf } from '../host/which.js';
 import { ensureDirectory, entryKind, removeTree, resolveExisting, unsearchableAncestor } from '../host/fs.js';
 import { inspectDeviceNode, inspectVolumeSource } from '../host/mount-sources.js';
+import { binaryCacheDirProblem } from '../host/binary-cache-dir.js';
+import { isWithin } from '../paths.js';
 import { lookupUser, type HostUser } from '../host/users.js';
 import { ensureSharedFiles, readFile, sharedFilesKey } from '../host/task-files.js';
 import type { Logger } from '../log/logger.js';
 import { addTaskGcRoot, removeTaskGcRoot } from '../nix/gc-roots.js';
 import type { ClosureCache } from '../nix/closure-cache.js';
-import { realise, type NixTools } from '../nix/realise.js';
+import { narHashOf, realise, type NixTools } from '../nix/realise.js';
+import { fetchMessage } from '../nix/progress.js';
 import { ROOT_ENTRIES, type FlakeSandboxHost, type RootEntry } from '../nix/eval-sandbox.js';
 import { ensureStoreView, storeViewKey } from '../nix/store-view.js';
 import { chooseDns } from '../rootfs/dns.js';
@@ -34,6 +37,7 @@ import type { SharedKind } from './shared-resources.js';
 import { taskCapabilities } from './privileges.js';
 import { checkMountRequests, resolveMounts } from './volumes.js';
 import { checkedInstallable } from './local-flake.js';
+import { checkFlakePolicy } from './flake-policy.js';
 import { binDirs, fhsLinks, resolveCommand, taskEnvironment } from './task-request.js';
 import { TaskHandle, taskKey, type StartRequest, type TaskRequest } from './task.js';
 import { oomKillEventMessage, watchOomKills } from './oom-watch.js';
@@ -75,11 +79,20 @@ export function nixTools(config: PluginConfig, pathEnv: string | undefined): Nix
     }
     return path;
   };
-  const extraOptions = config.nix_options.flatMap((line) => {
-    const [name, value] = parseNixOption(line) ?? ['', ''];
-    return ['--option', name, value];
-  });
-  return { nix: find('nix'), nixStore: find('nix-store'), extraOptions };
+  const extraOptions = [
+    ...config.nix_options.flatMap((line) => {
+      const [name, value] = parseNixOption(line) ?? ['', ''];
+      return ['--option', name, value];
+    }),
+    // after nix_options, so the trust settings win (nix_options may not name them either)
+    ...trustOptions(config),
+  ];
+  return {
+    nix: find('nix'),
+    nixStore: find('nix-store'),
+    extraOptions,
+    ...(config.trusted_public_keys === undefined ? {} : { trustedKeyNames: config.trusted_public_keys.map((k) => k.split(':')[0] ?? '') }),
+  };
 }
 
 /**
@@ -111,6 +124,41 @@ export async function flakeSandboxHost(config: PluginConfig, nix: string, pathEn
   const home = join(config.state_dir, 'nix-home');
   await ensureDirectory(home, 0o700);
   return { bwrap, rootEntries, home, flakeDirs, nix: realPathOf(nix) ?? nix, env: process.env };
+}
+
+/**
+ * Throws a `failed_precondition` DriverError when the NAR hash Nix recorded for `path` is not
+ * `pinned` (the task's nar_hash, SRI).
+ */
+export async function checkNarHash(tools: NixTools, path: string, pinned: string): Promise<void> {
+  const actual = await narHashOf(tools, path);
+  if (actual === pinned) return;
+  throw failure(`verify store path ${quote(path)}`, `its NAR hash is ${actual}, not the nar_hash ${pinned} the task pins; nothing of the task ran`, {
+    code: 'failed_precondition',
+    fix: `set nar_hash to the narHash that nix path-info --json ${path} prints where the closure was built and signed, or find out why this client's copy differs (nix-store --verify-path ${path}; nix path-info --sigs ${path})`,
+  });
+}
+
+/**
+ * The `file://` URL of a task's closure_cache (`local/…`, validated at the edge): resolved with
+ * symlinks, inside the task's own `local/`, and a plain binary-cache directory
+ * (host/binary-cache-dir.ts). Throws an `invalid_argument` DriverError naming closure_cache,
+ * the value and the fix otherwise.
+ */
+export async function closureCacheUrl(request: TaskRequest, closureCache: string): Promise<string> {
+  const taskDir = join(request.allocDir, request.name);
+  const local = realPathOf(join(taskDir, 'local'));
+  const real = realPathOf(join(taskDir, closureCache));
+  const refuse = (cause: string) =>
+    failure('read closure cache', `closure_cache ${quote(closureCache)} ${cause}`, {
+      code: 'invalid_argument',
+      fix: 'unpack a binary cache written by nix copy --to file://<dir> there, e.g. artifact { source = "https://…/closure.tar.gz" destination = "local/closure" } with a checksum, or check closure_cache in the task\'s config { ... } block',
+    });
+  if (real === undefined || local === undefined) throw refuse("does not exist in the task's directory");
+  if (!isWithin(real, local)) throw refuse(`resolves to ${real}, outside the task's local/ (symlinks followed)`);
+  const problem = await binaryCacheDirProblem(real);
+  if (problem !== undefined) throw refuse(problem);
+  return `file://${real}`;
 }
 
 /** The host user the task runs as: its `user`, else nobody; root only with allow_root. */
@@ -175,6 +223,8 @@ export async function startTask(request: StartRequest, context: StartContext): P
   try {
     // 1. the config block (decoded and validated at the RPC edge), then what needs the host
     const { config: taskConfig, closure: validated } = request;
+    // the client's evaluation policy: flakes at all, in this namespace, from this reference
+    if (validated.flake !== undefined) checkFlakePolicy(validated.flake, request.namespace, config);
     // a path:/git+file: flake only below allow_local_flakes, resolved (Nix gets the real path)
     const closureRequest =
       validated.flake === undefined
@@ -207,9 +257,19 @@ export async function startTask(request: StartRequest, context: StartContext): P
       const plain = nixTools(config, process.env.PATH);
       const tools = closureRequest.flake === undefined ? plain : { ...plain, flakeSandbox: await flakeSandboxHost(config, plain.nix, process.env.PATH) };
       context.event(closureRequest.flake !== undefined ? `Building flake ${closureRequest.flake}` : `Realising ${closureRequest.storePath}`);
-      realised = await realise(tools, closureRequest, { onProgress: context.event });
+      const closureCache = closureRequest.closureCache === undefined ? undefined : await closureCacheUrl(request, closureRequest.closureCache);
+      realised = await realise(tools, closureRequest, {
+        ...(closureCache === undefined ? {} : { extraSubstituters: [closureCache] }),
+        onProgress: context.event,
+        onFetched: (summary) => {
+          const message = fetchMessage(summary);
+          if (message !== undefined) context.event(message);
+        },
+      });
       await context.closures.remember(closureRequest, realised);
     }
+    //    a pinned NAR hash: checked on every start (a cached closure too), before anything runs
+    if (taskConfig.nar_hash !== undefined) await checkNarHash(nixTools(config, process.env.PATH), realised.mainOutput, taskConfig.nar_hash);
     // every entry the driver creates carries its owner: the orphan sweep removes only its own node's
     const who = owner(request.nodeId, request.nodeName);
     // the GC root's name is the task's state key

@@ -7,6 +7,27 @@ const BB = '/nix/store/0c6a1r8ix1bqnpbrc3kljvvlfhd8h0cv-busybox';
 const APP = '/nix/store/1d5qxwzrvkx6pjyk0gnaavz0cqnvzxq3-app';
 
 describe('task config rules', () => {
+  it('takes a closure_cache below local/ for store paths only', () => {
+    assert.deepEqual(validateTaskConfig(decodeTaskConfig({ store_path: BB, closure_cache: 'local/closure' })), {
+      storePath: BB,
+      packages: [],
+      closureCache: 'local/closure',
+    });
+    const fix =
+      'set closure_cache to the artifact\'s destination below local/, e.g. "local/closure", and give the task a store_path, in the task\'s config { ... } block';
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ flake: 'github:a/b#c', closure_cache: 'local/closure' })), {
+      message: `failed to validate task config: closure_cache "local/closure" is set without store_path (a flake is built, not fetched); fix: ${fix}`,
+    });
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, closure_cache: 'local/../secrets' })), {
+      message: `failed to validate task config: closure_cache "local/../secrets" contains a ".." segment; fix: ${fix}`,
+    });
+    assert.throws(
+      () => validateTaskConfig(decodeTaskConfig({ store_path: BB, closure_cache: 'secrets/c' })),
+      /closure_cache "secrets\/c" is not below local\//,
+    );
+    assert.throws(() => validateTaskConfig(decodeTaskConfig({ store_path: BB, closure_cache: '/srv/c' })), /closure_cache "\/srv\/c" is absolute/);
+  });
+
   it('wants exactly one of flake and store_path', () => {
     assert.throws(() => validateTaskConfig(decodeTaskConfig({})), {
       message:

@@ -17,6 +17,8 @@ export interface ClosureRequest {
   readonly flake?: string;
   readonly storePath?: string;
   readonly packages: readonly string[];
+  /** The task's closure_cache: a binary-cache directory relative to the task dir, `local/…`. */
+  readonly closureCache?: string;
 }
 
 function invalid(cause: string, fix: string) {
@@ -62,6 +64,13 @@ export function validateTaskConfig(config: TaskConfig): ClosureRequest {
     const problem = storePathProblem(pkg);
     if (problem !== undefined) throw invalid(`packages[${i}] ${quote(pkg)} ${problem}`, `list store paths such as "/nix/store/<hash>-<name>" in packages`);
   });
+  if (config.closure_cache !== undefined) {
+    const dir = config.closure_cache;
+    const fix = `set closure_cache to the artifact's destination below local/, e.g. "local/closure", and give the task a store_path, in ${WHERE}`;
+    if (!hasStorePath) throw invalid(`closure_cache ${quote(dir)} is set without store_path (a flake is built, not fetched)`, fix);
+    const problem = dir.startsWith('/') ? 'is absolute' : absolutePathProblem(`/${dir}`);
+    if (problem !== undefined || !isWithin(`/${dir}`, '/local')) throw invalid(`closure_cache ${quote(dir)} ${problem ?? 'is not below local/'}`, fix);
+  }
   if (config.command.split('/').includes('..')) {
     throw invalid(
       `command ${quote(config.command)} contains "..", which would escape the closure`,
@@ -76,6 +85,7 @@ export function validateTaskConfig(config: TaskConfig): ClosureRequest {
   return {
     ...(hasFlake ? { flake: config.flake ?? '' } : { storePath: config.store_path ?? '' }),
     packages: config.packages,
+    ...(config.closure_cache === undefined ? {} : { closureCache: config.closure_cache }),
   };
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { NixLogCollector, oneLine, parseNixLogLine, progressMessage, stripAnsi, throttle } from './progress.js';
+import { NixLogCollector, fetchMessage, formatBytes, oneLine, parseNixLogLine, progressMessage, stripAnsi, throttle } from './progress.js';
 
 // Lines as Nix 2.8 prints them with --log-format internal-json (captured on the test machine).
 const DRV = '/nix/store/il14rmdw450fyhnf79v1pz5shkv1lbkk-web.drv';
@@ -120,5 +120,57 @@ describe('nix internal-json log', () => {
     now = 100;
     emit('c');
     assert.deepEqual(seen, ['a', 'c']);
+  });
+
+  // a substitution from a loopback HTTP cache, as Nix 2.8 logged it (abridged)
+  const P = '/nix/store/fkjyhc41l2d10c15dmddmni1267x4adq-trustx-15288';
+  const CACHE = 'http://127.0.0.1:18777/cache';
+  const FETCH = [
+    `@nix {"action":"result","fields":[101,696],"id":4,"type":106}`,
+    `@nix {"action":"result","fields":[100,1696],"id":4,"type":106}`,
+    `@nix {"action":"start","fields":["${P}","${CACHE}"],"id":8,"level":0,"text":"","type":108}`,
+    `@nix {"action":"start","fields":["${P}","${CACHE}","local"],"id":9,"level":3,"text":"copying path '${P}' from '${CACHE}'","type":100}`,
+    `@nix {"action":"start","fields":["${CACHE}/nar/0yw0.nar"],"id":10,"level":4,"text":"downloading","type":101}`,
+    `@nix {"action":"stop","id":10}`,
+    `@nix {"action":"stop","id":9}`,
+    `@nix {"action":"stop","id":8}`,
+  ];
+
+  it('sums up what a command fetched: paths per cache, download and unpacked bytes', () => {
+    const log = new NixLogCollector();
+    for (const line of FETCH) log.add(line);
+    const other = '/nix/store/71fc7s32zl20dc955bhghy5dvalm7ndz-busybox';
+    log.add(`@nix {"action":"start","fields":["${other}","file:///srv/cache"],"id":11,"level":0,"text":"","type":108}`);
+    log.add(`@nix {"action":"result","fields":[101,3145728],"id":4,"type":106}`);
+    const summary = log.fetchSummary();
+    assert.deepEqual(summary, {
+      paths: 2,
+      caches: [
+        { cache: CACHE, paths: 1 },
+        { cache: 'file:///srv/cache', paths: 1 },
+      ],
+      downloadBytes: 3145728,
+      unpackedBytes: 1696,
+    });
+    assert.equal(fetchMessage(summary), `Fetched 2 store paths (3.0 MiB download, 1.7 KiB unpacked) from ${CACHE} (1), file:///srv/cache (1)`);
+    assert.deepEqual([...log.copies], [[P, CACHE]]);
+  });
+
+  it('says nothing when nothing was fetched, and one cache plainly', () => {
+    assert.equal(fetchMessage(new NixLogCollector().fetchSummary()), undefined);
+    const log = new NixLogCollector();
+    for (const line of FETCH) log.add(line);
+    assert.equal(fetchMessage(log.fetchSummary()), `Fetched 1 store path (696 B download, 1.7 KiB unpacked) from ${CACHE}`);
+    assert.equal(formatBytes(1023), '1023 B');
+    assert.equal(formatBytes(5 * 1024 ** 3), '5.0 GiB');
+  });
+
+  it('keeps warnings, such as an unsigned substitute', () => {
+    const log = new NixLogCollector();
+    log.add(
+      `@nix {"action":"msg","level":1,"msg":"\\u001b[35;1mwarning:\\u001b[0m the substitute for '${P}' from '${CACHE}' is not signed by any of the keys in 'trusted-public-keys'"}`,
+    );
+    assert.deepEqual(log.warnings, [`the substitute for '${P}' from '${CACHE}' is not signed by any of the keys in 'trusted-public-keys'`]);
+    assert.deepEqual(log.errors, []);
   });
 });

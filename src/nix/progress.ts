@@ -117,6 +117,43 @@ export function progressMessage(entry: NixLogEntry): string | undefined {
   }
 }
 
+/** What one Nix command fetched from binary caches (NixLogCollector.fetchSummary). */
+export interface FetchSummary {
+  /** Store paths substituted. */
+  readonly paths: number;
+  /** Paths per substituter URL, in the order Nix first used each. */
+  readonly caches: readonly { readonly cache: string; readonly paths: number }[];
+  /** Bytes downloaded (compressed NARs, as the narinfos announce them). */
+  readonly downloadBytes: number;
+  /** Bytes unpacked into the store (NAR sizes). */
+  readonly unpackedBytes: number;
+}
+
+/** `2.5 MiB`, `696 B`: a byte count for task events. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/**
+ * The task event for a fetch: `Fetched 2 store paths (1.9 MiB download, 4.0 MiB unpacked) from
+ * https://cache.example.org`; with several caches each gets its count (`from A (1), B (1)`).
+ * Undefined when nothing was fetched.
+ */
+export function fetchMessage(summary: FetchSummary): string | undefined {
+  if (summary.paths === 0) return undefined;
+  const noun = summary.paths === 1 ? 'store path' : 'store paths';
+  const from = summary.caches.length === 1 ? (summary.caches[0]?.cache ?? '') : summary.caches.map(({ cache, paths }) => `${cache} (${paths})`).join(', ');
+  return `Fetched ${summary.paths} ${noun} (${formatBytes(summary.downloadBytes)} download, ${formatBytes(summary.unpackedBytes)} unpacked) from ${from}`;
+}
+
 /** Level-0 messages that are advice, not errors (`(use '--show-trace' …)`). */
 const HINTS = /^\(use '--show-trace'/;
 
@@ -131,17 +168,35 @@ export class NixLogCollector {
   private readonly buildOf = new Map<number, string>();
   private readonly logTails = new Map<string, string[]>();
   private readonly errorMessages: string[] = [];
+  private readonly warningMessages: string[] = [];
   private readonly plainLines: string[] = [];
+  /** Store path → the substituter it is being (or was) fetched from. */
+  private readonly substituted = new Map<string, string>();
+  /** Store path → where Nix copied it from (CopyPath activities: substituters, and `nix copy`). */
+  private readonly copiedFrom = new Map<string, string>();
+  /** The latest total download and NAR sizes Nix expects for this command (SetExpected). */
+  private expectedDownload = 0;
+  private expectedUnpacked = 0;
 
   /** Feeds one stderr line; returns the progress message it announces, if any. */
   add(line: string): string | undefined {
     const entry = parseNixLogLine(line);
     if (entry === undefined) return undefined;
     switch (entry.action) {
-      case 'start':
-        if (entry.type === ActivityType.Build && typeof entry.fields[0] === 'string') this.buildOf.set(entry.id, entry.fields[0]);
+      case 'start': {
+        const [path, from] = [str(entry.fields[0]), str(entry.fields[1])];
+        if (entry.type === ActivityType.Build && path !== '') this.buildOf.set(entry.id, path);
+        if (entry.type === ActivityType.Substitute && path !== '' && from !== '') this.substituted.set(path, from);
+        if (entry.type === ActivityType.CopyPath && path !== '' && from !== '') this.copiedFrom.set(path, from);
         return progressMessage(entry);
+      }
       case 'result': {
+        if (entry.type === ResultType.SetExpected) {
+          const [activity, bytes] = [num(entry.fields[0]), num(entry.fields[1])];
+          if (activity === ActivityType.FileTransfer && Number.isFinite(bytes)) this.expectedDownload = bytes;
+          if (activity === ActivityType.CopyPath && Number.isFinite(bytes)) this.expectedUnpacked = bytes;
+          return undefined;
+        }
         if (entry.type !== ResultType.BuildLogLine && entry.type !== ResultType.PostBuildLogLine) return undefined;
         const drv = this.buildOf.get(entry.id);
         const text = stripAnsi(str(entry.fields[0])).trimEnd();
@@ -156,6 +211,8 @@ export class NixLogCollector {
         if (entry.level === 0 && entry.message !== '' && !HINTS.test(entry.message) && !this.errorMessages.includes(entry.message)) {
           this.errorMessages.push(entry.message);
         }
+        if (entry.level === 1 && entry.message !== '' && !this.warningMessages.includes(oneLine(entry.message)))
+          this.warningMessages.push(oneLine(entry.message));
         return undefined;
       case 'plain':
         this.plainLines.push(entry.text);
@@ -169,6 +226,32 @@ export class NixLogCollector {
   /** Nix's error messages (without `error: `), first one first. */
   get errors(): readonly string[] {
     return this.errorMessages;
+  }
+
+  /** Nix's warnings (level 1, without `warning: `), first one first. */
+  get warnings(): readonly string[] {
+    return this.warningMessages;
+  }
+
+  /** Where Nix started copying each store path from (substituters and other stores), in order. */
+  get copies(): ReadonlyMap<string, string> {
+    return this.copiedFrom;
+  }
+
+  /**
+   * What the command fetched from substituters: paths per substituter (in first-use order),
+   * and the download and unpacked (NAR) bytes Nix announced for them. Meaningful once the
+   * command succeeded (every announced substitution then happened).
+   */
+  fetchSummary(): FetchSummary {
+    const perCache = new Map<string, number>();
+    for (const from of this.substituted.values()) perCache.set(from, (perCache.get(from) ?? 0) + 1);
+    return {
+      paths: this.substituted.size,
+      caches: [...perCache].map(([cache, paths]) => ({ cache, paths })),
+      downloadBytes: this.expectedDownload,
+      unpackedBytes: this.expectedUnpacked,
+    };
   }
 
   /** The last log lines the build of `drv` printed. */

@@ -7,7 +7,19 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { buildWithBusybox, busyboxPath, makeFlake, NO_SUBSTITUTERS } from '../../test/support/nix-fixtures.js';
 import { DriverError } from '../errors.js';
-import { failedDerivation, firstFlakeOutput, flakeBuildArgs, flakeFailure, hiddenPathFailure, realise, type NixTools } from './realise.js';
+import { deleteFromStore, generateKey, narHashOf as cliNarHash, onDisk, pushToCache, tamperNar } from '../../test/support/binary-cache.js';
+import {
+  failedDerivation,
+  firstFlakeOutput,
+  flakeBuildArgs,
+  flakeFailure,
+  hiddenPathFailure,
+  narHashOf,
+  realise,
+  signaturesOf,
+  type NixTools,
+} from './realise.js';
+import type { FetchSummary } from './progress.js';
 
 const TOOLS: NixTools = { nix: 'nix', nixStore: 'nix-store', extraOptions: NO_SUBSTITUTERS };
 const nonce = () => randomBytes(6).toString('hex');
@@ -35,6 +47,64 @@ describe('realise', () => {
   };
   after(() => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  describe('from a file:// binary cache, with signatures required', () => {
+    const shipped = (sign: boolean) => {
+      const dir = tempDir();
+      const key = generateKey(join(dir, 'keys'), 'unit-1');
+      const payload = `payload-${nonce()}`;
+      const path = buildWithBusybox(`cache-${nonce()}`, `mkdir -p $out && echo ${payload} > $out/f`);
+      pushToCache(join(dir, 'cache'), [path], sign ? { sign: key } : {});
+      deleteFromStore(path);
+      const cache = `file://${join(dir, 'cache')}`;
+      const tools: NixTools = {
+        ...TOOLS,
+        extraOptions: ['--option', 'substituters', cache, '--option', 'trusted-public-keys', key.publicKey, '--option', 'require-sigs', 'true'],
+        trustedKeyNames: ['unit-1'],
+      };
+      return { dir, path, payload, cache, tools };
+    };
+
+    it('fetches a signed path and says what it fetched', async () => {
+      const { path, tools } = shipped(true);
+      const fetched: FetchSummary[] = [];
+      const realised = await realise(tools, { storePath: path, packages: [] }, { onFetched: (s) => fetched.push(s) });
+      assert.equal(realised.mainOutput, path);
+      assert.equal(fetched.length, 1);
+      assert.equal(fetched[0]?.paths, 1);
+      assert.equal(await narHashOf(tools, path), cliNarHash(path));
+    });
+
+    it('refuses an unsigned path, naming the path, the cache and the fix', async () => {
+      const { path, cache, tools } = shipped(false);
+      const error = await rejection(realise(tools, { storePath: path, packages: [] }));
+      assert.equal(
+        error.message,
+        `failed to realise store path ${JSON.stringify(path)}: '${path}' from '${cache}' is not signed by a trusted key: it has no signature (trusted: unit-1), and require_signatures is on; nothing of it was kept; fix: sign the path in the cache with a key listed in trusted_public_keys (nix store sign --key-file <secret key file> --store ${cache} ${path}; nix sign-paths before Nix 2.9)`,
+      );
+      assert.equal(error.code, 'failed_precondition');
+    });
+
+    it('refuses a tampered NAR and deletes what Nix unpacked', async () => {
+      const { path, payload, cache, dir, tools } = shipped(true);
+      tamperNar(join(dir, 'cache'), path, payload, payload.toUpperCase());
+      const error = await rejection(realise(tools, { storePath: path, packages: [] }));
+      assert.match(
+        error.message,
+        new RegExp(`^failed to realise store path "${path}": the NAR of '${path}' from '${cache}' does not match its narinfo \\(NarHash sha256:`),
+      );
+      assert.equal(onDisk(path), false);
+    });
+  });
+
+  it('reads signatures from nix path-info --json of every Nix version', () => {
+    const p = '/nix/store/fkjyhc41l2d10c15dmddmni1267x4adq-x';
+    assert.deepEqual(signaturesOf(JSON.stringify([{ path: p, signatures: ['a-1:xx'] }]), p), ['a-1:xx']);
+    assert.deepEqual(signaturesOf(JSON.stringify({ [p]: { signatures: ['b-1:yy'] } }), p), ['b-1:yy']);
+    assert.deepEqual(signaturesOf(JSON.stringify([{ path: p }]), p), []);
+    assert.equal(signaturesOf(JSON.stringify([{ path: p, valid: false }]), p), undefined);
+    assert.equal(signaturesOf('not json', p), undefined);
   });
 
   it('rejects a request with both or neither of flake and store path', async () => {

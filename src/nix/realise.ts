@@ -35,11 +35,13 @@
  * gc-roots.ts entry could delete what was just realised. Add the root right after.
  */
 import { INTERNAL_FIX, failure, quote, type DriverError } from '../errors.js';
+import { entryKind } from '../host/fs.js';
 import { runStreaming } from '../host/stream-command.js';
 import { NIX_STORE_DIR } from '../paths.js';
 import { flakeSandboxArgv, type FlakeSandboxHost } from './eval-sandbox.js';
 import { parseFlakeInstallable } from './flake-ref.js';
-import { NixLogCollector, throttle } from './progress.js';
+import { toSriSha256 } from './nar-hash.js';
+import { type FetchSummary, NixLogCollector, throttle } from './progress.js';
 
 /** Where the Nix commands are and what every invocation gets in addition. */
 export interface NixTools {
@@ -47,8 +49,17 @@ export interface NixTools {
   readonly nix: string;
   /** Path of `nix-store`. */
   readonly nixStore: string;
-  /** Appended to every command's options, e.g. `['--option', 'substituters', '']`. */
+  /**
+   * Appended to every command's options, e.g. `['--option', 'substituters', '']`: the plugin's
+   * nix_options, then its trust settings (require-sigs, substituters, trusted-public-keys), so
+   * the trust settings win.
+   */
   readonly extraOptions: readonly string[];
+  /**
+   * The names of the keys the plugin trusts (its trusted_public_keys), for messages about a
+   * path no trusted key signed; undefined when Nix's own trusted-public-keys apply.
+   */
+  readonly trustedKeyNames?: readonly string[];
   /**
    * Where `nix build` of a flake runs: in this bubblewrap view of the host (eval-sandbox.ts),
    * so a flake cannot copy host files into the store. The driver always sets it; absent (unit
@@ -85,6 +96,14 @@ export interface RealiseOptions {
   readonly signal?: AbortSignal;
   /** Applies to each Nix command separately; no limit when absent. */
   readonly timeoutMs?: number;
+  /**
+   * More binary caches for store paths and packages (`--option extra-substituters`, after the
+   * plugin's trust settings, so the same signature rules apply), e.g. a task's closure_cache
+   * `file:///…/local/closure`. Flakes never get them.
+   */
+  readonly extraSubstituters?: readonly string[];
+  /** Called once per Nix command that substituted paths, after it succeeded. */
+  readonly onFetched?: (summary: FetchSummary) => void;
 }
 
 /** The flag that enables flakes on 2.8 (where they are experimental); later versions accept it too. */
@@ -174,7 +193,12 @@ async function runNix(ctx: Context, file: string, args: readonly string[], what:
     });
   }
   const ended = result.exitCode === null ? `nix was killed by ${result.signal}` : `nix exited with code ${result.exitCode}`;
-  return { ok: result.exitCode === 0, stdout: result.stdout, text: collector.failureText() ?? ended };
+  const ok = result.exitCode === 0;
+  if (ok) {
+    const summary = collector.fetchSummary();
+    if (summary.paths > 0) ctx.options.onFetched?.(summary);
+  }
+  return { ok, stdout: result.stdout, text: collector.failureText() ?? ended, collector };
 }
 
 async function buildFlake(ctx: Context, flake: string): Promise<string> {
@@ -183,7 +207,10 @@ async function buildFlake(ctx: Context, flake: string): Promise<string> {
   const sandbox = ctx.tools.flakeSandbox;
   const [file = ctx.tools.nix, ...argv] = sandbox === undefined ? [ctx.tools.nix, ...args] : flakeSandboxArgv(sandbox, args);
   const run = await runNix(ctx, file, argv, what);
-  if (!run.ok) throw (sandbox === undefined ? undefined : hiddenPathFailure(what, run.text)) ?? flakeFailure(what, flake, run.text);
+  if (!run.ok) {
+    const trust = await substitutionFailure(ctx, what, run.collector, []);
+    throw trust ?? (sandbox === undefined ? undefined : hiddenPathFailure(what, run.text)) ?? flakeFailure(what, flake, run.text);
+  }
   const output = firstFlakeOutput(run.stdout);
   if (output === undefined) {
     throw failure(what, `nix build printed no output path (stdout: ${quote(run.stdout.slice(0, 200))})`, { code: 'internal', fix: INTERNAL_FIX });
@@ -261,9 +288,154 @@ export function failedDerivation(text: string): string | undefined {
 /** Realises output paths (substituting missing ones) and returns them, in order. */
 async function realisePaths(ctx: Context, paths: readonly string[], storePath: string | undefined): Promise<string[]> {
   if (paths.length === 0) return [];
-  const run = await runNix(ctx, ctx.tools.nixStore, ['--realise', ...LOG_FORMAT, ...ctx.tools.extraOptions, ...paths], realiseWhat(paths, storePath));
-  if (!run.ok) throw await pathFailure(ctx, paths, storePath, run.text);
+  const what = realiseWhat(paths, storePath);
+  const extra = ctx.options.extraSubstituters ?? [];
+  const substituters = extra.length === 0 ? [] : ['--option', 'extra-substituters', extra.join(' ')];
+  const run = await runNix(ctx, ctx.tools.nixStore, ['--realise', ...LOG_FORMAT, ...ctx.tools.extraOptions, ...substituters, ...paths], what);
+  if (!run.ok) throw (await substitutionFailure(ctx, what, run.collector, paths)) ?? (await pathFailure(ctx, paths, storePath, run.text));
   return [...paths];
+}
+
+/** `the substitute for '<path>' from '<cache>' is not signed by any of the keys in 'trusted-public-keys'` (Nix 2.8 to 2.2x, Lix). */
+const UNTRUSTED = /the substitute for '(\/nix\/store\/[^']+)' from '([^']+)' is not signed by any of the keys/;
+/** `hash mismatch importing path '<path>'; specified: <hash> got: <hash>` (oneLine'd). */
+const NAR_MISMATCH = /hash mismatch importing path '(\/nix\/store\/[^']+)';?\s*specified:\s*(\S+)\s*got:\s*(\S+)/;
+
+/**
+ * The error for a Nix command that failed while substituting: a path no trusted key signed, a
+ * NAR that does not match its narinfo, or another failure while copying a path from a cache;
+ * each names the path, the cache and the fix. First removes what the failed copies left in
+ * the store (a path Nix unpacked but never registered). Undefined when the failure was not
+ * about substitution.
+ */
+async function substitutionFailure(ctx: Context, what: string, log: NixLogCollector, requested: readonly string[]): Promise<DriverError | undefined> {
+  const untrusted = log.warnings.map((w) => UNTRUSTED.exec(w)).find((m) => m !== null);
+  const mismatch = log.errors.map((e) => NAR_MISMATCH.exec(oneLineText(e))).find((m) => m !== null);
+  const copies = [...log.copies];
+  if (copies.length > 0 || untrusted !== undefined) await removeHalfImported(ctx, [...new Set([...copies.map(([p]) => p), ...requested])]);
+  if (mismatch !== undefined) {
+    const [, path = '', specified = '', got = ''] = mismatch;
+    const cache = log.copies.get(path) ?? 'its substituter';
+    return failure(
+      what,
+      `the NAR of '${path}' from '${cache}' does not match its narinfo (NarHash ${specified}, the NAR hashes to ${got}): the cache's copy is corrupt or was altered, and nothing of it was kept`,
+      {
+        code: 'failed_precondition',
+        fix: `push the path to the cache again from a store where it is valid (nix copy --to ${cache} ${path}), and check who can write to the cache`,
+      },
+    );
+  }
+  // a store path can only be fetched, so a refused substitute is the cause; a flake's build may
+  // have failed on its own after Nix fell back to building what it would not fetch
+  const refusedIsCause = requested.length > 0 || !log.errors.some((e) => /builder for '/.test(e));
+  if (untrusted !== undefined && log.errors.length > 0 && refusedIsCause) {
+    const [, path = '', cache = ''] = untrusted;
+    const signers = await signersIn(ctx, cache, path);
+    const trusted =
+      ctx.tools.trustedKeyNames === undefined
+        ? "the keys in Nix's own trusted-public-keys"
+        : ctx.tools.trustedKeyNames.length === 0
+          ? 'trusted_public_keys lists no key'
+          : `trusted: ${ctx.tools.trustedKeyNames.join(', ')}`;
+    const has = signers === undefined ? 'no trusted signature' : signers.length === 0 ? 'no signature' : `only signatures of ${signers.join(', ')}`;
+    const sign = `sign the path in the cache with a key listed in trusted_public_keys (nix store sign --key-file <secret key file> --store ${cache} ${path}; nix sign-paths before Nix 2.9)`;
+    const addKey =
+      signers === undefined || signers.length === 0
+        ? ''
+        : `, or, if you trust ${signers.join(', ')}, add its public key to trusted_public_keys in the client's plugin "nix" { config { ... } } block`;
+    return failure(
+      what,
+      `'${path}' from '${cache}' is not signed by a trusted key: it has ${has} (${trusted}), and require_signatures is on; nothing of it was kept`,
+      {
+        code: 'failed_precondition',
+        fix: `${sign}${addKey}`,
+      },
+    );
+  }
+  const failedCopy = copies.at(-1);
+  if (failedCopy !== undefined && log.errors.length > 0) {
+    const [path, cache] = failedCopy;
+    if ((await invalidPaths(ctx, [path])).includes(path)) {
+      return failure(what, `copying '${path}' from '${cache}' failed: ${log.failureText() ?? 'Nix gave no reason'}`, {
+        code: 'failed_precondition',
+        fix: `check the cache's copy of that path (nix path-info --store ${cache} ${path}), or push it to the cache again`,
+      });
+    }
+  }
+  return undefined;
+}
+
+function oneLineText(text: string): string {
+  return text.replace(/\s+/g, ' ');
+}
+
+/**
+ * Deletes what failed copies left in the store: each of `paths` that Nix does not consider
+ * valid but that exists on disk (Nix unpacks a NAR into its final place, then checks its hash,
+ * and leaves the files when the check fails). `nix-store --delete` refuses valid and locked
+ * paths, so nothing in use is touched.
+ */
+async function removeHalfImported(ctx: Context, paths: readonly string[]): Promise<void> {
+  if (paths.length === 0) return;
+  const invalid = (await invalidPaths(ctx, paths)).filter((p) => OUTPUT_PATH.test(p));
+  const onDisk = await Promise.all(invalid.map(async (p) => (await entryKind(p)) !== undefined));
+  const leftovers = invalid.filter((_, i) => onDisk[i]);
+  if (leftovers.length === 0) return;
+  await runStreaming(ctx.tools.nixStore, ['--delete', ...ctx.tools.extraOptions, ...leftovers], { timeoutMs: QUERY_TIMEOUT_MS });
+}
+
+/** The names of the keys that signed `path` in `cache` (`nix path-info --json --store`); undefined when Nix cannot say. */
+async function signersIn(ctx: Context, cache: string, path: string): Promise<string[] | undefined> {
+  const result = await runStreaming(ctx.tools.nix, ['path-info', '--json', '--extra-experimental-features', 'nix-command', '--store', cache, path], {
+    timeoutMs: QUERY_TIMEOUT_MS,
+  });
+  if (result.exitCode !== 0) return undefined;
+  return signaturesOf(result.stdout, path)?.map((sig) => sig.split(':')[0] ?? '');
+}
+
+/**
+ * The `signatures` of `path` in `nix path-info --json` output: an array of infos (Nix up to
+ * 2.18, Lix) or an object keyed by path (Nix 2.19 and later). Undefined when absent.
+ */
+export function signaturesOf(stdout: string, path: string): string[] | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stdout);
+  } catch {
+    return undefined;
+  }
+  const info: unknown = Array.isArray(parsed)
+    ? parsed.find((i) => (i as { path?: unknown })?.path === path)
+    : typeof parsed === 'object' && parsed !== null
+      ? (parsed as Record<string, unknown>)[path]
+      : undefined;
+  if (typeof info !== 'object' || info === null || (info as { valid?: unknown }).valid === false) return undefined;
+  const sigs = (info as { signatures?: unknown }).signatures;
+  if (sigs === undefined) return [];
+  return Array.isArray(sigs) && sigs.every((s) => typeof s === 'string') ? sigs : undefined;
+}
+
+/**
+ * The NAR hash of a valid store path as SRI (`sha256-<base64>`, as `nix path-info --json`
+ * reports `narHash`): `nix-store --query --hash`, the hash Nix recorded when the path became
+ * valid (checked then against the NAR it imported or built). Throws a `failed_precondition`
+ * DriverError when Nix cannot tell (the path is not valid).
+ */
+export async function narHashOf(tools: NixTools, path: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+  const result = await runStreaming(tools.nixStore, ['--query', '--hash', ...tools.extraOptions, path], {
+    timeoutMs: QUERY_TIMEOUT_MS,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+  });
+  const sri = result.exitCode === 0 ? toSriSha256(result.stdout) : undefined;
+  if (sri === undefined) {
+    const log = new NixLogCollector();
+    for (const l of result.stderrTail) log.add(l);
+    throw failure(`read the NAR hash of ${quote(path)}`, log.failureText() ?? `nix-store --query --hash printed ${quote(result.stdout.trim().slice(0, 200))}`, {
+      code: 'failed_precondition',
+      fix: `check the path on the client (nix-store --verify-path ${path})`,
+    });
+  }
+  return sri;
 }
 
 function realiseWhat(paths: readonly string[], storePath: string | undefined): string {
