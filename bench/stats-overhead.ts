@@ -350,7 +350,8 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
   const lines: string[] = [];
   const problems: string[] = [];
   const sandbox: TaskSandbox = taskSandbox();
-  const plugin = await startPlugin();
+  // BENCH_PLUGIN_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR"): node options of the plugin only
+  const plugin = await startPlugin({ nodeArgs: (process.env.BENCH_PLUGIN_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') });
   const pid = plugin.child.pid ?? 0;
   const tasks: Task[] = [];
   const startedIds: string[] = [];

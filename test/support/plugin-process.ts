@@ -60,12 +60,13 @@ export interface RunningPlugin {
   kill(signal?: NodeJS.Signals): void;
 }
 
-export async function startPlugin(options: { env?: Record<string, string | undefined> } = {}): Promise<RunningPlugin> {
+/** `nodeArgs`: node options before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+export async function startPlugin(options: { env?: Record<string, string | undefined>; nodeArgs?: readonly string[] } = {}): Promise<RunningPlugin> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...process.env, [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, ...options.env })) {
     if (v !== undefined) env[k] = v;
   }
-  const child = spawn(process.execPath, [MAIN_JS], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN_JS], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const stdoutLines: string[] = [];
   const stderrLines: string[] = [];
