@@ -60,13 +60,24 @@ export interface RunningPlugin {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** `nodeArgs`: node options before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
-export async function startPlugin(options: { env?: Record<string, string | undefined>; nodeArgs?: readonly string[] } = {}): Promise<RunningPlugin> {
+/** The plugin as Nomad finds it in plugin_dir (the launcher `npm run build` writes). */
+export const PLUGIN_LAUNCHER = fileURLToPath(new URL('../../../build/plugins/nix', import.meta.url));
+
+/**
+ * `nodeArgs`: node options before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses);
+ * `executable`: run this instead of node with dist/src/main.js (e.g. PLUGIN_LAUNCHER).
+ */
+export async function startPlugin(
+  options: { env?: Record<string, string | undefined>; nodeArgs?: readonly string[]; executable?: string } = {},
+): Promise<RunningPlugin> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...process.env, [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, ...options.env })) {
     if (v !== undefined) env[k] = v;
   }
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN_JS], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(options.executable ?? process.execPath, options.executable === undefined ? [...(options.nodeArgs ?? []), MAIN_JS] : [], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const stdoutLines: string[] = [];
   const stderrLines: string[] = [];
