@@ -28,8 +28,10 @@ async function bareNode(runs: number): Promise<{ execMs: number; rssKiB: number 
     spawnSync(process.execPath, ['-e', '0'], { stdio: 'ignore' });
     times.push(performance.now() - t0);
   }
-  const idle = spawn(process.execPath, ['-e', 'setTimeout(() => undefined, 60_000)'], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 1_000));
+  // measured once it has run its script and settled, as the plugin is (2 s after its handshake)
+  const idle = spawn(process.execPath, ['-e', 'console.log("ready"); setTimeout(() => undefined, 60_000)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise((r) => idle.stdout?.once('data', r));
+  await new Promise((r) => setTimeout(r, 2_000));
   const rssKiB = rssKiBOf(idle.pid ?? 0);
   idle.kill('SIGKILL');
   return { execMs: median(times), rssKiB };
