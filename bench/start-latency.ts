@@ -29,6 +29,7 @@ import { NO_SUBSTITUTERS, busyboxPath, nixString } from '../test/support/nix-fix
 import { pythonClosure } from '../test/support/python-closure.js';
 import { call, startPlugin, type RunningPlugin } from '../test/support/plugin-process.js';
 import { sandboxPluginConfig, sandboxTask, taskSandbox, type TaskSandbox } from '../test/support/task-sandbox.js';
+import { reportFigure } from './figures.js';
 
 const CACHE = '/nix/var/nomad-driver-nix-bench';
 
@@ -252,6 +253,14 @@ async function main(): Promise<void> {
               65534,
             );
           });
+          reportFigure({
+            figure: `warm start, bwrap, ${n} paths`,
+            value: d.warm,
+            unit: 'ms',
+            anchor: 'raw bwrap as nobody + userns, one view bind',
+            anchorValue: rawViewUser,
+            maxRatio: 1.2,
+          });
           bwrapRows.push(
             `| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${rawViewUser.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawViewUser).toFixed(2)}x | ${d.listed} |`,
           );
@@ -271,6 +280,14 @@ async function main(): Promise<void> {
           let rawView = 0;
           const d = await measureDriver(plugin, sandbox, main, (viewDir) => {
             rawView = rawRunc([{ source: viewDir, destination: '/nix/store' }], main, 15);
+          });
+          reportFigure({
+            figure: `warm start, runc, ${n} paths`,
+            value: d.warm,
+            unit: 'ms',
+            anchor: 'raw `runc run`, one view bind',
+            anchorValue: rawView,
+            maxRatio: 1.2,
           });
           runcRows.push(
             `| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawView).toFixed(2)}x | ${d.listed} |`,

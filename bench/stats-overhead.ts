@@ -33,6 +33,7 @@ import type { TaskStatsResponse__Output } from '../src/gen/hashicorp/nomad/plugi
 import { busyboxPath } from '../test/support/nix-fixtures.js';
 import { call, startPlugin, type RunningPlugin } from '../test/support/plugin-process.js';
 import { sandboxPluginConfig, sandboxTask, stateKey, taskSandbox, type TaskSandbox } from '../test/support/task-sandbox.js';
+import { reportFigure } from './figures.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 50);
 const WINDOW_S = Number(process.env.BENCH_WINDOW_S ?? 30);
@@ -350,7 +351,8 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
   const lines: string[] = [];
   const problems: string[] = [];
   const sandbox: TaskSandbox = taskSandbox();
-  const plugin = await startPlugin();
+  // BENCH_PLUGIN_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR"): node options of the plugin only
+  const plugin = await startPlugin({ nodeArgs: (process.env.BENCH_PLUGIN_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') });
   const pid = plugin.child.pid ?? 0;
   const tasks: Task[] = [];
   const startedIds: string[] = [];
@@ -406,6 +408,22 @@ async function benchRuntime(runtime: 'bwrap' | 'runc', busybox: string): Promise
     const withStreams = await measureWindow(plugin, WINDOW_S);
     const sf = streamFigures(streams, withStreams);
     row(TASKS, streams.length, withStreams, sf.samplesPerS.toFixed(1));
+    reportFigure({
+      figure: `stats CPU, ${TASKS} tasks × 1 s streams (${runtime})`,
+      value: withStreams.cpuPercent,
+      unit: '% of a core',
+      anchor: 'one core',
+      anchorValue: 100,
+      ...(TASKS === 50 ? { maxValue: 2 } : {}),
+    });
+    reportFigure({
+      figure: `plugin RSS, ${TASKS} tasks + ${TASKS} streams (${runtime})`,
+      value: withStreams.rssMaxKiB / 1024,
+      unit: 'MiB',
+      anchor: 'same plugin idle',
+      anchorValue: idle.start.rssKiB / 1024,
+      ...(TASKS === 200 ? { maxValue: 120 } : {}),
+    });
 
     lines.push(
       `- samples in the ${WINDOW_S} s window: ${sf.inWindow} (${sf.samplesPerS.toFixed(2)}/s, expected ${TASKS}/s); streams without a sample: ${sf.streamsWithoutSamples}`,

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ensureStoreView, removeStoreView } from '../src/nix/store-view.js';
+import { reportFigure } from './figures.js';
 
 const SIZES = [10, 100, 1000, 2000] as const;
 const MAX = SIZES[SIZES.length - 1] ?? 2000;
@@ -78,7 +79,8 @@ async function main(): Promise<void> {
     console.log('');
     console.log('| store paths | entries | cold ensureStoreView (ms) | warm ensureStoreView (ms) | `cp -al` for reference (ms) | removeStoreView (ms) |');
     console.log('|---|---|---|---|---|---|');
-    for (const size of SIZES) {
+    const sizes = (process.env.BENCH_VIEW_SIZES ?? SIZES.join(',')).split(',').map(Number);
+    for (const size of sizes) {
       const closure = paths.slice(0, size);
       const cold: number[] = [];
       const warm: number[] = [];
@@ -102,11 +104,47 @@ async function main(): Promise<void> {
         cp.push(performance.now() - started);
         rmSync(cpTarget, { recursive: true, force: true });
       }
+      if (size === MAX)
+        reportFigure({
+          figure: `cold store view, ${size} paths`,
+          value: median(cold),
+          unit: 'ms',
+          anchor: '`cp -al` of the same paths',
+          anchorValue: median(cp),
+          maxRatio: 2,
+        });
       const perPath = entries / MAX;
       console.log(
         `| ${size} | ~${Math.round(perPath * size)} | ${median(cold).toFixed(1)} | ${median(warm).toFixed(2)} | ${median(cp).toFixed(1)} | ${median(remove).toFixed(1)} |`,
       );
     }
+    // a second closure sharing most paths with a first: B = A minus its first 100 paths plus 100 others
+    const shared = MAX - 200;
+    const a = paths.slice(0, shared + 100);
+    const b = paths.slice(100, shared + 200);
+    const sharedCold: number[] = [];
+    const second: number[] = [];
+    for (let r = 0; r < runs; r += 1) {
+      const viewsDir = join(work, `views-shared-${r}`);
+      const first = await ensureStoreView(viewsDir, a);
+      sharedCold.push(first.durationMs);
+      const next = await ensureStoreView(viewsDir, b);
+      second.push(next.durationMs);
+      await removeStoreView(viewsDir, first.key);
+      await removeStoreView(viewsDir, next.key);
+    }
+    console.log('');
+    console.log(
+      `second closure of ${b.length} paths sharing ${shared} with a first of ${a.length} (100 new): ${median(second).toFixed(1)} ms after the first's ${median(sharedCold).toFixed(1)} ms`,
+    );
+    reportFigure({
+      figure: `store view of a 2nd closure: ${shared} of ${b.length} paths shared, 100 new`,
+      value: median(second),
+      unit: 'ms',
+      anchor: `cold view of the first closure (${a.length} paths)`,
+      anchorValue: median(sharedCold),
+      maxRatio: 0.15,
+    });
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -12,7 +12,8 @@
 #  - GOFLAGS replaced (not appended to) so a caller's -mod=vendor etc. cannot interfere;
 #    -mod=mod lets the build update go.mod/go.sum for the nested modules the callers inject
 #    (new sums come from GOSUMDB); -buildvcs=false: the scratch dir is not a git checkout;
-#  - CGO_ENABLED=0: static binaries.
+#  - CGO_ENABLED=0: static binaries; NOMAD_DRIVER_NIX_CGO=1 builds with cgo instead (the bench's
+#    Nomad, whose exec driver needs cgo: give it its own NOMAD_DRIVER_NIX_CACHE).
 
 log() { printf 'build-%s: %s\n' "$TOOL" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -74,7 +75,7 @@ trap 'exit 143' TERM
 
 export GOWORK=off
 export GOFLAGS="-mod=mod -buildvcs=false"
-export CGO_ENABLED=0
+export CGO_ENABLED="${NOMAD_DRIVER_NIX_CGO:-0}"
 
 # `go mod download` / `go list -m` must run outside any module.
 cd "$WORK"

@@ -50,6 +50,8 @@ export interface AgentOptions {
   readonly pluginConfig?: string;
   /** HCL lines appended inside the agent's `client { … }` block (e.g. `host_volume` blocks). */
   readonly clientConfig?: string;
+  /** Top-level HCL appended to the agent's configuration (e.g. other plugins' blocks). */
+  readonly extraConfig?: string;
   /** Extra environment for the agent (and so for the plugin it launches). */
   readonly env?: Record<string, string>;
   /** Replace the agent's PATH (the plugin inherits it). */
@@ -108,6 +110,7 @@ export class NomadAgent extends AgentProcess {
         ...(options.persistent === true ? ['advertise {\n  http = "127.0.0.1"\n  rpc  = "127.0.0.1"\n  serf = "127.0.0.1"\n}'] : []),
         ...(options.consulAddress === undefined ? [] : [`consul {\n  address = "${options.consulAddress}"\n}`]),
         plugin,
+        options.extraConfig ?? '',
         '',
       ].join('\n'),
     );

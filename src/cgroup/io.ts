@@ -6,9 +6,23 @@
  * missing control file means a controller is not enabled, and must fail), and directories
  * are removed with rmdir(2) only, never recursively.
  */
-import { constants } from 'node:fs';
+import { closeSync, constants, readSync } from 'node:fs';
 import { mkdir, open, readFile, rmdir, stat } from 'node:fs/promises';
 import { errnoCode } from '../host/fs.js';
+
+/**
+ * A control file opened once and read again from offset 0 at each `read()`: a counter the
+ * kernel updates (cpu.stat, memory.current, …). The read is one synchronous pread(2)
+ * (more only for a text over 64 KiB): cgroupfs files are generated in memory by the kernel and never wait on a
+ * disk, so this costs microseconds and saves the open/fstat/read/close round trips through
+ * the thread pool that a readFile makes (issue 16: stats of 50 tasks at 1 s).
+ */
+export interface CgroupFileReader {
+  /** The file's whole text now. Throws with the errno when the cgroup is gone (ENODEV). */
+  read(): string;
+  /** Closes the descriptor; idempotent. */
+  close(): void;
+}
 
 export interface CgroupIo {
   /** Creates `dir` (its parent must exist); false when it already existed. */
@@ -17,6 +31,8 @@ export interface CgroupIo {
   rmdir(dir: string): Promise<void>;
   /** The file's text, or undefined when it does not exist. */
   read(file: string): Promise<string | undefined>;
+  /** Opens `file` for repeated reads, or undefined when it does not exist. */
+  openReader(file: string): Promise<CgroupFileReader | undefined>;
   /** Writes `value` to an existing file in one write. */
   write(file: string, value: string): Promise<void>;
   exists(path: string): Promise<boolean>;
@@ -43,6 +59,15 @@ export const nodeCgroupIo: CgroupIo = {
       throw error;
     }
   },
+  async openReader(file) {
+    try {
+      const handle = await open(file, constants.O_RDONLY);
+      return descriptorReader(handle.fd, () => void handle.close());
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+  },
   async write(file, value) {
     // O_TRUNC without O_CREAT, like `echo value > file` on an existing file
     const handle = await open(file, constants.O_WRONLY | constants.O_TRUNC);
@@ -61,3 +86,31 @@ export const nodeCgroupIo: CgroupIo = {
     }
   },
 };
+
+/** One buffer for every reader: reads are synchronous, so they never overlap. */
+let readBuffer = Buffer.allocUnsafe(64 * 1024);
+
+/** A CgroupFileReader over the open descriptor `fd`; `release` closes it. */
+export function descriptorReader(fd: number, release: () => void = () => closeSync(fd)): CgroupFileReader {
+  let closed = false;
+  return {
+    read() {
+      let length = 0;
+      for (;;) {
+        const n = readSync(fd, readBuffer, length, readBuffer.length - length, length);
+        length += n;
+        // a short read is the end: cgroupfs (seq_file, kernfs) fills the buffer while it has text
+        if (length < readBuffer.length) break;
+        const bigger = Buffer.allocUnsafe(readBuffer.length * 2);
+        readBuffer.copy(bigger, 0, 0, length);
+        readBuffer = bigger;
+      }
+      return readBuffer.toString('utf8', 0, length);
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      release();
+    },
+  };
+}

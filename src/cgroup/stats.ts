@@ -88,12 +88,22 @@ const NS_PER_TICK = 1e9 / USER_HZ;
  */
 export function parseKeyedValues(text: string): Map<string, number> {
   const values = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const match = /^(\S+)\s+(\d+)\s*$/.exec(line);
-    if (match?.[1] !== undefined && match[2] !== undefined) values.set(match[1], Number(match[2]));
+  // by hand rather than a regex a line: v1 memory.stat has ~40 lines, read every second per task
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    const space = text.indexOf(' ', start);
+    if (space > start && space < end) {
+      const value = text.slice(space + 1, end).trim();
+      if (value !== '' && DIGITS.test(value)) values.set(text.slice(start, space), Number(value));
+    }
+    start = end + 1;
   }
   return values;
 }
+
+const DIGITS = /^\d+$/;
 
 /** Parses a single-number file (memory.current, cpuacct.usage, …); undefined for "max" or junk. */
 export function parseSingleValue(text: string | undefined): number | undefined {

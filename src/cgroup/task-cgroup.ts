@@ -15,7 +15,7 @@ import { posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage, failure } from '../errors.js';
 import { errnoCode } from '../host/fs.js';
-import { type CgroupIo, nodeCgroupIo } from './io.js';
+import { type CgroupFileReader, type CgroupIo, nodeCgroupIo } from './io.js';
 import { limitWrites, type TaskLimits } from './limits.js';
 import { controllerDir, type TaskCgroupLocation, V1_OPTIONAL_CONTROLLERS, V2_TASK_CONTROLLERS, type V1Dir, v1Dirs } from './placement.js';
 import { parseOomKills, parsePids, STATS_FILES, statsFromFiles, type TaskCgroupStats } from './stats.js';
@@ -23,6 +23,13 @@ import { parseOomKills, parsePids, STATS_FILES, statsFromFiles, type TaskCgroupS
 export interface TaskCgroupOptions {
   /** File operations; the default is the real cgroupfs. Tests pass a fake-tree kernel. */
   readonly io?: CgroupIo;
+}
+
+/** The open stats files of one task cgroup (TaskCgroup.openStats). */
+export interface TaskStatsReader {
+  /** One sample, read now; once the cgroup is removed its files read as missing. */
+  read(): TaskCgroupStats;
+  close(): void;
 }
 
 export interface RemoveOptions {
@@ -176,19 +183,46 @@ export class TaskCgroup {
 
   /** CPU counters and memory usage, parsed (stats.ts); a file that is missing is left out. */
   async readStats(): Promise<TaskCgroupStats> {
-    const keys = STATS_FILES[this.location.version];
-    const texts = await Promise.all(
+    const reader = await this.openStats();
+    try {
+      return reader.read();
+    } finally {
+      reader.close();
+    }
+  }
+
+  /**
+   * Opens the stats files once (STATS_FILES; a missing one is left out for good) for a
+   * stream of samples: each `read()` re-reads the open descriptors, synchronously (io.ts
+   * CgroupFileReader), so a sample costs no open/close and no thread-pool round trip.
+   * `close()` closes them all; the caller must call it when the stream ends.
+   */
+  async openStats(): Promise<TaskStatsReader> {
+    const version = this.location.version;
+    const keys = STATS_FILES[version];
+    const readers = await Promise.all(
       keys.map((key) => {
-        const [controller, file] = this.location.version === 'v1' ? key.split('/') : ['memory', key];
-        return this.#io.read(posix.join(this.dir(controller), file ?? key));
+        const [controller, file] = version === 'v1' ? key.split('/') : ['memory', key];
+        return this.#io.openReader(posix.join(this.dir(controller), file ?? key));
       }),
     );
-    const files = new Map<string, string>();
-    keys.forEach((key, i) => {
-      const text = texts[i];
-      if (text !== undefined) files.set(key, text);
+    const open = keys.flatMap((key, i) => {
+      const reader = readers[i];
+      return reader === undefined ? [] : [{ key, reader }];
     });
-    return statsFromFiles(this.location.version, files);
+    return {
+      read: () => {
+        const files = new Map<string, string>();
+        for (const { key, reader } of open) {
+          const text = readGone(reader);
+          if (text !== undefined) files.set(key, text);
+        }
+        return statsFromFiles(version, files);
+      },
+      close: () => {
+        for (const { reader } of open) reader.close();
+      },
+    };
   }
 
   /**
@@ -201,6 +235,16 @@ export class TaskCgroup {
     const file = this.location.version === 'v2' ? 'memory.events' : 'memory.oom_control';
     const text = await this.#io.read(posix.join(this.dir('memory'), file));
     return text === undefined ? undefined : parseOomKills(text);
+  }
+}
+
+/** The reader's text, or undefined once its cgroup was removed (ENODEV), as for a missing file. */
+function readGone(reader: CgroupFileReader): string | undefined {
+  try {
+    return reader.read();
+  } catch (error) {
+    if (errnoCode(error) === 'ENODEV' || errnoCode(error) === 'ENOENT') return undefined;
+    throw error;
   }
 }
 

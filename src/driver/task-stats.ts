@@ -21,13 +21,19 @@ export async function* taskStats(handle: TaskHandle, intervalMs: number, signals
   const cgroup = handle.cgroup;
   if (cgroup === undefined) throw failure('collect task stats', 'the task has no cgroup', { code: 'failed_precondition' });
   const compute = nodeCompute();
-  let previous: { sample: TaskCgroupStats['cpu']; at: bigint } | undefined;
-  while (!signals.some((s) => s.aborted) && handle.state === 'running') {
-    const stats = await cgroup.readStats();
-    const at = process.hrtime.bigint();
-    const cpu = cpuUsage(previous?.sample, stats.cpu, previous === undefined ? 0 : Number(at - previous.at), compute);
-    previous = { sample: stats.cpu, at };
-    yield { timestamp: new Date(), cpu, stats };
-    await sleep(Math.max(intervalMs, 100), signals);
+  // the files are opened once per stream, not once per sample (issue 16)
+  const reader = await cgroup.openStats();
+  try {
+    let previous: { sample: TaskCgroupStats['cpu']; at: bigint } | undefined;
+    while (!signals.some((s) => s.aborted) && handle.state === 'running') {
+      const stats = reader.read();
+      const at = process.hrtime.bigint();
+      const cpu = cpuUsage(previous?.sample, stats.cpu, previous === undefined ? 0 : Number(at - previous.at), compute);
+      previous = { sample: stats.cpu, at };
+      yield { timestamp: new Date(), cpu, stats };
+      await sleep(Math.max(intervalMs, 100), signals);
+    }
+  } finally {
+    reader.close();
   }
 }

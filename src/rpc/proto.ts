@@ -13,6 +13,8 @@ import type { ProtoGrpcType as BrokerProto } from '../gen/grpc_broker.js';
 import type { ProtoGrpcType as ControllerProto } from '../gen/grpc_controller.js';
 import type { ProtoGrpcType as StdioProto } from '../gen/grpc_stdio.js';
 import type { ProtoGrpcType as HealthProto } from '../gen/health.js';
+import type { TaskStatsResponse } from '../gen/hashicorp/nomad/plugins/drivers/proto/TaskStatsResponse.js';
+import { encodeTaskStatsResponse } from './task-stats-wire.js';
 
 export const PROTO_FILES = [
   'grpc/health/v1/health.proto',
@@ -42,8 +44,18 @@ export function protoDir(): string {
 
 export type Protos = BaseProto & DriverProto & BrokerProto & ControllerProto & StdioProto & HealthProto;
 
-/** Every service definition the plugin serves (and our tests call). */
+/**
+ * Every service definition the plugin serves (and our tests call). Driver.TaskStats responses
+ * go through the direct encoder of task-stats-wire.ts, the generic serializer only for what
+ * that encoder leaves out.
+ */
 export function loadProtos(): Protos {
   const definition = protoLoader.loadSync([...PROTO_FILES], { ...LOADER_OPTIONS, includeDirs: [protoDir()] });
+  const taskStats = (definition['hashicorp.nomad.plugins.drivers.proto.Driver'] as grpc.ServiceDefinition | undefined)?.TaskStats;
+  if (taskStats !== undefined) {
+    const generic = taskStats.responseSerialize;
+    (taskStats as { responseSerialize: grpc.serialize<TaskStatsResponse> }).responseSerialize = (response) =>
+      encodeTaskStatsResponse(response) ?? generic(response);
+  }
   return grpc.loadPackageDefinition(definition) as unknown as Protos;
 }

@@ -15,10 +15,10 @@
  *
  * Every write is also recorded in `writes` (path relative to the root, value).
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
-import type { CgroupIo } from '../../src/cgroup/io.js';
+import { type CgroupFileReader, type CgroupIo, descriptorReader } from '../../src/cgroup/io.js';
 import { isRunning } from '../../src/host/proc.js';
 
 const V2_FILES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
@@ -159,6 +159,15 @@ export class FakeCgroupfs implements CgroupIo {
     if (this.livePids(dir).length > 0 || entries.some((e) => statSync(join(dir, e)).isDirectory())) throw errno('EBUSY', dir);
     for (const entry of entries) unlinkSync(join(dir, entry));
     rmdirSync(dir);
+  }
+
+  /** Paths opened by openReader, in order (a stats stream should open each file once). */
+  readonly opened: string[] = [];
+
+  async openReader(file: string): Promise<CgroupFileReader | undefined> {
+    if (!existsSync(file)) return undefined;
+    this.opened.push(relative(this.root, file));
+    return descriptorReader(openSync(file, 'r'));
   }
 
   async read(file: string): Promise<string | undefined> {

@@ -60,16 +60,22 @@ export interface RunningPlugin {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/** The plugin as Nomad finds it in plugin_dir (the launcher `npm run build` writes). */
+export const PLUGIN_LAUNCHER = fileURLToPath(new URL('../../../build/plugins/nix', import.meta.url));
+
 /**
- * Starts the plugin: `node dist/src/main.js`, or `argv` (e.g. the build/plugins/nix launcher or
- * the single-file plugin of `npm run package`, as the startup benchmark compares them).
+ * Starts the plugin: `node [nodeArgs] dist/src/main.js`, or `argv` (e.g. PLUGIN_LAUNCHER or the
+ * single-file plugin of `npm run package`, as the startup benchmark compares them). `nodeArgs`
+ * are node options before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses).
  */
-export async function startPlugin(options: { env?: Record<string, string | undefined>; argv?: readonly [string, ...string[]] } = {}): Promise<RunningPlugin> {
+export async function startPlugin(
+  options: { env?: Record<string, string | undefined>; argv?: readonly [string, ...string[]]; nodeArgs?: readonly string[] } = {},
+): Promise<RunningPlugin> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...process.env, [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, ...options.env })) {
     if (v !== undefined) env[k] = v;
   }
-  const [file, ...args] = options.argv ?? [process.execPath, MAIN_JS];
+  const [file, ...args] = options.argv ?? [process.execPath, ...(options.nodeArgs ?? []), MAIN_JS];
   const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const stdoutLines: string[] = [];
