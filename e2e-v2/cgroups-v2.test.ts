@@ -3,7 +3,7 @@
  * Runs on the host against the qemu guest of scripts/v2-guest.sh (boot it first; `npm run
  * test:v2` does everything): commands go over the guest's ssh, the `nomad` CLI and the HTTP
  * API over its forwarded port. In the guest, Nomad runs as a systemd service installed by
- * scripts/install-service.sh from this checkout (shared read-only over 9p).
+ * scripts/install-service.sh from the copy of this checkout's build that `v2-guest.sh sync` made.
  *
  * The guest is 15-40x slower than the host (TCG): timeouts are long on purpose.
  */
@@ -152,7 +152,8 @@ before(async () => {
   const imported = guest('nix-store --import >/dev/null', { input: exported.stdout as Buffer });
   assert.equal(imported.status, 0, imported.stderr);
   // Nomad as a systemd service, with the plugin of this checkout
-  const install = guest(`cd ${REPO_ROOT} && NOMAD_DRIVER_NIX_CACHE=/opt/v2-guest/cache bash scripts/install-service.sh`, { timeoutMs: 900_000 });
+  // from the copy `scripts/v2-guest.sh sync` made on the guest's disk (see there why not over 9p)
+  const install = guest('cd /opt/nomad-driver-nix && NOMAD_DRIVER_NIX_CACHE=/opt/v2-guest/cache bash scripts/install-service.sh', { timeoutMs: 900_000 });
   assert.equal(install.status, 0, `install-service.sh failed:\n${install.stdout}${install.stderr}`);
   guestOk('nomad operator scheduler set-config -memory-oversubscription=true >/dev/null');
 });

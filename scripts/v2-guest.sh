@@ -11,6 +11,7 @@
 #                                    and output are the command's); stdin is passed through
 #   scripts/v2-guest.sh test [FLAGS]  build, boot, run the suite dist/e2e-v2 (node --test FLAGS,
 #                                    e.g. --test-name-pattern=...) against it, stop; timed
+#   scripts/v2-guest.sh sync         copy the plugin's files to /opt/nomad-driver-nix in the guest
 #   scripts/v2-guest.sh ssh-args     the ssh command (one word a line) reaching the guest
 #   scripts/v2-guest.sh http         the host address of the guest's Nomad HTTP API
 #   scripts/v2-guest.sh stop         power the guest off (SIGKILL after a timeout)
@@ -254,6 +255,21 @@ boot() {
   log "booted in $((SECONDS - start)) s (ssh port $SSH_PORT, Nomad HTTP on 127.0.0.1:$HTTP_PORT)"
 }
 
+# sync: copies the plugin's files (package.json, dist/, proto/, scripts/, plugin-config/, the
+# Nomad build scripts and the production node_modules) to /opt/nomad-driver-nix on the guest's
+# own disk: node loading ~500 modules over 9p under TCG took longer than the 60 s go-plugin
+# gives a plugin to start
+sync_checkout() {
+  local modules deps=()
+  modules="$(realpath "$REPO/node_modules")"
+  mapfile -t deps < <(cd "$REPO" && npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | sed "s|^$REPO/node_modules/||; s|^$modules/||" | sort -u)
+  in_guest 120 'rm -rf /opt/nomad-driver-nix && mkdir -p /opt/nomad-driver-nix/node_modules'
+  tar -C "$REPO" -cf - package.json dist proto scripts plugin-config e2e/build-nomad.sh e2e/go-build-cache.sh |
+    in_guest 600 'tar -C /opt/nomad-driver-nix -xf -'
+  tar -C "$modules" -cf - "${deps[@]}" | in_guest 600 'tar -C /opt/nomad-driver-nix/node_modules -xf -'
+  log "copied the plugin's files and ${#deps[@]} packages to /opt/nomad-driver-nix"
+}
+
 stop() {
   running || { rm -f "$STATE/qemu.pid"; return 0; }
   local p
@@ -264,7 +280,7 @@ stop() {
     log "the guest did not power off in 30 s; killing qemu"
     kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
   fi
-  rm -f "$STATE/qemu.pid"
+  rm -f "$STATE/qemu.pid" "$STATE"/ssh-*.sock
   log "stopped"
 }
 
@@ -284,9 +300,11 @@ case "${1:-}" in
     timed build build
     trap stop EXIT
     timed boot boot
+    timed sync sync_checkout
     timed "v2 suite" timeout --kill-after=30 "${V2_GUEST_SUITE_TIMEOUT:-4800}" \
       node --test --test-reporter=spec --test-concurrency=1 "$@" "$REPO"/dist/e2e-v2/*.test.js
     ;;
+  sync) running || die "the guest is not running; run: $0 boot"; timed sync sync_checkout ;;
   ssh-args) ssh_cmd ;;
   http) printf 'http://127.0.0.1:%s\n' "$HTTP_PORT" ;;
   stop) stop ;;
