@@ -53,10 +53,15 @@ function nomad(args: readonly string[], timeoutMs = 300_000): Result {
   return { status: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }
 
-async function api<T>(path: string, init?: RequestInit): Promise<T> {
-  const response = await fetch(`${ADDRESS}${path}`, init);
-  if (!response.ok) throw new Error(`${init?.method ?? 'GET'} ${path}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as T;
+/**
+ * GET `path` from the guest's HTTP API, with curl: fetch() through qemu's port forward left
+ * node:test with "Promise resolution is still pending but the event loop has already
+ * resolved" (the forward accepts on the host before the guest does).
+ */
+async function api<T>(path: string): Promise<T> {
+  const result = spawnSync('curl', ['-sS', '--fail-with-body', '--max-time', '60', `${ADDRESS}${path}`], { encoding: 'utf8', timeout: 90_000 });
+  if (result.status !== 0) throw new Error(`GET ${path}: curl exit ${result.status}: ${result.stderr}${result.stdout}`);
+  return JSON.parse(result.stdout) as T;
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 300_000): Promise<T> {
