@@ -14,7 +14,8 @@
  *     and the key, running a service job of the main path: the time from `nomad job run` to
  *     the task's state `running` (polled every 50 ms), and the driver's own part, the task
  *     events from "Task received by client" to "Task started by client".
- * It prints both and their ratio, then removes every agent, task, namespace and file.
+ * It prints both, their ratio and the task's events with their times (where the driver's time
+ * goes), then removes every agent, task, namespace and file.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -68,14 +69,14 @@ function closureOf(n: number, work: string): { main: string; closure: string[] }
 }
 
 interface TaskEvents {
-  readonly TaskStates: Record<string, { State: string; Events: { Type: string; Time: number }[] }> | null;
+  readonly TaskStates: Record<string, { State: string; Events: { Type: string; Time: number; DisplayMessage: string }[] }> | null;
 }
 
 async function main(): Promise<void> {
   nomadBinary();
   const work = mkdtempSync(join(tmpdir(), 'cache-bench-'));
   const tag = randomBytes(2).toString('hex');
-  const bridge = createBridge(`nxb${tag}br`);
+  const bridge = createBridge(`nxb${tag}br`, '10.231.15');
   const agents: NomadAgent[] = [];
   let allocIds: string[] = [];
   const server = await serveCache(makeCacheDir(join(work, 'cache')), bridge.address);
@@ -180,6 +181,9 @@ async function main(): Promise<void> {
         row('driver: client events, received until started', clientMs),
         '',
         `ratio driver / manual: ${(driverMs / manualMs).toFixed(2)} (submit to running), ${(clientMs / manualMs).toFixed(2)} (client received to started)`,
+        '',
+        'the task events, ms after "Received":',
+        ...events.map((e) => `  ${String(Math.round((e.Time - at('Received')) / 1e6)).padStart(6)}  ${e.Type}: ${e.DisplayMessage}`),
         '',
       ].join('\n'),
     );

@@ -1,6 +1,6 @@
 /**
  * Test hosts on this machine: network namespaces joined by veth pairs to a bridge in the root
- * namespace (addresses from 10.231.14.0/24, a range only these tests use), each with, when a
+ * namespace (addresses from 10.231.14.0/24 or another /24 of 10.231.x, ranges only these tests use), each with, when a
  * process runs "on" it, a private Nix store: a mount namespace in which a directory of the
  * test is bind-mounted over /nix, so Nix there starts from an empty store and database and
  * must substitute everything it runs. Traffic only ever goes to the bridge's address and to
@@ -15,10 +15,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** The /24 the cluster test uses; the cache bench uses 10.231.15, so both may run at once. */
 export const SUBNET_PREFIX = '10.231.14';
 
 export interface Bridge {
   readonly name: string;
+  /** The first three octets of its /24, e.g. `10.231.14`. */
+  readonly prefix: string;
   /** The bridge's address in the root namespace (`10.231.14.1`). */
   readonly address: string;
   readonly hosts: TestHost[];
@@ -39,21 +42,22 @@ const ip = (args: readonly string[]): void => {
   execFileSync('ip', [...args], { stdio: ['ignore', 'ignore', 'pipe'] });
 };
 
-/** A new bridge `name` holding `10.231.14.1/24`, up. */
-export function createBridge(name: string): Bridge {
+/** A new bridge `name` holding `<prefix>.1/24` (default 10.231.14.1/24), up. */
+export function createBridge(name: string, prefix = SUBNET_PREFIX): Bridge {
   ip(['link', 'add', name, 'type', 'bridge']);
-  ip(['addr', 'add', `${SUBNET_PREFIX}.1/24`, 'dev', name]);
+  ip(['addr', 'add', `${prefix}.1/24`, 'dev', name]);
   ip(['link', 'set', name, 'up']);
-  return { name, address: `${SUBNET_PREFIX}.1`, hosts: [] };
+  return { name, prefix, address: `${prefix}.1`, hosts: [] };
 }
 
 /**
- * A network namespace `namespace` with `eth0` at `10.231.14.<octet>/24` (veth to the bridge)
+ * A network namespace `namespace` with `eth0` at `<bridge prefix>.<octet>/24` (veth to the bridge)
  * and loopback up, and `<dir>/nix` (mode 0755, with the plugin's usual /nix/var dirs) as its
- * private /nix.
+ * private /nix. Namespace names must differ in their first 11 characters (the root side of the
+ * veth is named after them, and link names have at most 15).
  */
 export function addHost(bridge: Bridge, namespace: string, octet: number, dir: string): TestHost {
-  const address = `${SUBNET_PREFIX}.${octet}`;
+  const address = `${bridge.prefix}.${octet}`;
   const outside = `${namespace.slice(0, 11)}-h`;
   ip(['netns', 'add', namespace]);
   const host: TestHost = {
