@@ -44,6 +44,12 @@ const ip = (args: readonly string[]): void => {
 
 /** A new bridge `name` holding `<prefix>.1/24` (default 10.231.14.1/24), up. */
 export function createBridge(name: string, prefix = SUBNET_PREFIX): Bridge {
+  const taken = spawnSync('ip', ['-o', 'addr', 'show', 'to', `${prefix}.0/24`], { encoding: 'utf8' }).stdout.trim();
+  if (taken !== '') {
+    throw new Error(
+      `failed to create bridge ${name}: ${prefix}.0/24 is already on a link of this host (${taken.split(/\s+/)[1]}), left by an earlier run; fix: ip link delete <that link>, and ip netns delete its namespaces (ip netns list)`,
+    );
+  }
   ip(['link', 'add', name, 'type', 'bridge']);
   ip(['addr', 'add', `${prefix}.1/24`, 'dev', name]);
   ip(['link', 'set', name, 'up']);
