@@ -93,7 +93,7 @@ describe('realise', () => {
       // the first --realise fails as Nix 2.8 does when another Nix process raced it on a new cache's row
       writeFileSync(
         fake,
-        `#!/bin/sh\ncase " $* " in *" --realise "*)\n  echo x >> ${calls}\n  if [ "$(wc -l < ${calls})" -eq 1 ]; then\n    echo "error: executing SQLite statement 'insert or replace into NARs(cache, hashPart) values (18, 'x')': constraint failed (in '/root/.cache/nix/binary-cache-v6.sqlite')" >&2\n    exit 1\n  fi;;\nesac\nexec nix-store "$@"\n`,
+        `#!/bin/sh\ncase " $* " in *" --realise "*)\n  echo x >> ${calls}\n  if [ "$(wc -l < ${calls})" -eq 1 ]; then\n    echo "error: executing SQLite statement 'insert or replace into NARs(cache, hashPart) values (18, 'x')': constraint failed (in '/home/ops/.cache/nix/binary-cache-v6.sqlite')" >&2\n    exit 1\n  fi;;\nesac\nexec nix-store "$@"\n`,
         { mode: 0o755 },
       );
       const realised = await realise({ ...tools, nixStore: fake }, { storePath: path, packages: [] });
