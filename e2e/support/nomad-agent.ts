@@ -74,6 +74,19 @@ export interface AgentOptions {
   readonly consulAddress?: string;
   /** The agent's -plugin-dir; omitted: PLUGIN_DIR (this build's launcher). */
   readonly pluginDir?: string;
+  /**
+   * One agent of a multi-node cluster (persistent, whatever `persistent` says): a server alone
+   * or a client alone, bound to and advertising `bind` (an address of a network namespace the
+   * test made), fingerprinting `networkInterface`, named `name`; a client joins `servers`
+   * (host:rpc-port). Omitted: one agent that is server and client on 127.0.0.1.
+   */
+  readonly cluster?: {
+    readonly role: 'server' | 'client';
+    readonly name: string;
+    readonly bind: string;
+    readonly networkInterface: string;
+    readonly servers?: readonly string[];
+  };
 }
 
 export interface DriverInfo {
@@ -90,8 +103,12 @@ export class NomadAgent extends AgentProcess {
     workDir: string,
     logPath: string,
     readonly ports: { readonly http: number; readonly rpc: number; readonly serf: number },
+    /** The address the agent binds and advertises (127.0.0.1 unless `cluster` says otherwise). */
+    readonly bindAddress = '127.0.0.1',
+    /** The node name to find in /v1/nodes (a cluster agent's `name`); omitted: the only node. */
+    readonly nodeName?: string,
   ) {
-    super(child, workDir, logPath, `http://127.0.0.1:${ports.http}`, 'agent');
+    super(child, workDir, logPath, `http://${bindAddress}:${ports.http}`, 'agent');
   }
 
   static async start(options: AgentOptions = {}): Promise<NomadAgent> {
@@ -101,13 +118,17 @@ export class NomadAgent extends AgentProcess {
     chmodSync(workDir, 0o711);
     const { http, rpc, serf } = options.restartOf?.ports ?? { http: await freePort(), rpc: await freePort(), serf: await freePort() };
     const plugin = options.pluginConfig === undefined ? 'plugin "nix" {}' : `plugin "nix" {\n  config {\n${options.pluginConfig}\n  }\n}`;
+    const cluster = options.cluster ?? options.restartOf?.cluster;
+    const bind = cluster?.bind ?? '127.0.0.1';
+    const persistent = options.persistent === true || cluster !== undefined;
     const configPath = join(workDir, 'agent.hcl');
     writeFileSync(
       configPath,
       [
         `ports {\n  http = ${http}\n  rpc  = ${rpc}\n  serf = ${serf}\n}`,
         `client {\n  cni_path = "/usr/lib/cni"\n${options.clientConfig ?? ''}\n}`,
-        ...(options.persistent === true ? ['advertise {\n  http = "127.0.0.1"\n  rpc  = "127.0.0.1"\n  serf = "127.0.0.1"\n}'] : []),
+        ...(cluster === undefined ? [] : [`name = ${JSON.stringify(cluster.name)}`]),
+        ...(persistent ? [`advertise {\n  http = "${bind}"\n  rpc  = "${bind}"\n  serf = "${bind}"\n}`] : []),
         ...(options.consulAddress === undefined ? [] : [`consul {\n  address = "${options.consulAddress}"\n}`]),
         plugin,
         options.extraConfig ?? '',
@@ -127,20 +148,19 @@ export class NomadAgent extends AgentProcess {
     delete env.AWS_CA_BUNDLE;
     if (options.path !== undefined) env.PATH = options.path;
     const dataDir = join(workDir, 'data');
-    if (options.persistent === true) {
+    if (persistent) {
       mkdirSync(dataDir, { recursive: true, mode: 0o711 });
       chmodSync(dataDir, 0o711);
     }
-    const mode = options.persistent === true ? ['-server', '-client', '-bootstrap-expect=1', `-data-dir=${dataDir}`, '-network-interface=lo'] : ['-dev'];
-    const agentArgv = [
-      nomad,
-      'agent',
-      ...mode,
-      '-bind=127.0.0.1',
-      '-log-level=DEBUG',
-      `-plugin-dir=${options.pluginDir ?? PLUGIN_DIR}`,
-      `-config=${configPath}`,
-    ];
+    const mode =
+      cluster?.role === 'server'
+        ? ['-server', '-bootstrap-expect=1', `-data-dir=${dataDir}`, `-network-interface=${cluster.networkInterface}`]
+        : cluster?.role === 'client'
+          ? ['-client', `-servers=${(cluster.servers ?? []).join(',')}`, `-data-dir=${dataDir}`, `-network-interface=${cluster.networkInterface}`]
+          : persistent
+            ? ['-server', '-client', '-bootstrap-expect=1', `-data-dir=${dataDir}`, '-network-interface=lo']
+            : ['-dev'];
+    const agentArgv = [nomad, 'agent', ...mode, `-bind=${bind}`, '-log-level=DEBUG', `-plugin-dir=${options.pluginDir ?? PLUGIN_DIR}`, `-config=${configPath}`];
     const [file, ...args] = [...(options.wrapper ?? []), ...agentArgv] as [string, ...string[]];
     const child = spawn(file, args, {
       cwd: workDir,
@@ -149,16 +169,21 @@ export class NomadAgent extends AgentProcess {
       detached: true, // own process group: a Ctrl-C of the test run does not hit it twice
     });
     logOutputTo(child, logPath);
-    return new NomadAgent(child, workDir, logPath, { http, rpc, serf });
+    const agent = new NomadAgent(child, workDir, logPath, { http, rpc, serf }, bind, cluster?.name);
+    agent.cluster = cluster;
+    return agent;
   }
+
+  /** The cluster role this agent was started with (kept for a restart). */
+  cluster: AgentOptions['cluster'];
 
   /** The node's `nix` driver entry once the plugin has fingerprinted. */
   async nixDriver(predicate: (d: DriverInfo) => boolean = () => true, timeoutMs = 60_000): Promise<{ node: Record<string, any>; driver: DriverInfo }> {
     return this.waitFor(
       'the nix driver fingerprint',
       async () => {
-        const nodes = await this.api<{ ID: string }[]>('/v1/nodes');
-        const id = nodes[0]?.ID;
+        const nodes = await this.api<{ ID: string; Name: string }[]>('/v1/nodes');
+        const id = (this.nodeName === undefined ? nodes[0] : nodes.find((n) => n.Name === this.nodeName))?.ID;
         if (id === undefined) return undefined;
         const node = await this.api<Record<string, any>>(`/v1/node/${id}`);
         const driver = node.Drivers?.nix as DriverInfo | undefined;

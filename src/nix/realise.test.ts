@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -84,6 +84,22 @@ describe('realise', () => {
         `failed to realise store path ${JSON.stringify(path)}: '${path}' from '${cache}' is not signed by a trusted key: it has no signature (trusted: unit-1), and require_signatures is on; nothing of it was kept; fix: sign the path in the cache with a key listed in trusted_public_keys (nix store sign --key-file <secret key file> --store ${cache} ${path}; nix sign-paths before Nix 2.9)`,
       );
       assert.equal(error.code, 'failed_precondition');
+    });
+
+    it("reruns nix-store --realise when Nix failed on its narinfo disk cache's SQLite race (Nix before 2.13), not on the path", async () => {
+      const { dir, path, tools } = shipped(true);
+      const fake = join(dir, 'nix-store');
+      const calls = join(dir, 'realise-calls');
+      // the first --realise fails as Nix 2.8 does when another Nix process raced it on a new cache's row
+      writeFileSync(
+        fake,
+        `#!/bin/sh\ncase " $* " in *" --realise "*)\n  echo x >> ${calls}\n  if [ "$(wc -l < ${calls})" -eq 1 ]; then\n    echo "error: executing SQLite statement 'insert or replace into NARs(cache, hashPart) values (18, 'x')': constraint failed (in '/home/ops/.cache/nix/binary-cache-v6.sqlite')" >&2\n    exit 1\n  fi;;\nesac\nexec nix-store "$@"\n`,
+        { mode: 0o755 },
+      );
+      const realised = await realise({ ...tools, nixStore: fake }, { storePath: path, packages: [] });
+      assert.equal(realised.mainOutput, path);
+      assert.equal(readFileSync(calls, 'utf8'), 'x\nx\n', 'one failed run, one rerun');
+      assert.equal(await narHashOf(tools, path), cliNarHash(path));
     });
 
     it('refuses a tampered NAR and deletes what Nix unpacked', async () => {

@@ -285,13 +285,28 @@ export function failedDerivation(text: string): string | undefined {
   return /'(\/[^']+\.drv)'[^;]*failed/.exec(text)?.[1];
 }
 
+/**
+ * Nix's failure on its own narinfo disk cache (`~/.cache/nix/binary-cache-v6.sqlite`), not on
+ * the closure: before Nix 2.13, Nix processes that start using a cache at the same moment (two
+ * tasks of one job starting on a client) race on the cache's row there and one fails with
+ * `executing SQLite statement 'insert or replace into NARs…': constraint failed` (NixOS/nix
+ * issue 3898, fixed by pull request 7489). Seen in e2e/cluster.test.ts with Nix 2.8. A rerun
+ * finds the row and goes on; the realisation is retried this many times.
+ */
+const NARINFO_CACHE_RACE = /SQLite[^;]*\(in '[^']*binary-cache-v\d+\.sqlite'\)/;
+const NARINFO_CACHE_RETRIES = 2;
+
 /** Realises output paths (substituting missing ones) and returns them, in order. */
 async function realisePaths(ctx: Context, paths: readonly string[], storePath: string | undefined): Promise<string[]> {
   if (paths.length === 0) return [];
   const what = realiseWhat(paths, storePath);
   const extra = ctx.options.extraSubstituters ?? [];
   const substituters = extra.length === 0 ? [] : ['--option', 'extra-substituters', extra.join(' ')];
-  const run = await runNix(ctx, ctx.tools.nixStore, ['--realise', ...LOG_FORMAT, ...ctx.tools.extraOptions, ...substituters, ...paths], what);
+  const argv = ['--realise', ...LOG_FORMAT, ...ctx.tools.extraOptions, ...substituters, ...paths];
+  let run = await runNix(ctx, ctx.tools.nixStore, argv, what);
+  for (let retry = 0; !run.ok && retry < NARINFO_CACHE_RETRIES && NARINFO_CACHE_RACE.test(run.text); retry += 1) {
+    run = await runNix(ctx, ctx.tools.nixStore, argv, what);
+  }
   if (!run.ok) throw (await substitutionFailure(ctx, what, run.collector, paths)) ?? (await pathFailure(ctx, paths, storePath, run.text));
   return [...paths];
 }

@@ -116,19 +116,26 @@ export function isValid(path: string): boolean {
 }
 
 export interface CacheServer {
-  /** `http://127.0.0.1:<port>`: a substituter URL. */
+  /** `http://<host>:<port>` (host 127.0.0.1 unless given): a substituter URL. */
   readonly url: string;
   /** Paths requested so far (`/nix-cache-info`, `/<hash>.narinfo`, `/nar/…`), in order. */
   readonly requests: readonly string[];
+  /** The same requests with the client's address (e.g. a network namespace's). */
+  readonly requestLog: readonly { readonly path: string; readonly from: string }[];
   close(): Promise<void>;
 }
 
-/** Serves `cacheDir` over HTTP on a free loopback port (GET and HEAD; 404 for what is not there). */
-export async function serveCache(cacheDir: string): Promise<CacheServer> {
+/**
+ * Serves `cacheDir` over HTTP on a free port of `host` (default loopback; a test's own network
+ * namespace bridge address for clients in other namespaces): GET and HEAD, 404 for what is not there.
+ */
+export async function serveCache(cacheDir: string, host = '127.0.0.1'): Promise<CacheServer> {
   const requests: string[] = [];
+  const requestLog: { path: string; from: string }[] = [];
   const server: Server = createServer((req, res) => {
     const path = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/');
     requests.push(path);
+    requestLog.push({ path, from: (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '') });
     const file = normalize(join(cacheDir, path));
     if (!file.startsWith(`${cacheDir}/`) || !existsSync(file) || !statSync(file).isFile()) {
       res.writeHead(404).end();
@@ -138,12 +145,13 @@ export async function serveCache(cacheDir: string): Promise<CacheServer> {
     if (req.method === 'HEAD') res.end();
     else createReadStream(file).pipe(res);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     requests,
+    requestLog,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
