@@ -62,6 +62,14 @@ agent_exited() {
   exit 1
 }
 
+# The demo talks to its agent through 127.0.0.1:$PORT only. Our own agent is stopped by now,
+# so whatever still listens there is someone else's (another Nomad, a VM's forwarded port):
+# stop here rather than fingerprint and run the web job on it.
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  echo "something else listens on 127.0.0.1:$PORT, the demo agent's HTTP port; stop it, or choose another port with NOMAD_DRIVER_NIX_DEMO_PORT=<port> ./scripts/demo.sh" >&2
+  exit 1
+fi
+
 echo "starting nomad agent -dev with the nix plugin (log: $DEMO_DIR/agent.log)"
 NOMAD_DRIVER_NIX_LOG_LEVEL=debug TMPDIR="$DEMO_DIR" setsid env -u AWS_CA_BUNDLE "$NOMAD" agent -dev -bind=127.0.0.1 \
   -plugin-dir="$(pwd)/build/plugins" -config="$DEMO_DIR/agent.hcl" \
@@ -70,8 +78,9 @@ echo $! > "$DEMO_DIR/agent.pid"
 
 printf 'waiting for the nix driver to fingerprint'
 for _ in $(seq 1 120); do
-  if "$NOMAD" node status -self -verbose 2>/dev/null | grep -q 'driver.nix.runtime'; then break; fi
+  # ours first: an answer on the port counts only while our agent runs
   if ! kill -0 "$(cat "$DEMO_DIR/agent.pid")" 2>/dev/null; then agent_exited; fi
+  if "$NOMAD" node status -self -verbose 2>/dev/null | grep -q 'driver.nix.runtime'; then break; fi
   printf '.'; sleep 1
 done
 echo
