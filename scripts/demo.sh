@@ -3,6 +3,8 @@
 # the background and shows the node's nix driver fingerprint.
 #   ./scripts/demo.sh         start (or restart) the demo agent
 #   ./scripts/demo.sh stop    stop it
+# Environment: NOMAD_DRIVER_NIX_DEMO_PORT (the agent's HTTP port, default 4646),
+# NOMAD_DRIVER_NIX_DEMO_DIR (its data and logs, default /var/lib/nomad-driver-nix-demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
@@ -46,6 +48,28 @@ sed -e "s/^client {/ports {\n  http = $PORT\n}\n\nclient {/" \
     -e "s|^    allow_local_flakes = \[\]|    allow_local_flakes = [\"$DEMO_DIR/web\"]|" \
     plugin-config/nix.hcl > "$DEMO_DIR/agent.hcl"
 
+# the agent exited while starting: its own error first (Nomad prints it as "==> Error …" at
+# the top of the log, then 30 lines of shutdown), then the log's tail
+agent_exited() {
+  echo
+  echo "the Nomad agent exited while starting; its error (log: $DEMO_DIR/agent.log):"
+  local errors
+  errors="$(sed -n '/^==> Error/,/^$/p' "$DEMO_DIR/agent.log")"
+  if [ -n "$errors" ]; then printf '%s\n' "$errors"; else tail -n 30 "$DEMO_DIR/agent.log"; fi
+  if grep -q 'address already in use' "$DEMO_DIR/agent.log"; then
+    echo "a port the demo agent needs is taken (HTTP $PORT, and -dev's RPC 4647 and Serf 4648): stop what listens there, or choose another HTTP port with NOMAD_DRIVER_NIX_DEMO_PORT=<port> ./scripts/demo.sh"
+  fi
+  exit 1
+}
+
+# The demo talks to its agent through 127.0.0.1:$PORT only. Our own agent is stopped by now,
+# so whatever still listens there is someone else's (another Nomad, a VM's forwarded port):
+# stop here rather than fingerprint and run the web job on it.
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  echo "something else listens on 127.0.0.1:$PORT, the demo agent's HTTP port; stop it, or choose another port with NOMAD_DRIVER_NIX_DEMO_PORT=<port> ./scripts/demo.sh" >&2
+  exit 1
+fi
+
 echo "starting nomad agent -dev with the nix plugin (log: $DEMO_DIR/agent.log)"
 NOMAD_DRIVER_NIX_LOG_LEVEL=debug TMPDIR="$DEMO_DIR" setsid env -u AWS_CA_BUNDLE "$NOMAD" agent -dev -bind=127.0.0.1 \
   -plugin-dir="$(pwd)/build/plugins" -config="$DEMO_DIR/agent.hcl" \
@@ -54,8 +78,9 @@ echo $! > "$DEMO_DIR/agent.pid"
 
 printf 'waiting for the nix driver to fingerprint'
 for _ in $(seq 1 120); do
+  # ours first: an answer on the port counts only while our agent runs
+  if ! kill -0 "$(cat "$DEMO_DIR/agent.pid")" 2>/dev/null; then agent_exited; fi
   if "$NOMAD" node status -self -verbose 2>/dev/null | grep -q 'driver.nix.runtime'; then break; fi
-  if ! kill -0 "$(cat "$DEMO_DIR/agent.pid")" 2>/dev/null; then echo; tail -n 30 "$DEMO_DIR/agent.log"; exit 1; fi
   printf '.'; sleep 1
 done
 echo

@@ -39,7 +39,8 @@
 # Environment:
 #   FRESH_DEBIAN_ROOT     where the chroot lives (default /var/tmp/fresh-deb12; not in the repo)
 #   FRESH_DEBIAN_MIRROR   Debian mirror (default http://deb.debian.org/debian)
-#   FRESH_DEBIAN_PORT     the demo agent's HTTP port inside (default 14646)
+#   FRESH_DEBIAN_PORT     the demo agent's HTTP port inside (default 24646; not 14646, where
+#                         scripts/v2-guest.sh forwards its guest's Nomad)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -50,7 +51,7 @@ NODE_FROM="${FRESH_DEBIAN_NODE:-host}"
 GO_FROM="${FRESH_DEBIAN_GO:-host}"
 NOMAD_CACHE_FROM="${FRESH_DEBIAN_NOMAD_CACHE:-none}"
 HOST_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/nomad-driver-nix"
-DEMO_PORT="${FRESH_DEBIAN_PORT:-14646}"
+DEMO_PORT="${FRESH_DEBIAN_PORT:-24646}"
 TIMES="$ROOT.times"
 CLONE=/opt/nomad-driver-nix
 
