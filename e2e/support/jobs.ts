@@ -14,11 +14,16 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs `nomad <args>` against the agent. */
+/**
+ * Runs `nomad <args>` against the agent. A CLI still running after `timeoutMs` gets SIGQUIT, on
+ * which a Go program prints every goroutine's stack to stderr: a hang says where it hung (two
+ * loaded CI runs saw `nomad job run -detach` hang for 120 s after printing its evaluation id).
+ */
 export function nomad(agent: NomadAgent, args: readonly string[], timeoutMs = 120_000): CliResult {
   const result = spawnSync(nomadBinary(), [...args], {
     encoding: 'utf8',
     timeout: timeoutMs,
+    killSignal: 'SIGQUIT',
     env: { ...process.env, NOMAD_ADDR: agent.address },
   });
   return { status: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
@@ -30,7 +35,7 @@ export function runJob(agent: NomadAgent, hcl: string): string {
   const file = join(dir, 'job.nomad.hcl');
   writeFileSync(file, hcl);
   const result = nomad(agent, ['job', 'run', '-detach', file]);
-  if (result.status !== 0) throw new Error(`nomad job run failed (${result.status}): ${result.stderr}${result.stdout}`);
+  if (result.status !== 0) throw new Error(`nomad job run failed (${result.status}): ${result.stderr}${result.stdout}\nagent log:\n${agent.logTail()}`);
   const id = /^job\s+"([^"]+)"/m.exec(hcl)?.[1];
   if (id === undefined) throw new Error('job file has no job "name" block');
   return id;
