@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { exitOf, runInTask, startInTask, type ExecCommand } from './exec-in-task.js';
+import { execedCommand, exitOf, runInTask, startInTask, type ExecCommand } from './exec-in-task.js';
 
 const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 const sh = (script: string): ExecCommand => ({ file: '/bin/sh', args: ['-c', script], env: HOST_ENV });
@@ -46,6 +46,16 @@ describe('runInTask', () => {
     };
     await runInTask({ ...sh('true'), cleanup }, { timeoutMs: 0 });
     assert.equal(cleaned, true);
+  });
+});
+
+describe('execedCommand', () => {
+  it('is true only for a command line that is neither the plugin, the raw-terminal shell nor empty (inside execve)', () => {
+    const own = '/usr/bin/node\0/srv/dist/src/main.js\0';
+    assert.equal(execedCommand('', own), false);
+    assert.equal(execedCommand(own, own), false);
+    assert.equal(execedCommand('/bin/sh\0-c\0stty raw -echo || exit 125\nexec "$@"\0nix-exec-raw\0/usr/bin/nsenter\0', own), false);
+    assert.equal(execedCommand('/usr/bin/nsenter\0--target\x0a3\0', own), true);
   });
 });
 

@@ -235,9 +235,20 @@ async function waitForExec(pid: number, exited: Promise<unknown>): Promise<void>
     } catch {
       return;
     }
-    if (cmdline !== own && cmdline.split('\0')[3] !== RAW_GATE_NAME) return;
+    if (execedCommand(cmdline, own)) return;
     await new Promise((r) => setTimeout(r, 2));
   }
+}
+
+/**
+ * Whether a process whose /proc/<pid>/cmdline reads `cmdline` has exec'd the command behind the
+ * raw-terminal shell: neither the plugin's own command line (`own`: the fork before exec) nor the
+ * shell's, and not empty — an empty cmdline is a process inside execve (proc(5): its old memory
+ * is gone and the new one's arguments not yet set up) or a zombie. Counting an empty one as the
+ * command let input through before `stty raw -echo`, and the terminal echoed it.
+ */
+export function execedCommand(cmdline: string, own: string): boolean {
+  return cmdline !== '' && cmdline !== own && cmdline.split('\0')[3] !== RAW_GATE_NAME;
 }
 
 function positive(value: number | undefined, fallback: number): number {
