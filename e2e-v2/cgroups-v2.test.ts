@@ -3,12 +3,16 @@
  * Runs on the host against the qemu guest of scripts/v2-guest.sh (boot it first; `npm run
  * test:v2` does everything): commands go over the guest's ssh, the `nomad` CLI and the HTTP
  * API over its forwarded port. In the guest, Nomad runs as a systemd service installed by
- * scripts/install-service.sh from the copy of this checkout's build that `v2-guest.sh sync` made.
+ * scripts/install-service.sh from the release tarball `npm run package` wrote (the single-file
+ * plugin; the guest sees this checkout at its host path) and the Nomad binary
+ * e2e/build-nomad.sh built (shared in at /opt/v2-guest/cache).
  *
  * The guest is 15-40x slower than the host (TCG): timeouts are long on purpose.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { busyboxPath } from '../test/support/nix-fixtures.js';
 import { nixJobHcl, shConfig } from '../e2e/support/job-hcl.js';
@@ -140,7 +144,7 @@ async function nixDriver(predicate: (attributes: Record<string, string>, healthy
 }
 
 const scopeDir = (alloc: string, slice = 'share.slice') => `${SLICE}/${slice}/${alloc}.main.scope`;
-const pluginPid = () => guestOk("pgrep -f '/dist/src/main.js' || true");
+const pluginPid = () => guestOk("pgrep -xf '/opt/nomad/plugins/nix' || true");
 
 let busybox: string;
 const sh = (script: string, extra = '') => `${shConfig(busybox, script)}${extra}`;
@@ -156,9 +160,15 @@ before(async () => {
   assert.equal(exported.status, 0, String(exported.stderr));
   const imported = guest('nix-store --import >/dev/null', { input: exported.stdout as Buffer });
   assert.equal(imported.status, 0, imported.stderr);
-  // Nomad as a systemd service, with the plugin of this checkout
-  // from the copy `scripts/v2-guest.sh sync` made on the guest's disk (see there why not over 9p)
-  const install = guest('cd /opt/nomad-driver-nix && NOMAD_DRIVER_NIX_CACHE=/opt/v2-guest/cache bash scripts/install-service.sh', { timeoutMs: 900_000 });
+  // Nomad as a systemd service, with the single-file plugin of this checkout's release tarball
+  const release = `${REPO_ROOT}build/release`;
+  const tarball = readdirSync(release).find((f) => /^nomad-driver-nix-.*\.tar\.gz$/.test(f));
+  assert.ok(tarball !== undefined, `no release tarball in ${release}: run npm run package`);
+  // the host's Nomad cache is shared in at /opt/v2-guest/cache (v2-guest.sh)
+  const guestNomad = `/opt/v2-guest/cache/${basename(dirname(nomadBinary()))}/nomad`;
+  const install = guest(`bash ${REPO_ROOT}scripts/install-service.sh --plugin ${release}/${tarball} --nomad ${guestNomad}`, {
+    timeoutMs: 900_000,
+  });
   assert.equal(install.status, 0, `install-service.sh failed:\n${install.stdout}${install.stderr}`);
   guestOk('nomad operator scheduler set-config -memory-oversubscription=true >/dev/null');
 });

@@ -297,10 +297,11 @@ case "${1:-}" in
     # the whole v2 suite: image, boot, e2e-v2 through the guest's agent, power off
     shift
     [ -f "$REPO/dist/e2e-v2/cgroups-v2.test.js" ] || die "run npm run build first"
+    # the suite installs the single-file plugin from the release tarball (over 9p: one file)
+    compgen -G "$REPO/build/release/nomad-driver-nix-*.tar.gz" >/dev/null || die "run npm run package first"
     timed build build
     trap stop EXIT
     timed boot boot
-    timed sync sync_checkout
     timed "v2 suite" timeout --kill-after=30 "${V2_GUEST_SUITE_TIMEOUT:-4800}" \
       node --test --test-reporter=spec --test-concurrency=1 "$@" "$REPO"/dist/e2e-v2/*.test.js
     ;;
