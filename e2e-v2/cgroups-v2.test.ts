@@ -229,7 +229,10 @@ for (const runtime of RUNTIMES)
       // alloc exec: the command runs, in the task's cgroup
       const exec = nomad(['alloc', 'exec', alloc.ID, 'sh', '-c', 'echo exec-ok; cat /proc/self/cgroup']);
       assert.equal(exec.status, 0, exec.stderr);
-      assert.equal(exec.stdout.trim(), `exec-ok\n0::${runtime === 'runc' ? '/' : `/nomad.slice/share.slice/${alloc.ID}.main.scope`}`);
+      // runc: a cgroup namespace rooted at the scope. bwrap: its cgroup namespace is made
+      // before the sandbox init joins the scope, so it is rooted at the plugin's cgroup
+      // (nomad.service) and the scope reads relative to that: /../../nomad.slice/…
+      assert.equal(exec.stdout.trim(), `exec-ok\n0::${runtime === 'runc' ? '/' : `/../../nomad.slice/share.slice/${alloc.ID}.main.scope`}`);
       await stopJob(job);
       assert.equal(guestOk(`test -e ${dir} && echo present || echo gone`), 'gone');
     });
