@@ -297,7 +297,7 @@ for (const runtime of RUNTIMES)
 
     it('nothing is left: no scopes, no task processes, no runc containers', () => {
       assert.equal(guestOk(`find ${SLICE} -name '*.scope' | sort`), '');
-      assert.equal(guestOk("pgrep -a 'bwrap|sleep|dd' || true"), '');
+      assert.equal(guestOk("pgrep -a -x 'bwrap|sleep|dd' || true"), '');
       assert.equal(guestOk('ls /var/lib/nomad-driver-nix/runc 2>/dev/null || true'), '');
     });
   });
