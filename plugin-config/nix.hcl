@@ -67,6 +67,13 @@ plugin "nix" {
   }
 }
 
+# `nomad alloc status -stats` and /v1/client/allocation/<id>/stats: Nomad's client opens the
+# plugin's TaskStats stream only when this is on (client/allocrunner/taskrunner/stats_hook.go
+# skips collection otherwise; `nomad agent -dev` turns it on, a service's config does not).
+telemetry {
+  publish_allocation_metrics = true
+}
+
 client {
   # Bridge networking (group network mode "bridge") needs the CNI reference plugins;
   # Debian's containernetworking-plugins installs them here.

@@ -161,7 +161,7 @@ install_conffile "$WORK/nomad.hcl" /etc/nomad.d/nomad.hcl
   echo '# The plugin executable is /opt/nomad/plugins/nix.'
   echo 'plugin_dir = "/opt/nomad/plugins"'
   echo
-  if [ -n "$PLUGIN_HCL" ]; then cat "$PLUGIN_HCL"; else printf 'plugin "nix" {\n  config {\n    runtime = "bwrap"\n  }\n}\n\nclient {\n  cni_path = "/usr/lib/cni"\n}\n'; fi
+  if [ -n "$PLUGIN_HCL" ]; then cat "$PLUGIN_HCL"; else printf 'plugin "nix" {\n  config {\n    runtime = "bwrap"\n  }\n}\n\ntelemetry {\n  publish_allocation_metrics = true\n}\n\nclient {\n  cni_path = "/usr/lib/cni"\n}\n'; fi
 } >"$WORK/nix.hcl"
 install_conffile "$WORK/nix.hcl" /etc/nomad.d/nix.hcl
 

@@ -17,7 +17,7 @@
 #   scripts/v2-guest.sh stop         power the guest off (SIGKILL after a timeout)
 #   scripts/v2-guest.sh status       running or not, and the ports
 #
-# The image: mmdebstrap (minbase + systemd, udev, openssh-server, nix-bin, bubblewrap, runc,
+# The image: mmdebstrap (minbase + systemd, udev, openssh-server, nix-bin, bubblewrap, runc, tini,
 # busybox-static), the Debian kernel package of the image's release unpacked into it with
 # dpkg-deb -x (never installed, on the host or the guest), the host's Node.js (Debian 12 ships
 # 18, the plugin needs 20) copied in as fresh-debian-check.sh does, an ssh key made for it, and
@@ -51,7 +51,7 @@ CPUS="${V2_GUEST_CPUS:-2}"
 STATE="${V2_GUEST_STATE:-/run/nomad-driver-nix-v2-guest}"
 LIFETIME="${V2_GUEST_LIFETIME:-5400}"
 RUN_TIMEOUT="${V2_GUEST_TIMEOUT:-900}"
-PACKAGES=systemd-sysv,udev,dbus,openssh-server,nix-bin,bubblewrap,runc,busybox-static,iproute2,procps,kmod,psmisc,util-linux,ca-certificates,less
+PACKAGES=systemd-sysv,udev,dbus,openssh-server,nix-bin,bubblewrap,runc,tini,busybox-static,iproute2,procps,kmod,psmisc,util-linux,ca-certificates,less
 
 log() { printf 'v2-guest: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -297,10 +297,11 @@ case "${1:-}" in
     # the whole v2 suite: image, boot, e2e-v2 through the guest's agent, power off
     shift
     [ -f "$REPO/dist/e2e-v2/cgroups-v2.test.js" ] || die "run npm run build first"
+    # the suite installs the single-file plugin from the release tarball (over 9p: one file)
+    compgen -G "$REPO/build/release/nomad-driver-nix-*.tar.gz" >/dev/null || die "run npm run package first"
     timed build build
     trap stop EXIT
     timed boot boot
-    timed sync sync_checkout
     timed "v2 suite" timeout --kill-after=30 "${V2_GUEST_SUITE_TIMEOUT:-4800}" \
       node --test --test-reporter=spec --test-concurrency=1 "$@" "$REPO"/dist/e2e-v2/*.test.js
     ;;

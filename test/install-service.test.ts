@@ -335,3 +335,38 @@ describe('install-service.sh refuses bad input and leaves nothing behind', () =>
   );
   refuses('an unknown argument', (root) => ['--prefix', root, '--frobnicate'], /failed to read the arguments: unknown argument "--frobnicate"/);
 });
+
+/** The settings of the `telemetry` blocks of the agent config files in `dir`, in order. */
+function telemetrySettings(dir: string): string[] {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((name) => [...readFileSync(join(dir, name), 'utf8').matchAll(/^telemetry \{\n([^}]*)\}/gm)])
+    .flatMap((m) =>
+      (m[1] ?? '')
+        .split('\n')
+        .map((line) => line.trim())
+        .filter((line) => line !== '' && !line.startsWith('#')),
+    );
+}
+
+describe('the agent config install-service.sh writes makes Nomad collect task stats', () => {
+  // Nomad's client opens no TaskStats stream unless telemetry.publish_allocation_metrics is on
+  // (hashicorp/nomad v1.11.3 client/allocrunner/taskrunner/stats_hook.go Poststart); `agent
+  // -dev` turns it on, so only a service install (the cgroups v2 guest) showed `"Tasks":{}`.
+  it("with the checkout's plugin-config/nix.hcl: publish_allocation_metrics = true", () => {
+    const root = mkdtempSync(join(work, 'root-'));
+    const result = install(['--plugin', fakePlugin, '--nomad', fakeNomad, '--prefix', root]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(telemetrySettings(join(root, 'etc/nomad.d')), ['publish_allocation_metrics = true']);
+  });
+
+  it('with no nix.hcl anywhere (the built-in block): publish_allocation_metrics = true', () => {
+    const alone = mkdtempSync(join(work, 'alone-'));
+    copyFileSync(SCRIPT, join(alone, 'install-service.sh'));
+    const root = mkdtempSync(join(work, 'root-'));
+    const result = install(['--plugin', fakePlugin, '--nomad', fakeNomad, '--prefix', root], join(alone, 'install-service.sh'));
+    assert.equal(result.status, 0, result.stderr);
+    assert.doesNotMatch(readFileSync(join(root, 'etc/nomad.d/nix.hcl'), 'utf8'), /require_signatures/, 'the built-in block, not plugin-config/nix.hcl');
+    assert.deepEqual(telemetrySettings(join(root, 'etc/nomad.d')), ['publish_allocation_metrics = true']);
+  });
+});

@@ -1,5 +1,5 @@
 /** Process facts from /proc: liveness, start time (guards against pid reuse), children. */
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 
 /** Fields of /proc/<pid>/stat after the command name. */
 function statFields(pid: number): string[] | undefined {
@@ -184,4 +184,14 @@ export function realUidOf(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Raises /proc/<pid>/oom_score_adj to `floor` when it is below (raising needs no privilege;
+ * lowering needs CAP_SYS_RESOURCE, which a container's root may lack); a higher value, set on
+ * purpose, is kept. Throws with the errno when the process is gone.
+ */
+export function raiseOomScoreAdj(pid: number, floor: number): void {
+  const file = `/proc/${pid}/oom_score_adj`;
+  if (Number(readFileSync(file, 'utf8').trim()) < floor) writeFileSync(file, String(floor));
 }

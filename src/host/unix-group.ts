@@ -42,7 +42,9 @@ export async function groupMembers(group: string, groupFile = '/etc/group'): Pro
     // no group file: ask NSS
   }
   try {
-    const { stdout } = await runCommand('getent', ['group', group], { timeoutMs: 5_000 });
+    // generous: a timeout reads as "no members", which the health check reports as a fault
+    // (NSS may ask a slow directory service; a qemu guest under emulation is slow too)
+    const { stdout } = await runCommand('getent', ['group', group], { timeoutMs: 60_000 });
     return parseGroupMembers(stdout, group);
   } catch {
     return undefined; // getent exits 2 for an unknown group

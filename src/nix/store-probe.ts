@@ -37,6 +37,14 @@ function confFiles(env: NixStoreProbeEnv['env']): string[] {
   return [...files, ...dirs.map((d) => `${d}/nix/nix.conf`)];
 }
 
+/**
+ * How long `nix show-config` / `nix config show` may take (ms). Generous on purpose: the
+ * settings are read by the health fingerprint, where a slow answer only delays one update,
+ * while a timeout marks the driver unhealthy and Nomad places nothing on the node. Nix's
+ * start took over 10 s in a cgroups v2 qemu guest under software emulation (issue 15).
+ */
+const SETTINGS_TIMEOUT_MS = 120_000;
+
 export function createNixStoreProbe(probeEnv: NixStoreProbeEnv): NixStoreProbe {
   const now = probeEnv.now ?? Date.now;
   const ttl = probeEnv.settingsTtlMs ?? 60_000;
@@ -69,9 +77,9 @@ export function createNixStoreProbe(probeEnv: NixStoreProbeEnv): NixStoreProbe {
     try {
       // `show-config`: Nix 2.4 … (a deprecated alias of `config show` since 2.20); `config show`
       // for an implementation that dropped the alias
-      const { stdout } = await runCommand(nix, args(['show-config']), { timeoutMs: 10_000 }).catch(async (error: unknown) => {
+      const { stdout } = await runCommand(nix, args(['show-config']), { timeoutMs: SETTINGS_TIMEOUT_MS }).catch(async (error: unknown) => {
         try {
-          return await runCommand(nix, args(['config', 'show']), { timeoutMs: 10_000 });
+          return await runCommand(nix, args(['config', 'show']), { timeoutMs: SETTINGS_TIMEOUT_MS });
         } catch {
           throw error;
         }

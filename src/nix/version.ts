@@ -46,7 +46,9 @@ export async function probeNix(options: { nixBin: string; pathEnv: string | unde
     };
   }
   try {
-    const { stdout } = await runCommand(path, ['--version'], { timeoutMs: 10_000 });
+    // generous: a slow answer only delays a fingerprint, a timeout makes the driver unhealthy
+    // (over 10 s seen in a qemu guest under software emulation, issue 15)
+    const { stdout } = await runCommand(path, ['--version'], { timeoutMs: 120_000 });
     const version = parseNixVersion(stdout);
     if (version === undefined) {
       return {

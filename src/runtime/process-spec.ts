@@ -67,3 +67,11 @@ export function validateProcessSpec(what: string, process: ProcessSpec): void {
       throw invalid(what, `capability ${quote(cap)} is not a name such as CAP_NET_BIND_SERVICE`, 'spell capabilities as CAP_ followed by the upper-case name');
   }
 }
+
+/**
+ * The oom_score_adj a task starts with (proc(5): -1000 never killed … 1000 killed first).
+ * Nomad's own executor sets 0 for its tasks (hashicorp/nomad v1.11.3
+ * drivers/shared/executor/executor_linux_cgo.go: "children should not inherit Nomad agent
+ * oom_score_adj value"): HashiCorp's nomad.service runs the agent, and so the plugin, at -1000.
+ */
+export const TASK_OOM_SCORE_ADJ = 0;

@@ -23,7 +23,9 @@ export async function probeRuntime(name: string, pathEnv: string | undefined): P
   const hint = INSTALL_HINT[name] ?? `install ${name}`;
   if (path === undefined) return { found: false, name, problem: `${name} not found on the agent's PATH; fix: ${hint}` };
   try {
-    const { stdout } = await runCommand(path, ['--version'], { timeoutMs: 10_000, env: { PATH: HOST_PATH }, cleanEnv: true });
+    // generous: a slow answer only delays a fingerprint, a timeout makes the driver unhealthy
+    // (a slow host, e.g. a qemu guest under software emulation, issue 15)
+    const { stdout } = await runCommand(path, ['--version'], { timeoutMs: 120_000, env: { PATH: HOST_PATH }, cleanEnv: true });
     const version = parseRuntimeVersion(stdout);
     if (version === undefined) return { found: false, name, problem: `${path} --version printed ${JSON.stringify(stdout.slice(0, 80))}; fix: ${hint}` };
     return { found: true, name, path, version };

@@ -14,7 +14,7 @@ import type { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { removeFile, writeTextFile } from '../../host/fs.js';
-import { childPids, executableOf, fdTarget, firstChild, signalProcess } from '../../host/proc.js';
+import { childPids, executableOf, fdTarget, firstChild, raiseOomScoreAdj, signalProcess } from '../../host/proc.js';
 import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, resolvedPath, waitForValue, type TaskProcesses } from '../detached-exit.js';
 import { DetachedTask, exitStatusFromCode, killOwned, launchedPids, type MonitorExit, readRecord, recoveredExit, spawnMonitor } from '../detached-task.js';
 import { createFile, giveFifoTo, logSinkOpeners, openAll } from '../../host/task-files.js';
@@ -22,7 +22,7 @@ import { findExecutable } from '../../host/which.js';
 import type { ExecSpec, ExitStatus, HostCommand, LaunchRequest, LaunchedTask, RecoveryRecord, Runtime } from '../runtime.js';
 import { renderBwrapArgs, splitArgsForFd } from './argv.js';
 import { missingInterpreter } from '../interpreter.js';
-import { HOST_PATH } from '../process-spec.js';
+import { HOST_PATH, TASK_OOM_SCORE_ADJ } from '../process-spec.js';
 import { helperSpec, renderBwrapExec, type BwrapExecTools } from './exec.js';
 import { findExecHelper } from './helper.js';
 import { parseBwrapStatus } from './status.js';
@@ -136,9 +136,12 @@ export class BwrapRuntime implements Runtime {
     const processes = bwrapProcesses(launchedPids(pid, initPid), request.stateDir, cgroup.contains, this.bwrapPath);
     const task = new BwrapTask(processes, new Date(), exited, request.stateDir);
     // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
-    // command, which inherits the cgroup (the bwrap monitor itself stays outside)
+    // command, which inherits the cgroup (the bwrap monitor itself stays outside) and the
+    // init's oom_score_adj: not the -1000 of a systemd-run agent, which makes a task the OOM
+    // killer can never pick (over memory.max its allocations fail instead: issue 15)
     try {
       await cgroup.join(initPid);
+      raiseOomScoreAdj(initPid, TASK_OOM_SCORE_ADJ);
     } catch (error) {
       closePipes();
       // a sandbox that died while it was set up cannot join: its own error is the cause

@@ -62,6 +62,8 @@ describe('renderOciConfig', () => {
     assert.deepEqual(config.process.user, { uid: 65534, gid: 65534 });
     assert.deepEqual(config.process.env, ['NOMAD_TASK_NAME=web', 'PATH=/nix/store/abc-web/bin']);
     assert.equal(config.process.noNewPrivileges, true);
+    // Nomad's agent runs at -1000 under HashiCorp's unit; a task must be killable on OOM
+    assert.equal(config.process.oomScoreAdj, 0);
     assert.deepEqual(config.process.capabilities, { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] });
     assert.equal(config.hostname, 'web-1');
     assert.equal(config.process.terminal, false);

@@ -13,7 +13,7 @@
 import { failure, quote } from '../../errors.js';
 import { absolutePathProblem, isWithin } from '../../paths.js';
 import type { MountOp, RootPlan } from '../../rootfs/plan.js';
-import { validateProcessSpec, type ProcessSpec } from '../process-spec.js';
+import { TASK_OOM_SCORE_ADJ, validateProcessSpec, type ProcessSpec } from '../process-spec.js';
 import type { TaskLimits } from '../../cgroup/limits.js';
 import type { OciDeviceRule, OciMount, OciNamespace, OciResources, OciSpec } from './oci-types.js';
 import { defaultSeccompProfile } from './seccomp.js';
@@ -214,6 +214,8 @@ export function renderOciConfig(plan: RootPlan, process: ProcessSpec, options: O
           ? { bounding: caps, effective: caps, inheritable: [], permitted: caps, ambient: [] }
           : { bounding: caps, effective: caps, inheritable: caps, permitted: caps, ambient: caps },
       noNewPrivileges: true,
+      // not the -1000 a systemd-run agent (and so this plugin and runc) has: see TASK_OOM_SCORE_ADJ
+      oomScoreAdj: TASK_OOM_SCORE_ADJ,
     },
     ...(process.hostname === undefined ? {} : { hostname: process.hostname }),
     mounts,

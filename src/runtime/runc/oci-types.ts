@@ -26,6 +26,8 @@ export interface OciProcess {
     readonly ambient: readonly string[];
   };
   readonly noNewPrivileges: boolean;
+  /** oom_score_adj of the container's processes; runc leaves its own (inherited) when absent. */
+  readonly oomScoreAdj?: number;
 }
 
 export interface OciMount {
