@@ -2,20 +2,25 @@
  * What the e2e tests need of any HashiCorp agent they run (Nomad, Consul): its exit, its log
  * file, its HTTP API, polling with the log tail in the failure, and a graceful stop.
  */
-import type { ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 
 /**
- * Appends the child's stdout and stderr to one log file. Both pipes leave the file open
- * (`end: false`) and it is closed once the child closed both: with the default `end: true` the
- * first stream to end closed the file and the other's last lines threw ERR_STREAM_WRITE_AFTER_END
- * (an agent refusing its config, whose stdout ended before its stderr).
+ * Spawns an agent with its stdout and stderr appended to `logPath` by the kernel: the file is
+ * the agent's own fd 1 and 2, not a pipe the test process drains. A pipe made the agent depend
+ * on the test's event loop, which `spawnSync` (every `nomad` CLI call) blocks: an agent writing
+ * more than a pipe's 64 KiB of DEBUG lines meanwhile blocked in its logger, its HTTP API stopped
+ * answering, and the CLI waited for it until its 120 s timeout (three CI runs:
+ * `nomad job run -detach` hung after printing its evaluation id, in the CLI's follow-up
+ * /v1/agent/self call, while the agent logged three failing allocations).
  */
-export function logOutputTo(child: ChildProcess, logPath: string): void {
-  const log = createWriteStream(logPath, { flags: 'a' });
-  child.stdout?.pipe(log, { end: false });
-  child.stderr?.pipe(log, { end: false });
-  child.once('close', () => log.end());
+export function spawnLogged(file: string, args: readonly string[], logPath: string, options: Omit<SpawnOptions, 'stdio'>): ChildProcess {
+  const fd = openSync(logPath, 'a');
+  try {
+    return spawn(file, [...args], { ...options, stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export abstract class AgentProcess {

@@ -6,11 +6,11 @@
  * dir and TMPDIR, queried over its HTTP API, and stopped with SIGINT (SIGKILL after a grace
  * period).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentProcess, logOutputTo } from './agent-process.js';
+import { AgentProcess, spawnLogged } from './agent-process.js';
 import { freePort, REPO_ROOT } from './nomad-agent.js';
 
 let consulPath: string | undefined;
@@ -88,13 +88,11 @@ export class ConsulAgent extends AgentProcess {
     const env: Record<string, string> = { ...(process.env as Record<string, string>), TMPDIR: workDir, HOME: workDir };
     // never talk to (or be configured by) some other Consul of the caller's environment
     for (const name of Object.keys(env)) if (name.startsWith('CONSUL_')) delete env[name];
-    const child = spawn(consul, ['agent', '-dev', `-config-file=${configPath}`], {
+    const child = spawnLogged(consul, ['agent', '-dev', `-config-file=${configPath}`], logPath, {
       cwd: workDir,
       env,
-      stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // own process group, as the Nomad agent
     });
-    logOutputTo(child, logPath);
     const agent = new ConsulAgent(child, workDir, logPath, ports);
     try {
       await agent.waitFor('consul to elect itself leader', async () => ((await agent.api<string>('/v1/status/leader')) !== '' ? true : undefined), timeoutMs);

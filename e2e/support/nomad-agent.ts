@@ -4,13 +4,13 @@
  * `plugin "nix" {}` block, queried over its HTTP API, and stopped with a check that nothing
  * it started is left running.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AgentProcess, logOutputTo } from './agent-process.js';
+import { AgentProcess, spawnLogged } from './agent-process.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const PLUGIN_DIR = process.env.NOMAD_DRIVER_NIX_PLUGIN_DIR ?? join(REPO_ROOT, 'build', 'plugins');
@@ -162,13 +162,11 @@ export class NomadAgent extends AgentProcess {
             : ['-dev'];
     const agentArgv = [nomad, 'agent', ...mode, `-bind=${bind}`, '-log-level=DEBUG', `-plugin-dir=${options.pluginDir ?? PLUGIN_DIR}`, `-config=${configPath}`];
     const [file, ...args] = [...(options.wrapper ?? []), ...agentArgv] as [string, ...string[]];
-    const child = spawn(file, args, {
+    const child = spawnLogged(file, args, logPath, {
       cwd: workDir,
       env,
-      stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // own process group: a Ctrl-C of the test run does not hit it twice
     });
-    logOutputTo(child, logPath);
     const agent = new NomadAgent(child, workDir, logPath, { http, rpc, serf }, bind, cluster?.name);
     agent.cluster = cluster;
     return agent;
