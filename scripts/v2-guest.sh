@@ -100,8 +100,8 @@ make_root() {
   dpkg -L nodejs | while read -r f; do if [ -f "$f" ] || [ -L "$f" ]; then printf '%s\n' "$f"; fi; done |
     tar -C / -cf - --no-recursion -T - | tar -C "$root" -xf -
   # ssh: root with the generated key only
-  install -d -m 0700 "$root/root/.ssh"
-  install -m 0600 "$key.pub" "$root/root/.ssh/authorized_keys"
+  install -d -m 0700 "$root/root"/.ssh
+  install -m 0600 "$key.pub" "$root/root"/.ssh/authorized_keys
   printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n' >"$root/etc/ssh/sshd_config.d/v2-guest.conf"
   echo v2-guest >"$root/etc/hostname"
   printf '127.0.0.1 localhost\n127.0.1.1 v2-guest\n' >"$root/etc/hosts"
@@ -159,7 +159,7 @@ build_image() {
   mkdir -p "$tmp"
   ssh-keygen -q -t ed25519 -N '' -C v2-guest -f "$tmp/id_ed25519"
   timed "mmdebstrap + kernel + node" make_root "$tmp/root" "$tmp/id_ed25519"
-  cp "$(ls "$tmp"/root/boot/vmlinuz-*)" "$tmp/vmlinuz"
+  cp "$(ls "$tmp/root"/boot/vmlinuz-*)" "$tmp/vmlinuz"
   timed "initramfs" make_initramfs "$tmp/root" "$tmp/initrd.gz"
   timed "mkfs.ext4 -d" mkfs.ext4 -q -F -L v2-guest -d "$tmp/root" "$tmp/root.ext4" 6G
   rm -rf "$tmp/root"
