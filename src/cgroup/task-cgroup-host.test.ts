@@ -90,10 +90,13 @@ describe('task cgroup on this host (cgroups v1)', { skip }, () => {
     const cgroup = await createTaskCgroup(taskCgroupLocation({ version: 'v1', root: ROOT, path: `${PARENT}/a1.oom` }));
     cgroups.push(cgroup);
     await cgroup.applyLimits({ memoryLimitBytes: 16 * MIB });
-    const task = allocator(60_000_000);
+    // one process (the shell execs Python), so the kernel has exactly one victim: with the
+    // shell's `head | tr` pipeline a loaded run saw it kill the shell and then tr (2 kills)
+    const child = spawn('/bin/sh', ['-c', 'read line; exec /usr/bin/python3 -c "x = bytearray(60_000_000)"']);
+    assert.ok(child.pid !== undefined);
+    const task = { child, pid: child.pid, exited: once(child, 'exit') };
     await cgroup.addProcess(task.pid);
     task.child.stdin.write('go\n');
-    // the kernel kills the largest process in the cgroup: the shell, or rarely head or tr
     let kills = await cgroup.readOomKills();
     for (let waited = 0; kills === 0 && waited < 5000; waited += 20) {
       await new Promise((resolve) => setTimeout(resolve, 20));
