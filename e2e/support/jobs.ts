@@ -61,59 +61,66 @@ export interface Allocation {
 }
 
 /** The job's newest allocation once `predicate` holds for it. */
-export async function waitForAlloc(
+export function waitForAlloc(
   agent: NomadAgent,
   jobId: string,
   predicate: (alloc: Allocation) => boolean,
   what: string,
   timeoutMs = 120_000,
 ): Promise<Allocation> {
-  let last: Allocation | undefined;
-  try {
-    return await agent.waitFor(
-      `${what} (job ${jobId})`,
-      async () => {
-        const stubs = await agent.api<{ ID: string; CreateIndex: number }[]>(`/v1/job/${jobId}/allocations`);
-        const newest = [...stubs].sort((a, b) => b.CreateIndex - a.CreateIndex)[0];
-        if (newest === undefined) return undefined;
-        last = await agent.api<Allocation>(`/v1/allocation/${newest.ID}`);
-        return predicate(last) ? last : undefined;
-      },
-      timeoutMs,
-    );
-  } catch (error) {
-    throw withAllocState(error, last);
-  }
-}
-
-/** The error with what the last allocation seen looked like: its status and every task's events. */
-function withAllocState(error: unknown, alloc: Allocation | undefined): unknown {
-  if (!(error instanceof Error) || alloc === undefined) return error;
-  const tasks = Object.keys(alloc.TaskStates ?? {}).map((task) => `task ${task} (${taskState(alloc, task)?.State}):\n${eventMessages(alloc, task)}`);
-  error.message = `${error.message}\nlast allocation ${alloc.ID}: ${alloc.ClientStatus}\n${tasks.join('\n')}`;
-  return error;
+  return waitForAllocation(
+    agent,
+    `${what} (job ${jobId})`,
+    async () => {
+      const stubs = await agent.api<{ ID: string; CreateIndex: number }[]>(`/v1/job/${jobId}/allocations`);
+      const newest = [...stubs].sort((a, b) => b.CreateIndex - a.CreateIndex)[0];
+      return newest === undefined ? undefined : agent.api<Allocation>(`/v1/allocation/${newest.ID}`);
+    },
+    predicate,
+    timeoutMs,
+  );
 }
 
 /** One allocation by id once `predicate` holds (`nomad alloc stop` replaces a service's alloc). */
-export async function waitForAllocId(
+export function waitForAllocId(
   agent: NomadAgent,
   allocId: string,
   predicate: (alloc: Allocation) => boolean,
   what: string,
   timeoutMs = 120_000,
 ): Promise<Allocation> {
+  return waitForAllocation(agent, `${what} (alloc ${allocId})`, () => agent.api<Allocation>(`/v1/allocation/${allocId}`), predicate, timeoutMs);
+}
+
+/**
+ * Polls `read` until `predicate` holds for the allocation it returns. A timeout's error says
+ * what the last allocation seen looked like: its status and every task's events.
+ */
+async function waitForAllocation(
+  agent: NomadAgent,
+  what: string,
+  read: () => Promise<Allocation | undefined>,
+  predicate: (alloc: Allocation) => boolean,
+  timeoutMs: number,
+): Promise<Allocation> {
   let last: Allocation | undefined;
   try {
     return await agent.waitFor(
-      `${what} (alloc ${allocId})`,
+      what,
       async () => {
-        last = await agent.api<Allocation>(`/v1/allocation/${allocId}`);
-        return predicate(last) ? last : undefined;
+        const alloc = await read();
+        if (alloc === undefined) return undefined;
+        last = alloc;
+        return predicate(alloc) ? alloc : undefined;
       },
       timeoutMs,
     );
   } catch (error) {
-    throw withAllocState(error, last);
+    if (!(error instanceof Error) || last === undefined) throw error;
+    const alloc = last;
+    const tasks = Object.keys(alloc.TaskStates ?? {}).map((task) => `task ${task} (${taskState(alloc, task)?.State}):\n${eventMessages(alloc, task)}`);
+    error.message = `${error.message}\nlast allocation ${alloc.ID}: ${alloc.ClientStatus}\n${tasks.join('\n')}`;
+    throw error;
   }
 }
 
