@@ -9,7 +9,7 @@ import { mkdtempSync, openSync, closeSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { isRunning, processStartTime } from '../host/proc.js';
+import { childPids, isRunning, processStartTime, signalProcess } from '../host/proc.js';
 import { findExecutable } from '../host/which.js';
 import { BwrapRuntime, bwrapProcesses } from './bwrap/runtime.js';
 import { initIsOurs, monitorIsOurs } from './detached-exit.js';
@@ -21,7 +21,12 @@ const bwrap = findExecutable('bwrap', { pathEnv: process.env.PATH ?? '' });
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
 after(() => {
-  for (const child of children) child.kill('SIGKILL');
+  // a bwrap monitor's sandbox init (its pid namespace's pid 1, with the sleep) is its child and
+  // would outlive a SIGKILL of the monitor alone: the init first, so the namespace dies with it
+  for (const child of children) {
+    for (const pid of childPids(child.pid as number)) signalProcess(pid, 'SIGKILL');
+    child.kill('SIGKILL');
+  }
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
