@@ -226,13 +226,15 @@ for (const runtime of RUNTIMES)
       // usage against `memory` (the reservation), memory_max beneath it as Nomad prints them
       assert.match(cli.stdout, /\d+(\.\d+)? [KMG]iB\/48 MiB/, cli.stdout);
       assert.match(cli.stdout, /Max: 96 MiB/, cli.stdout);
-      // alloc exec: the command runs, in the task's cgroup
-      const exec = nomad(['alloc', 'exec', alloc.ID, 'sh', '-c', 'echo exec-ok; cat /proc/self/cgroup']);
+      // alloc exec: the command runs, in the task's cgroup, at the task's oom_score_adj (0), not
+      // at the agent's -1000 of HashiCorp's unit (Nomad issue 6672: then the OOM killer cannot
+      // pick it, and over memory.max its allocations fail instead)
+      const exec = nomad(['alloc', 'exec', alloc.ID, 'sh', '-c', 'echo exec-ok; cat /proc/self/cgroup /proc/self/oom_score_adj']);
       assert.equal(exec.status, 0, exec.stderr);
       // runc: a cgroup namespace rooted at the scope. bwrap: its cgroup namespace is made
       // before the sandbox init joins the scope, so it is rooted at the plugin's cgroup
       // (nomad.service) and the scope reads relative to that: /../../nomad.slice/…
-      assert.equal(exec.stdout.trim(), `exec-ok\n0::${runtime === 'runc' ? '/' : `/../../nomad.slice/share.slice/${alloc.ID}.main.scope`}`);
+      assert.equal(exec.stdout.trim(), `exec-ok\n0::${runtime === 'runc' ? '/' : `/../../nomad.slice/share.slice/${alloc.ID}.main.scope`}\n0`);
       await stopJob(job);
       // the scope can outlive the purge a little (under runc it was still there right after it)
       await waitFor('the task scope to be removed', () => (guestOk(`test -e ${dir} && echo present || echo gone`) === 'gone' ? true : undefined));

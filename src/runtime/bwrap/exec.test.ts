@@ -34,6 +34,7 @@ const INNER = [
   '-c',
   JOIN_CGROUP_SCRIPT,
   'nix-exec',
+  '0', // the command's oom_score_adj floor: the task's
   '/opt/driver/dist/native/nix-exec',
   SPEC_FILE,
   '2',
@@ -146,7 +147,7 @@ describe('JOIN_CGROUP_SCRIPT', () => {
       writeFileSync(spec, 'spec\0');
       const result = spawnSync(
         '/bin/sh',
-        ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', spec, '2', a, b, '/bin/sh', '-c', 'echo $$; readlink /proc/self/fd/3; cat <&4'],
+        ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '0', '/etc/hostname', spec, '2', a, b, '/bin/sh', '-c', 'echo $$; readlink /proc/self/fd/3; cat <&4'],
         { encoding: 'utf8' },
       );
       assert.equal(result.status, 0, result.stderr);
@@ -161,10 +162,30 @@ describe('JOIN_CGROUP_SCRIPT', () => {
     }
   });
 
+  it("raises the command's oom_score_adj to the floor, never lowers it (the plugin runs at -1000 under HashiCorp's unit)", (t) => {
+    // this host refuses values below 0 even to root (no CAP_SYS_RESOURCE): 300 and 700 stand in
+    // for the plugin's -1000 and the task's 0; the cgroups v2 guest checks the real values
+    const dir = mkdtempSync(join(tmpdir(), 'nix-join-'));
+    // the script removes its spec file once open: one per run, never a file of the host
+    const adj = (start: number, floor: number) => {
+      const spec = join(dir, `exec-${start}.spec`);
+      writeFileSync(spec, 'spec\0');
+      const args = ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', String(floor), '/bin/true', spec, '0', '/bin/cat', '/proc/self/oom_score_adj'];
+      return spawnSync('choom', ['-n', String(start), '--', '/bin/sh', ...args], { encoding: 'utf8' });
+    };
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const raised = adj(300, 700);
+    assert.equal(raised.status, 0, raised.stderr);
+    assert.equal(raised.stdout, '700\n');
+    const kept = adj(800, 700);
+    assert.equal(kept.status, 0, kept.stderr);
+    assert.equal(kept.stdout, '800\n');
+  });
+
   it('exits 125 with a message when a file cannot be written', () => {
     const result = spawnSync(
       '/bin/sh',
-      ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/etc/hostname', '/etc/hostname', '1', '/nonexistent/cgroup.procs', '/bin/true'],
+      ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '0', '/etc/hostname', '/etc/hostname', '1', '/nonexistent/cgroup.procs', '/bin/true'],
       { encoding: 'utf8' },
     );
     assert.equal(result.status, 125);
@@ -172,7 +193,7 @@ describe('JOIN_CGROUP_SCRIPT', () => {
   });
 
   it('exits 125 with a message when the helper cannot be opened', () => {
-    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '/nonexistent/nix-exec', '/etc/hostname', '0', '/bin/true'], {
+    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '0', '/nonexistent/nix-exec', '/etc/hostname', '0', '/bin/true'], {
       encoding: 'utf8',
     });
     assert.equal(result.status, 125);

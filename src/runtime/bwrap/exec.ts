@@ -5,7 +5,8 @@
  * bubblewrap cannot start a process in a sandbox it already built, so the task is joined from
  * outside with util-linux, the way `docker exec` joins a container:
  * - a host shell writes its pid to the task cgroup's cgroup.procs first, so the command and
- *   everything it forks count against the task's limits, opens the static helper
+ *   everything it forks count against the task's limits, raises its oom_score_adj to the
+ *   task's (the plugin's is -1000 under HashiCorp's unit; Nomad issue 6672), opens the static helper
  *   (native/nix-exec.c) as fd 3 and the spec file (helperSpec: cwd, environment, command;
  *   written by the adapter, mode 0600) as fd 4, and removes that file;
  * - `setpriv --no-new-privs`, as bwrap sets it for the task;
@@ -35,7 +36,7 @@
  * changes on. The command's exit status comes back through nsenter and `script --return`.
  */
 import { INTERNAL_FIX, failure } from '../../errors.js';
-import { HOST_PATH, validateProcessSpec } from '../process-spec.js';
+import { HOST_PATH, TASK_OOM_SCORE_ADJ, validateProcessSpec } from '../process-spec.js';
 import type { ExecSpec, HostCommand } from '../runtime.js';
 
 /** Absolute host paths of the programs a bwrap exec needs (util-linux, a POSIX sh, the helper). */
@@ -60,17 +61,21 @@ export const HELPER_IN_TASK = `/proc/self/fd/${HELPER_FD}`;
 export const SPEC_FD = 4;
 
 /**
- * `sh -c JOIN_CGROUP nix-exec <helper> <spec file> <n> <procs file>… <command…>`: joins the
- * cgroup by writing its own pid to each file, opens the helper as fd 3 and the spec as fd 4,
+ * `sh -c JOIN_CGROUP nix-exec <oom_score_adj floor> <helper> <spec file> <n> <procs file>…
+ * <command…>`: joins the cgroup by writing its own pid to each file, raises its oom_score_adj
+ * to the floor when below it, opens the helper as fd 3 and the spec as fd 4,
  * removes the spec file (the fd keeps it), then becomes the command (same pid, so it stays
  * in the cgroup).
  */
 export const JOIN_CGROUP_SCRIPT = [
-  'helper=$1; spec=$2; n=$3; shift 3',
+  'floor=$1; helper=$2; spec=$3; n=$4; shift 4',
   'while [ "$n" -gt 0 ]; do',
   '  echo $$ > "$1" || { echo "failed to exec in task: cannot join the task cgroup through $1" >&2; exit 125; }',
   '  shift; n=$((n - 1))',
   'done',
+  // the command's oom_score_adj raised to the floor (TASK_OOM_SCORE_ADJ) from the plugin's,
+  // which is -1000 under HashiCorp's nomad.service; never lowered (raising needs no privilege)
+  '{ read adj < /proc/self/oom_score_adj && [ "$adj" -ge "$floor" ]; } || echo "$floor" > /proc/self/oom_score_adj || { echo "failed to exec in task: cannot set its oom_score_adj to $floor" >&2; exit 125; }',
   // `command`: a failed redirection of a special builtin would end the shell with 2
   `command exec ${HELPER_FD}< "$helper" ${SPEC_FD}< "$spec" || { echo "failed to exec in task: cannot open $helper or $spec" >&2; exit 125; }`,
   'rm -f "$spec"',
@@ -150,6 +155,7 @@ export function innerArgv(initPid: number, spec: ExecSpec, tools: BwrapExecTools
     '-c',
     join,
     'nix-exec',
+    String(TASK_OOM_SCORE_ADJ),
     tools.helper,
     specFile,
     String(spec.cgroupProcsFiles.length),
