@@ -133,6 +133,21 @@ for (const runtime of RUNTIMES)
       const ticks = () => (allocLogs(agent, first.ID, 'main').match(/tick \d+/g) ?? []).length;
       const seen = ticks();
       await agent.waitFor('new log lines after the recovery', async () => (ticks() > seen + 1 ? true : undefined), 30_000);
+      // stats flow again, from the relaunched plugin: a sample taken after the kill, with memory
+      const sample = await agent.waitFor(
+        'a stats sample of the recovered task',
+        async () => {
+          const usage = await agent
+            .api<{ Tasks?: Record<string, { Timestamp: number; ResourceUsage: { MemoryStats: { RSS: number; Usage: number } } }> }>(
+              `/v1/client/allocation/${first.ID}/stats`,
+            )
+            .catch(() => undefined);
+          const task = usage?.Tasks?.main;
+          return task !== undefined && task.Timestamp / 1e6 > killedAt ? task : undefined;
+        },
+        60_000,
+      );
+      assert.ok(sample.ResourceUsage.MemoryStats.RSS > 0 || sample.ResourceUsage.MemoryStats.Usage > 0, JSON.stringify(sample.ResourceUsage.MemoryStats));
     });
 
     it('a graceful agent restart recovers every task, none duplicated; a batch task that exited meanwhile reports exit code 5', async () => {

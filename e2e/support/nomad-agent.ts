@@ -129,6 +129,9 @@ export class NomadAgent extends AgentProcess {
         `client {\n  cni_path = "/usr/lib/cni"\n${options.clientConfig ?? ''}\n}`,
         ...(cluster === undefined ? [] : [`name = ${JSON.stringify(cluster.name)}`]),
         ...(persistent ? [`advertise {\n  http = "${bind}"\n  rpc  = "${bind}"\n  serf = "${bind}"\n}`] : []),
+        // what `-dev` turns on, and the README's client config too: without it Nomad's client
+        // opens no TaskStats stream (client/allocrunner/taskrunner/stats_hook.go)
+        ...(persistent ? ['telemetry {\n  publish_allocation_metrics = true\n}'] : []),
         ...(options.consulAddress === undefined ? [] : [`consul {\n  address = "${options.consulAddress}"\n}`]),
         plugin,
         options.extraConfig ?? '',
