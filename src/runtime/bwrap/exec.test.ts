@@ -185,7 +185,7 @@ describe('JOIN_CGROUP_SCRIPT', () => {
   it('exits 125 with a message when a file cannot be written', () => {
     const result = spawnSync(
       '/bin/sh',
-      ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '0', '/etc/hostname', '/etc/hostname', '1', '/nonexistent/cgroup.procs', '/bin/true'],
+      ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '0', '/etc/hostname', '/nonexistent/exec.spec', '1', '/nonexistent/cgroup.procs', '/bin/true'],
       { encoding: 'utf8' },
     );
     assert.equal(result.status, 125);
@@ -193,10 +193,10 @@ describe('JOIN_CGROUP_SCRIPT', () => {
   });
 
   it('exits 125 with a message when the helper cannot be opened', () => {
-    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '0', '/nonexistent/nix-exec', '/etc/hostname', '0', '/bin/true'], {
+    const result = spawnSync('/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, 'nix-exec', '0', '/nonexistent/nix-exec', '/nonexistent/exec.spec', '0', '/bin/true'], {
       encoding: 'utf8',
     });
     assert.equal(result.status, 125);
-    assert.match(result.stderr, /failed to exec in task: cannot open \/nonexistent\/nix-exec or \/etc\/hostname/);
+    assert.match(result.stderr, /failed to exec in task: cannot open \/nonexistent\/nix-exec or \/nonexistent\/exec.spec/);
   });
 });
