@@ -103,11 +103,17 @@ function rawBwrap(args: string[], runs: number, asUser?: number): number {
   return median(times);
 }
 
+/** Of each startAndWait: the StartTask call, and the WaitTask after it (ms); printed to stderr per measurement. */
+const splits: { start: number[]; wait: number[] } = { start: [], wait: [] };
+
 async function startAndWait(plugin: RunningPlugin, task: ReturnType<typeof sandboxTask>): Promise<number> {
   const t0 = performance.now();
   await call(plugin.clients.driver, 'StartTask', { task });
+  const t1 = performance.now();
   await call(plugin.clients.driver, 'WaitTask', { task_id: task.id }, 60_000);
   const elapsed = performance.now() - t0;
+  splits.start.push(t1 - t0);
+  splits.wait.push(elapsed - (t1 - t0));
   await call(plugin.clients.driver, 'DestroyTask', { task_id: task.id, force: true });
   return elapsed;
 }
@@ -157,7 +163,10 @@ async function measureDriver(plugin: RunningPlugin, sandbox: TaskSandbox, main: 
   const viewDir = join(sandbox.stateDir, 'views', readdirSync(join(sandbox.stateDir, 'views')).find((v) => !v.includes('.')) ?? '');
   during(viewDir);
   const warm: number[] = [];
+  splits.start.length = 0;
+  splits.wait.length = 0;
   for (let i = 0; i < 15; i += 1) warm.push(await startAndWait(plugin, sandboxTask(sandbox, main, 'bin/true', [])));
+  console.error(`warm medians: StartTask ${median(splits.start).toFixed(1)} ms, then WaitTask ${median(splits.wait).toFixed(1)} ms`);
   await new Promise((r) => setTimeout(r, 200));
   const listed = readFileSync(join(sandbox.allocDir, 'stdout'), 'utf8').trim().split('\n').pop();
   await call(plugin.clients.driver, 'StopTask', { task_id: holder.id, timeout: { seconds: 1 }, signal: 'SIGKILL' });
