@@ -40,11 +40,13 @@ export class RuncRuntime implements Runtime {
 
   async launch(request: LaunchRequest): Promise<LaunchedTask> {
     const { runcPath, initPath, runcRoot, shellPath } = this.options;
+    const mark = request.mark ?? (() => undefined);
     // tini's failed exec of the command is only its exit 127 and a line in the task's stderr,
     // which cannot be told from the command's own 127: the one cause the closure decides is
     // checked before the container starts
     const [command = ''] = request.process.argv;
     const interpreter = await missingInterpreter(request.plan, command);
+    mark('launch_interpreter');
     if (interpreter !== undefined) {
       throw failure(
         'launch task',
@@ -74,6 +76,7 @@ export class RuncRuntime implements Runtime {
       else await createSymlink(entry.linkTarget, join(rootfs, entry.path));
     }
     await writeTextFile(join(bundle, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
+    mark('launch_bundle');
 
     // all or none: a failed open closes the other (openAll)
     const [stdout, stderr] = (await openAll(logSinkOpeners(request.stdoutPath, request.stderrPath))) as [FileHandle, FileHandle];
@@ -88,6 +91,7 @@ export class RuncRuntime implements Runtime {
       [stdout, stderr],
     );
     const exited = monitorExited.then(async ({ code }) => exitStatusOf(await readExitCode(bundle), code));
+    mark('launch_spawned');
 
     // runc writes the container init's pid file once the container started
     let initPid: number | undefined;
@@ -111,6 +115,7 @@ export class RuncRuntime implements Runtime {
         fix: "see `nomad alloc logs -stderr` and the plugin log for runc's messages",
       });
     }
+    mark('launch_pid');
     const processes = this.processes(launchedPids(pid, initPid), bundle, containerId, request.cgroup.contains);
     return new RuncTask(processes, new Date(), exited, () => this.deleteContainer(containerId), { runcPath, runcRoot, bundle, containerId });
   }
