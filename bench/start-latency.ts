@@ -10,9 +10,11 @@
  *   - the driver, cold: StartTask of a closure never seen (Nix queried, store view built);
  *   - the driver, warm: StartTask of a known closure whose view exists (another task holds it),
  * and the same with `runtime = "runc"` next to raw `runc run` (bundle from `runc spec`, host
- * network, one bind per store path / one bind of the view), each "StartTask (or spawn) until
- * `true` has run and exited", median of several runs, plus the number of entries
- * `ls /nix/store` shows inside the task (must be N). BENCH_RUNTIMES=bwrap or =runc runs one.
+ * network, one bind per store path / one bind of the view) and `runc run` of the driver's own
+ * config.json (the holder task's, command replaced by `true`: the "same arguments" anchor),
+ * each "StartTask (or spawn) until `true` has run and exited", median of several runs, plus
+ * the number of entries `ls /nix/store` shows inside the task (must be N), and on stderr the
+ * warm starts' StartTask and WaitTask medians apart. BENCH_RUNTIMES=bwrap or =runc runs one.
  *
  * Then real closures (BENCH_REAL=0 skips them): busybox (`bin/true`) next to Debian's Python
  * 3 (test/support/python-closure.ts, `bin/python3 -c pass` with PYTHONHOME: the interpreter
@@ -21,7 +23,7 @@
  * runtime as above (warm: 5 starts while a task of the same closure holds its view).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -103,11 +105,17 @@ function rawBwrap(args: string[], runs: number, asUser?: number): number {
   return median(times);
 }
 
+/** Of each startAndWait: the StartTask call, and the WaitTask after it (ms); printed to stderr per measurement. */
+const splits: { start: number[]; wait: number[] } = { start: [], wait: [] };
+
 async function startAndWait(plugin: RunningPlugin, task: ReturnType<typeof sandboxTask>): Promise<number> {
   const t0 = performance.now();
   await call(plugin.clients.driver, 'StartTask', { task });
+  const t1 = performance.now();
   await call(plugin.clients.driver, 'WaitTask', { task_id: task.id }, 60_000);
   const elapsed = performance.now() - t0;
+  splits.start.push(t1 - t0);
+  splits.wait.push(elapsed - (t1 - t0));
   await call(plugin.clients.driver, 'DestroyTask', { task_id: task.id, force: true });
   return elapsed;
 }
@@ -140,6 +148,44 @@ function rawRunc(mounts: { source: string; destination: string }[], main: string
   }
 }
 
+/**
+ * `runc run` of `true` with the driver's own OCI config, as the anchor of "same arguments":
+ * the config.json of the task running in `tasksDir` (the holder), its command replaced by
+ * `true` (after tini's `--`), in a cgroup of its own per run.
+ */
+function rawRuncDriverConfig(tasksDir: string, main: string, runs: number): number {
+  const [holder = ''] = readdirSync(tasksDir);
+  const config = JSON.parse(readFileSync(join(tasksDir, holder, 'config.json'), 'utf8'));
+  const args: string[] = config.process.args;
+  config.process.args = [...args.slice(0, args.indexOf('--') + 1), `${main}/bin/true`];
+  const bundle = mkdtempSync(join(tmpdir(), 'start-bench-runc-same-'));
+  const root = mkdtempSync(join(tmpdir(), 'start-bench-runc-root-'));
+  try {
+    execFileSync('cp', ['-a', join(tasksDir, holder, 'rootfs'), join(bundle, 'rootfs')]);
+    const times: number[] = [];
+    for (let i = 0; i < runs; i += 1) {
+      config.linux.cgroupsPath = `/nomad-driver-nix-bench/raw-${process.pid}-${i}`;
+      writeFileSync(join(bundle, 'config.json'), JSON.stringify(config));
+      const t0 = performance.now();
+      const result = spawnSync('runc', ['--root', root, 'run', '--bundle', bundle, `bench-same-${i}`], { stdio: 'ignore' });
+      times.push(performance.now() - t0);
+      if (result.status !== 0) throw new Error(`runc run (driver's config) exited ${result.status}`);
+    }
+    return median(times);
+  } finally {
+    rmSync(bundle, { recursive: true, force: true });
+    rmSync(root, { recursive: true, force: true });
+    // runc removed each run's cgroup; their parent is the bench's
+    for (const hierarchy of ['', ...readdirSync('/sys/fs/cgroup')]) {
+      try {
+        rmdirSync(join('/sys/fs/cgroup', hierarchy, 'nomad-driver-nix-bench'));
+      } catch {
+        // not there
+      }
+    }
+  }
+}
+
 interface DriverFigures {
   readonly cold: number;
   readonly warm: number;
@@ -157,7 +203,10 @@ async function measureDriver(plugin: RunningPlugin, sandbox: TaskSandbox, main: 
   const viewDir = join(sandbox.stateDir, 'views', readdirSync(join(sandbox.stateDir, 'views')).find((v) => !v.includes('.')) ?? '');
   during(viewDir);
   const warm: number[] = [];
+  splits.start.length = 0;
+  splits.wait.length = 0;
   for (let i = 0; i < 15; i += 1) warm.push(await startAndWait(plugin, sandboxTask(sandbox, main, 'bin/true', [])));
+  console.error(`warm medians: StartTask ${median(splits.start).toFixed(1)} ms, then WaitTask ${median(splits.wait).toFixed(1)} ms`);
   await new Promise((r) => setTimeout(r, 200));
   const listed = readFileSync(join(sandbox.allocDir, 'stdout'), 'utf8').trim().split('\n').pop();
   await call(plugin.clients.driver, 'StopTask', { task_id: holder.id, timeout: { seconds: 1 }, signal: 'SIGKILL' });
@@ -278,8 +327,18 @@ async function main(): Promise<void> {
             rawRuns,
           );
           let rawView = 0;
+          let rawSame = 0;
           const d = await measureDriver(plugin, sandbox, main, (viewDir) => {
             rawView = rawRunc([{ source: viewDir, destination: '/nix/store' }], main, 15);
+            rawSame = rawRuncDriverConfig(join(sandbox.stateDir, 'tasks'), main, 15);
+          });
+          reportFigure({
+            figure: `warm start, runc, ${n} paths, against the driver's own config`,
+            value: d.warm,
+            unit: 'ms',
+            anchor: "raw `runc run` of the driver's config.json",
+            anchorValue: rawSame,
+            maxRatio: 1.2,
           });
           reportFigure({
             figure: `warm start, runc, ${n} paths`,
@@ -290,7 +349,7 @@ async function main(): Promise<void> {
             maxRatio: 1.2,
           });
           runcRows.push(
-            `| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawView).toFixed(2)}x | ${d.listed} |`,
+            `| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${rawSame.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawView).toFixed(2)}x | ${(d.warm / rawSame).toFixed(2)}x | ${d.listed} |`,
           );
         } finally {
           sandbox.remove();
@@ -336,9 +395,9 @@ async function main(): Promise<void> {
   if (runcRows.length > 0) {
     console.log('\nruntime = "runc"\n');
     console.log(
-      '| store paths | raw `runc run`, bind per path | raw `runc run`, one view bind | driver cold | driver warm | warm / raw per-path | warm / raw view | `ls /nix/store` inside |',
+      "| store paths | raw `runc run`, bind per path | raw `runc run`, one view bind | raw `runc run`, the driver's config.json | driver cold | driver warm | warm / raw per-path | warm / raw view | warm / raw driver's config | `ls /nix/store` inside |",
     );
-    console.log('|---|---|---|---|---|---|---|---|');
+    console.log('|---|---|---|---|---|---|---|---|---|---|');
     for (const row of runcRows) console.log(row);
   }
   if (realRows.length > 0) {

@@ -86,6 +86,24 @@ describe('task cgroup on this host (cgroups v1)', { skip }, () => {
     }
   });
 
+  it('readyJoin leaves a process outside the task in the cgroups it is in, and the join after it puts it in the task', async () => {
+    const cgroup = await createTaskCgroup(taskCgroupLocation({ version: 'v1', root: ROOT, path: `${PARENT}/a1.ready` }));
+    cgroups.push(cgroup);
+    const child = spawn('sleep', ['30']);
+    assert.ok(child.pid !== undefined);
+    const exited = once(child, 'exit');
+    try {
+      const before = readFileSync(`/proc/${child.pid}/cgroup`, 'utf8');
+      await cgroup.readyJoin(child.pid);
+      assert.equal(readFileSync(`/proc/${child.pid}/cgroup`, 'utf8'), before);
+      await cgroup.addProcess(child.pid);
+      assert.deepEqual(await cgroup.processes(), [child.pid]);
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+
   it('counts an OOM kill', async () => {
     const cgroup = await createTaskCgroup(taskCgroupLocation({ version: 'v1', root: ROOT, path: `${PARENT}/a1.oom` }));
     cgroups.push(cgroup);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { FakeCgroupfs } from '../../test/support/fake-cgroupfs.js';
@@ -213,6 +214,35 @@ describe('task cgroup on a fake cgroups v1 tree', () => {
       for (const c of ['cpu', 'cpuacct', 'memory', 'pids', 'freezer']) assert.equal(existsSync(`${fs.root}/${c}/nomad/a1.web`), false, `${c} dir`);
       assert.equal(existsSync(`${fs.root}/cpuset/nomad/share`), true, 'the shared partition stays');
       assert.equal(existsSync(`${fs.root}/memory/nomad`), true, 'the parent stays');
+    } finally {
+      fs.dispose();
+    }
+  });
+
+  it('readies a join: a process outside the task is written to the cpuset cgroup it is in, and nothing when it is gone', async () => {
+    const fs = await nomadV1();
+    try {
+      const location = nomadTaskCgroup({ version: 'v1', root: fs.root, allocId: 'a1', taskName: 'web', cpusetCgroupPath: `${fs.root}/cpuset/nomad/share` });
+      const cgroup = await createTaskCgroup(location, { io: fs });
+      const outside = sleeper();
+      // its real cpuset cgroup (/proc/<pid>/cgroup), made in the fake tree
+      const own = readFileSync(`/proc/${outside.pid}/cgroup`, 'utf8')
+        .split('\n')
+        .map((line) => line.split(':'))
+        .find((fields) => (fields[1] ?? '').split(',').includes('cpuset'))?.[2];
+      assert.ok(own !== undefined, 'this host mounts a cpuset hierarchy');
+      let dir = `${fs.root}/cpuset`;
+      for (const part of own.split('/').filter((p) => p !== '')) {
+        dir = `${dir}/${part}`;
+        await fs.mkdir(dir);
+      }
+      const before = fs.writes.length;
+      await cgroup.readyJoin(outside.pid);
+      assert.deepEqual(fs.writes.slice(before), [{ path: posix.join('cpuset', own, 'cgroup.procs'), value: String(outside.pid) }]);
+      outside.child.kill('SIGKILL');
+      await outside.exited;
+      await cgroup.readyJoin(outside.pid);
+      assert.equal(fs.writes.length, before + 1, 'nothing written for a process that is gone');
     } finally {
       fs.dispose();
     }

@@ -168,10 +168,10 @@ describe('NixDriver with a fake runtime', { skip: process.getuid?.() !== 0 ? 'ne
     const task = { ...request(), resources: { cpuShares: 300, memoryMb: 48, memoryMaxMb: 0, cpusetCpus: '', cpusetCgroupPath: '' } };
     const location = taskCgroupLocation({ version: version ?? 'v2', path: `nomad-driver-nix/${taskKey(task.id)}` });
     const memoryMax = join(controllerDir(location, 'memory'), version === 'v1' ? 'memory.limit_in_bytes' : 'memory.max');
-    let seen: { placement: Omit<LaunchRequest['cgroup'], 'join' | 'contains'>; limitsField: boolean; memoryMax: string } | undefined;
+    let seen: { placement: Omit<LaunchRequest['cgroup'], 'join' | 'contains' | 'readyJoin'>; limitsField: boolean; memoryMax: string } | undefined;
     const driver = driverWith(
       new FakeRuntime(async (launch) => {
-        const { join: _join, contains: _contains, ...placement } = launch.cgroup;
+        const { join: _join, contains: _contains, readyJoin: _readyJoin, ...placement } = launch.cgroup;
         seen = { placement, limitsField: 'limits' in launch, memoryMax: readFileSync(memoryMax, 'utf8').trim() };
         return new FakeLaunched();
       }),

@@ -394,6 +394,7 @@ export async function startTask(request: StartRequest, context: StartContext): P
       stateDir,
       stdoutPath: request.stdoutPath,
       stderrPath: request.stderrPath,
+      mark,
     });
     cleanup.push('kill task', async () => {
       await launched.kill();
@@ -415,6 +416,7 @@ export async function startTask(request: StartRequest, context: StartContext): P
     await writeFileAtomic(join(stateDir, PERSISTED_TASK_FILE), encodePersistedTask(persisted));
     logger.info('task started', {
       task_id: request.id,
+      runtime: context.runtime.name,
       pid: launched.pid,
       init_pid: launched.initPid,
       command,

@@ -11,7 +11,12 @@ import { cgroupPlacement, withOomKills } from './task-cgroup.js';
 
 const ALLOC = '8a1b2c3d-0000-4000-8000-000000000001';
 const placementOf = (location: Parameters<typeof openTaskCgroup>[0], cpusetCpus?: string) => {
-  const { join: _join, contains: _contains, ...rest } = cgroupPlacement(openTaskCgroup(location), cpusetCpus === undefined ? {} : { cpusetCpus });
+  const {
+    join: _join,
+    contains: _contains,
+    readyJoin: _readyJoin,
+    ...rest
+  } = cgroupPlacement(openTaskCgroup(location), cpusetCpus === undefined ? {} : { cpusetCpus });
   return rest;
 };
 

@@ -52,6 +52,7 @@ export function cgroupPlacement(cgroup: TaskCgroup, limits: TaskLimits): CgroupP
   return {
     path: `/${location.path}`,
     join: (pid) => cgroup.addProcess(pid),
+    readyJoin: (pid) => cgroup.readyJoin(pid),
     contains: (pid) => processInCgroup(pid, location),
     ...(runcOwnCpuset && limits.cpusetCpus !== undefined ? { cpusetCpusAtPath: limits.cpusetCpus } : {}),
   };

@@ -3,7 +3,7 @@
  * views). Each one is idempotent where that makes sense and reports the one race outcome its
  * callers care about (a rename onto an existing directory) as a value, not an exception.
  */
-import { chmod, lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readFile, readdir, realpath, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { failure, quote } from '../errors.js';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -161,6 +161,21 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   const temp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   await writeFile(temp, data, { mode: 0o600 });
   await rename(temp, path);
+}
+
+/**
+ * The first `bytes` bytes of the file at `path` (fewer when it is shorter): one open, one
+ * read, one close, however big the file is. Rejects with the errno error of the open or read.
+ */
+export async function readHead(path: string, bytes: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(bytes);
+    const { bytesRead } = await handle.read(buffer, 0, bytes, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** True when every path exists (checked concurrently; symlinks are not followed). */

@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import type { FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { failure } from '../errors.js';
 import { processStartTime, signalProcess } from '../host/proc.js';
 import { readFile } from '../host/task-files.js';
@@ -32,6 +33,12 @@ export interface MonitorCommand {
   readonly gid?: number;
   /** The fix of the error when `program` cannot be started at all. */
   readonly missingFix: string;
+  /**
+   * Descriptors (`'pipe'` in `stdio`) whose whole output the launch reads: collected from the
+   * spawn on, because Node discards what a child's pipes still hold once it has exited, and
+   * the launch may await other work first.
+   */
+  readonly collect?: readonly number[];
 }
 
 /** A monitor that was started: its pid and exit; the caller owns the child's pipes. */
@@ -40,6 +47,8 @@ export interface StartedMonitor {
   readonly pid: number;
   /** Settles when the monitor has exited. */
   readonly exited: Promise<MonitorExit>;
+  /** Per descriptor of `collect`: all it wrote, once the pipe ended (closed by every process holding it, or failed). */
+  readonly collected: ReadonlyMap<number, Promise<Buffer>>;
 }
 
 /**
@@ -52,6 +61,7 @@ export interface StartedMonitor {
 export async function spawnMonitor(command: MonitorCommand, handles: readonly FileHandle[]): Promise<StartedMonitor> {
   let child: ChildProcess;
   let monitor: ReturnType<typeof watchSpawned>;
+  const collected = new Map<number, Promise<Buffer>>();
   try {
     child = spawn(command.program, [...command.args], {
       detached: true,
@@ -62,6 +72,10 @@ export async function spawnMonitor(command: MonitorCommand, handles: readonly Fi
     });
     // before any await: a monitor that fails at once must not exit unheard
     monitor = watchSpawned(child);
+    for (const fd of command.collect ?? []) {
+      const pipe = child.stdio[fd];
+      if (pipe instanceof Readable) collected.set(fd, readAll(pipe));
+    }
   } finally {
     await Promise.all(handles.map((handle) => handle.close()));
   }
@@ -72,7 +86,19 @@ export async function spawnMonitor(command: MonitorCommand, handles: readonly Fi
     throw failure('launch task', `cannot run ${command.program}: ${error.message}`, { code: 'failed_precondition', fix: command.missingFix });
   }
   child.unref();
-  return { child, pid, exited: monitor.exited };
+  return { child, pid, exited: monitor.exited, collected };
+}
+
+/** All `pipe` yields until it ends, closes or fails (what it had by then). */
+function readAll(pipe: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  return new Promise((resolve) => {
+    const done = () => resolve(Buffer.concat(chunks));
+    pipe.on('data', (chunk: Buffer) => chunks.push(chunk));
+    pipe.once('end', done);
+    pipe.once('close', done);
+    pipe.once('error', done);
+  });
 }
 
 /** The pids of a freshly launched task with their start times (0 when a process is gone already). */

@@ -5,8 +5,7 @@
  * exit 127), before the command runs.
  */
 import { join } from 'node:path';
-import { allPathsExist } from '../host/fs.js';
-import { readFile } from '../host/task-files.js';
+import { allPathsExist, readHead } from '../host/fs.js';
 import { NIX_STORE_DIR } from '../paths.js';
 import type { RootPlan } from '../rootfs/plan.js';
 
@@ -19,8 +18,10 @@ export async function missingInterpreter(plan: RootPlan, command: string): Promi
   const view = plan.ops.find((m) => m.kind === 'ro-bind' && m.target === NIX_STORE_DIR);
   if (view === undefined || view.kind !== 'ro-bind' || !command.startsWith(`${NIX_STORE_DIR}/`)) return undefined;
   const inView = (path: string) => join(view.source, path.slice(NIX_STORE_DIR.length + 1));
-  const head = await readFile(inView(command)).then(
-    (b) => b.subarray(0, 256).toString('utf8'),
+  // the first line only: the command is often a binary of megabytes (issue 16: reading it
+  // whole cost a runc start ~10 ms on a loaded host)
+  const head = await readHead(inView(command), 256).then(
+    (b) => b.toString('utf8'),
     () => '',
   );
   if (!head.startsWith('#!')) return undefined;

@@ -28,6 +28,12 @@ export interface LaunchRequest {
   readonly networkNamespace?: string;
   /** The task's cgroup, which the task must be in before its command starts. */
   readonly cgroup: CgroupPlacement;
+  /**
+   * Records that the launch reached sub-step `step` (a snake_case name, `launch_` first), for
+   * the per-step timings of the driver's "task started" log line; absent in tests that do not
+   * look.
+   */
+  readonly mark?: (step: string) => void;
 }
 
 /**
@@ -40,6 +46,13 @@ export interface CgroupPlacement {
   readonly path: string;
   /** Moves a process into the cgroup (runtimes that start the sandbox outside it, then join). */
   readonly join: (pid: number) => Promise<void>;
+  /**
+   * Readies the kernel for a `join` in the next milliseconds: `pid` is a process outside the
+   * task that nobody else moves (the runtime's just-started monitor), moved into the cgroup it
+   * is already in, which leaves it where it is. Resolves once done, never rejects. Absent:
+   * nothing to ready. See TaskCgroup.readyJoin.
+   */
+  readonly readyJoin?: (pid: number) => Promise<void>;
   /** True when a process is in this cgroup: checked before the sandbox's init is signalled. */
   readonly contains: (pid: number) => boolean;
   /**

@@ -171,6 +171,10 @@ export class FakeCgroupfs implements CgroupIo {
   }
 
   async read(file: string): Promise<string | undefined> {
+    return this.readNow(file);
+  }
+
+  private readNow(file: string): string | undefined {
     const dir = dirname(file);
     if (this.version === 'v2' && basename(file) === 'cgroup.controllers' && dir !== this.root) {
       return existsSync(dir) ? readFileSync(join(dirname(dir), 'cgroup.subtree_control'), 'utf8') : undefined;
@@ -185,6 +189,10 @@ export class FakeCgroupfs implements CgroupIo {
   }
 
   async write(file: string, value: string): Promise<void> {
+    this.writeNow(file, value);
+  }
+
+  writeNow(file: string, value: string): void {
     if (!existsSync(file)) throw errno('ENOENT', file);
     this.writes.push({ path: relative(this.root, file), value });
     const dir = dirname(file);
@@ -199,7 +207,7 @@ export class FakeCgroupfs implements CgroupIo {
         for (const pid of this.livePids(dir)) process.kill(pid, 'SIGKILL');
         return;
       case 'cgroup.subtree_control': {
-        const available = words((await this.read(join(dir, 'cgroup.controllers'))) ?? '');
+        const available = words(this.readNow(join(dir, 'cgroup.controllers')) ?? '');
         const enabled = new Set(words(readFileSync(file, 'utf8')));
         for (const token of words(value)) {
           const name = token.slice(1);

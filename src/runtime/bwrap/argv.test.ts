@@ -118,6 +118,29 @@ describe('renderBwrapArgs', () => {
     fails(PROCESS, { ...USER, blockFd: 3 }, 'failed to launch task: blockFd 3 is also the statusFd; fix: use two different descriptors');
   });
 
+  it('reports the sandbox pid on an info fd when asked (the adapter reads it from a pipe)', () => {
+    const args = renderBwrapArgs(PLAN, PROCESS, { ...USER, blockFd: 4, infoFd: 6 });
+    assert.deepEqual(args.slice(args.indexOf('--json-status-fd'), args.indexOf('--json-status-fd') + 6), [
+      '--json-status-fd',
+      '3',
+      '--block-fd',
+      '4',
+      '--info-fd',
+      '6',
+    ]);
+    assert.ok(!renderBwrapArgs(PLAN, PROCESS, USER).includes('--info-fd'));
+    fails(
+      PROCESS,
+      { ...USER, blockFd: 4, infoFd: 4 },
+      'failed to launch task: infoFd 4 is also the statusFd or the blockFd; fix: use three different descriptors',
+    );
+    fails(
+      PROCESS,
+      { ...USER, infoFd: 2 },
+      "failed to launch task: infoFd 2 is not a descriptor number of 3 or more; fix: pass a descriptor of 3 or more; 0-2 are the task's stdio",
+    );
+  });
+
   it('renders dir and symlink ops and never --die-with-parent, --uid or --unshare-all', () => {
     const plan = {
       ops: [

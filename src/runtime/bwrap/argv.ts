@@ -32,6 +32,12 @@ export interface BwrapOptions {
    * task is in it from its first instruction. Omitted: no wait.
    */
   readonly blockFd?: number;
+  /**
+   * Descriptor bwrap writes the sandbox init's pid to as soon as it cloned it, then closes
+   * (`--info-fd`; the same document as the status's first, status.ts): a pipe the adapter reads
+   * instead of watching the status file. Omitted: not asked for.
+   */
+  readonly infoFd?: number;
 }
 
 const WHAT = 'launch task';
@@ -45,6 +51,7 @@ function validate(process: ProcessSpec, options: BwrapOptions): void {
   for (const [name, fd] of [
     ['statusFd', options.statusFd],
     ['blockFd', options.blockFd],
+    ['infoFd', options.infoFd],
   ] as const) {
     if (fd !== undefined && (!Number.isSafeInteger(fd) || fd < 3)) {
       throw invalid(`${name} ${quote(fd)} is not a descriptor number of 3 or more`, "pass a descriptor of 3 or more; 0-2 are the task's stdio");
@@ -52,6 +59,9 @@ function validate(process: ProcessSpec, options: BwrapOptions): void {
   }
   if (options.blockFd !== undefined && options.blockFd === options.statusFd) {
     throw invalid(`blockFd ${options.blockFd} is also the statusFd`, 'use two different descriptors');
+  }
+  if (options.infoFd !== undefined && (options.infoFd === options.statusFd || options.infoFd === options.blockFd)) {
+    throw invalid(`infoFd ${options.infoFd} is also the statusFd or the blockFd`, 'use three different descriptors');
   }
   // asRoot must agree with the user the adapter starts bwrap as; a mismatch would either run a
   // non-root task as root or hand a "root" task a user namespace it did not ask for.
@@ -129,6 +139,7 @@ export function renderBwrapArgs(plan: RootPlan, process: ProcessSpec, options: B
   if (process.hostname !== undefined) args.push('--hostname', process.hostname);
   args.push('--json-status-fd', String(options.statusFd));
   if (options.blockFd !== undefined) args.push('--block-fd', String(options.blockFd));
+  if (options.infoFd !== undefined) args.push('--info-fd', String(options.infoFd));
   for (const op of plan.ops) args.push(...renderOp(op));
   args.push('--', ...process.argv);
   return args;

@@ -123,7 +123,7 @@ describe('BwrapRuntime.launch', () => {
     const pid = Number(readFileSync(marker, 'utf8').trim());
     assert.equal(
       error.message,
-      `failed to launch task: bubblewrap (pid ${pid}) neither reported the sandbox's pid in bwrap-status.json nor exited within 1 s; fix: check that bubblewrap works on the client (bwrap --ro-bind / / true) and see the plugin log`,
+      `failed to launch task: bubblewrap (pid ${pid}) neither reported the sandbox's pid on its --info-fd nor exited within 1 s; fix: check that bubblewrap works on the client (bwrap --ro-bind / / true) and see the plugin log`,
     );
     assert.equal(error.code, 'deadline_exceeded');
     assert.equal(alive(pid), false, 'the stand-in bwrap was killed');

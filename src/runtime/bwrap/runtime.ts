@@ -10,12 +10,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { join } from 'node:path';
 import { failure } from '../../errors.js';
 import { removeFile, writeTextFile } from '../../host/fs.js';
 import { childPids, executableOf, fdTarget, firstChild, raiseOomScoreAdj, signalProcess } from '../../host/proc.js';
-import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, resolvedPath, waitForValue, type TaskProcesses } from '../detached-exit.js';
+import { initIsOurs, killMonitor, LAUNCH_REPORT_TIMEOUT_MS, resolvedPath, type TaskProcesses } from '../detached-exit.js';
 import { DetachedTask, exitStatusFromCode, killOwned, launchedPids, type MonitorExit, readRecord, recoveredExit, spawnMonitor } from '../detached-task.js';
 import { createFile, giveFifoTo, logSinkOpeners, openAll } from '../../host/task-files.js';
 import { findExecutable } from '../../host/which.js';
@@ -34,6 +34,8 @@ const PROBE_PROGRAM = '/nomad-driver-nix-sandbox-probe';
 const ARGS_FD = 5;
 const STATUS_FD = 3;
 const BLOCK_FD = 4;
+/** bwrap writes the sandbox init's pid to this pipe (`--info-fd`) and closes it: the pid arrives as an event. */
+const INFO_FD = 6;
 
 export class BwrapRuntime implements Runtime {
   readonly name = 'bwrap';
@@ -67,11 +69,12 @@ export class BwrapRuntime implements Runtime {
   ) {}
 
   async launch(request: LaunchRequest): Promise<LaunchedTask> {
+    const mark = request.mark ?? (() => undefined);
     const statusPath = join(request.stateDir, STATUS_FILE);
     const asRoot = request.process.uid === 0;
     const cgroup = request.cgroup;
     const { argv: bwrapArgv, data: argsData } = splitArgsForFd(
-      renderBwrapArgs(request.plan, request.process, { statusFd: STATUS_FD, shareNet: true, asRoot, blockFd: BLOCK_FD }),
+      renderBwrapArgs(request.plan, request.process, { statusFd: STATUS_FD, shareNet: true, asRoot, blockFd: BLOCK_FD, infoFd: INFO_FD }),
       request.process.argv,
       ARGS_FD,
     );
@@ -83,21 +86,25 @@ export class BwrapRuntime implements Runtime {
     ];
     // the task opens them by name too (/dev/stdout, /proc/self/fd/2): make them its user's
     if (!asRoot) await Promise.all([giveFifoTo(stdout, request.process.uid), giveFifoTo(stderr, request.process.uid)]);
+    mark('launch_opened');
     const { program, argv, asUser } = this.command(request, bwrapArgv);
     const {
       child,
       pid,
       exited: exitedRaw,
+      collected,
     } = await spawnMonitor(
       {
         program,
         args: argv,
         // fd 4: a pipe bwrap waits on before the command starts (cgroup placement, below);
-        // fd 5: a pipe bwrap reads its options from (splitArgsForFd)
-        stdio: ['ignore', stdout.fd, stderr.fd, status.fd, 'pipe', 'pipe'],
+        // fd 5: a pipe bwrap reads its options from (splitArgsForFd); fd 6: a pipe bwrap
+        // reports the sandbox's pid on (--info-fd), closed by bwrap and its sandbox at once
+        stdio: ['ignore', stdout.fd, stderr.fd, status.fd, 'pipe', 'pipe', 'pipe'],
         env: {}, // bwrap's own environment; the task gets only --setenv values
         ...asUser,
         missingFix: 'install bubblewrap or set runtime = "runc"',
+        collect: [INFO_FD],
       },
       [stdout, stderr, status],
     );
@@ -111,17 +118,23 @@ export class BwrapRuntime implements Runtime {
     const closePipes = () => {
       block?.destroy();
       argsPipe?.destroy();
+      (pipes[INFO_FD] as Readable | null)?.destroy();
     };
     argsPipe?.end(argsData);
+    // the kernel's first cgroup move after a pause waits ~10 ms for its lock: that wait runs
+    // now, while bwrap starts, not after it reported the pid (TaskCgroup.readyJoin)
+    const joinReady = cgroup.readyJoin?.(pid);
+    mark('launch_spawned');
     const exited = exitedRaw.then(async ({ code, signal }) => exitStatusOf(await readStatus(statusPath), code, signal));
 
-    // bwrap reports the sandbox init's pid as soon as it cloned it; the init then sets up the
-    // mounts and waits on the block fd. A setup error makes it exit without running the command.
+    // bwrap reports the sandbox init's pid on the info pipe as soon as it cloned it (the same
+    // pid goes to the status file, for a later plugin); the init then sets up the mounts and
+    // waits on the block fd. A setup error makes it exit without running the command.
     let initPid: number | undefined;
     try {
-      initPid = await waitForValue(statusPath, async () => (await readStatus(statusPath)).childPid, exitedRaw, {
+      initPid = await reportedPid(collected.get(INFO_FD), {
         ms: this.reportTimeoutMs,
-        what: `bubblewrap (pid ${pid}) neither reported the sandbox's pid in ${STATUS_FILE} nor exited`,
+        what: `bubblewrap (pid ${pid}) neither reported the sandbox's pid on its --info-fd nor exited`,
         fix: 'check that bubblewrap works on the client (bwrap --ro-bind / / true) and see the plugin log',
       });
     } catch (error) {
@@ -133,6 +146,7 @@ export class BwrapRuntime implements Runtime {
       closePipes();
       throw await this.sandboxFailure(request, exitedRaw);
     }
+    mark('launch_pid');
     const processes = bwrapProcesses(launchedPids(pid, initPid), request.stateDir, cgroup.contains, this.bwrapPath);
     const task = new BwrapTask(processes, new Date(), exited, request.stateDir);
     // the sandbox's init waits on the block fd: put it in the cgroup, then let it start the
@@ -140,6 +154,8 @@ export class BwrapRuntime implements Runtime {
     // init's oom_score_adj: not the -1000 of a systemd-run agent, which makes a task the OOM
     // killer can never pick (over memory.max its allocations fail instead: issue 15)
     try {
+      await joinReady;
+      mark('launch_ready');
       await cgroup.join(initPid);
       raiseOomScoreAdj(initPid, TASK_OOM_SCORE_ADJ);
     } catch (error) {
@@ -150,6 +166,7 @@ export class BwrapRuntime implements Runtime {
       await killMonitor(pid, exitedRaw);
       throw error;
     }
+    mark('launch_cgroup');
     block?.end('1');
     // the task is started once its command runs: the init's child is no longer bwrap (or
     // bwrap exited after the command ran); bwrap exiting without the command's exit code
@@ -157,6 +174,7 @@ export class BwrapRuntime implements Runtime {
     if ((await commandStarted(initPid, exitedRaw)) === 'exited' && (await readStatus(statusPath)).exitCode === undefined) {
       throw await this.sandboxFailure(request, exitedRaw);
     }
+    mark('launch_running');
     return task;
   }
 
@@ -271,8 +289,12 @@ export async function recoverBwrapTask(record: RecoveryRecord, bwrapPath: string
 
 /**
  * Resolves 'running' once the sandbox init's child runs a program other than bwrap (the
- * command was executed), 'exited' when bwrap exited first. Polls /proc every 1–10 ms; after
- * `timeoutMs` a sandbox that is still there counts as running.
+ * command was executed), 'exited' when bwrap exited first. Polls /proc every 1 ms for the
+ * first 100 ms (a check costs two small /proc reads; the exec usually follows the release
+ * within milliseconds and a coarser poll added up to 10 ms to each start, issue 16), then
+ * every 10 ms; after `timeoutMs` a sandbox that is still there counts as running. No event
+ * exists for it: bwrap 0.8 learns of the exec from a close-on-exec pipe of its own it does
+ * not share, and every descriptor the plugin passes is inherited by the command.
  */
 async function commandStarted(initPid: number, exitedRaw: Promise<unknown>, timeoutMs = 10_000): Promise<'running' | 'exited'> {
   let exited = false;
@@ -280,7 +302,8 @@ async function commandStarted(initPid: number, exitedRaw: Promise<unknown>, time
   // the init is bwrap until it dies; gone already (unreadable), bwrap's own exit tells
   const bwrap = executableOf(initPid);
   const deadline = Date.now() + timeoutMs;
-  for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
+  const fastUntil = Date.now() + 100;
+  for (;;) {
     if (exited) return 'exited';
     const ran =
       bwrap !== undefined &&
@@ -289,7 +312,33 @@ async function commandStarted(initPid: number, exitedRaw: Promise<unknown>, time
         return exe !== undefined && exe !== bwrap;
       });
     if (ran || Date.now() > deadline) return 'running';
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await new Promise((resolve) => setTimeout(resolve, Date.now() < fastUntil ? 1 : 10));
+  }
+}
+
+/**
+ * The sandbox init's pid from what bwrap wrote to its `--info-fd` pipe (`output`, read to the
+ * pipe's end): one JSON document (`{"child-pid": N, …}`, the format of its status, status.ts),
+ * after which bwrap and its sandbox child both close the pipe, right after the clone. A bwrap
+ * that failed before the clone (its options, a user namespace it may not create) wrote none:
+ * undefined, as for a missing pipe. Rejects with a `deadline_exceeded` DriverError "failed to
+ * launch task: <what> within <N> s" when the pipe has not ended within `deadline.ms`.
+ */
+async function reportedPid(
+  output: Promise<Buffer> | undefined,
+  deadline: { readonly ms: number; readonly what: string; readonly fix: string },
+): Promise<number | undefined> {
+  if (output === undefined) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), deadline.ms)));
+  try {
+    const text = await Promise.race([output, expired]);
+    if (text === undefined) {
+      throw failure('launch task', `${deadline.what} within ${Math.round(deadline.ms / 1000)} s`, { code: 'deadline_exceeded', fix: deadline.fix });
+    }
+    return parseBwrapStatus(text.toString('utf8')).childPid;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

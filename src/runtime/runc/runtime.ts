@@ -40,21 +40,14 @@ export class RuncRuntime implements Runtime {
 
   async launch(request: LaunchRequest): Promise<LaunchedTask> {
     const { runcPath, initPath, runcRoot, shellPath } = this.options;
+    const mark = request.mark ?? (() => undefined);
     // tini's failed exec of the command is only its exit 127 and a line in the task's stderr,
     // which cannot be told from the command's own 127: the one cause the closure decides is
     // checked before the container starts
+    // (read while the bundle is written: a failed check leaves only files of the task's state
+    // dir, which the driver removes)
     const [command = ''] = request.process.argv;
-    const interpreter = await missingInterpreter(request.plan, command);
-    if (interpreter !== undefined) {
-      throw failure(
-        'launch task',
-        `the command ${command} cannot be executed in the container: its "#!" interpreter ${interpreter} is not in the task's closure`,
-        {
-          code: 'failed_precondition',
-          fix: `make ${interpreter} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`,
-        },
-      );
-    }
+    const checked = missingInterpreter(request.plan, command);
     const bundle = request.stateDir;
     const containerId = request.key;
     const { config, rootfsEntries } = renderOciConfig(request.plan, request.process, {
@@ -68,12 +61,28 @@ export class RuncRuntime implements Runtime {
       ...(request.cgroup.cpusetCpusAtPath === undefined ? {} : { limits: { cpusetCpus: request.cgroup.cpusetCpusAtPath } }),
     });
     const rootfs = join(bundle, ROOTFS_DIR);
-    await createDirectory(rootfs, 0o755);
-    for (const entry of rootfsEntries) {
-      if (entry.kind === 'dir') await createDirectory(join(rootfs, entry.path), 0o755);
-      else await createSymlink(entry.linkTarget, join(rootfs, entry.path));
+    const written = (async () => {
+      await createDirectory(rootfs, 0o755);
+      for (const entry of rootfsEntries) {
+        if (entry.kind === 'dir') await createDirectory(join(rootfs, entry.path), 0o755);
+        else await createSymlink(entry.linkTarget, join(rootfs, entry.path));
+      }
+      await writeTextFile(join(bundle, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
+    })();
+    const [interpreter] = await Promise.all([checked, written.catch(() => undefined)]);
+    mark('launch_interpreter');
+    if (interpreter !== undefined) {
+      throw failure(
+        'launch task',
+        `the command ${command} cannot be executed in the container: its "#!" interpreter ${interpreter} is not in the task's closure`,
+        {
+          code: 'failed_precondition',
+          fix: `make ${interpreter} part of the closure (e.g. build the script with its interpreter as a dependency), or point command at a program`,
+        },
+      );
     }
-    await writeTextFile(join(bundle, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
+    await written;
+    mark('launch_bundle');
 
     // all or none: a failed open closes the other (openAll)
     const [stdout, stderr] = (await openAll(logSinkOpeners(request.stdoutPath, request.stderrPath))) as [FileHandle, FileHandle];
@@ -88,6 +97,7 @@ export class RuncRuntime implements Runtime {
       [stdout, stderr],
     );
     const exited = monitorExited.then(async ({ code }) => exitStatusOf(await readExitCode(bundle), code));
+    mark('launch_spawned');
 
     // runc writes the container init's pid file once the container started
     let initPid: number | undefined;
@@ -111,6 +121,7 @@ export class RuncRuntime implements Runtime {
         fix: "see `nomad alloc logs -stderr` and the plugin log for runc's messages",
       });
     }
+    mark('launch_pid');
     const processes = this.processes(launchedPids(pid, initPid), bundle, containerId, request.cgroup.contains);
     return new RuncTask(processes, new Date(), exited, () => this.deleteContainer(containerId), { runcPath, runcRoot, bundle, containerId });
   }
