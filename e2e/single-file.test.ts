@@ -74,7 +74,7 @@ describe('the single file unpacks its files into ${TMPDIR}/nomad-driver-nix-<uid
   /** Runs `nix` without the magic cookie: it unpacks, then says it is a plugin and exits 1. */
   const runIn = (dir: string) => spawnSync(join(releaseDir, 'nix'), [], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, TMPDIR: dir } });
 
-  it('lays out proto/, dist/native/nix-exec and pty.node, private to root, and reuses them on the next start', () => {
+  it('lays out dist/native/nix-exec and pty.node (no .proto files), private to root, and reuses them on the next start', () => {
     const dir = mkdtempSync(join(tmp, 'fresh-'));
     const first = runIn(dir);
     assert.equal(first.status, 1, first.stderr);
@@ -86,9 +86,10 @@ describe('the single file unpacks its files into ${TMPDIR}/nomad-driver-nix-<uid
     const root = join(base, versions[0] ?? '');
     const mode = (path: string) => (statSync(join(root, path)).mode & 0o7777).toString(8);
     assert.equal((statSync(base).mode & 0o7777).toString(8), '700');
+    assert.deepEqual(readdirSync(root).sort(), ['.complete', 'dist', 'pty.node']);
     assert.deepEqual(
-      ['.', 'pty.node', 'dist', 'dist/native', 'dist/native/nix-exec', 'proto/plugins/drivers/proto/driver.proto'].map((p) => `${p} ${mode(p)}`),
-      ['. 700', 'pty.node 755', 'dist 700', 'dist/native 700', 'dist/native/nix-exec 755', 'proto/plugins/drivers/proto/driver.proto 644'],
+      ['.', 'pty.node', 'dist', 'dist/native', 'dist/native/nix-exec'].map((p) => `${p} ${mode(p)}`),
+      ['. 700', 'pty.node 755', 'dist 700', 'dist/native 700', 'dist/native/nix-exec 755'],
     );
     assert.deepEqual(readFileSync(join(root, 'dist/native/nix-exec')), readFileSync(join(REPO_ROOT, 'dist/native/nix-exec')));
     const inode = statSync(join(root, 'pty.node')).ino;

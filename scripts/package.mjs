@@ -7,13 +7,13 @@
 // application (SEA): esbuild bundles dist/src/main.js (run `npm run build` first; `npm run
 // package` does both) and its dependencies into one CommonJS script, and the SEA carries the
 // files the plugin opens by path as assets, which scripts/sea/bootstrap.mjs unpacks at start:
-// proto/*.proto, node-pty's pty.node and dist/native/nix-exec. msgpackr's optional native
+// node-pty's pty.node and dist/native/nix-exec. msgpackr's optional native
 // decoder (msgpackr-extract) is left out: msgpackr falls back to its JavaScript one.
 // The executable is node itself, so the plugin's pid is the one Nomad started (go-plugin
 // signals and reaps it) and its handshake line is the first line on stdout.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -104,15 +104,9 @@ exports.loadNativeModule = function (name) {
 });
 
 // 2. the assets and their manifest
+// (no .proto files: the plugin builds its gRPC definitions from the descriptor npm run gen
+// compiles into the bundle, src/gen/descriptor.ts)
 const files = [];
-const addTree = (dir, prefix) => {
-  for (const name of readdirSync(dir).sort()) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) addTree(path, `${prefix}/${name}`);
-    else if (name.endsWith('.proto')) files.push({ source: path, path: `${prefix}/${name}`, mode: 0o644 });
-  }
-};
-addTree(join(root, 'proto'), 'proto');
 files.push({ source: helper, path: 'dist/native/nix-exec', mode: 0o755 });
 files.push({ source: ptyAddon, path: 'pty.node', mode: 0o755 });
 const tree = createHash('sha256');

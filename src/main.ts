@@ -9,15 +9,15 @@
  * - SIGTERM and GRPCController.Shutdown end the plugin cleanly, socket removed;
  * - dead stdout/stderr pipes (EPIPE after an agent crash) never kill the plugin, because the
  *   agent reattaches to it and the tasks it supervises.
+ * Only what the handshake needs loads before the line is printed (the gRPC server, listening);
+ * the driver (plugin/app.ts) is imported right after it, and calls that arrive meanwhile wait.
  */
-import { NixDriver } from './driver/driver.js';
-import { createHostProbe } from './driver/probe-host.js';
 import { errorMessage } from './errors.js';
 import { resolveGroupId } from './host/unix-group.js';
-import { hostRuntimes } from './runtime/select.js';
 import { createLogger, levelFromEnv, stderrSink } from './log/logger.js';
+import type { App } from './plugin/app.js';
 import { NOT_A_PROGRAM_MESSAGE, handshakeLine, hasMagicCookie, protocolVersionProblem } from './plugin/handshake.js';
-import { servePlugin, type PluginServer } from './plugin/server.js';
+import { servePlugin, type AppHandlers, type PluginServer } from './plugin/server.js';
 import { PLUGIN_NAME, PLUGIN_VERSION } from './version.js';
 
 async function main(): Promise<void> {
@@ -40,11 +40,12 @@ async function main(): Promise<void> {
   const versionProblem = protocolVersionProblem(process.env);
   if (versionProblem !== undefined) logger.warn(`failed to agree on a protocol version: ${versionProblem}`);
 
-  const driver = new NixDriver({
-    logger: logger.child({ '@module': `${PLUGIN_NAME}.driver` }),
-    probe: createHostProbe({ pathEnv: process.env.PATH, euid: () => process.geteuid?.() ?? -1 }),
-    runtimes: hostRuntimes,
-    setLogLevel: (level) => logger.setLevel(level),
+  let app: App | undefined;
+  let loaded: (handlers: AppHandlers) => void = () => undefined;
+  let notLoaded: (error: unknown) => void = () => undefined;
+  const handlers = new Promise<AppHandlers>((resolve, reject) => {
+    loaded = resolve;
+    notLoaded = reject;
   });
 
   let server: PluginServer | undefined;
@@ -53,7 +54,7 @@ async function main(): Promise<void> {
     if (exiting) return;
     exiting = true;
     logger.debug('plugin exiting', { reason });
-    driver.shutdown();
+    app?.driver.shutdown();
     void (server?.close() ?? Promise.resolve()).finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => exit('SIGTERM'));
@@ -61,13 +62,30 @@ async function main(): Promise<void> {
     // The agent died before configuring us: we were a discovery or validation launch (Nomad
     // does not kill that instance when the agent then fails to start). Nothing will reattach.
     // The long-lived instance stays up instead, for the agent's reattach after a crash.
-    if (!driver.servesAgent) exit('parent exited before the agent configured the plugin');
+    if (app?.driver.servesAgent !== true) exit('parent exited before the agent configured the plugin');
   });
 
   const started = performance.now();
-  server = await servePlugin({ driver, logger, env: process.env, resolveGroup: resolveGroupId, onControllerShutdown: () => exit('controller shutdown') });
+  server = await servePlugin({ app: handlers, env: process.env, resolveGroup: resolveGroupId, onControllerShutdown: () => exit('controller shutdown') });
   writeHandshake(handshakeLine(server.socketPath));
-  logger.info('plugin started', { version: PLUGIN_VERSION, socket: server.socketPath, pid: process.pid, duration_ms: Math.round(performance.now() - started) });
+  const listening = performance.now();
+  try {
+    const { createApp } = await import('./plugin/app.js');
+    app = createApp({ logger, setLogLevel: (level) => logger.setLevel(level) });
+  } catch (error) {
+    notLoaded(error);
+    throw error;
+  }
+  loaded(app.handlers);
+  logger.info('plugin started', {
+    version: PLUGIN_VERSION,
+    socket: server.socketPath,
+    pid: process.pid,
+    duration_ms: Math.round(listening - started),
+    // from the process's start (performance's time origin) to the handshake line
+    handshake_ms: Math.round(listening),
+    driver_load_ms: Math.round(performance.now() - listening),
+  });
 }
 
 /** Keeps library output off stdout and makes errors on both pipes harmless. */

@@ -1,10 +1,10 @@
 // First module of the single-file plugin (scripts/package.mjs bundles it before dist/src/main.js).
 // It runs inside the Node single-executable application, before any plugin module, and unpacks
-// the files the plugin opens by path from the SEA's assets: the .proto files (@grpc/proto-loader
-// reads files), node-pty's pty.node (process.dlopen needs a file) and the static nix-exec helper
-// (passed to bubblewrap tasks as a file descriptor). They go to a private directory
+// the files the plugin opens by path from the SEA's assets: node-pty's pty.node (process.dlopen
+// needs a file) and the static nix-exec helper (passed to bubblewrap tasks as a file
+// descriptor). They go to a private directory
 //   ${TMPDIR:-/tmp}/nomad-driver-nix-<euid>/<content hash>/
-// laid out like a checkout (proto/, dist/native/nix-exec, pty.node), so the plugin's modules,
+// laid out like a checkout (dist/native/nix-exec, pty.node), so the plugin's modules,
 // whose import.meta.url package.mjs rewrites to a path below it, find them as they do in a build.
 // The parent is created 0700 and must be ours and private (anyone may create names in /tmp); a
 // version is unpacked once, into a temporary directory renamed into place, so a directory that

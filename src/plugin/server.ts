@@ -1,18 +1,18 @@
 /**
  * The plugin's gRPC server: every service on one unix socket, created the way go-plugin does
  * (in PLUGIN_UNIX_SOCKET_DIR or the temp dir, mode 0600, or 0660 for PLUGIN_UNIX_SOCKET_GROUP).
+ * It listens before the driver is loaded (main.ts prints the handshake line first and then
+ * loads it): BasePlugin and Driver calls that arrive earlier wait for their handlers.
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomInt } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { NixDriver } from '../driver/driver.js';
 import { INPUT_LIMITS } from '../config/input-limits.js';
 import { failure } from '../errors.js';
-import type { Logger } from '../log/logger.js';
-import { createBasePluginHandlers } from '../rpc/base-service.js';
-import { createDriverHandlers } from '../rpc/driver-service.js';
+import type { BasePluginHandlers } from '../gen/hashicorp/nomad/plugins/base/proto/BasePlugin.js';
+import type { DriverHandlers } from '../gen/hashicorp/nomad/plugins/drivers/proto/Driver.js';
 import { loadProtos } from '../rpc/proto.js';
 import { createBrokerHandlers, createControllerHandlers, createHealthHandlers, createStdioHandlers } from './go-plugin-services.js';
 
@@ -22,9 +22,19 @@ export interface PluginServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** The handlers of the application's services, which need the driver. */
+export interface AppHandlers {
+  readonly base: BasePluginHandlers;
+  readonly driver: DriverHandlers;
+}
+
 export interface ServeOptions {
-  readonly driver: NixDriver;
-  readonly logger: Logger;
+  /**
+   * The BasePlugin and Driver handlers, loaded while the server already listens. A call that
+   * arrives first waits for them; if they never load, it waits until the process exits (main.ts
+   * exits when loading fails).
+   */
+  readonly app: Promise<AppHandlers>;
   readonly env: NodeJS.ProcessEnv;
   /** Called when go-plugin's controller asks the plugin to exit. */
   readonly onControllerShutdown: () => void;
@@ -44,8 +54,40 @@ export function chooseSocketPath(env: NodeJS.ProcessEnv): string {
   }
 }
 
+type AnyHandler = (call: { readonly cancelled?: boolean }, callback?: unknown) => void;
+
+/**
+ * Handlers for every method of `service` that call the handler of the same name in `loaded`:
+ * directly once it has resolved, after it resolves for a call that comes earlier (a call the
+ * client cancelled meanwhile is dropped: its 'cancelled' event has gone by). A request stream
+ * buffers its messages until the real handler reads them.
+ */
+export function deferredHandlers(service: grpc.ServiceDefinition, loaded: Promise<grpc.UntypedServiceImplementation>): grpc.UntypedServiceImplementation {
+  let handlers: Record<string, AnyHandler> | undefined;
+  const ready = loaded.then(
+    (implementation) => {
+      handlers = implementation as Record<string, AnyHandler>;
+      return handlers;
+    },
+    () => undefined, // the caller exits the process; waiting calls end with it
+  );
+  const deferred: Record<string, AnyHandler> = {};
+  for (const name of Object.keys(service)) {
+    deferred[name] = (call, callback) => {
+      if (handlers !== undefined) {
+        handlers[name]?.(call, callback);
+        return;
+      }
+      void ready.then((implementation) => {
+        if (implementation !== undefined && call.cancelled !== true) implementation[name]?.(call, callback);
+      });
+    };
+  }
+  return deferred as grpc.UntypedServiceImplementation;
+}
+
 export async function servePlugin(options: ServeOptions): Promise<PluginServer> {
-  const { driver, logger, env } = options;
+  const { env } = options;
   const protos = loadProtos();
   const server = new grpc.Server({
     // bounded input: a bigger message fails with RESOURCE_EXHAUSTED before it is decoded
@@ -56,8 +98,22 @@ export async function servePlugin(options: ServeOptions): Promise<PluginServer> 
   server.addService(protos.plugin.GRPCController.service, createControllerHandlers(options.onControllerShutdown));
   server.addService(protos.plugin.GRPCStdio.service, createStdioHandlers());
   server.addService(protos.plugin.GRPCBroker.service, createBrokerHandlers());
-  server.addService(protos.hashicorp.nomad.plugins.base.proto.BasePlugin.service, createBasePluginHandlers(driver, logger.child({ '@module': 'nix.rpc' })));
-  server.addService(protos.hashicorp.nomad.plugins.drivers.proto.Driver.service, createDriverHandlers(driver, logger.child({ '@module': 'nix.rpc' })));
+  const basePlugin = protos.hashicorp.nomad.plugins.base.proto.BasePlugin.service;
+  const driver = protos.hashicorp.nomad.plugins.drivers.proto.Driver.service;
+  server.addService(
+    basePlugin,
+    deferredHandlers(
+      basePlugin,
+      options.app.then((app) => app.base as grpc.UntypedServiceImplementation),
+    ),
+  );
+  server.addService(
+    driver,
+    deferredHandlers(
+      driver,
+      options.app.then((app) => app.driver as grpc.UntypedServiceImplementation),
+    ),
+  );
 
   const socketPath = chooseSocketPath(env);
   const group = env.PLUGIN_UNIX_SOCKET_GROUP;
