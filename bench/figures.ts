@@ -12,7 +12,7 @@ export interface Figure {
   readonly value: number;
   /** "ms", "MiB", "% of a core". */
   readonly unit: string;
-  /** What the value is compared with, e.g. "raw bwrap as nobody". */
+  /** What the value is compared with, e.g. "bwrap with the driver's arguments". */
   readonly anchor: string;
   readonly anchorValue: number;
   /** value/anchor must stay at or below this. */

@@ -6,7 +6,11 @@
  * For each size N it builds (once; they are reused) a synthetic closure of exactly N store
  * paths from busybox and prints:
  *   - raw bwrap, one --ro-bind per store path (the naive closure-only root), running `true`;
- *   - raw bwrap with one --ro-bind of the driver's store view;
+ *   - raw bwrap with one --ro-bind of the driver's store view (as root, and as nobody in a
+ *     user namespace: the "minimal bwrap");
+ *   - bwrap with the driver's own arguments (bench/bwrap-anchor.ts: its argv for a task of
+ *     the same closure, rendered by the driver's code, command `true`, as the task user: the
+ *     "same arguments" anchor), one run after each warm start of the driver, interleaved;
  *   - the driver, cold: StartTask of a closure never seen (Nix queried, store view built);
  *   - the driver, warm: StartTask of a known closure whose view exists (another task holds it),
  * and the same with `runtime = "runc"` next to raw `runc run` (bundle from `runc spec`, host
@@ -31,6 +35,8 @@ import { NO_SUBSTITUTERS, busyboxPath, nixString } from '../test/support/nix-fix
 import { pythonClosure } from '../test/support/python-closure.js';
 import { call, startPlugin, type RunningPlugin } from '../test/support/plugin-process.js';
 import { sandboxPluginConfig, sandboxTask, taskSandbox, type TaskSandbox } from '../test/support/task-sandbox.js';
+import { findExecutable } from '../src/host/which.js';
+import { driverBwrapAnchor, type BwrapAnchor } from './bwrap-anchor.js';
 import { reportFigure } from './figures.js';
 
 const CACHE = '/nix/var/nomad-driver-nix-bench';
@@ -189,29 +195,56 @@ function rawRuncDriverConfig(tasksDir: string, main: string, runs: number): numb
 interface DriverFigures {
   readonly cold: number;
   readonly warm: number;
+  /** Median of the interleaved anchor's runs (NaN without one). */
+  readonly anchor: number;
   readonly listed: string | undefined;
   readonly viewDir: string;
 }
 
-/** Cold start, then warm starts while a holder task keeps the closure's view; `during` runs while the view exists. */
-async function measureDriver(plugin: RunningPlugin, sandbox: TaskSandbox, main: string, during: (viewDir: string) => void): Promise<DriverFigures> {
+/**
+ * Cold start, then warm starts while a holder task keeps the closure's view; `during` runs
+ * while the view exists, and `interleaved` (made while the holder is the only task) runs once
+ * right after each warm start, so both see the same load.
+ */
+async function measureDriver(
+  plugin: RunningPlugin,
+  sandbox: TaskSandbox,
+  main: string,
+  during: (viewDir: string) => void,
+  interleaved?: (holderEnv: Readonly<Record<string, string>>) => BwrapAnchor,
+): Promise<DriverFigures> {
   // cold: the closure was never started by this plugin and has no view
   const cold = await startAndWait(plugin, sandboxTask(sandbox, main, 'bin/true', []));
   // hold the view with a long-running task, then warm starts
   const holder = sandboxTask(sandbox, main, 'bin/sh', ['-c', 'ls /nix/store | wc -l; exec sleep 600']);
   await call(plugin.clients.driver, 'StartTask', { task: holder });
-  const viewDir = join(sandbox.stateDir, 'views', readdirSync(join(sandbox.stateDir, 'views')).find((v) => !v.includes('.')) ?? '');
-  during(viewDir);
   const warm: number[] = [];
-  splits.start.length = 0;
-  splits.wait.length = 0;
-  for (let i = 0; i < 15; i += 1) warm.push(await startAndWait(plugin, sandboxTask(sandbox, main, 'bin/true', [])));
-  console.error(`warm medians: StartTask ${median(splits.start).toFixed(1)} ms, then WaitTask ${median(splits.wait).toFixed(1)} ms`);
-  await new Promise((r) => setTimeout(r, 200));
-  const listed = readFileSync(join(sandbox.allocDir, 'stdout'), 'utf8').trim().split('\n').pop();
-  await call(plugin.clients.driver, 'StopTask', { task_id: holder.id, timeout: { seconds: 1 }, signal: 'SIGKILL' });
-  await call(plugin.clients.driver, 'DestroyTask', { task_id: holder.id, force: true });
-  return { cold, warm: median(warm), listed, viewDir };
+  const anchorTimes: number[] = [];
+  let viewDir = '';
+  let listed: string | undefined;
+  try {
+    viewDir = join(sandbox.stateDir, 'views', readdirSync(join(sandbox.stateDir, 'views')).find((v) => !v.includes('.')) ?? '');
+    during(viewDir);
+    const anchor = interleaved?.(holder.env);
+    splits.start.length = 0;
+    splits.wait.length = 0;
+    try {
+      for (let i = 0; i < 15; i += 1) {
+        warm.push(await startAndWait(plugin, sandboxTask(sandbox, main, 'bin/true', [])));
+        if (anchor !== undefined) anchorTimes.push(anchor.run());
+      }
+    } finally {
+      anchor?.remove();
+    }
+    console.error(`warm medians: StartTask ${median(splits.start).toFixed(1)} ms, then WaitTask ${median(splits.wait).toFixed(1)} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+    listed = readFileSync(join(sandbox.allocDir, 'stdout'), 'utf8').trim().split('\n').pop();
+  } finally {
+    // the holder outlives the plugin otherwise (tasks do): stop it whatever failed
+    await call(plugin.clients.driver, 'StopTask', { task_id: holder.id, timeout: { seconds: 1 }, signal: 'SIGKILL' });
+    await call(plugin.clients.driver, 'DestroyTask', { task_id: holder.id, force: true });
+  }
+  return { cold, warm: median(warm), anchor: median(anchorTimes), listed, viewDir };
 }
 
 /** A real closure: how to run it once (`command`) and how to hold its view (`hold`). */
@@ -280,6 +313,7 @@ async function main(): Promise<void> {
   const bwrapRows: string[] = [];
   const runcRows: string[] = [];
   const realRows: string[] = [];
+  const bwrapPath = findExecutable('bwrap', { pathEnv: process.env.PATH ?? '' }) ?? 'bwrap';
   const plugin = await startPlugin();
   try {
     for (const n of sizes.length > 0 ? sizes : [10, 100, 1000, 2000]) {
@@ -293,25 +327,39 @@ async function main(): Promise<void> {
           const raw = rawBwrap(['--unshare-all', ...perPath, '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], rawRuns);
           let rawView = 0;
           let rawViewUser = 0;
-          const d = await measureDriver(plugin, sandbox, main, (viewDir) => {
-            rawView = rawBwrap(['--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], 15);
-            // what the driver runs: bwrap started as the task user (nobody) in a user namespace
-            rawViewUser = rawBwrap(
-              ['--unshare-user', '--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`],
-              15,
-              65534,
-            );
-          });
+          const d = await measureDriver(
+            plugin,
+            sandbox,
+            main,
+            (viewDir) => {
+              rawView = rawBwrap(['--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`], 15);
+              // the minimal bwrap: started as the task user (nobody) in a user namespace, one view bind
+              rawViewUser = rawBwrap(
+                ['--unshare-user', '--unshare-all', '--ro-bind', viewDir, '/nix/store', '--proc', '/proc', '--dev', '/dev', '--', `${main}/bin/true`],
+                15,
+                65534,
+              );
+            },
+            (env) => driverBwrapAnchor(bwrapPath, { stateRoot: sandbox.stateDir, allocDir: sandbox.allocDir, taskName: 'main', env, main, closure }),
+          );
           reportFigure({
             figure: `warm start, bwrap, ${n} paths`,
             value: d.warm,
             unit: 'ms',
-            anchor: 'raw bwrap as nobody + userns, one view bind',
+            anchor: "bwrap with the driver's arguments, as the task user",
+            anchorValue: d.anchor,
+            maxRatio: 1.2,
+          });
+          reportFigure({
+            figure: `warm start, bwrap, ${n} paths, against a minimal bwrap`,
+            value: d.warm,
+            unit: 'ms',
+            anchor: 'minimal bwrap: as nobody + userns, one view bind',
             anchorValue: rawViewUser,
             maxRatio: 1.2,
           });
           bwrapRows.push(
-            `| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${rawViewUser.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawViewUser).toFixed(2)}x | ${d.listed} |`,
+            `| ${n} | ${raw.toFixed(1)} | ${rawView.toFixed(1)} | ${rawViewUser.toFixed(1)} | ${d.anchor.toFixed(1)} | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} | ${(d.warm / raw).toFixed(2)}x | ${(d.warm / rawViewUser).toFixed(2)}x | ${(d.warm / d.anchor).toFixed(2)}x | ${d.listed} |`,
           );
         } finally {
           sandbox.remove();
@@ -387,9 +435,9 @@ async function main(): Promise<void> {
   if (bwrapRows.length > 0) {
     console.log('\nruntime = "bwrap"\n');
     console.log(
-      '| store paths | raw bwrap (root), --ro-bind per path | raw bwrap (root), one view bind | raw bwrap as nobody + userns, one view bind | driver cold | driver warm | warm / raw per-path | warm / raw as nobody | `ls /nix/store` inside |',
+      "| store paths | raw bwrap (root), --ro-bind per path | raw bwrap (root), one view bind | minimal bwrap: as nobody + userns, one view bind | bwrap with the driver's arguments (same arguments) | driver cold | driver warm | warm / raw per-path | warm / minimal bwrap | warm / same arguments | `ls /nix/store` inside |",
     );
-    console.log('|---|---|---|---|---|---|---|---|---|');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const row of bwrapRows) console.log(row);
   }
   if (runcRows.length > 0) {
