@@ -226,6 +226,7 @@ async function measureDriver(
     viewDir = join(sandbox.stateDir, 'views', readdirSync(join(sandbox.stateDir, 'views')).find((v) => !v.includes('.')) ?? '');
     during(viewDir);
     const anchor = interleaved?.(holder.env);
+    if (anchor !== undefined) console.error(`same-arguments anchor: bwrap ${anchor.argv.join(' ')}; on fd 5: ${anchor.options.join(' ')}`);
     splits.start.length = 0;
     splits.wait.length = 0;
     try {
