@@ -315,7 +315,14 @@ for (const runtime of RUNTIMES)
       const processes = () => guestOk("ps -eo pid=,ppid=,stat=,comm= | awk '$4 ~ /^(bwrap|sleep|dd)$/'");
       let left = processes();
       if (left !== '') t.diagnostic(`at first (pid ppid stat comm): ${left.replace(/\s+/g, ' ')}`);
-      await waitFor('no task processes', () => ((left = processes()) === '' ? true : undefined), 120_000).catch(() => undefined);
+      await waitFor(
+        'no task processes',
+        () => {
+          left = processes();
+          return left === '' ? true : undefined;
+        },
+        120_000,
+      ).catch(() => undefined);
       assert.equal(left, '', 'task processes (pid ppid stat comm)');
       assert.equal(guestOk('ls /var/lib/nomad-driver-nix/runc 2>/dev/null || true'), '');
     });
