@@ -275,16 +275,28 @@ for (const runtime of RUNTIMES)
 
       const plugin = pluginPid();
       assert.match(plugin, /^\d+$/, `one plugin process: ${plugin}`);
-      guestOk(`kill -KILL ${plugin}`);
+      // the guest's clock at the kill: the journal since then (the restart's recovery is older)
+      const killedAt = guestOk(`date +%s && kill -KILL ${plugin}`);
       await waitFor('a new plugin', () => {
         const now = pluginPid();
         return /^\d+$/.test(now) && now !== plugin ? now : undefined;
       });
       await nixDriver((_, healthy) => healthy, 'the driver after the plugin was killed');
-      assert.equal(guestOk(`cat ${dir}/cgroup.procs`), procs, 'the same processes, in the same scope');
       // Nomad's task runner takes the new plugin's handle only once it has seen the old one's
-      // WaitTask stream end and called RecoverTask (86 s after the kill in the guest, the driver
-      // healthy long before): until then exec answers "plugin is shut down"
+      // WaitTask stream end and called RecoverTask (86 s after the kill in the guest; the node's
+      // driver reads healthy long before, from the fingerprint before the kill). Until then exec
+      // answers "plugin is shut down", and while the new plugin was still starting once it broke
+      // off ("failed to exec into task: unexpected EOF", no exec session in the agent's log): so
+      // exec only after the new plugin logged this task's recovery
+      await waitFor(
+        'RecoverTask of the task through the new plugin',
+        () =>
+          guestOk(`journalctl -u nomad --no-pager -q --since=@${killedAt} | grep -c 'task recovered.*task_id=${alloc.ID}/' || true`) !== '0' ? true : undefined,
+        600_000,
+      );
+      assert.equal(guestOk(`cat ${dir}/cgroup.procs`), procs, 'the same processes, in the same scope');
+      // RecoverTask returns just before the task runner swaps its handle: "plugin is shut down"
+      // is still possible for a moment
       const exec = await waitFor('alloc exec through the new plugin', () => {
         const r = nomad(['alloc', 'exec', alloc.ID, 'sh', '-c', 'echo recovered']);
         return r.status === 0 || !r.stderr.includes('plugin is shut down') ? r : undefined;
@@ -297,9 +309,23 @@ for (const runtime of RUNTIMES)
       for (const pid of procs.split('\n')) assert.equal(guestOk(`test -e /proc/${pid} && echo alive || echo gone`), 'gone', `task pid ${pid}`);
     });
 
-    it('nothing is left: no scopes, no task processes, no runc containers', () => {
+    it('nothing is left: no scopes, no task processes, no runc containers', async (t) => {
       assert.equal(guestOk(`find ${SLICE} -name '*.scope' | sort`), '');
-      assert.equal(guestOk("pgrep -a -x 'bwrap|sleep|dd' || true"), '');
+      // a bwrap process outside the (removed) scope was seen 2 s after the task stopped, and
+      // gone soon after: once "<defunct>" (pid 1024), once running (pid 1025, ppid 963); which
+      // process it belongs to is not established. Waited for, bounded; what remains fails
+      const processes = () => guestOk("ps -eo pid=,ppid=,stat=,comm= | awk '$4 ~ /^(bwrap|sleep|dd)$/'");
+      let left = processes();
+      if (left !== '') t.diagnostic(`at first (pid ppid stat comm): ${left.replace(/\s+/g, ' ')}`);
+      await waitFor(
+        'no task processes',
+        () => {
+          left = processes();
+          return left === '' ? true : undefined;
+        },
+        120_000,
+      ).catch(() => undefined);
+      assert.equal(left, '', 'task processes (pid ppid stat comm)');
       assert.equal(guestOk('ls /var/lib/nomad-driver-nix/runc 2>/dev/null || true'), '');
     });
   });

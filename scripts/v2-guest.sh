@@ -9,7 +9,8 @@
 #                                    for ssh and systemd, mount the shares
 #   scripts/v2-guest.sh run CMD...   run a shell command line in the guest as root (exit status
 #                                    and output are the command's); stdin is passed through
-#   scripts/v2-guest.sh test [FLAGS]  build, boot, run the suite dist/e2e-v2 (node --test FLAGS,
+#   scripts/v2-guest.sh test [FLAGS]  build, boot, run the task cgroup's real-kernel test in
+#                                    the guest, then the suite dist/e2e-v2 (node --test FLAGS,
 #                                    e.g. --test-name-pattern=...) against it, stop; timed
 #   scripts/v2-guest.sh sync         copy the plugin's files to /opt/nomad-driver-nix in the guest
 #   scripts/v2-guest.sh ssh-args     the ssh command (one word a line) reaching the guest
@@ -39,6 +40,9 @@
 # guest's 4646), V2_GUEST_MEMORY_MB (3072), V2_GUEST_CPUS (2), V2_GUEST_MIRROR
 # (http://deb.debian.org/debian), V2_GUEST_STATE (runtime directory, default
 # /run/nomad-driver-nix-v2-guest), V2_GUEST_TIMEOUT (seconds for one `run`, default 900).
+# `test` uses a new state directory and ports the kernel picks as free unless these are set,
+# and exports them. `boot` refuses ports in use, and checks that ssh reaches the guest it
+# booted (a token on its kernel command line) and that qemu holds both forwarded ports.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -177,16 +181,22 @@ image_hash() {
 IMAGE="$CACHE_ROOT/v2-guest/$(image_hash)"
 
 build() {
+  # what booting needs, also for a cached image (a CI cache restores only the image)
+  need qemu-system-x86_64:qemu-system-x86 ssh:openssh-client ss:iproute2 curl:curl
   if [ -f "$IMAGE/root.ext4" ]; then
     log "image cached at $IMAGE"
     return 0
   fi
-  need qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap mkfs.ext4:e2fsprogs modprobe:kmod cpio:cpio \
-    ssh:openssh-client busybox:busybox-static
+  need mmdebstrap:mmdebstrap mkfs.ext4:e2fsprogs modprobe:kmod cpio:cpio busybox:busybox-static
   command -v node >/dev/null || die "the host has no node (the guest gets the host's Node.js)"
   mkdir -p "$(dirname "$IMAGE")"
   log "building the guest image into $IMAGE"
   timed "image build" build_image "$IMAGE"
+}
+
+# free_port: a TCP port of 127.0.0.1 nothing listens on now (the kernel's choice)
+free_port() {
+  node -e 'const s = require("node:net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
 }
 
 pid() { cat "$STATE/qemu.pid" 2>/dev/null || true; }
@@ -224,6 +234,15 @@ boot() {
     return 0
   fi
   mkdir -p "$STATE"
+  # the ports must be free: qemu's forward would fail, and ssh or the suite could reach another
+  # guest (or agent) listening there
+  local port
+  for port in "$SSH_PORT" "$HTTP_PORT"; do
+    [ -z "$(ss -Hltn "sport = :$port")" ] || die "port 127.0.0.1:$port is in use ($(ss -Hltnp "sport = :$port" | grep -o 'users:.*' || true)); set V2_GUEST_SSH_PORT / V2_GUEST_HTTP_PORT to free ports"
+  done
+  # a token on the kernel command line: ssh must reach this guest, not one booted by another run
+  local token
+  token="$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
   local virtfs=() tag host guest
   while IFS=$'\t' read -r tag host guest; do
     virtfs+=(-virtfs "local,path=$host,mount_tag=$tag,security_model=none,readonly=on")
@@ -234,16 +253,27 @@ boot() {
     -accel tcg,thread=multi -cpu max -smp "$CPUS" -m "$MEMORY_MB" \
     -display none -serial "file:$STATE/console.log" -monitor none -no-reboot \
     -kernel "$IMAGE/vmlinuz" -initrd "$IMAGE/initrd.gz" \
-    -append "console=ttyS0 root=/dev/vda rw panic=-1 systemd.unified_cgroup_hierarchy=1 systemd.show_status=0 net.ifnames=1" \
+    -append "console=ttyS0 root=/dev/vda rw panic=-1 systemd.unified_cgroup_hierarchy=1 systemd.show_status=0 net.ifnames=1 v2guest.token=$token" \
     -drive "file=$IMAGE/root.ext4,if=virtio,format=raw,snapshot=on" \
     -nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$HTTP_PORT-:4646" \
     "${virtfs[@]}" </dev/null >"$STATE/qemu.log" 2>&1 &
   echo $! >"$STATE/qemu.pid"
-  local start=$SECONDS
-  until in_guest 30 true 2>/dev/null; do
+  local start=$SECONDS answer
+  until answer="$(in_guest 30 'cat /proc/cmdline' 2>/dev/null)"; do
     running || die "qemu exited; see $STATE/qemu.log and $STATE/console.log"
     [ $((SECONDS - start)) -lt 300 ] || { stop; die "no ssh within 300 s; see $STATE/console.log"; }
     sleep 2
+  done
+  case " $answer " in
+    *" v2guest.token=$token "*) ;;
+    *) stop; die "ssh on port $SSH_PORT reached another machine (its kernel command line lacks this boot's token)" ;;
+  esac
+  # both forwards are this qemu's (a process that took the HTTP port since the check above
+  # would otherwise answer the suite)
+  local qemu
+  qemu="$(pgrep -P "$(pid)" | head -n 1)"
+  for port in "$SSH_PORT" "$HTTP_PORT"; do
+    ss -Hltnp "sport = :$port" | grep -q "pid=$qemu," || { stop; die "port 127.0.0.1:$port is not qemu's (pid $qemu): $(ss -Hltnp "sport = :$port")"; }
   done
   log "ssh answered after $((SECONDS - start)) s"
   in_guest 300 'systemctl is-system-running --wait >/dev/null || systemctl --failed --no-legend; stat -fc %T /sys/fs/cgroup'
@@ -299,9 +329,32 @@ case "${1:-}" in
     [ -f "$REPO/dist/e2e-v2/cgroups-v2.test.js" ] || die "run npm run build first"
     # the suite installs the single-file plugin from the release tarball (over 9p: one file)
     compgen -G "$REPO/build/release/nomad-driver-nix-*.tar.gz" >/dev/null || die "run npm run package first"
+    # a guest of its own: its own state directory and free ports unless they are given, so a
+    # guest another run left (or boots meanwhile) is never the one tested; the suite's
+    # `run` calls find them in the environment
+    own_state=false
+    if [ -z "${V2_GUEST_STATE:-}" ]; then
+      STATE="$(mktemp -d /run/nomad-driver-nix-v2-guest.XXXXXX)"
+      export V2_GUEST_STATE="$STATE"
+      own_state=true
+    fi
+    [ -n "${V2_GUEST_SSH_PORT:-}" ] || SSH_PORT="$(free_port)"
+    [ -n "${V2_GUEST_HTTP_PORT:-}" ] || HTTP_PORT="$(free_port)"
+    export V2_GUEST_SSH_PORT="$SSH_PORT" V2_GUEST_HTTP_PORT="$HTTP_PORT"
+    # the guest is powered off whatever happens; its console log is kept when something failed
+    finish() {
+      local status=$?
+      stop
+      if [ "$status" -ne 0 ]; then log "failed (exit $status); the guest's console: $STATE/console.log"
+      elif [ "$own_state" = true ]; then rm -rf "$STATE"; fi
+    }
+    trap finish EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     timed build build
-    trap stop EXIT
     timed boot boot
+    # the task cgroup against the guest's real v2 kernel (dist/ over 9p), then the suite
+    timed "task cgroup (v2 kernel)" in_guest 900 "cd '$REPO' && node --test --test-reporter=spec dist/src/cgroup/task-cgroup-host-v2.test.js"
     timed "v2 suite" timeout --kill-after=30 "${V2_GUEST_SUITE_TIMEOUT:-4800}" \
       node --test --test-reporter=spec --test-concurrency=1 "$@" "$REPO"/dist/e2e-v2/*.test.js
     ;;
