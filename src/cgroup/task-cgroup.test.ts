@@ -79,6 +79,13 @@ describe('task cgroup on a fake cgroups v2 tree', () => {
       assert.equal(stats.memory.usage, 65_011_712);
       assert.equal(stats.memory.rss, 52_428_800);
       assert.equal(await cgroup.readOomKills(), 1);
+      // the OOM watch's counter: opened once, each read the file as it is now
+      const counter = await cgroup.openOomKills();
+      assert.equal(counter?.read(), 1);
+      fs.setFile(`${scope}/memory.events`, fixture('v2-task/memory.events').replace(/^oom_kill \d+$/m, 'oom_kill 3'));
+      assert.equal(counter?.read(), 3);
+      counter?.close();
+      assert.equal(fs.opened.filter((f) => f.endsWith('memory.events')).length, 1);
 
       await assert.rejects(cgroup.remove({ timeoutMs: 50 }), {
         code: 'failed_precondition',

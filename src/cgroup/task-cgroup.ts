@@ -283,9 +283,31 @@ export class TaskCgroup {
    * memory.failcnt counts hits of the limit, not kills: it stayed 0 across an OOM kill here.)
    */
   async readOomKills(): Promise<number | undefined> {
-    const file = this.location.version === 'v2' ? 'memory.events' : 'memory.oom_control';
-    const text = await this.#io.read(posix.join(this.dir('memory'), file));
+    const text = await this.#io.read(this.#oomKillsFile());
     return text === undefined ? undefined : parseOomKills(text);
+  }
+
+  /**
+   * readOomKills for a caller that reads it every second while the task runs (driver/oom-watch.ts):
+   * the file is opened once and each `read()` is one pread, as for stats (openStats) — an
+   * open/read/close through the thread pool per task per second cost the plugin 3.4 % of a core
+   * with 50 idle tasks (issue 16, `npm run bench:stats`). `read()` gives undefined once the
+   * cgroup is gone; undefined when the file does not exist. `close()` when the task ended.
+   */
+  async openOomKills(): Promise<{ read(): number | undefined; close(): void } | undefined> {
+    const reader = await this.#io.openReader(this.#oomKillsFile());
+    if (reader === undefined) return undefined;
+    return {
+      read: () => {
+        const text = readGone(reader);
+        return text === undefined ? undefined : parseOomKills(text);
+      },
+      close: () => reader.close(),
+    };
+  }
+
+  #oomKillsFile(): string {
+    return posix.join(this.dir('memory'), this.location.version === 'v2' ? 'memory.events' : 'memory.oom_control');
   }
 }
 

@@ -18,7 +18,16 @@ function fakeTask(killsAtStart: number) {
     exit = resolve;
   });
   const launched = { exited } as unknown as LaunchedTask;
-  const cgroup = { readOomKills: async () => kills } as unknown as TaskCgroup;
+  let opened = 0;
+  let closed = 0;
+  // the watch opens the counter once and reads it each poll; readOomKills is the exit's read
+  const cgroup = {
+    readOomKills: async () => kills,
+    openOomKills: async () => {
+      opened += 1;
+      return { read: () => kills, close: () => (closed += 1) };
+    },
+  } as unknown as TaskCgroup;
   const persisted = { oomKillsBefore: killsAtStart } as unknown as PersistedTask;
   const request = {
     id: 'a/main/1',
@@ -26,7 +35,7 @@ function fakeTask(killsAtStart: number) {
     name: 'main',
     resources: { cpuShares: 100, memoryMb: 160, memoryMaxMb: 0, cpusetCpus: '', cpusetCgroupPath: '' },
   } as unknown as TaskRequest;
-  return { launched, cgroup, persisted, request, exit, setKills: (n: number) => (kills = n) };
+  return { launched, cgroup, persisted, request, exit, setKills: (n: number) => (kills = n), files: () => ({ opened, closed }) };
 }
 
 describe('OOM kills inside a running task (driver/oom-watch.ts)', () => {
@@ -46,6 +55,7 @@ describe('OOM kills inside a running task (driver/oom-watch.ts)', () => {
     task.setKills(5);
     await sleep(OOM_POLL_MS * 1.5);
     assert.equal(events.length, 1, 'no polling after the exit');
+    assert.deepEqual(task.files(), { opened: 1, closed: 1 }, 'the counter opened once, closed at the exit');
   });
 
   it('the main process killed by SIGKILL while the counter grew is an OOM kill at exit', async () => {
@@ -74,7 +84,7 @@ describe('OOM kills inside a running task (driver/oom-watch.ts)', () => {
     });
     const reported: number[] = [];
     watchOomKills({
-      read: async () => {
+      read: () => {
         const value = reads[Math.min(i++, reads.length - 1)];
         if (i === 4) throw new Error('cgroup gone');
         return value;

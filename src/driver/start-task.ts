@@ -198,11 +198,22 @@ export function adoptTask(
   if (cgroup !== undefined && event !== undefined) {
     // a kill of any of the task's processes, reported when it happens (driver/oom-watch.ts)
     const limitBytes = taskLimits(request, 0).memoryLimitBytes;
-    watchOomKills({
-      read: () => cgroup.readOomKills(),
-      since: persisted.oomKillsBefore,
-      until: launched.exited,
-      report: (killed) => event(oomKillEventMessage(killed, limitBytes)),
+    // the counter's file stays open while the task runs: one pread per poll
+    const counter = cgroup.openOomKills().catch(() => undefined);
+    let ended = false;
+    const end = () => {
+      ended = true;
+      void counter.then((opened) => opened?.close());
+    };
+    launched.exited.then(end, end);
+    void counter.then((opened) => {
+      if (opened === undefined || ended) return;
+      watchOomKills({
+        read: () => opened.read(),
+        since: persisted.oomKillsBefore,
+        until: launched.exited,
+        report: (killed) => event(oomKillEventMessage(killed, limitBytes)),
+      });
     });
   }
   const exited = launched.exited.then((status) => withOomKills(status, cgroup, persisted.oomKillsBefore));
