@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cgroupPathProblem, controllerDir, nomadTaskCgroup, procCgroupIn, taskCgroupLocation, taskCgroupProblem, v1Dirs } from './placement.js';
+import { cgroupPathProblem, controllerDir, nomadTaskCgroup, procCgroupIn, procCgroupPath, taskCgroupLocation, taskCgroupProblem, v1Dirs } from './placement.js';
 
 const ALLOC = '3dd3add4-81d1-f2b8-bdfd-7e1af5f9aa02';
 
@@ -146,5 +146,10 @@ describe('taskCgroupProblem and procCgroupIn', () => {
     assert.equal(procCgroupIn(`0::/nomad.slice/share.slice/${ALLOC}.web.scope/sub\n`, v2), true);
     assert.equal(procCgroupIn(`0::/nomad.slice/share.slice/${ALLOC}.web.scope2\n`, v2), false, 'a sibling with a longer name');
     assert.equal(procCgroupIn('0::/\n', v2), false);
+    // the path is all after the second colon; v1 by the named controller's line
+    assert.equal(procCgroupPath('5:cpu,cpuacct:/a:b\n4:memory:/m\n0::/u\n', 'v1', 'cpuacct'), '/a:b');
+    assert.equal(procCgroupPath('5:cpu,cpuacct:/a:b\n4:memory:/m\n0::/u\n', 'v1'), '/m');
+    assert.equal(procCgroupPath('5:cpu,cpuacct:/a:b\n4:memory:/m\n0::/u\n', 'v2'), '/u');
+    assert.equal(procCgroupPath('4:memory:/m\n', 'v1', 'pids'), undefined);
   });
 });

@@ -228,11 +228,20 @@ export function taskCgroupProblem(
  */
 export function procCgroupIn(text: string, location: TaskCgroupLocation): boolean {
   const want = `/${location.path}`;
+  const path = procCgroupPath(text, location.version);
+  return path !== undefined && (path === want || path.startsWith(`${want}/`));
+}
+
+/**
+ * The cgroup path a /proc/<pid>/cgroup `text` (cgroups(7): `id:controllers:path` lines) gives
+ * for the unified hierarchy (v2) or for v1 `controller`'s hierarchy; undefined when it has no
+ * such line. The path is everything after the second colon (it may hold colons). Pure.
+ */
+export function procCgroupPath(text: string, version: CgroupVersion, controller = 'memory'): string | undefined {
   for (const line of text.split('\n')) {
     const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
     if (controllers === undefined || path === undefined) continue;
-    const relevant = location.version === 'v2' ? controllers === '' : controllers.split(',').includes('memory');
-    if (relevant && (path === want || path.startsWith(`${want}/`))) return true;
+    if (version === 'v2' ? controllers === '' : controllers.split(',').includes(controller)) return path;
   }
-  return false;
+  return undefined;
 }

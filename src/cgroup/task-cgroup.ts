@@ -18,7 +18,7 @@ import { errnoCode } from '../host/fs.js';
 import { cgroupFileOf } from '../host/proc.js';
 import { type CgroupFileReader, type CgroupIo, nodeCgroupIo } from './io.js';
 import { limitWrites, type TaskLimits } from './limits.js';
-import { controllerDir, type TaskCgroupLocation, V1_OPTIONAL_CONTROLLERS, V2_TASK_CONTROLLERS, type V1Dir, v1Dirs } from './placement.js';
+import { controllerDir, procCgroupPath, type TaskCgroupLocation, V1_OPTIONAL_CONTROLLERS, V2_TASK_CONTROLLERS, type V1Dir, v1Dirs } from './placement.js';
 import { parseOomKills, parsePids, STATS_FILES, statsFromFiles, type TaskCgroupStats } from './stats.js';
 
 export interface TaskCgroupOptions {
@@ -139,14 +139,13 @@ export class TaskCgroup {
 
   /** The cgroup.procs of the cgroup that /proc/<pid>/cgroup `text` names, in the hierarchy addProcess writes first. */
   async #ownProcsFile(text: string): Promise<string | undefined> {
-    const lines = text.split('\n').map((line) => line.split(':'));
     if (this.location.version === 'v2') {
-      const path = lines.find((l) => l[0] === '0' && l[1] === '')?.[2];
+      const path = procCgroupPath(text, 'v2');
       return path === undefined ? undefined : posix.join(this.location.root, path, 'cgroup.procs');
     }
     const [first] = await this.#v1Dirs();
     if (first === undefined) return undefined;
-    const path = lines.find((l) => (l[1] ?? '').split(',').includes(first.controller))?.[2];
+    const path = procCgroupPath(text, 'v1', first.controller);
     return path === undefined ? undefined : posix.join(this.location.root, first.controller, path, 'cgroup.procs');
   }
 
